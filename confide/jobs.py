@@ -1,0 +1,18 @@
+"""Names of background jobs and their queues, shared by the web process and the workers.
+
+Only ids (and, for hashing, a peppered pre-hash) ever travel as arguments (CONTRACTS §2, §6).
+"""
+
+from __future__ import annotations
+
+HASHING_QUEUE = "hashing"
+DEFAULT_QUEUE = "default"
+
+STORE_CODE_VERIFIER = "confide.store_code_verifier"
+CHECK_CODE = "confide.check_code"
+
+BEAT_HEARTBEAT_NAME = "beat"
+BEAT_INTERVAL_S = 30
+BEAT_STALE_AFTER_S = 90
+
+REDACTED_ARGS = "(<ids>, <redacted>)"

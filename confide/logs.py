@@ -1,0 +1,131 @@
+"""Structured JSON logs with an allow-list of fields (docs/logging.md).
+
+Nothing identifying may reach a log line: no IP, user agent, code, report or message text, e-mail
+address or query string. Three layers make sure of that:
+- our own code logs ids and outcomes only (``log.info("report_submitted", thread_id=…)``);
+- a processor drops every field that is not on the allow-list;
+- records from other libraries (aiohttp, asyncpg, Celery) keep their logger name and a fixed event,
+  and exceptions keep their type and frames but never their message, which can quote user values.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import MutableMapping
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+ALLOWED_FIELDS = frozenset(
+    {
+        "event",
+        "level",
+        "timestamp",
+        "logger",
+        "component",
+        "request_id",
+        "route",
+        "method",
+        "status",
+        "duration_ms",
+        "task",
+        "task_id",
+        "thread_id",
+        "outbox_id",
+        "queue",
+        "attempts",
+        "exc_type",
+        "traceback",
+        "error_id",
+        "count",
+        "applied",
+        "fallback",
+        "outcome",
+    }
+)
+
+# Third-party messages we keep verbatim: they are fixed strings without user data.
+_SAFE_FOREIGN_MESSAGES = {
+    "celery.worker.consumer.connection": True,
+    "celery.apps.worker": True,
+    "celery.beat": True,
+    "celery.worker.strategy": True,  # "Task <name>[<id>] received"
+}
+
+
+def safe_traceback(
+    exc_info: tuple[type[BaseException], BaseException, TracebackType | None],
+) -> str:
+    """Frames and exception types only: messages can carry user values, so they are left out."""
+    exc_type, _exc, tb = exc_info
+    frames = traceback.extract_tb(tb)
+    where = " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames[-8:])
+    return f"{exc_type.__name__} at {where}" if where else exc_type.__name__
+
+
+def _allow_list(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    exc_info = event.pop("exc_info", None)
+    if exc_info:
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        elif isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        if exc_info and exc_info[0] is not None:
+            event["exc_type"] = exc_info[0].__name__
+            event["traceback"] = safe_traceback(exc_info)
+    for key in [k for k in event if k not in ALLOWED_FIELDS]:
+        del event[key]
+    return event
+
+
+def _foreign_record(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Records from the standard library logging of other packages."""
+    record: logging.LogRecord | None = event.get("_record")
+    if record is None or record.name.startswith("confide"):
+        return event
+    if not _SAFE_FOREIGN_MESSAGES.get(record.name):
+        # aiohttp writes "Error handling request from <client address>" and parser errors with the
+        # address; asyncpg and Celery can quote values. Keep a fixed event name only.
+        event["event"] = "library_message"
+    if record.exc_info and record.exc_info[0] is not None:
+        event["exc_info"] = record.exc_info
+    return event
+
+
+def configure(component: str, level: str = "INFO", stream: Any = None) -> None:
+    """JSON lines on stdout (or ``stream``) for every logger in the process."""
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*processors, _foreign_record],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _allow_list,
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+    )
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiohttp's access logger is never used (our own access log has no client address).
+    logging.getLogger("aiohttp.access").disabled = True
+    structlog.configure(
+        processors=[*processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(component=component)
+
+
+def get(name: str = "confide") -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,118 @@
+"""The organisation file (``CONFIDE_ORG_FILE``, TOML): name, exit URL, region, hours, teams, categories."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import date, time
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from confide.errors import ConfigError
+
+REGIONS = {"england-and-wales": ("ENG", "WLS"), "scotland": ("SCT",), "northern-ireland": ("NIR",)}
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Team:
+    slug: str
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class Category:
+    slug: str
+    name: str
+    team: str
+
+
+@dataclass(frozen=True)
+class Organisation:
+    name: str
+    logo: str
+    exit_url: str
+    region: str
+    timezone: ZoneInfo
+    opens: time
+    closes: time
+    closure_days: frozenset[date]
+    teams: tuple[Team, ...]
+    categories: tuple[Category, ...]
+
+    def category(self, slug: str) -> Category | None:
+        return next((c for c in self.categories if c.slug == slug), None)
+
+
+def load(path: Path) -> Organisation:
+    where = "CONFIDE_ORG_FILE"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError:
+        raise ConfigError(f"{where}: cannot read {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+
+    def text(key: str, default: str | None = None) -> str:
+        value = data.get(key, default)
+        if not isinstance(value, str) or (default is None and not value.strip()):
+            raise ConfigError(f"{where}: '{key}' must be a non-empty string")
+        return value.strip()
+
+    exit_url = text("exit_url")
+    if urlsplit(exit_url).scheme != "https":
+        raise ConfigError(f"{where}: 'exit_url' must be an https:// address")
+    region = text("region", "england-and-wales")
+    if region not in REGIONS:
+        raise ConfigError(f"{where}: 'region' must be one of {', '.join(REGIONS)}")
+    try:
+        tz = ZoneInfo(text("timezone", "Europe/London"))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: 'timezone' is not a known time zone") from None
+    hours = data.get("working_hours", {})
+    try:
+        opens = time.fromisoformat(str(hours.get("start", "09:00")))
+        closes = time.fromisoformat(str(hours.get("end", "17:00")))
+        closures = frozenset(date.fromisoformat(str(d)) for d in data.get("closure_days", []))
+    except ValueError:
+        raise ConfigError(
+            f"{where}: working_hours and closure_days need HH:MM and YYYY-MM-DD"
+        ) from None
+    if opens >= closes:
+        raise ConfigError(f"{where}: working_hours.start must be before working_hours.end")
+
+    teams = []
+    for slug, team in (data.get("teams") or {}).items():
+        if not _SLUG.match(slug) or not isinstance(team, dict):
+            raise ConfigError(f"{where}: team '{slug}' needs a lower-case slug and a table")
+        teams.append(Team(slug, str(team.get("name") or slug), str(team.get("email") or "")))
+    if not teams:
+        raise ConfigError(f"{where}: define at least one [teams.<slug>]")
+    team_slugs = {t.slug for t in teams}
+    categories = []
+    for item in data.get("categories") or []:
+        slug, team = str(item.get("id", "")), str(item.get("team", ""))
+        if not _SLUG.match(slug):
+            raise ConfigError(f"{where}: category id '{slug}' must be a lower-case slug")
+        if team not in team_slugs:
+            raise ConfigError(f"{where}: category '{slug}' names unknown team '{team}'")
+        categories.append(Category(slug, str(item.get("name") or slug), team))
+    if not categories:
+        raise ConfigError(f"{where}: define at least one [[categories]]")
+    if len({c.slug for c in categories}) != len(categories):
+        raise ConfigError(f"{where}: category ids must be unique")
+    return Organisation(
+        name=text("name"),
+        logo=str(data.get("logo") or ""),
+        exit_url=exit_url,
+        region=region,
+        timezone=tz,
+        opens=opens,
+        closes=closes,
+        closure_days=closures,
+        teams=tuple(teams),
+        categories=tuple(categories),
+    )

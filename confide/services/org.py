@@ -1,0 +1,20 @@
+"""Keep teams and categories in PostgreSQL in step with the organisation file."""
+
+from __future__ import annotations
+
+from asyncpg import Pool
+
+from confide.org import Organisation
+from confide.sql import org as sql_org
+
+
+async def sync_organisation(pool: Pool, org: Organisation) -> None:
+    """Idempotent upsert of the file's teams and categories (admin-made ones are kept)."""
+    async with pool.acquire() as conn, conn.transaction():
+        team_ids = {}
+        for team in org.teams:
+            team_ids[team.slug] = await sql_org.upsert_team(conn, team.slug, team.name, team.email)
+        for position, category in enumerate(org.categories):
+            await sql_org.upsert_category(
+                conn, category.slug, category.name, team_ids[category.team], position
+            )

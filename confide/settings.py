@@ -1,0 +1,261 @@
+"""One frozen settings object, built from the environment (CONTRACTS §1).
+
+A secret comes from ``NAME`` or from the file named in ``NAME_FILE``. In development a missing key is
+generated once into the data dir; in production that is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from confide.errors import ConfigError
+
+DEFAULT_ORG_FILE = Path(__file__).parent / "data" / "demo-org.toml"
+
+
+class Secret:
+    """A secret value whose ``repr`` never shows it."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str = "env") -> None:
+        self._value = value
+        self.source = source  # "env", "file:<path>" or "generated"
+
+    def get(self) -> str:
+        return self._value
+
+    def bytes(self) -> bytes:
+        return self._value.encode("utf-8")
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash("secret")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    redis_url: str | None
+    smtp_url: str | None
+    mail_from: str
+    port: int
+    data_dir: Path
+    env: str
+    org_file: Path
+    encryption_keys: Secret
+    lookup_key: Secret
+    code_pepper: Secret
+    session_key: Secret
+    metrics_token: Secret | None
+    trust_proxy: bool
+    # Not in CONTRACTS §1, documented in docs/configuration.md.
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    argon2_parallelism: int = 1
+    hash_timeout_s: float = 3.0
+    local_hash_threads: int = 2
+    per_client_limits: bool = True
+    submit_per_client_per_hour: int = 20
+    submit_global_per_minute: int = 120
+    reply_target_workdays: int = 2
+    log_level: str = "INFO"
+    generated_keys: tuple[str, ...] = field(default=())
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        mode = env.get("CONFIDE_ENV", "development").strip() or "development"
+        if mode not in ("development", "production"):
+            raise ConfigError("CONFIDE_ENV must be 'development' or 'production'")
+        data_dir = Path(env.get("CONFIDE_DATA_DIR", "./var")).resolve()
+        generated: list[str] = []
+
+        def secret(name: str, maker: str = "token") -> Secret:
+            value = _read_secret(env, name, data_dir, production=mode == "production")
+            if value is not None:
+                return value
+            if mode == "production":
+                raise ConfigError(f"{name} is not set (required in production)")
+            generated.append(name)
+            return _generated_secret(data_dir, name, maker)
+
+        keys = secret("CONFIDE_ENCRYPTION_KEYS", maker="keyring")
+        parse_keyring(keys.get())  # fail early with a clear line
+        settings = cls(
+            database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql")),
+            redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "redis+socket", "unix")),
+            smtp_url=_url(env, "SMTP_URL", ("smtp", "smtps")),
+            mail_from=env.get("MAIL_FROM", "confide@localhost"),
+            port=_int(env, "PORT", 8080, 1, 65535),
+            data_dir=data_dir,
+            env=mode,
+            org_file=Path(env.get("CONFIDE_ORG_FILE") or DEFAULT_ORG_FILE),
+            encryption_keys=keys,
+            lookup_key=secret("CONFIDE_LOOKUP_KEY"),
+            code_pepper=secret("CONFIDE_CODE_PEPPER"),
+            session_key=secret("CONFIDE_SESSION_KEY"),
+            metrics_token=_read_secret(env, "CONFIDE_METRICS_TOKEN", data_dir, production=False),
+            trust_proxy=_bool(env, "CONFIDE_TRUST_PROXY", False),
+            argon2_time_cost=_int(env, "CONFIDE_ARGON2_TIME_COST", 2, 1, 20),
+            argon2_memory_kib=_int(env, "CONFIDE_ARGON2_MEMORY_KIB", 19456, 8, 4_194_304),
+            argon2_parallelism=_int(env, "CONFIDE_ARGON2_PARALLELISM", 1, 1, 16),
+            hash_timeout_s=_float(env, "CONFIDE_HASH_TIMEOUT", 3.0, 0.1, 60.0),
+            local_hash_threads=_int(env, "CONFIDE_LOCAL_HASH_THREADS", 2, 1, 64),
+            per_client_limits=_bool(env, "CONFIDE_PER_CLIENT_LIMITS", True),
+            submit_per_client_per_hour=_int(
+                env, "CONFIDE_SUBMIT_PER_CLIENT_PER_HOUR", 20, 1, 10**9
+            ),
+            submit_global_per_minute=_int(env, "CONFIDE_SUBMIT_GLOBAL_PER_MINUTE", 120, 1, 10**9),
+            reply_target_workdays=_int(env, "CONFIDE_REPLY_TARGET_WORKDAYS", 2, 1, 30),
+            log_level=env.get("CONFIDE_LOG_LEVEL", "INFO").upper(),
+            generated_keys=tuple(generated),
+        )
+        if not settings.org_file.is_file():
+            raise ConfigError(f"CONFIDE_ORG_FILE: no such file: {settings.org_file}")
+        if settings.is_production and settings.argon2_memory_kib < 19456:
+            raise ConfigError("CONFIDE_ARGON2_MEMORY_KIB must be at least 19456 in production")
+        return settings
+
+    def require_database(self) -> str:
+        if not self.database_url:
+            raise ConfigError("DATABASE_URL is not set (`confide run` starts an embedded server)")
+        return self.database_url
+
+    def require_redis(self) -> str:
+        if not self.redis_url:
+            raise ConfigError("REDIS_URL is not set (`confide run` starts an embedded server)")
+        return self.redis_url
+
+
+def parse_keyring(text: str) -> list[tuple[str, bytes]]:
+    """Parse ``id:base64key[,id:base64key…]``; the first key encrypts."""
+    keys: list[tuple[str, bytes]] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key_id, sep, b64 = part.partition(":")
+        if not sep or not key_id or len(key_id) > 32 or not key_id.isascii():
+            raise ConfigError("CONFIDE_ENCRYPTION_KEYS must look like id:base64key[,id:base64key]")
+        try:
+            raw = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(f"CONFIDE_ENCRYPTION_KEYS: key {key_id!r} is not base64") from None
+        if len(raw) != 32:
+            raise ConfigError(f"CONFIDE_ENCRYPTION_KEYS: key {key_id!r} must be 32 bytes")
+        if any(k == key_id for k, _ in keys):
+            raise ConfigError(f"CONFIDE_ENCRYPTION_KEYS: key id {key_id!r} appears twice")
+        keys.append((key_id, raw))
+    if not keys:
+        raise ConfigError("CONFIDE_ENCRYPTION_KEYS holds no key")
+    return keys
+
+
+def _read_secret(
+    env: dict[str, str], name: str, data_dir: Path, *, production: bool
+) -> Secret | None:
+    value = env.get(name)
+    if value:
+        return Secret(value.strip(), "env")
+    path_text = env.get(f"{name}_FILE")
+    if not path_text:
+        return None
+    path = Path(path_text).resolve()
+    if production and _is_within(path, data_dir):
+        raise ConfigError(f"{name}_FILE must not point into CONFIDE_DATA_DIR in production")
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        raise ConfigError(f"{name}_FILE: cannot read {path}") from None
+    if not text:
+        raise ConfigError(f"{name}_FILE: {path} is empty")
+    return Secret(text, f"file:{path}")
+
+
+def _generated_secret(data_dir: Path, name: str, maker: str) -> Secret:
+    """Development only: make a key once and keep it in ``<data dir>/secrets/NAME`` (mode 0600)."""
+    folder = data_dir / "secrets"
+    path = folder / name
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if maker == "keyring":
+            value = "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+        else:
+            value = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
+    return Secret(path.read_text().strip(), "generated")
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+def _url(env: dict[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    scheme = urlsplit(value).scheme
+    if scheme not in schemes:
+        raise ConfigError(f"{name} must start with one of: {', '.join(s + '://' for s in schemes)}")
+    return value
+
+
+def _int(env: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 0 or 1")

@@ -1,0 +1,29 @@
+"""SQL for process heartbeats (beat writes one every 30 s)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from asyncpg import Connection
+
+
+async def beat(conn: Connection, name: str) -> None:
+    await conn.execute(
+        """INSERT INTO heartbeats (name, last_tick) VALUES ($1, now())
+           ON CONFLICT (name) DO UPDATE SET last_tick = now()""",
+        name,
+    )
+
+
+async def last_tick(conn: Connection, name: str) -> datetime | None:
+    value: datetime | None = await conn.fetchval(
+        "SELECT last_tick FROM heartbeats WHERE name = $1", name
+    )
+    return value
+
+
+async def latest_worker_tick(conn: Connection) -> datetime | None:
+    value: datetime | None = await conn.fetchval(
+        "SELECT max(last_tick) FROM heartbeats WHERE name LIKE 'worker:%'"
+    )
+    return value

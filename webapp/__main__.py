@@ -1,0 +1,44 @@
+"""``python -m webapp``: one web process (``confide run`` starts it for you)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from aiohttp import web
+
+from confide import logs
+from confide.errors import ConfigError
+from confide.settings import Settings
+from webapp.app import create_app
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+        logs.configure("web", settings.log_level)
+        app = create_app(settings)
+    except ConfigError as exc:
+        print(f"confide: {exc}", file=sys.stderr)
+        return 1
+    loop = asyncio.new_event_loop()
+    if settings.is_production and (loop.get_debug() or sys.flags.dev_mode):
+        # In debug mode aiohttp puts tracebacks in error pages.
+        print("confide: asyncio debug mode is on; refusing to run in production", file=sys.stderr)
+        return 1
+    logs.get("confide.web").info("web_starting", component="web")
+    web.run_app(
+        app,
+        host="0.0.0.0" if settings.is_production else "127.0.0.1",  # noqa: S104
+        port=settings.port,
+        access_log=None,  # aiohttp's own access log records the client address; ours does not
+        print=None,
+        reuse_port=True,
+        loop=loop,
+        shutdown_timeout=10,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

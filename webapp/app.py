@@ -1,0 +1,150 @@
+"""create_app(settings): AppKeys, cleanup contexts (pool, Redis, Celery client), routes, middlewares."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from confide import db, logs
+from confide import org as org_file
+from confide.crypto import Keyring
+from confide.errors import ConfigError
+from confide.services.org import sync_organisation
+from confide.settings import Settings
+from webapp import i18n, routes
+from webapp.errors import error_middleware
+from webapp.jobs import CodeHasher, make_client
+from webapp.keys import (
+    CELERY,
+    HASHER,
+    KEYRING,
+    LIMITS,
+    ORG,
+    POOL,
+    REDIS,
+    REQUEST_ID,
+    SETTINGS,
+    STARTED,
+)
+from webapp.security import SubmissionLimits, is_tls, security_headers
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_BODY = 1024 * 1024  # 1 MiB (CONTRACTS §3: 413 above it)
+
+access_log = logs.get("confide.access")
+
+
+@web.middleware
+async def access_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Our own access log: route name, status, duration. No address, user agent or query."""
+    request_id = secrets.token_hex(8)
+    request[REQUEST_ID] = request_id
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        route = request.match_info.route.name or "unmatched"
+        access_log.info(
+            "request",
+            request_id=request_id,
+            route=route,
+            method=request.method,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+
+def create_app(settings: Settings) -> web.Application:
+    org = org_file.load(settings.org_file)
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[access_middleware, error_middleware],
+    )
+    app[SETTINGS] = settings
+    app[ORG] = org
+    app[KEYRING] = Keyring.from_secret(settings.encryption_keys)
+    app[LIMITS] = SubmissionLimits(settings)
+    app[STARTED] = time.time()
+
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(ROOT / "templates")),
+        autoescape=jinja2.select_autoescape(["html", "xml"], default=True),
+        extensions=["jinja2.ext.i18n"],
+        undefined=jinja2.StrictUndefined,
+        context_processors=[_template_context],
+    )
+    env.install_gettext_translations(i18n.load(), newstyle=True)  # type: ignore[attr-defined]
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        security_headers(request, response, tls=is_tls(request, settings))
+
+    app.on_response_prepare.append(on_prepare)
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_queue)
+    routes.setup(app, ROOT / "webapp" / "static")
+    return app
+
+
+async def _template_context(request: web.Request) -> dict[str, Any]:
+    app = request.app
+    return {"org": app[ORG], "request_path": request.path}
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    dsn = settings.require_database()
+    if not settings.is_production:
+        await db.ensure_database(dsn)
+    pool = await db.create_pool(dsn)
+    async with pool.acquire() as conn:
+        if settings.is_production:
+            pending = await _pending_migrations(conn)
+            if pending:
+                raise ConfigError(f"database schema is behind: run `confide migrate` ({pending})")
+        else:
+            await db.migrate(conn)
+    await sync_organisation(pool, app[ORG])
+    app[POOL] = pool
+    yield
+    await pool.close()
+
+
+async def _pending_migrations(conn: Any) -> str:
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    done = set()
+    if exists:
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+    return ", ".join(name for version, name, _ in db.migration_files() if version not in done)
+
+
+async def _queue(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[REDIS] = aioredis.from_url(
+        settings.require_redis(), socket_timeout=1.0, socket_connect_timeout=1.0
+    )
+    client = make_client(settings)
+    app[CELERY] = client
+    hasher = CodeHasher(settings, app[POOL], client)
+    app[HASHER] = hasher
+    yield
+    hasher.close()
+    await app[REDIS].aclose()
+    await asyncio.get_running_loop().run_in_executor(None, client.close)

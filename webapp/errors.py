@@ -1,0 +1,181 @@
+"""One middleware: domain exceptions -> statuses; HTML pages or problem+json; never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp_jinja2
+import asyncpg
+from aiohttp import web
+
+from confide import logs
+from confide.errors import (
+    CodeMalformed,
+    CodeNotRecognised,
+    DatabaseUnavailable,
+    NotFound,
+    RateLimited,
+    ThreadClosed,
+    ValidationFailed,
+)
+
+log = logs.get("confide.web")
+
+ERROR_STATUS: dict[type[Exception], int] = {
+    CodeMalformed: 422,
+    CodeNotRecognised: 401,
+    ThreadClosed: 409,
+    ValidationFailed: 422,
+    NotFound: 404,
+    RateLimited: 429,
+    DatabaseUnavailable: 503,
+}
+
+TITLES = {
+    400: "Bad request",
+    401: "Not recognised",
+    403: "Forbidden",
+    404: "Page not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Too much to send",
+    415: "Unsupported content type",
+    422: "There is a problem with what was sent",
+    429: "Too many attempts",
+    500: "Something went wrong",
+    503: "Service unavailable",
+}
+
+_DB_DOWN = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.QueryCanceledError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+)
+
+
+class BadRequest(Exception):
+    """Malformed input that is the client's fault (bad UTF-8, broken form or JSON)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class UnsupportedMediaType(Exception):
+    def __init__(self, expected: str) -> None:
+        super().__init__(expected)
+        self.detail = f"Send {expected}."
+
+
+def wants_json(request: web.Request) -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    accept = request.headers.get("Accept", "")
+    return "json" in accept and "html" not in accept
+
+
+def problem(
+    status: int,
+    detail: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if errors is not None:
+        body["errors"] = errors
+    return web.json_response(
+        body, status=status, content_type="application/problem+json", headers=headers
+    )
+
+
+def error_page(
+    request: web.Request,
+    status: int,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    error_id: str | None = None,
+) -> web.Response:
+    if wants_json(request):
+        return problem(status, detail, headers=headers)
+    context = {
+        "status": status,
+        "title": TITLES.get(status, "Error"),
+        "detail": detail,
+        "error_id": error_id,
+    }
+    response = aiohttp_jinja2.render_template(
+        [f"errors/{status}.html", "errors/error.html"], request, context, status=status
+    )
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {}
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        if exc.status == 413:
+            return error_page(request, 413, "That was more than 1 MiB. Shorten it and try again.")
+        return error_page(request, exc.status, headers=headers)
+    except ValidationFailed as exc:
+        if wants_json(request):
+            return problem(
+                422,
+                "Some fields are not valid.",
+                [{"field": e.field, "message": e.message} for e in exc.errors],
+            )
+        return error_page(request, 422)
+    except RateLimited as exc:
+        return error_page(
+            request,
+            429,
+            "Please wait a little and try again.",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+    except BadRequest as exc:
+        return error_page(request, 400, exc.detail)
+    except UnsupportedMediaType as exc:
+        return error_page(request, 415, exc.detail)
+    except tuple(ERROR_STATUS) as exc:
+        return error_page(request, ERROR_STATUS[type(exc)])
+    except (*_DB_DOWN, asyncpg.PostgresConnectionError) as exc:
+        log.error("dependency_down", exc_info=exc, route=_route(request))
+        return error_page(
+            request,
+            503,
+            "Nothing was received. Please try again in a few minutes.",
+            headers={"Retry-After": "30"},
+        )
+    except Exception as exc:
+        error_id = secrets.token_hex(4)
+        # The traceback goes to the log only, as frames without messages or request data.
+        log.error("unhandled_error", exc_info=exc, error_id=error_id, route=_route(request))
+        return error_page(request, 500, error_id=error_id)
+
+
+def _route(request: web.Request) -> str:
+    info = request.match_info.route
+    return info.name or (info.resource.canonical if info.resource else "") or "unmatched"

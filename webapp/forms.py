@@ -1,0 +1,45 @@
+"""Reading request bodies safely: clear 400/415 answers instead of exceptions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from webapp.errors import BadRequest, UnsupportedMediaType
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """A form as ``{name: text}``; the first value wins, files are refused."""
+    if request.content_type not in FORM_TYPES:
+        raise UnsupportedMediaType("a form (application/x-www-form-urlencoded)")
+    try:
+        data: MultiDictProxy[Any] = await request.post()
+    except UnicodeDecodeError:
+        raise BadRequest("The form was not valid UTF-8 text.") from None
+    except (ValueError, AssertionError, LookupError):
+        raise BadRequest("The form could not be read.") from None
+    form: dict[str, str] = {}
+    for key, value in data.items():
+        if not isinstance(value, str):
+            raise BadRequest("Files cannot be uploaded here.")
+        form.setdefault(key, value)
+    return form
+
+
+async def read_json(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("application/json")
+    raw = await request.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("The body is not valid UTF-8.") from None
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise BadRequest("The body is not valid JSON.") from None

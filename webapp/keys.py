@@ -1,0 +1,26 @@
+"""Typed application and request keys, in one place so handlers need not import the app."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from asyncpg import Pool
+from celery import Celery
+
+from confide.crypto import Keyring
+from confide.org import Organisation
+from confide.settings import Settings
+from webapp.jobs import CodeHasher
+from webapp.security import SubmissionLimits
+
+SETTINGS = web.AppKey("settings", Settings)
+ORG = web.AppKey("org", Organisation)
+KEYRING = web.AppKey("keyring", Keyring)
+POOL = web.AppKey("pool", Pool)
+REDIS = web.AppKey("redis", aioredis.Redis)
+CELERY = web.AppKey("celery", Celery)
+HASHER = web.AppKey("hasher", CodeHasher)
+LIMITS = web.AppKey("limits", SubmissionLimits)
+STARTED = web.AppKey("started", float)
+
+REQUEST_ID = "request_id"
