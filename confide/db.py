@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from asyncpg import Connection, Pool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_ID = 0x636F6E66  # "conf": one migrator at a time across processes
-
-Pool = asyncpg.Pool
-Connection = asyncpg.Connection
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:

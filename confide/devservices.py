@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from confide.errors import ConfigError
 
@@ -55,12 +56,13 @@ def start_postgres(data_dir: Path, embedded: Embedded, database: str = "confide"
             "DATABASE_URL is unset and the embedded PostgreSQL is not installed "
             "(pip install '.[embedded]')"
         ) from None
-    server: Any = pgserver.get_server(str(data_dir / "pg"), cleanup_mode="stop")
+    server: Any = getattr(pgserver, "get_server")(  # noqa: B009 - untyped module
+        str(data_dir / "pg"), cleanup_mode="stop"
+    )
     uri: str = server.get_uri()
     embedded._stops.append(lambda: server.cleanup())
-    base = uri.rsplit("/", 1)[0]
-    host_part = uri.split("?", 1)[1] if "?" in uri else ""
-    dsn = f"{base}/{database}" + (f"?{host_part}" if host_part else "")
+    parts = urlsplit(uri)
+    dsn = urlunsplit(parts._replace(path=f"/{database}"))
     embedded.database_url = dsn
     return dsn
 

@@ -117,9 +117,7 @@ def error_page(
         "detail": detail,
         "error_id": error_id,
     }
-    response = aiohttp_jinja2.render_template(
-        [f"errors/{status}.html", "errors/error.html"], request, context, status=status
-    )
+    response = aiohttp_jinja2.render_template("errors/error.html", request, context, status=status)
     if headers:
         response.headers.update(headers)
     return response

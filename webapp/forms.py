@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl
 from typing import Any
 
 from aiohttp import web
@@ -17,13 +18,28 @@ async def read_form(request: web.Request) -> dict[str, str]:
     """A form as ``{name: text}``; the first value wins, files are refused."""
     if request.content_type not in FORM_TYPES:
         raise UnsupportedMediaType("a form (application/x-www-form-urlencoded)")
+    if request.content_type == FORM_TYPES[0]:
+        # Parsed here, strictly: aiohttp would quietly replace invalid UTF-8.
+        raw = await request.read()
+        try:
+            pairs = parse_qsl(
+                raw.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=200
+            )
+        except UnicodeDecodeError:
+            raise BadRequest("The form was not valid UTF-8 text.") from None
+        except ValueError:
+            raise BadRequest("The form could not be read.") from None
+        form: dict[str, str] = {}
+        for key, value in pairs:
+            form.setdefault(key, value)
+        return form
     try:
         data: MultiDictProxy[Any] = await request.post()
     except UnicodeDecodeError:
         raise BadRequest("The form was not valid UTF-8 text.") from None
     except (ValueError, AssertionError, LookupError):
         raise BadRequest("The form could not be read.") from None
-    form: dict[str, str] = {}
+    form = {}
     for key, value in data.items():
         if not isinstance(value, str):
             raise BadRequest("Files cannot be uploaded here.")

@@ -107,7 +107,9 @@ def phone_field(errors: list[FieldError], field: str, value: Any) -> str | None:
     except phonenumbers.NumberParseException:
         errors.append(FieldError(field, message))
         return None
-    if not phonenumbers.is_valid_number(number):
+    # "Possible" (right length for its country), not "valid": numbering plans change faster than
+    # the library, and a real reporter must never be refused for a number that exists.
+    if not phonenumbers.is_possible_number(number):
         errors.append(FieldError(field, message))
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -1,0 +1,53 @@
+# Two commands do all the set-up: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
+             if command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(not (3,11) <= sys.version_info[:2] <= (3,12))'; then \
+               command -v $$p; break; fi; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench lock messages clean browser-deps
+
+$(STAMP): requirements/dev.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Confide needs CPython 3.11 or 3.12 on PATH"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Start web, worker and beat (plus embedded PostgreSQL and Redis when DATABASE_URL/REDIS_URL are unset).
+run: install
+	$(BIN)/confide run
+
+## Run the tests against real PostgreSQL, Redis, Celery, SMTP and Chromium.
+test: install browser-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Debian's chromium for the browser tests (installed when missing and apt is available).
+browser-deps:
+	@bash scripts/ensure-chromium
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## Benchmarks: figures printed as ratios to a bare baseline measured in the same run.
+bench: install
+	$(BIN)/python -m bench
+
+## Regenerate the hash-pinned lock file (no index or download URLs in it).
+lock:
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+	  --extra embedded --extra dev --extra ops -o requirements/dev.txt pyproject.toml
+
+## Extract user-facing strings into translations/messages.pot (Babel).
+messages: install
+	$(BIN)/pybabel extract -F babel.cfg -o translations/messages.pot .
+
+clean:
+	rm -rf $(VENV) var test-artifacts

@@ -1,0 +1,405 @@
+"""Shared plumbing for the benchmarks: results, processes, wrk, RSS, PostgreSQL and Redis.
+
+Everything a benchmark starts goes through :class:`Processes`, so that ``bench.__main__`` can stop
+it on success, on error and on Ctrl-C alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import http.client
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DATABASE = "confide_bench"
+BENCH_REDIS_DB = 12
+# Settings that would leak from the caller's shell into the processes we start.
+_OWN_ENV_PREFIXES = ("CONFIDE_", "DATABASE_URL", "REDIS_URL", "SMTP_URL", "PORT")
+
+
+# --- Results -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    op: str  # ">=", "<=" or "<"
+    limit: float
+
+    def is_met(self, value: float) -> bool:
+        if self.op == ">=":
+            return value >= self.limit
+        if self.op == "<=":
+            return value <= self.limit
+        if self.op == "<":
+            return value < self.limit
+        raise ValueError(f"unknown target operator {self.op!r}")
+
+    def __str__(self) -> str:
+        shown = {">=": "≥", "<=": "≤", "<": "<"}[self.op]
+        return f"{shown} {self.limit:g}"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One printed figure: the median of ``values`` with their range, and its target if any."""
+
+    name: str
+    values: tuple[float, ...]
+    unit: str = ""
+    target: Target | None = None
+    digits: int = 2
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def is_met(self) -> bool | None:
+        return None if self.target is None else self.target.is_met(self.median)
+
+    def line(self, width: int = 52) -> str:
+        fmt = f"{{:.{self.digits}f}}"
+        text = fmt.format(self.median)
+        if len(self.values) > 1:
+            text += f" ({fmt.format(min(self.values))}–{fmt.format(max(self.values))})"
+        if self.unit:
+            text += f" {self.unit}"
+        line = f"  {self.name:<{width}} {text:<26}"
+        if self.target is not None:
+            verdict = "target met" if self.is_met else "target missed"
+            line += f" target {self.target} {self.unit}".rstrip() + f"  {verdict}"
+        return line.rstrip()
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# --- Processes ---------------------------------------------------------------------------------
+
+
+class Processes:
+    """Every process a benchmark starts, each in its own session so Ctrl-C reaches us first."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log_path = self.log_dir / f"{name}.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                list(argv),
+                env=env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        proc.bench_log = log_path  # type: ignore[attr-defined]
+        self._procs.append(proc)
+        return proc
+
+    def stop(self, procs: Sequence[subprocess.Popen[bytes]] | None = None) -> None:
+        """SIGTERM to each process group we started, then SIGKILL what is left after 10 s."""
+        targets = list(self._procs if procs is None else procs)
+        for proc in targets:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in targets:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+            if proc in self._procs:
+                self._procs.remove(proc)
+
+
+def log_tail(proc: subprocess.Popen[bytes], lines: int = 15) -> str:
+    path: Path | None = getattr(proc, "bench_log", None)
+    if path is None or not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, procs: Sequence[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    """Poll ``url`` until it answers 200; fail at once if one of ``procs`` has died."""
+    parts = urlsplit(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"process {proc.args} exited with {proc.returncode}:\n{log_tail(proc)}"
+                )
+        try:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=1)
+            conn.request("GET", parts.path or "/")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+            conn.close()
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:\n{log_tail(procs[0])}")
+
+
+def post_form(url: str, body: str) -> tuple[int, str]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request(
+            "POST",
+            parts.path,
+            body=body.encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        response = conn.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size from /proc/<pid>/status (VmRSS, in kB) as MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+# --- wrk ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    rps: float
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: str
+    output: str
+
+    @property
+    def ok(self) -> int:
+        return self.requests - self.non_2xx
+
+    def summary(self) -> str:
+        text = f"{self.rps:7.0f} req/s  p50 {self.p50_ms:6.1f} ms  p99 {self.p99_ms:6.1f} ms"
+        if self.non_2xx:
+            text += f"  non-2xx {self.non_2xx}"
+        if self.socket_errors:
+            text += f"  socket errors: {self.socket_errors}"
+        return text
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not match:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"^\s*(\d+) requests in", output, re.M)
+    latency = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+(\S+)", output, re.M))
+    if not (rps and total and "50" in latency and "99" in latency):
+        raise RuntimeError(f"could not read wrk's output:\n{output}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors:\s+(.*)", output)
+    return WrkResult(
+        rps=float(rps.group(1)),
+        requests=int(total.group(1)),
+        p50_ms=_ms(latency["50"]),
+        p99_ms=_ms(latency["99"]),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=errors.group(1).strip() if errors else "",
+        output=output,
+    )
+
+
+def run_wrk(
+    url: str,
+    secs: float,
+    *,
+    connections: int = 64,
+    threads: int = 1,
+    script: Path | None = None,
+    script_args: Sequence[str] = (),
+) -> WrkResult:
+    """``wrk -t1 -c64`` with keep-alive (wrk's default) and the latency distribution."""
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(secs))}s", "--latency"]
+    if script is not None:
+        argv += ["-s", str(script)]
+    argv.append(url)
+    if script_args:
+        argv += ["--", *script_args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stderr}{done.stdout}")
+    return parse_wrk(done.stdout)
+
+
+def require_wrk() -> bool:
+    if shutil.which("wrk"):
+        return True
+    print(
+        "bench: wrk is not installed. Install it with `apt-get install wrk` (Debian/Ubuntu) "
+        "and run `make bench` again.",
+        file=sys.stderr,
+    )
+    return False
+
+
+# --- PostgreSQL, Redis and the run's context ---------------------------------------------------
+
+
+def with_database(dsn: str, name: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+
+
+def with_redis_db(url: str, db: int) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
+
+
+@dataclass
+class Context:
+    """What every benchmark gets: options, a scratch dir, services and process bookkeeping."""
+
+    secs: float
+    runs: int
+    warmup: float
+    tmp: Path
+    database_url: str
+    redis_url: str
+    processes: Processes
+    embedded: str = ""  # "", or which servers devservices started for this run
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def confide_env(self, port: int, **extra: str) -> dict[str, str]:
+        """Environment for one Confide process; every process of a run shares its keys."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_ENV_PREFIXES)}
+        env.update(
+            DATABASE_URL=self.database_url,
+            REDIS_URL=self.redis_url,
+            PORT=str(port),
+            CONFIDE_ENV="development",
+            CONFIDE_DATA_DIR=str(self.tmp / "confide-data"),
+            **self.secrets,
+        )
+        env.update(extra)
+        return env
+
+    def path(self, name: str) -> Path:
+        return self.tmp / name
+
+    # Small synchronous SQL helpers: each opens and closes its own connection.
+    def fetchval(self, query: str, *args: Any) -> Any:
+        return asyncio.run(_fetchval(self.database_url, query, *args))
+
+    def execute(self, query: str) -> None:
+        asyncio.run(_execute(self.database_url, query))
+
+
+async def _fetchval(dsn: str, query: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(query, *args)
+    finally:
+        await conn.close()
+
+
+async def _execute(dsn: str, query: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(query)
+    finally:
+        await conn.close()
+
+
+def _new_secrets() -> dict[str, str]:
+    return {
+        "CONFIDE_ENCRYPTION_KEYS": "bench1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "CONFIDE_LOOKUP_KEY": secrets.token_urlsafe(32),
+        "CONFIDE_CODE_PEPPER": secrets.token_urlsafe(32),
+        "CONFIDE_SESSION_KEY": secrets.token_urlsafe(32),
+        # The bench measures the submission path, not the abuse limits (issue 3).
+        "CONFIDE_SUBMIT_PER_CLIENT_PER_HOUR": "1000000000",
+        "CONFIDE_SUBMIT_GLOBAL_PER_MINUTE": "1000000000",
+    }
+
+
+@contextlib.contextmanager
+def open_context(*, secs: float, runs: int, warmup: float) -> Iterator[Context]:
+    """Services and scratch space for one bench run; everything is undone on the way out.
+
+    With ``DATABASE_URL``/``REDIS_URL`` set, the bench uses those servers but its own database
+    (``confide_bench``) and Redis db 12. Otherwise it starts embedded servers and stops them after.
+    """
+    from confide import db, devservices
+
+    tmp = Path(tempfile.mkdtemp(prefix="confide-bench-"))
+    (tmp / "logs").mkdir()
+    processes = Processes(tmp / "logs")
+    embedded = None
+    try:
+        env = {k: os.environ.get(k, "") for k in ("DATABASE_URL", "REDIS_URL")}
+        missing = [k for k, v in env.items() if not v]
+        if missing:
+            say(f"bench: {' and '.join(missing)} unset: starting embedded servers")
+            embedded = devservices.start_missing(tmp / "services", env)
+        ctx = Context(
+            secs=secs,
+            runs=runs,
+            warmup=warmup,
+            tmp=tmp,
+            database_url=with_database(env["DATABASE_URL"], BENCH_DATABASE),
+            redis_url=with_redis_db(env["REDIS_URL"], BENCH_REDIS_DB),
+            processes=processes,
+            embedded=", ".join(missing),
+            secrets=_new_secrets(),
+        )
+        asyncio.run(db.ensure_database(ctx.database_url))
+        yield ctx
+    finally:
+        processes.stop()
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(tmp, ignore_errors=True)

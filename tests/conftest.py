@@ -1,0 +1,281 @@
+"""Real services for every test: PostgreSQL, Redis, a Celery worker process, beat, and the web.
+
+``DATABASE_URL`` / ``REDIS_URL`` name the servers when given (CI uses the machine's own on
+127.0.0.1); otherwise embedded servers start from PyPI wheels. Tests get their own database
+(``confide_test``) and Redis db 13, and each test starts from truncated tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import pytest
+import redis
+
+from confide import devservices
+from confide.crypto import Keyring
+from confide.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def with_redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+@dataclass
+class Proc:
+    """A real child process (web, worker or beat) with its log file."""
+
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    _log: Any = None
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            self.cmd,
+            env=self.env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class Stack:
+    """The running system under test."""
+
+    env: dict[str, str]
+    settings: Settings
+    base_url: str
+    web: Proc
+    worker: Proc
+    beat: Proc
+    artifacts: Path
+    extra: list[Proc] = field(default_factory=list)
+
+    @property
+    def keyring(self) -> Keyring:
+        return Keyring.from_secret(self.settings.encryption_keys)
+
+    def logs(self) -> str:
+        return "\n".join(p.log_text() for p in (self.web, self.worker, self.beat, *self.extra))
+
+    def start_web(self, name: str, **overrides: str) -> tuple[Proc, str]:
+        """A second web process with other settings (e.g. low rate limits)."""
+        env = dict(self.env, PORT=str(devservices.free_port()), **overrides)
+        proc = Proc(name, [sys.executable, "-m", "webapp"], env, self.artifacts / f"{name}.log")
+        proc.start()
+        self.extra.append(proc)
+        base = f"http://127.0.0.1:{env['PORT']}"
+        wait_http(base + "/healthz", proc)
+        return proc, base
+
+
+def wait_http(url: str, proc: Proc, timeout: float = 60) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.proc is not None and proc.proc.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited early:\n{proc.log_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout}s:\n{proc.log_text()[-3000:]}")
+
+
+def wait_worker(redis_url: str, worker: Proc, timeout: float = 60) -> None:
+    """Wait until the worker consumes from the hashing queue (Celery ping over the broker)."""
+    from celery import Celery
+
+    client = Celery("probe", broker=redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if worker.proc is not None and worker.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{worker.log_text()[-3000:]}")
+            if client.control.ping(timeout=0.5):
+                return
+        raise RuntimeError(f"worker did not answer:\n{worker.log_text()[-3000:]}")
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[tuple[str, str]]:
+    base_env: dict[str, str] = {}
+    database_url = os.environ.get("DATABASE_URL")
+    redis_url = os.environ.get("REDIS_URL")
+    embedded = None
+    if not database_url or not redis_url:
+        env = {"DATABASE_URL": database_url or "", "REDIS_URL": redis_url or ""}
+        embedded = devservices.start_missing(ROOT / "var" / "test-services", env)
+        database_url, redis_url = env["DATABASE_URL"], env["REDIS_URL"]
+    del base_env
+    try:
+        yield from _prepare(database_url, redis_url)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _prepare(database_url: str, redis_url: str) -> Iterator[tuple[str, str]]:
+    test_db = with_database(database_url, "confide_test")
+    admin_db = with_database(database_url, "postgres")
+
+    async def recreate() -> None:
+        conn = await asyncpg.connect(admin_db)
+        try:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = 'confide_test' AND pid <> pg_backend_pid()"
+            )
+            await conn.execute("DROP DATABASE IF EXISTS confide_test")
+            await conn.execute("CREATE DATABASE confide_test")
+        finally:
+            await conn.close()
+
+    asyncio.run(recreate())
+    test_redis = with_redis_db(redis_url, 13)
+    redis.Redis.from_url(test_redis).flushdb()
+    yield test_db, test_redis
+
+
+@pytest.fixture(scope="session")
+def stack(services: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    database_url, redis_url = services
+    artifacts = ARTIFACTS
+    shutil.rmtree(artifacts, ignore_errors=True)
+    artifacts.mkdir(parents=True)
+    data_dir = tmp_path_factory.mktemp("confide-data")
+    port = devservices.free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CONFIDE_", "DATABASE_URL", "REDIS_URL", "SMTP_URL"))
+    }
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        PORT=str(port),
+        CONFIDE_ENV="development",
+        CONFIDE_DATA_DIR=str(data_dir),
+        CONFIDE_ENCRYPTION_KEYS="t1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        CONFIDE_LOOKUP_KEY=secrets.token_urlsafe(32),
+        CONFIDE_CODE_PEPPER=secrets.token_urlsafe(32),
+        CONFIDE_SESSION_KEY=secrets.token_urlsafe(32),
+        # argon2 uses tiny parameters in tests, on the same code path.
+        CONFIDE_ARGON2_TIME_COST="1",
+        CONFIDE_ARGON2_MEMORY_KIB="64",
+        CONFIDE_SUBMIT_PER_CLIENT_PER_HOUR="100000",
+        CONFIDE_SUBMIT_GLOBAL_PER_MINUTE="100000",
+        PYTHONUNBUFFERED="1",
+    )
+    settings = Settings.from_env(env)
+    celery = [sys.executable, "-m", "celery", "-A", "workers.celery_app"]
+    web = Proc("web", [sys.executable, "-m", "webapp"], env, artifacts / "web.log")
+    worker = Proc(
+        "worker",
+        [
+            *celery,
+            "worker",
+            "-Q",
+            "hashing,default",
+            "-c",
+            "2",
+            "-n",
+            "test-worker@%h",
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env,
+        artifacts / "worker.log",
+    )
+    beat = Proc("beat", [*celery, "beat", "--loglevel", "INFO"], env, artifacts / "beat.log")
+    stack = Stack(env, settings, f"http://127.0.0.1:{port}", web, worker, beat, artifacts)
+    try:
+        web.start()
+        wait_http(stack.base_url + "/healthz", web)
+        worker.start()
+        beat.start()
+        wait_worker(redis_url, worker)
+        yield stack
+    finally:
+        for proc in (*stack.extra, beat, worker, web):
+            proc.stop()
+
+
+@pytest.fixture
+async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the test database; every test starts from truncated tables."""
+    conn = await asyncpg.connect(stack.env["DATABASE_URL"])
+    await conn.execute("TRUNCATE threads, reporter_codes, submission_keys CASCADE")
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def http(stack: Stack, db: asyncpg.Connection) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=stack.base_url) as session:
+        yield session
+
+
+@pytest.fixture
+def worker(stack: Stack) -> Iterator[Proc]:
+    """The worker process; a test that stops it gets it restarted afterwards."""
+    yield stack.worker
+    if stack.worker.proc is None or stack.worker.proc.poll() is not None:
+        stack.worker.start()
+        wait_worker(stack.env["REDIS_URL"], stack.worker)
