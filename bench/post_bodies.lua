@@ -4,9 +4,10 @@
 -- it starts again from the top and done() says so: for Confide that means repeated form tokens.
 
 local requests = {}
-local count = 0
-local sent = 0
 local threads = {}
+-- Globals, so that done() can read them from each thread with thread:get().
+count = 0
+sent = 0
 
 function setup(thread)
   table.insert(threads, thread)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib.util
 import contextlib
 import json
 import os
@@ -37,12 +38,9 @@ def hits(haystack: str, secrets_: dict[str, str]) -> list[str]:
 
 def _pg_dump_binary(server_major: int) -> str:
     candidates = [f"/usr/lib/postgresql/{server_major}/bin/pg_dump"]
-    try:
-        import pgserver
-
-        candidates.append(str(Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"))
-    except ImportError:
-        pass
+    spec = importlib.util.find_spec("pgserver")  # found without importing it
+    if spec is not None and spec.origin:
+        candidates.append(str(Path(spec.origin).parent / "pginstall" / "bin" / "pg_dump"))
     for path in candidates:
         if os.path.exists(path):
             return path
