@@ -200,6 +200,22 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (fields 14 and 15 of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all CPUs, everything but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / _CLK_TCK
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
 # --- wrk ---------------------------------------------------------------------------------------
 
 

@@ -9,7 +9,6 @@ the earlier receipt without inserting, so the bench checks in SQL that rows matc
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -24,7 +23,9 @@ from bench.common import (
     Target,
     WrkResult,
     free_port,
+    machine_busy_s,
     post_form,
+    process_cpu_s,
     rss_mb,
     run_wrk,
     say,
@@ -63,14 +64,15 @@ class Server:
         return f"http://127.0.0.1:{self.port}/report/submit"
 
     def cpu_s(self) -> float:
-        return sum(_cpu_seconds(p.pid) for p in self.procs)
+        return sum(process_cpu_s(p.pid) for p in self.procs)
 
 
 @dataclass
 class Run:
     wrk: WrkResult
     rows: int
-    cpu_ms_per_request: float
+    cpu_ms_per_request: float  # the server's processes
+    machine_cpu_ms_per_request: float  # the whole machine: server, PostgreSQL, wrk, kernel
 
 
 def run(ctx: Context) -> list[Result]:
@@ -112,7 +114,8 @@ def _measure(ctx: Context, settings: Settings, procs: int) -> list[Result]:
                     confide_runs.append(result)
                 say(
                     f"    run {i + 1} {which:<8} {result.wrk.summary()}  "
-                    f"CPU {result.cpu_ms_per_request:.2f} ms/req  "
+                    f"CPU ms/req: server {result.cpu_ms_per_request:.2f}, "
+                    f"machine {result.machine_cpu_ms_per_request:.2f}  "
                     f"rows +{result.rows} for {result.wrk.ok} ok responses"
                 )
                 _warn_if_not_real(which, result)
@@ -215,16 +218,6 @@ def _listeners(port: int) -> int:
     return count
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` (fields 14 and 15 of /proc/<pid>/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
 # --- Request bodies ----------------------------------------------------------------------------
 
 
@@ -290,14 +283,15 @@ def _warm_up(ctx: Context, settings: Settings, server: Server, bodies: Path | No
 def _timed(ctx: Context, server: Server, bodies: Path, reset_sql: str) -> Run:
     table = "threads" if server.name == "confide" else bare_server.TABLE
     ctx.execute(reset_sql)
-    cpu_before = server.cpu_s()
+    cpu_before, machine_before = server.cpu_s(), machine_busy_s()
     result = run_wrk(
         server.url, ctx.secs, connections=CONNECTIONS, script=LUA, script_args=[str(bodies)]
     )
     time.sleep(0.5)  # requests in flight when wrk stopped still commit
-    cpu = server.cpu_s() - cpu_before
+    cpu, machine = server.cpu_s() - cpu_before, machine_busy_s() - machine_before
     rows = ctx.fetchval(f"SELECT count(*) FROM {table}")
-    return Run(result, rows, 1000 * cpu / max(1, result.requests))
+    requests = max(1, result.requests)
+    return Run(result, rows, 1000 * cpu / requests, 1000 * machine / requests)
 
 
 def _warn_if_not_real(which: str, run: Run) -> None:

@@ -1,0 +1,161 @@
+"""The whole report journey in a real Chromium, with JavaScript on and off, at 375 px wide.
+
+axe-core checks every page against WCAG 2.2 AA and must find 0 violations. These tests fail, and
+never skip, when Chromium is missing (``make test`` installs Debian's chromium).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from axe_playwright_python.async_playwright import Axe
+from playwright.async_api import Browser, Page, async_playwright
+
+from tests.conftest import Stack
+
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    for candidate in (os.environ.get("CONFIDE_CHROMIUM"), "/usr/bin/chromium",
+                      shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    pytest.fail("Chromium is missing: run `make test` (it installs Debian's chromium) or set "
+                "CONFIDE_CHROMIUM", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path(),
+                                                   args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+class Auditor:
+    """Runs axe on a page. A page rendered without JavaScript is audited as a snapshot (scripts
+    removed) in a JavaScript-enabled tab on the same origin, since axe itself is JavaScript."""
+
+    def __init__(self, browser: Browser, base_url: str) -> None:
+        self.browser = browser
+        self.base_url = base_url
+        self.axe = Axe()
+        self.audited: list[str] = []
+
+    async def check(self, page: Page, js: bool) -> None:
+        options: dict[str, Any] = {"runOnly": {"type": "tag", "values": AXE_TAGS},
+                                   "resultTypes": ["violations"]}
+        title = await page.title()
+        if js:
+            results = await self.axe.run(page, options=options)
+        else:
+            snapshot = re.sub(r"<script\b[^>]*>.*?</script>", "", await page.content(), flags=re.S)
+            context = await self.browser.new_context(viewport={"width": 375, "height": 812})
+            try:
+                tab = await context.new_page()
+                await tab.route(f"{self.base_url}/__axe_snapshot__",
+                                lambda route: route.fulfill(body=snapshot,
+                                                            content_type="text/html"))
+                await tab.goto(f"{self.base_url}/__axe_snapshot__")
+                results = await self.axe.run(tab, options=options)
+            finally:
+                await context.close()
+        self.audited.append(title)
+        assert results.violations_count == 0, f"{title}:\n{results.generate_report()}"
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["javascript-on", "javascript-off"])
+async def test_reporter_completes_the_journey_on_a_phone(
+    stack: Stack, browser: Browser, db: asyncpg.Connection, js: bool
+) -> None:
+    auditor = Auditor(browser, stack.base_url)
+    context = await browser.new_context(viewport={"width": 375, "height": 812},
+                                        java_script_enabled=js, base_url=stack.base_url)
+    page = await context.new_page()
+    try:
+        await page.goto("/")
+        assert "call 999" in await page.inner_text("main")
+        assert await page.is_visible("#exit-this-page")
+        await auditor.check(page, js)
+
+        await page.click("text=Start now")
+        await auditor.check(page, js)
+        # Continue without choosing: the error summary, and the title says Error.
+        await page.click("button:has-text('Continue')")
+        assert (await page.title()).startswith("Error:")
+        assert await page.is_visible(".error-summary")
+        await auditor.check(page, js)
+
+        await page.check("#how")
+        await page.click("button:has-text('Continue')")
+        await page.check("label:has-text('A safety concern on site')")
+        await page.click("button:has-text('Continue')")
+        await auditor.check(page, js)
+        await page.fill("#description", "The fire door on level 2 does not close.")
+        await page.click("button:has-text('Continue')")
+        await page.fill("#occurred", "Last Tuesday")
+        await page.click("button:has-text('Continue')")
+        await page.fill("#location", "Library")
+        await page.click("button:has-text('Continue')")
+        await auditor.check(page, js)
+        await page.check("#follow_up")
+        await page.click("button:has-text('Continue')")
+
+        assert (await page.title()).startswith("Check your answers")
+        summary = await page.inner_text(".summary-list")
+        assert "The fire door on level 2 does not close." in summary and "Library" in summary
+        await auditor.check(page, js)
+
+        await page.click("button:has-text('Send report')")
+        assert await page.is_visible(".panel")
+        reference = (await page.inner_text(".reference")).strip()
+        code = (await page.inner_text("#code")).strip()
+        assert re.fullmatch(r"R-[0-9A-Z]{8}", reference)
+        assert re.fullmatch(r"[0-9A-Z]{4}(-[0-9A-Z]{4}){3}", code)
+        assert code not in page.url
+        assert await page.is_visible("text=cannot be recovered")
+        copy_visible = await page.is_visible("[data-copy-target]")
+        assert copy_visible == js  # "Copy to clipboard" is progressive enhancement
+        await auditor.check(page, js)
+        assert await db.fetchval("SELECT count(*) FROM threads") == 1
+
+        assert len(auditor.audited) == 7
+        await page.screenshot(path=str(stack.artifacts / f"confirmation-{'js' if js else 'nojs'}.png"),
+                              full_page=True)
+    finally:
+        await context.close()
+
+
+async def test_reporter_can_leave_at_once_by_pressing_shift_three_times(
+    stack: Stack, browser: Browser
+) -> None:
+    context = await browser.new_context(viewport={"width": 375, "height": 812},
+                                        base_url=stack.base_url)
+    # The exit page is on another host, which this machine cannot reach: answer it locally.
+    await context.route("https://www.bbc.co.uk/**",
+                        lambda route: route.fulfill(body="<title>Weather</title>",
+                                                    content_type="text/html"))
+    page = await context.new_page()
+    try:
+        await page.goto("/")
+        await page.goto("/report")
+        for _ in range(3):
+            await page.keyboard.press("Shift")
+        await page.wait_for_url("https://www.bbc.co.uk/weather")
+        # The report page was replaced in history, so Back does not return to it.
+        await page.go_back()
+        assert not page.url.endswith("/report")
+    finally:
+        await context.close()
