@@ -1,7 +1,7 @@
 # Two commands do all the set-up: `make run` and `make test`.
 SHELL := /bin/bash
 PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
-             if command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(not (3,11) <= sys.version_info[:2] <= (3,12))'; then \
+             if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,11) <= sys.version_info[:2] <= (3,12))' 2>/dev/null; then \
                command -v $$p; break; fi; done)
 VENV := .venv
 BIN := $(VENV)/bin

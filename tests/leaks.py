@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import importlib.util
 import contextlib
+import importlib.util
 import json
 import os
 import re

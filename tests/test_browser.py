@@ -21,25 +21,39 @@ from tests.conftest import Stack
 
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
 def chromium_path() -> str:
-    for candidate in (os.environ.get("CONFIDE_CHROMIUM"), "/usr/bin/chromium",
-                      shutil.which("chromium"), shutil.which("chromium-browser")):
+    for candidate in (
+        os.environ.get("CONFIDE_CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
         if candidate and os.path.exists(candidate):
             return candidate
-    pytest.fail("Chromium is missing: run `make test` (it installs Debian's chromium) or set "
-                "CONFIDE_CHROMIUM", pytrace=False)
+    pytest.fail(
+        "Chromium is missing: run `make test` (it installs Debian's chromium) or set "
+        "CONFIDE_CHROMIUM",
+        pytrace=False,
+    )
 
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium_path(),
-                                                   args=CHROMIUM_ARGS)
+        browser = await playwright.chromium.launch(
+            executable_path=chromium_path(), args=CHROMIUM_ARGS
+        )
         yield browser
         await browser.close()
 
@@ -55,8 +69,10 @@ class Auditor:
         self.audited: list[str] = []
 
     async def check(self, page: Page, js: bool) -> None:
-        options: dict[str, Any] = {"runOnly": {"type": "tag", "values": AXE_TAGS},
-                                   "resultTypes": ["violations"]}
+        options: dict[str, Any] = {
+            "runOnly": {"type": "tag", "values": AXE_TAGS},
+            "resultTypes": ["violations"],
+        }
         title = await page.title()
         if js:
             results = await self.axe.run(page, options=options)
@@ -65,9 +81,10 @@ class Auditor:
             context = await self.browser.new_context(viewport={"width": 375, "height": 812})
             try:
                 tab = await context.new_page()
-                await tab.route(f"{self.base_url}/__axe_snapshot__",
-                                lambda route: route.fulfill(body=snapshot,
-                                                            content_type="text/html"))
+                await tab.route(
+                    f"{self.base_url}/__axe_snapshot__",
+                    lambda route: route.fulfill(body=snapshot, content_type="text/html"),
+                )
                 await tab.goto(f"{self.base_url}/__axe_snapshot__")
                 results = await self.axe.run(tab, options=options)
             finally:
@@ -81,8 +98,9 @@ async def test_reporter_completes_the_journey_on_a_phone(
     stack: Stack, browser: Browser, db: asyncpg.Connection, js: bool
 ) -> None:
     auditor = Auditor(browser, stack.base_url)
-    context = await browser.new_context(viewport={"width": 375, "height": 812},
-                                        java_script_enabled=js, base_url=stack.base_url)
+    context = await browser.new_context(
+        viewport={"width": 375, "height": 812}, java_script_enabled=js, base_url=stack.base_url
+    )
     page = await context.new_page()
     try:
         await page.goto("/")
@@ -132,8 +150,9 @@ async def test_reporter_completes_the_journey_on_a_phone(
         assert await db.fetchval("SELECT count(*) FROM threads") == 1
 
         assert len(auditor.audited) == 7
-        await page.screenshot(path=str(stack.artifacts / f"confirmation-{'js' if js else 'nojs'}.png"),
-                              full_page=True)
+        await page.screenshot(
+            path=str(stack.artifacts / f"confirmation-{'js' if js else 'nojs'}.png"), full_page=True
+        )
     finally:
         await context.close()
 
@@ -141,12 +160,14 @@ async def test_reporter_completes_the_journey_on_a_phone(
 async def test_reporter_can_leave_at_once_by_pressing_shift_three_times(
     stack: Stack, browser: Browser
 ) -> None:
-    context = await browser.new_context(viewport={"width": 375, "height": 812},
-                                        base_url=stack.base_url)
+    context = await browser.new_context(
+        viewport={"width": 375, "height": 812}, base_url=stack.base_url
+    )
     # The exit page is on another host, which this machine cannot reach: answer it locally.
-    await context.route("https://www.bbc.co.uk/**",
-                        lambda route: route.fulfill(body="<title>Weather</title>",
-                                                    content_type="text/html"))
+    await context.route(
+        "https://www.bbc.co.uk/**",
+        lambda route: route.fulfill(body="<title>Weather</title>", content_type="text/html"),
+    )
     page = await context.new_page()
     try:
         await page.goto("/")

@@ -320,8 +320,9 @@ async def test_hostile_input_gets_escaped_and_clear_answers(
         return body
 
     big = io.BytesIO(b"step=what&description=" + b"a" * (3 * 1024 * 1024))
-    async with http.post("/report", data=big,
-                         headers={"Content-Type": "application/x-www-form-urlencoded"}) as resp:
+    async with http.post(
+        "/report", data=big, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    ) as resp:
         body = await expect(resp, 413)
         assert "1 MiB" in body
     async with http.post(
