@@ -486,3 +486,22 @@ async def test_thread_ids_are_not_sequential_references(
     assert len(refs) == 5
     rows = await db.fetch("SELECT id FROM threads")
     assert all(isinstance(r["id"], UUID) for r in rows)
+
+
+async def test_malformed_http_gets_400_and_the_log_keeps_no_address(stack: Stack) -> None:
+    host, port = stack.base_url.removeprefix("http://").split(":")
+    for raw in (
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"GET /\x00 HTTP/1.1\r\n\r\n",
+    ):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(raw)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(4096), 10)
+        writer.close()
+        assert answer.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request"), answer[:80]
+        assert b"Traceback" not in answer
+    await asyncio.sleep(0.3)
+    log = stack.web.log_text()
+    assert "127.0.0.1" not in log and "peername" not in log

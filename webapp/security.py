@@ -29,6 +29,7 @@ FORM_TOKEN_MAX_AGE_S = 24 * 3600
 def security_headers(request: web.Request, response: web.StreamResponse, *, tls: bool) -> None:
     """Strict headers on every response, errors and static files included."""
     headers = response.headers
+    headers["Server"] = "Confide"  # no versions
     headers["Content-Security-Policy"] = CSP
     headers["Referrer-Policy"] = "no-referrer"
     headers["X-Content-Type-Options"] = "nosniff"
