@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import platform
 import signal
 import sys
 import time
 from types import FrameType, ModuleType
+from urllib.parse import urlsplit
 
 from bench.common import Result, open_context, require_wrk, say
 
@@ -39,9 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--secs must be positive and --runs at least 1")
     if not require_wrk():
         return 1
-    # SIGTERM and SIGHUP take the same way out as Ctrl-C, through every `finally`.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    # SIGTERM and SIGHUP take the same way out as Ctrl-C, through every `finally`
+    # (unless ignored on purpose, as under nohup).
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _interrupt)
 
     names = [args.only] if args.only else list(BENCHMARKS)
     modules: list[ModuleType] = [importlib.import_module(BENCHMARKS[n]) for n in names]
@@ -55,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with open_context(secs=args.secs, runs=args.runs, warmup=WARMUP_S) as ctx:
             say(
-                f"PostgreSQL database {ctx.database_url.rsplit('/', 1)[-1].split('?')[0]}, "
-                f"Redis db {ctx.redis_url.rsplit('/', 1)[-1]}"
-                + (f" (embedded: {ctx.embedded})" if ctx.embedded else "")
+                f"PostgreSQL database {urlsplit(ctx.database_url).path.lstrip('/')}, "
+                f"Redis db {urlsplit(ctx.redis_url).path.lstrip('/')}"
+                + (f" (embedded servers for {ctx.embedded})" if ctx.embedded else "")
             )
             for module in modules:
                 say(f"\n== {module.NAME}: {module.TITLE}")
@@ -79,8 +83,6 @@ def _print_summary(results: dict[str, list[Result]]) -> None:
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 

@@ -7,6 +7,7 @@ it on success, on error and on Ctrl-C alike.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import contextlib
 import http.client
@@ -392,6 +393,9 @@ def open_context(*, secs: float, runs: int, warmup: float) -> Iterator[Context]:
     from confide import db, devservices
 
     tmp = Path(tempfile.mkdtemp(prefix="confide-bench-"))
+    # Also at exit: the embedded PostgreSQL's own atexit hook (registered later, so run earlier)
+    # writes a lock file under tmp after the `finally` below has removed it.
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     (tmp / "logs").mkdir()
     processes = Processes(tmp / "logs")
     embedded = None

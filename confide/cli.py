@@ -8,17 +8,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from getpass import getpass
 from pathlib import Path
 from typing import Any
 
 from confide import db, devservices
 from confide import org as org_file
 from confide.errors import ConfideError, ConfigError
+from confide.services import staff as staff_service
 from confide.services.org import sync_organisation
+from confide.services.staff import ROLES
 from confide.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="web, worker and beat (plus embedded servers when unset)")
     run.add_argument("--no-worker", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("migrate", help="apply database migrations; safe to run twice")
+    staff = sub.add_parser("staff", help="staff accounts")
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True, parser_class=_Parser)
+    add = staff_sub.add_parser("add", help="add a staff member; the password is read from stdin")
+    add.add_argument("--email", required=True)
+    add.add_argument("--name", required=True)
+    add.add_argument("--team", required=True)
+    add.add_argument("--role", default="caseworker", choices=ROLES)
+    disable = staff_sub.add_parser("disable", help="disable an account and end its sessions")
+    disable.add_argument("--email", required=True)
+    reset = staff_sub.add_parser("reset", help="print a one-time set-password link (24 h)")
+    reset.add_argument("--email", required=True)
     teams = sub.add_parser("teams", help="teams")
     teams_sub = teams.add_subparsers(dest="teams_command", required=True, parser_class=_Parser)
     teams_sub.add_parser("list", help="one team slug a line")
@@ -58,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(migrate_command())
         if args.command == "teams":
             return asyncio.run(teams_list())
+        if args.command == "staff":
+            return asyncio.run(staff_command(args))
     except ConfideError as exc:
         print(f"confide: {exc}", file=sys.stderr)
         return 1
@@ -106,6 +123,82 @@ async def teams_list() -> int:
     return 0
 
 
+async def staff_command(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    password = ""
+    if args.staff_command == "add":
+        password = (
+            sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass("Password: ")
+        )
+    pool = await _connect(settings)
+    try:
+        if args.staff_command == "add":
+            await staff_service.add(
+                pool,
+                settings,
+                email=args.email,
+                name=args.name,
+                team=args.team,
+                role=args.role,
+                password=password,
+            )
+            print(f"added {args.email} ({args.role}, team {args.team})")
+        elif args.staff_command == "disable":
+            await staff_service.disable(pool, args.email)
+            print(f"disabled {args.email}")
+        elif args.staff_command == "reset":
+            token = await staff_service.start_reset(pool, settings, args.email)
+            base = os.environ.get("CONFIDE_BASE_URL", f"http://127.0.0.1:{settings.port}")
+            print(f"{base.rstrip('/')}/staff/set-password?token={token}")
+    finally:
+        await pool.close()
+    return 0
+
+
+DEMO_STAFF = (
+    ("caseworker@demo.confide", "Casey Worker", "caseworker"),
+    ("manager@demo.confide", "Morgan Manager", "manager"),
+    ("admin@demo.confide", "Ada Admin", "admin"),
+)
+
+
+async def seed_demo_staff(settings: Settings) -> list[str]:
+    """Development only: demo accounts in every team, with a password kept in the data dir."""
+    secret = settings.data_dir / "secrets" / "demo-staff-password"
+    if not secret.exists():
+        secret.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        secret.write_text(secrets.token_urlsafe(12))
+        secret.chmod(0o600)
+    password = secret.read_text().strip()
+    pool = await _connect(settings)
+    try:
+        async with pool.acquire() as conn:
+            teams = await _team_slugs(conn)
+            for email, name, role in DEMO_STAFF:
+                if await conn.fetchval("SELECT 1 FROM staff WHERE lower(email) = $1", email):
+                    continue
+                staff_id = await staff_service.add(
+                    pool,
+                    settings,
+                    email=email,
+                    name=name,
+                    team=teams[0],
+                    role=role,
+                    password=password,
+                )
+                for slug in teams[1:]:
+                    await conn.execute(
+                        """INSERT INTO staff_teams (staff_id, team_id)
+                           SELECT $1, id FROM teams WHERE slug = $2 ON CONFLICT DO NOTHING""",
+                        staff_id,
+                        slug,
+                    )
+    finally:
+        await pool.close()
+    emails = ", ".join(email for email, _, _ in DEMO_STAFF)
+    return [f"confide: demo staff ({emails}) log in at /staff/login with password {password}"]
+
+
 async def _team_slugs(conn: Any) -> list[str]:
     from confide.sql import org as sql_org
 
@@ -128,6 +221,9 @@ def run(args: argparse.Namespace) -> int:
         os.environ.update(environ)
         asyncio.run(migrate_command())
         settings = Settings.from_env(environ)
+        if not settings.is_production:
+            for line in asyncio.run(seed_demo_staff(settings)):
+                print(line, flush=True)
         python = sys.executable
         commands = [("web", [python, "-m", "webapp"])]
         if not args.no_worker:

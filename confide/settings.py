@@ -73,6 +73,13 @@ class Settings:
     submit_per_client_per_hour: int = 20
     submit_global_per_minute: int = 120
     reply_target_workdays: int = 2
+    login_per_client_per_15min: int = 10
+    argon2_global_per_minute: int = 1200
+    reporter_idle_minutes: int = 30
+    reporter_max_hours: int = 8
+    staff_idle_minutes: int = 30
+    staff_max_hours: int = 12
+    show_staff_names: bool = False
     log_level: str = "INFO"
     generated_keys: tuple[str, ...] = field(default=())
 
@@ -126,6 +133,15 @@ class Settings:
             ),
             submit_global_per_minute=_int(env, "CONFIDE_SUBMIT_GLOBAL_PER_MINUTE", 120, 1, 10**9),
             reply_target_workdays=_int(env, "CONFIDE_REPLY_TARGET_WORKDAYS", 2, 1, 30),
+            login_per_client_per_15min=_int(
+                env, "CONFIDE_LOGIN_PER_CLIENT_PER_15MIN", 10, 1, 10**9
+            ),
+            argon2_global_per_minute=_int(env, "CONFIDE_ARGON2_GLOBAL_PER_MINUTE", 1200, 1, 10**9),
+            reporter_idle_minutes=_int(env, "CONFIDE_REPORTER_IDLE_MINUTES", 30, 1, 24 * 60),
+            reporter_max_hours=_int(env, "CONFIDE_REPORTER_MAX_HOURS", 8, 1, 24 * 7),
+            staff_idle_minutes=_int(env, "CONFIDE_STAFF_IDLE_MINUTES", 30, 1, 24 * 60),
+            staff_max_hours=_int(env, "CONFIDE_STAFF_MAX_HOURS", 12, 1, 24 * 7),
+            show_staff_names=_bool(env, "CONFIDE_SHOW_STAFF_NAMES", False),
             log_level=env.get("CONFIDE_LOG_LEVEL", "INFO").upper(),
             generated_keys=tuple(generated),
         )

@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from webapp.keys import (
     HASHER,
     KEYRING,
     LIMITS,
+    LOGIN_LIMITS,
     ORG,
     POOL,
     REDIS,
@@ -35,7 +37,7 @@ from webapp.keys import (
     SETTINGS,
     STARTED,
 )
-from webapp.security import SubmissionLimits, is_tls, security_headers
+from webapp.security import LoginLimits, SubmissionLimits, is_tls, security_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BODY = 1024 * 1024  # 1 MiB (CONTRACTS §3: 413 above it)
@@ -81,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
     app[ORG] = org
     app[KEYRING] = Keyring.from_secret(settings.encryption_keys)
     app[LIMITS] = SubmissionLimits(settings)
+    app[LOGIN_LIMITS] = LoginLimits(settings)
     app[STARTED] = time.time()
 
     env = aiohttp_jinja2.setup(
@@ -92,6 +95,9 @@ def create_app(settings: Settings) -> web.Application:
         context_processors=[_template_context],
     )
     env.install_gettext_translations(i18n.load(), newstyle=True)  # type: ignore[attr-defined]
+    env.filters["when"] = lambda dt: format_when(dt, org.timezone)
+    env.filters["time_of_day"] = lambda dt: format_time(dt, org.timezone)
+    env.filters["waited"] = format_waited
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         security_headers(request, response, tls=is_tls(request, settings))
@@ -101,6 +107,32 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_queue)
     routes.setup(app, ROOT / "webapp" / "static")
     return app
+
+
+def format_when(dt: datetime | None, tz: tzinfo) -> str:
+    """``25 November 2026, 2:05pm`` in the organisation's time zone."""
+    if dt is None:
+        return ""
+    local = dt.astimezone(tz)
+    return f"{local.day} {local:%B %Y}, {format_time(dt, tz)}"
+
+
+def format_time(dt: datetime, tz: tzinfo) -> str:
+    local = dt.astimezone(tz)
+    hour = local.hour % 12 or 12
+    return f"{hour}:{local:%M}{'am' if local.hour < 12 else 'pm'}"
+
+
+def format_waited(dt: datetime | None) -> str:
+    """How long ago, in plain words (working time arrives with issue 5)."""
+    if dt is None:
+        return ""
+    minutes = int((datetime.now(UTC) - dt).total_seconds() // 60)
+    if minutes < 60:
+        return f"{max(minutes, 0)} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // 1440} days"
 
 
 async def _template_context(request: web.Request) -> dict[str, Any]:

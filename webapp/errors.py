@@ -21,6 +21,8 @@ from confide.errors import (
     ThreadClosed,
     ValidationFailed,
 )
+from confide.services.staff import StaffLoginFailed
+from confide.services.threads import Forbidden, NoReplyPossible
 
 log = logs.get("confide.web")
 
@@ -32,6 +34,9 @@ ERROR_STATUS: dict[type[Exception], int] = {
     NotFound: 404,
     RateLimited: 429,
     DatabaseUnavailable: 503,
+    Forbidden: 403,
+    NoReplyPossible: 409,
+    StaffLoginFailed: 401,
 }
 
 TITLES = {

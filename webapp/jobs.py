@@ -83,6 +83,25 @@ class CodeHasher:
         verifier = await loop.run_in_executor(self.local, codes.make_verifier, self.hasher, prehash)
         return await code_service.commit_verifier(self.pool, thread_id, issue_id, verifier)
 
+    async def check_code(self, thread_id: UUID, verifier: str, prehash: bytes) -> bool:
+        """One argon2id verification, on a ``hashing`` worker or locally after the timeout."""
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.hash_timeout_s
+        args = [str(thread_id), base64.b64encode(prehash).decode("ascii")]
+        try:
+            result = await asyncio.wait_for(
+                loop.run_in_executor(self.io, self._send_and_wait, jobs.CHECK_CODE, args, timeout),
+                timeout,
+            )
+            self.remote_runs += 1
+            return result is True
+        except Exception as exc:
+            log.warning("hashing_fallback", fallback="local", exc_type=type(exc).__name__)
+        self.local_runs += 1
+        return await loop.run_in_executor(
+            self.local, codes.check_verifier, self.hasher, verifier, prehash
+        )
+
     def _send_and_wait(self, name: str, args: list[str], timeout: float) -> Any:
         result = self.client.send_task(
             name,

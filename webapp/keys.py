@@ -11,7 +11,7 @@ from confide.crypto import Keyring
 from confide.org import Organisation
 from confide.settings import Settings
 from webapp.jobs import CodeHasher
-from webapp.security import SubmissionLimits
+from webapp.security import LoginLimits, SubmissionLimits
 
 SETTINGS = web.AppKey("settings", Settings)
 ORG = web.AppKey("org", Organisation)
@@ -21,6 +21,7 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 CELERY = web.AppKey("celery", Celery)
 HASHER = web.AppKey("hasher", CodeHasher)
 LIMITS = web.AppKey("limits", SubmissionLimits)
+LOGIN_LIMITS = web.AppKey("login_limits", LoginLimits)
 STARTED = web.AppKey("started", float)
 
 REQUEST_ID = "request_id"

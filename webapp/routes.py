@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from webapp.handlers import api, ops, reporter
+from webapp.handlers import api, caseworker, ops, reporter
 
 
 def setup(app: web.Application, static_dir: Path) -> None:
@@ -17,10 +17,50 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.post("/report", reporter.report_step, name="report_step"),
             web.post("/report/submit", reporter.report_submit, name="report_submit"),
             web.get("/login", reporter.login, name="login"),
+            web.post("/login", reporter.login_submit, name="login_submit"),
+            web.get("/messages", reporter.messages_page, name="messages"),
+            web.post("/messages", reporter.messages_submit, name="messages_submit"),
+            web.post("/logout", reporter.logout, name="logout"),
             web.get("/accessibility", reporter.accessibility, name="accessibility"),
             web.get("/api/v1/openapi.json", api.openapi, name="api_openapi"),
             web.get("/api/v1/categories", api.categories, name="api_categories"),
             web.post("/api/v1/reports", api.create_report, name="api_reports"),
+            web.post("/api/v1/reporter/session", api.reporter_session, name="api_reporter_login"),
+            web.delete("/api/v1/reporter/session", api.reporter_logout, name="api_reporter_logout"),
+            web.get("/api/v1/reporter/thread", api.reporter_thread, name="api_reporter_thread"),
+            web.post(
+                "/api/v1/reporter/messages", api.reporter_message, name="api_reporter_message"
+            ),
+            web.post("/api/v1/staff/session", api.staff_session, name="api_staff_login"),
+            web.delete("/api/v1/staff/session", api.staff_logout, name="api_staff_logout"),
+            web.get("/api/v1/staff/threads", api.staff_threads, name="api_staff_threads"),
+            web.get("/api/v1/staff/threads/{reference}", api.staff_thread, name="api_staff_thread"),
+            web.post(
+                r"/api/v1/staff/threads/{reference}/{action:messages|notes|status|team|assignee|restricted}",
+                api.staff_thread_action,
+                name="api_staff_thread_action",
+            ),
+            web.get("/staff/login", caseworker.login, name="staff_login"),
+            web.post("/staff/login", caseworker.login_submit, name="staff_login_submit"),
+            web.post("/staff/logout", caseworker.logout, name="staff_logout"),
+            web.get("/staff", caseworker.inbox, name="staff_inbox"),
+            web.get("/staff/threads/{reference}", caseworker.thread_page, name="staff_thread"),
+            web.post(
+                r"/staff/threads/{reference}/{action:reply|note|status|assign|restrict|team}",
+                caseworker.thread_action,
+                name="staff_thread_action",
+            ),
+            web.get("/staff/password", caseworker.password_page, name="staff_password"),
+            web.post("/staff/password", caseworker.password_submit, name="staff_password_submit"),
+            web.get("/staff/set-password", caseworker.set_password_page, name="staff_set_password"),
+            web.post(
+                "/staff/set-password",
+                caseworker.set_password_submit,
+                name="staff_set_password_submit",
+            ),
+            web.get("/staff/audit", caseworker.audit_page, name="staff_audit"),
+            web.get("/staff/admin", caseworker.admin_page, name="staff_admin"),
+            web.post("/staff/admin", caseworker.admin_submit, name="staff_admin_submit"),
             web.get("/healthz", ops.healthz, name="healthz"),
             web.get("/readyz", ops.readyz, name="readyz"),
         ]

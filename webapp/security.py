@@ -159,3 +159,41 @@ class SubmissionLimits:
         if self.enabled_per_client:
             self.per_client.take(self.client_key(request))
         self.global_.take(b"global")
+
+
+class LoginLimits:
+    """Code logins: per-client buckets (keyed as above) and a global budget that counts argon2
+    verifications only, so a flood of guesses at unknown codes cannot lock genuine reporters out."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enabled_per_client = settings.per_client_limits
+        self._client_key = secrets.token_bytes(32)
+        self.per_client = TokenBuckets(settings.login_per_client_per_15min, 900.0)
+        self.argon2 = TokenBuckets(settings.argon2_global_per_minute, 60.0)
+        self.limited = 0  # for confide_login_rate_limited_total (issue 6)
+
+    def guard(self, request: web.Request) -> LoginGuard:
+        return LoginGuard(self, request)
+
+
+@dataclass
+class LoginGuard:
+    limits: LoginLimits
+    request: web.Request
+
+    def per_client(self) -> None:
+        if not self.limits.enabled_per_client:
+            return
+        address = self.request.remote or ""  # HMACed at once, never kept
+        try:
+            self.limits.per_client.take(keyed_hash(self.limits._client_key, "login", address))
+        except RateLimited:
+            self.limits.limited += 1
+            raise
+
+    def argon2_budget(self) -> None:
+        try:
+            self.limits.argon2.take(b"argon2")
+        except RateLimited:
+            self.limits.limited += 1
+            raise

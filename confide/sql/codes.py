@@ -54,3 +54,10 @@ async def by_lookup(conn: Connection, lookup_hmac: bytes) -> Record | None:
         lookup_hmac,
     )
     return row
+
+
+async def verifier_for_thread(conn: Connection, thread_id: UUID) -> str | None:
+    value: str | None = await conn.fetchval(
+        "SELECT verifier FROM reporter_codes WHERE thread_id = $1", thread_id
+    )
+    return value

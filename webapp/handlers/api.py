@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from confide import codes, logs
-from confide.errors import CodeNotIssued
+from confide.errors import CodeNotIssued, FieldError, ValidationFailed
 from confide.services import codes as code_service
-from confide.services import reports, validation
+from confide.services import reporter_auth, reports, sessions, threads, validation
+from confide.services import staff as staff_service
 from confide.sql import org as sql_org
+from webapp.auth import Auth, session_for, staff_for
 from webapp.errors import problem
 from webapp.forms import read_json
-from webapp.keys import HASHER, KEYRING, LIMITS, POOL, SETTINGS
+from webapp.keys import HASHER, KEYRING, LIMITS, LOGIN_LIMITS, POOL, SETTINGS
 from webapp.openapi import document
 
 log = logs.get("confide.web.api")
@@ -71,3 +75,216 @@ async def create_report(request: web.Request) -> web.Response:
         },
         status=201 if receipt.is_new else 200,
     )
+
+
+# --- Reporter ------------------------------------------------------------------------------
+
+
+async def reporter_session(request: web.Request) -> web.Response:
+    data = await read_json(request)
+    code = data.get("code") if isinstance(data, dict) else None
+    if not isinstance(code, str):
+        raise ValidationFailed([FieldError("code", "Send the code as a string")])
+    thread_id, session = await reporter_auth.log_in(
+        request.app[POOL],
+        request.app[SETTINGS],
+        code,
+        request.app[LOGIN_LIMITS].guard(request),
+        request.app[HASHER].check_code,
+    )
+    log.info("reporter_logged_in", thread_id=str(thread_id))
+    return web.json_response({"token": session.token, "expires_at": session.expires_at.isoformat()})
+
+
+async def _reporter(request: web.Request) -> Auth:
+    auth = await session_for(request, "reporter")
+    if auth is None or auth.session.thread_id is None:
+        raise web.HTTPUnauthorized()
+    return auth
+
+
+def _message(m: threads.Message, *, staff_names: bool) -> dict[str, Any]:
+    return {"from": m.author, "body": m.body, "sent_at": m.sent_at.isoformat()}
+
+
+async def reporter_thread(request: web.Request) -> web.Response:
+    auth = await _reporter(request)
+    assert auth.session.thread_id is not None
+    view = await threads.reporter_view(
+        request.app[POOL], request.app[KEYRING], auth.session.thread_id
+    )
+    return web.json_response(
+        {
+            "reference": view.reference,
+            "category": view.category,
+            "description": view.description,
+            "submitted_at": view.received_at.isoformat(),
+            "status": "closed" if view.status == "closed" else "open",
+            "reply_due_by": None,
+            "messages": [_message(m, staff_names=False) for m in view.messages],
+        }
+    )
+
+
+async def reporter_message(request: web.Request) -> web.Response:
+    auth = await _reporter(request)
+    body = threads.message_body(_body_field(await read_json(request)))
+    assert auth.session.thread_id is not None
+    sent_at = await threads.add_reporter_message(
+        request.app[POOL],
+        request.app[SETTINGS],
+        request.app[KEYRING],
+        auth.session.thread_id,
+        body,
+        idempotency_key=_idempotency_key(request),
+    )
+    return web.json_response({"sent_at": sent_at.isoformat()}, status=201)
+
+
+async def reporter_logout(request: web.Request) -> web.Response:
+    auth = await _reporter(request)
+    await sessions.end(request.app[POOL], auth.session.token_hmac)
+    return web.Response(status=204)
+
+
+def _body_field(data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise ValidationFailed([FieldError("", "The body must be a JSON object")])
+    return data.get("body")
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
+        raise ValidationFailed([FieldError("Idempotency-Key", "1 to 200 printable characters")])
+    return f"api:{key}"
+
+
+# --- Staff ---------------------------------------------------------------------------------
+
+
+async def staff_session(request: web.Request) -> web.Response:
+    data = await read_json(request)
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("email"), str)
+        or not isinstance(data.get("password"), str)
+    ):
+        raise ValidationFailed([FieldError("email", "Send email and password as strings")])
+    done = await staff_service.log_in(
+        request.app[POOL], request.app[SETTINGS], data["email"], data["password"]
+    )
+    return web.json_response(
+        {"token": done.session.token, "expires_at": done.session.expires_at.isoformat()}
+    )
+
+
+async def _staff(request: web.Request) -> tuple[threads.Staff, Auth]:
+    found = await staff_for(request)
+    if found is None:
+        raise web.HTTPUnauthorized()
+    return found
+
+
+async def staff_logout(request: web.Request) -> web.Response:
+    _, auth = await _staff(request)
+    await sessions.end(request.app[POOL], auth.session.token_hmac)
+    return web.Response(status=204)
+
+
+def _summary(t: threads.ThreadView) -> dict[str, Any]:
+    return {
+        "reference": t.reference,
+        "category": t.category,
+        "team": t.team,
+        "anonymous": t.anonymous,
+        "follow_up": t.follow_up,
+        "received_at": t.received_at.isoformat(),
+        "last_reporter_message_at": (
+            t.last_reporter_message_at.isoformat() if t.last_reporter_message_at else None
+        ),
+        "status": t.status,
+        "assignee": t.assignee,
+        "reply_due_by": None,
+        "escalation": "none",
+    }
+
+
+async def staff_threads(request: web.Request) -> web.Response:
+    member, _ = await _staff(request)
+    state = request.query.get("state", "awaiting")
+    try:
+        page = int(request.query.get("page", "1"))
+    except ValueError:
+        raise ValidationFailed([FieldError("page", "A whole number from 1")]) from None
+    if page < 1 or page > 100_000:
+        raise ValidationFailed([FieldError("page", "A whole number from 1")])
+    if state in ("nearing", "overdue"):
+        state_rows: list[threads.ThreadView] = []  # deadlines arrive with issue 5
+        return web.json_response({"threads": state_rows, "next_page": None})
+    result = await threads.inbox(
+        request.app[POOL], member, state=state, page=page, reference=request.query.get("q") or None
+    )
+    return web.json_response(
+        {"threads": [_summary(t) for t in result.threads], "next_page": result.next_page}
+    )
+
+
+async def staff_thread(request: web.Request) -> web.Response:
+    member, _ = await _staff(request)
+    view = await threads.staff_view(
+        request.app[POOL], request.app[KEYRING], member, request.match_info["reference"]
+    )
+    body = _summary(view)
+    body.update(
+        description=view.description,
+        contact=view.contact,
+        messages=[_message(m, staff_names=True) for m in view.messages],
+        notes=[
+            {"author": n.author, "body": n.body, "created_at": n.created_at.isoformat()}
+            for n in view.notes
+        ],
+    )
+    return web.json_response(body)
+
+
+async def staff_thread_action(request: web.Request) -> web.Response:
+    member, _ = await _staff(request)
+    reference = request.match_info["reference"]
+    action = request.match_info["action"]
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise ValidationFailed([FieldError("", "The body must be a JSON object")])
+    pool = request.app[POOL]
+    if action == "messages":
+        sent_at = await threads.reply(
+            pool,
+            request.app[SETTINGS],
+            request.app[KEYRING],
+            member,
+            reference,
+            threads.message_body(data.get("body")),
+            idempotency_key=_idempotency_key(request),
+        )
+        return web.json_response({"sent_at": sent_at.isoformat()}, status=201)
+    if action == "notes":
+        created = await threads.add_note(
+            pool, request.app[KEYRING], member, reference, threads.message_body(data.get("body"))
+        )
+        return web.json_response({"created_at": created.isoformat()}, status=201)
+    if action == "status":
+        await threads.set_status(pool, member, reference, str(data.get("status", "")))
+    elif action == "team":
+        await threads.set_team(pool, member, reference, str(data.get("team", "")))
+    elif action == "assignee":
+        email = data.get("email")
+        if email is not None and not isinstance(email, str):
+            raise ValidationFailed([FieldError("email", "A string or null")])
+        await threads.set_assignee(pool, member, reference, email)
+    elif action == "restricted":
+        await threads.set_restricted(pool, member, reference, data.get("restricted") is True)
+    else:
+        raise web.HTTPNotFound()
+    return web.json_response({"status": "ok"})

@@ -8,14 +8,23 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from confide import codes, logs
-from confide.errors import CodeNotIssued
+from confide.errors import (
+    CodeMalformed,
+    CodeNotIssued,
+    CodeNotRecognised,
+    RateLimited,
+    ThreadClosed,
+    ValidationFailed,
+)
 from confide.services import codes as code_service
-from confide.services import reports
+from confide.services import reporter_auth, reports, sessions, threads
 from confide.sql import org as sql_org
 from webapp import report_flow
+from webapp.auth import Auth, clear_session_cookie, csrf_ok, session_for, set_session_cookie
 from webapp.errors import error_page
 from webapp.forms import read_form
-from webapp.keys import HASHER, KEYRING, LIMITS, POOL, SETTINGS
+from webapp.i18n import _
+from webapp.keys import HASHER, KEYRING, LIMITS, LOGIN_LIMITS, POOL, SETTINGS
 from webapp.report_flow import FormErrors
 from webapp.security import check_form_token, new_form_token, same_origin
 
@@ -31,9 +40,210 @@ async def accessibility(request: web.Request) -> web.Response:
     return aiohttp_jinja2.render_template("reporter/accessibility.html", request, {})
 
 
+LOGIN_PURPOSE = "reporter-login"
+
+
+def render_login(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    pending: dict[str, str] | None = None,
+    notice: str | None = None,
+    typed: str = "",
+) -> web.Response:
+    return aiohttp_jinja2.render_template(
+        "reporter/login.html",
+        request,
+        {
+            "form_token": new_form_token(request.app[SETTINGS], LOGIN_PURPOSE),
+            "errors": FormErrors([("code", error)] if error else []),
+            "pending": pending or {},
+            "notice": notice,
+            "typed": typed,
+            "logged_out": request.query.get("logged_out") == "1",
+        },
+        status=status,
+    )
+
+
 async def login(request: web.Request) -> web.Response:
-    # The code login arrives with issue 4; until then the page says so plainly.
-    return aiohttp_jinja2.render_template("reporter/login.html", request, {})
+    return render_login(request)
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    """Code login. Malformed (422), then limited (429), then wrong (401), as CONTRACTS §2."""
+    settings = request.app[SETTINGS]
+    if not same_origin(request, settings):
+        return error_page(request, 403, "This form must be sent from this site.")
+    form = await read_form(request)
+    pending = {k: form[k] for k in ("pending_body", "pending_token") if form.get(k)}
+    typed = form.get("code", "")[:200]
+    if check_form_token(settings, LOGIN_PURPOSE, form.get("form_token", "")) is None:
+        return render_login(
+            request,
+            status=400,
+            pending=pending,
+            notice=_("The page had expired. Please enter your code again."),
+        )
+    try:
+        thread_id, session = await reporter_auth.log_in(
+            request.app[POOL],
+            settings,
+            typed,
+            request.app[LOGIN_LIMITS].guard(request),
+            request.app[HASHER].check_code,
+        )
+    except CodeMalformed:
+        return render_login(
+            request,
+            status=422,
+            pending=pending,
+            typed=typed,
+            error=_(
+                "Codes have 16 letters and numbers, like 7QKM-2XRD-9HWB-T4NF. Check what you typed."
+            ),
+        )
+    except RateLimited as exc:
+        response = render_login(
+            request,
+            status=429,
+            pending=pending,
+            error=_("There have been too many attempts. Wait a few minutes, then try again."),
+        )
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except CodeNotRecognised:
+        return render_login(
+            request,
+            status=401,
+            pending=pending,
+            error=_("That code was not recognised. Check it and try again."),
+        )
+    log.info("reporter_logged_in", thread_id=str(thread_id))
+    target = "/messages"
+    if pending.get("pending_body"):
+        # The session had expired while they were typing: send what they wrote now.
+        try:
+            body = threads.message_body(pending["pending_body"])
+            await threads.add_reporter_message(
+                request.app[POOL],
+                settings,
+                request.app[KEYRING],
+                thread_id,
+                body,
+                idempotency_key=pending.get("pending_token") or None,
+            )
+            target = "/messages?sent=1"
+        except (ValidationFailed, ThreadClosed, threads.NoReplyPossible):
+            target = "/messages"
+    response = web.HTTPSeeOther(target)
+    set_session_cookie(request, response, "reporter", session)
+    raise response
+
+
+async def _reporter(request: web.Request) -> Auth | None:
+    auth = await session_for(request, "reporter")
+    return auth if auth and auth.session.thread_id else None
+
+
+async def messages_page(request: web.Request) -> web.Response:
+    auth = await _reporter(request)
+    if auth is None:
+        raise web.HTTPSeeOther("/login")
+    return await render_thread(request, auth)
+
+
+async def render_thread(
+    request: web.Request,
+    auth: Auth,
+    *,
+    errors: FormErrors | None = None,
+    typed: str = "",
+    status: int = 200,
+) -> web.Response:
+    assert auth.session.thread_id is not None
+    view = await threads.reporter_view(
+        request.app[POOL], request.app[KEYRING], auth.session.thread_id
+    )
+    settings = request.app[SETTINGS]
+    return aiohttp_jinja2.render_template(
+        "reporter/thread.html",
+        request,
+        {
+            "thread": view,
+            "csrf_token": auth.csrf(settings),
+            "errors": errors or FormErrors([]),
+            "typed": typed,
+            "message_token": new_form_token(settings, "message"),
+            "sent": request.query.get("sent") == "1",
+            "logout_at": auth.session.logout_at,
+            "show_staff_names": settings.show_staff_names,
+        },
+        status=status,
+    )
+
+
+async def messages_submit(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    if not same_origin(request, settings):
+        return error_page(request, 403, "This form must be sent from this site.")
+    form = await read_form(request)
+    auth = await _reporter(request)
+    body_text = form.get("body", "")
+    if auth is None:
+        # Expired while typing: keep the words, carry them through the login form.
+        return render_login(
+            request,
+            status=401,
+            pending={
+                "pending_body": body_text[:20_000],
+                "pending_token": form.get("message_token", ""),
+            },
+            notice=_(
+                "You were logged out, so your message has not been sent yet. Enter your "
+                "code to log in again and it will be sent."
+            ),
+        )
+    if not csrf_ok(request, auth, form):
+        return error_page(request, 403, "This form has expired. Go back, reload and try again.")
+    try:
+        body = threads.message_body(body_text)
+    except ValidationFailed:
+        return await render_thread(
+            request,
+            auth,
+            status=422,
+            typed=body_text,
+            errors=FormErrors([("body", _("Enter a message of 1 to 10,000 characters"))]),
+        )
+    token = check_form_token(settings, "message", form.get("message_token", ""))
+    assert auth.session.thread_id is not None
+    await threads.add_reporter_message(
+        request.app[POOL],
+        settings,
+        request.app[KEYRING],
+        auth.session.thread_id,
+        body,
+        idempotency_key=token,
+    )
+    log.info("reporter_message_added", thread_id=str(auth.session.thread_id))
+    raise web.HTTPSeeOther("/messages?sent=1")
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    if not same_origin(request, request.app[SETTINGS]):
+        return error_page(request, 403, "This form must be sent from this site.")
+    form = await read_form(request)
+    auth = await _reporter(request)
+    if auth is None:
+        raise web.HTTPSeeOther("/login?logged_out=1")
+    if not csrf_ok(request, auth, form):
+        return error_page(request, 403, "This form has expired. Go back, reload and try again.")
+    await sessions.end(request.app[POOL], auth.session.token_hmac)
+    response = web.HTTPSeeOther("/login?logged_out=1")
+    clear_session_cookie(request, response, "reporter")
+    raise response
 
 
 async def _categories(request: web.Request) -> list[dict[str, str]]:

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from confide import codes, jobs
 from confide.services import codes as code_service
+from confide.sql import codes as sql_codes
 from workers import db
 from workers.celery_app import app, settings
 
@@ -26,3 +27,17 @@ def store_code_verifier(thread_id: str, issue_id: str, prehash_b64: str) -> bool
         return await code_service.commit_verifier(pool, UUID(thread_id), UUID(issue_id), verifier)
 
     return db.run(commit())
+
+
+@app.task(name=jobs.CHECK_CODE, ignore_result=False, acks_late=True)
+def check_code(thread_id: str, prehash_b64: str) -> bool:
+    """One argon2id verification of a login attempt; the verifier is re-read from PostgreSQL."""
+    prehash = codes.decode_prehash(prehash_b64)
+
+    async def verifier() -> str | None:
+        pool = await db.pool(settings)
+        async with pool.acquire() as conn:
+            return await sql_codes.verifier_for_thread(conn, UUID(thread_id))
+
+    stored = db.run(verifier())
+    return stored is not None and codes.check_verifier(_hasher, stored, prehash)

@@ -1,0 +1,47 @@
+"""Reporter login with the code (CONTRACTS §2).
+
+Order of answers: malformed (422), then limited (429), then wrong (401). An unknown lookup id is
+rejected with no argon2 work; a known one costs exactly one verification.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+from uuid import UUID
+
+from asyncpg import Pool
+
+from confide import codes
+from confide.errors import CodeNotRecognised
+from confide.services import sessions
+from confide.settings import Settings
+from confide.sql import codes as sql_codes
+
+
+class LoginGuard(Protocol):
+    def per_client(self) -> None:
+        """Raise RateLimited when this client has tried too often."""
+
+    def argon2_budget(self) -> None:
+        """Raise RateLimited when the global budget of verifications is spent."""
+
+
+class CodeCheck(Protocol):
+    async def __call__(self, thread_id: UUID, verifier: str, prehash: bytes) -> bool: ...
+
+
+async def log_in(
+    pool: Pool, settings: Settings, typed: str, guard: LoginGuard, check: CodeCheck
+) -> tuple[UUID, sessions.NewSession]:
+    code = codes.normalise(typed)  # CodeMalformed -> 422
+    guard.per_client()  # -> 429
+    parts = codes.split(settings, code)
+    async with pool.acquire() as conn:
+        row = await sql_codes.by_lookup(conn, parts.lookup_hmac)
+    if row is None or row["verifier"] is None:
+        raise CodeNotRecognised()  # no argon2 work for an unknown lookup id
+    guard.argon2_budget()
+    if not await check(row["thread_id"], row["verifier"], parts.prehash):
+        raise CodeNotRecognised()
+    session = await sessions.create(pool, settings, "reporter", thread_id=row["thread_id"])
+    return row["thread_id"], session

@@ -1,0 +1,101 @@
+"""Server-side sessions for reporters and staff; cookies and bearer tokens share them.
+
+Tokens are 256 random bits; PostgreSQL keeps only their HMAC. A session has an idle timeout and an
+absolute lifetime. Logging out deletes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from asyncpg import Pool
+
+from confide.crypto import keyed_hash
+from confide.settings import Settings
+from confide.sql import sessions as sql_sessions
+
+
+@dataclass(frozen=True)
+class NewSession:
+    token: str
+    expires_at: datetime
+    idle_until: datetime
+
+
+@dataclass(frozen=True)
+class ActiveSession:
+    token_hmac: bytes
+    thread_id: UUID | None
+    staff_id: int | None
+    idle_until: datetime
+    expires_at: datetime
+
+    @property
+    def logout_at(self) -> datetime:
+        return min(self.idle_until, self.expires_at)
+
+
+def token_hmac(settings: Settings, token: str) -> bytes:
+    return keyed_hash(settings.session_key, "session", token)
+
+
+def csrf_token(settings: Settings, session_hmac: bytes) -> str:
+    """Bound to the session; cookie-authenticated forms must carry it."""
+    mac = keyed_hash(settings.session_key, "csrf", session_hmac)
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def lifetimes(settings: Settings, kind: str) -> tuple[int, int]:
+    if kind == "reporter":
+        return settings.reporter_idle_minutes * 60, settings.reporter_max_hours * 3600
+    return settings.staff_idle_minutes * 60, settings.staff_max_hours * 3600
+
+
+async def create(
+    pool: Pool,
+    settings: Settings,
+    kind: str,
+    *,
+    thread_id: UUID | None = None,
+    staff_id: int | None = None,
+) -> NewSession:
+    """A brand-new session id on every login (never reuses one)."""
+    token = secrets.token_urlsafe(32)
+    idle, absolute = lifetimes(settings, kind)
+    async with pool.acquire() as conn:
+        row = await sql_sessions.insert(
+            conn,
+            token_hmac(settings, token),
+            kind=kind,
+            thread_id=thread_id,
+            staff_id=staff_id,
+            idle_seconds=idle,
+            absolute_seconds=absolute,
+        )
+    return NewSession(token, row["expires_at"], row["last_seen_at"] + timedelta(seconds=idle))
+
+
+async def resume(pool: Pool, settings: Settings, kind: str, token: str) -> ActiveSession | None:
+    if not token or len(token) > 128:
+        return None
+    mac = token_hmac(settings, token)
+    async with pool.acquire() as conn:
+        row = await sql_sessions.touch(conn, mac, kind)
+    if row is None:
+        return None
+    return ActiveSession(
+        mac,
+        row["thread_id"],
+        row["staff_id"],
+        row["last_seen_at"] + timedelta(seconds=row["idle_seconds"]),
+        row["expires_at"],
+    )
+
+
+async def end(pool: Pool, session_hmac: bytes) -> None:
+    async with pool.acquire() as conn:
+        await sql_sessions.delete(conn, session_hmac)

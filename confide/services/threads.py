@@ -1,0 +1,441 @@
+"""Threads: the reporter's view and messages, and everything staff do with a thread.
+
+Message and note bodies are encrypted at rest. Every staff view and action is audited (without
+text). A thread a staff member may not see raises :class:`NotFound`, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from asyncpg import Connection, Pool, Record
+
+from confide.crypto import Keyring, keyed_hash
+from confide.errors import ConfideError, FieldError, NotFound, ThreadClosed, ValidationFailed
+from confide.services import validation
+from confide.services.reports import field_context
+from confide.settings import Settings
+from confide.sql import audit as sql_audit
+from confide.sql import staff as sql_staff
+from confide.sql import threads as sql_threads
+
+PAGE_SIZE = 50
+STATUSES = ("open", "closed", "contacted")
+
+
+class Forbidden(ConfideError):
+    """The action needs a role the staff member does not have (403)."""
+
+
+class NoReplyPossible(ConfideError):
+    """The thread has no anonymous follow-up: there is nobody to reply to in Confide."""
+
+
+@dataclass(frozen=True)
+class Staff:
+    id: int
+    email: str
+    name: str
+    role: str
+    team_ids: tuple[int, ...]
+
+    @property
+    def is_manager(self) -> bool:
+        return self.role == "manager"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def can_read_audit(self) -> bool:
+        return self.role in ("manager", "admin")
+
+
+@dataclass(frozen=True)
+class Message:
+    author: str  # "reporter" or "caseworker"
+    body: str
+    sent_at: datetime
+    staff_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Note:
+    author: str | None
+    author_name: str | None
+    body: str
+    created_at: datetime
+
+
+@dataclass
+class ThreadView:
+    id: UUID
+    reference: str
+    category: str
+    category_name: str
+    team: str
+    team_name: str
+    anonymous: bool
+    follow_up: bool
+    status: str
+    received_at: datetime
+    last_reporter_message_at: datetime | None
+    last_caseworker_message_at: datetime | None
+    last_activity_at: datetime
+    assignee: str | None
+    assignee_name: str | None
+    restricted: bool
+    description: str | None = None
+    occurred: str | None = None
+    location: str | None = None
+    contact: dict[str, Any] | None = None
+    messages: list[Message] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+    @property
+    def awaiting_reply(self) -> bool:
+        if self.status != "open" or (self.anonymous and not self.follow_up):
+            return False
+        if self.last_reporter_message_at is None:
+            return False
+        return (
+            self.last_caseworker_message_at is None
+            or self.last_reporter_message_at > self.last_caseworker_message_at
+        )
+
+    @property
+    def can_reply(self) -> bool:
+        return self.anonymous and self.follow_up and self.status != "closed"
+
+
+def _summary(row: Record) -> ThreadView:
+    return ThreadView(
+        id=row["id"],
+        reference=row["reference"],
+        category=row["category_slug"],
+        category_name=row["category_name"],
+        team=row["team"],
+        team_name=row["team_name"],
+        anonymous=row["anonymous"],
+        follow_up=row["follow_up"],
+        status=row["status"],
+        received_at=row["received_at"],
+        last_reporter_message_at=row["last_reporter_message_at"],
+        last_caseworker_message_at=row["last_caseworker_message_at"],
+        last_activity_at=row["last_activity_at"],
+        assignee=row["assignee"],
+        assignee_name=row["assignee_name"],
+        restricted=row["restricted"],
+    )
+
+
+def _open_report(view: ThreadView, row: Record, keyring: Keyring, *, contact: bool) -> None:
+    view.description = keyring.open(row["description"], field_context(view.id, "description"))
+    view.occurred = keyring.open_optional(row["occurred"], field_context(view.id, "occurred"))
+    view.location = keyring.open_optional(row["location"], field_context(view.id, "location"))
+    if contact and row["contact"] is not None:
+        view.contact = json.loads(keyring.open(row["contact"], field_context(view.id, "contact")))
+
+
+async def _messages(conn: Connection, keyring: Keyring, thread_id: UUID) -> list[Message]:
+    return [
+        Message(
+            r["author"],
+            keyring.open(r["body"], f"messages.body:{r['id']}"),
+            r["sent_at"],
+            r["staff_name"],
+        )
+        for r in await sql_threads.messages(conn, thread_id)
+    ]
+
+
+# --- Reporters -----------------------------------------------------------------------------
+
+
+async def reporter_view(pool: Pool, keyring: Keyring, thread_id: UUID) -> ThreadView:
+    async with pool.acquire() as conn:
+        row = await sql_threads.reporter_thread(conn, thread_id)
+        if row is None:
+            raise NotFound()
+        view = _summary(row)
+        _open_report(view, row, keyring, contact=False)
+        view.messages = await _messages(conn, keyring, thread_id)
+    return view
+
+
+def message_body(text: Any, field_name: str = "body") -> str:
+    errors: list[FieldError] = []
+    body = validation.text_field(
+        errors,
+        field_name,
+        text,
+        label="a message",
+        required=True,
+        max_len=validation.MESSAGE_MAX,
+        multiline=True,
+    )
+    if errors or body is None:
+        raise ValidationFailed(errors)
+    return body
+
+
+async def _add_message(
+    pool: Pool,
+    settings: Settings,
+    keyring: Keyring,
+    thread_id: UUID,
+    body: str,
+    *,
+    author: str,
+    staff_id: int | None,
+    idempotency_key: str | None,
+) -> datetime:
+    key_hmac = (
+        keyed_hash(settings.session_key, "message", str(thread_id), idempotency_key)
+        if idempotency_key
+        else None
+    )
+    message_id = uuid4()
+    async with pool.acquire() as conn, conn.transaction():
+        thread = await sql_threads.lock_thread(conn, thread_id)
+        if thread is None:
+            raise NotFound()
+        if key_hmac is not None:
+            earlier = await sql_threads.message_by_key(conn, key_hmac)
+            if earlier is not None:
+                at: datetime = earlier["sent_at"]
+                return at  # a retried POST: the same receipt, no second message
+        if thread["status"] == "closed":
+            raise ThreadClosed()
+        if not (thread["anonymous"] and thread["follow_up"]):
+            raise NoReplyPossible()
+        sent_at = await sql_threads.insert_message(
+            conn,
+            message_id=message_id,
+            thread_id=thread_id,
+            author=author,
+            staff_id=staff_id,
+            body=keyring.seal(body, f"messages.body:{message_id}"),
+            key_hmac=key_hmac,
+        )
+        assert sent_at is not None
+        if author == "reporter":
+            await sql_threads.mark_reporter_message(conn, thread_id, sent_at)
+        else:
+            await sql_threads.mark_caseworker_message(conn, thread_id, sent_at)
+            await sql_audit.record(conn, staff_id, thread_id, "reply")
+    return sent_at
+
+
+async def add_reporter_message(
+    pool: Pool,
+    settings: Settings,
+    keyring: Keyring,
+    thread_id: UUID,
+    body: str,
+    *,
+    idempotency_key: str | None,
+) -> datetime:
+    """Commit the reporter's message (encrypted) before anyone is told it was sent.
+
+    Idempotent per key: a retried POST returns the first message's time.
+    """
+    return await _add_message(
+        pool,
+        settings,
+        keyring,
+        thread_id,
+        body,
+        author="reporter",
+        staff_id=None,
+        idempotency_key=idempotency_key,
+    )
+
+
+# --- Staff ---------------------------------------------------------------------------------
+
+
+async def load_staff(pool: Pool, staff_id: int) -> Staff | None:
+    async with pool.acquire() as conn:
+        row = await sql_staff.by_id(conn, staff_id)
+        if row is None or not row["active"]:
+            return None
+        team_ids = await sql_staff.team_ids(conn, staff_id)
+    return Staff(row["id"], row["email"], row["name"], row["role"], tuple(team_ids))
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    threads: list[ThreadView]
+    counts: dict[str, int]
+    next_page: int | None
+
+
+async def inbox(
+    pool: Pool, staff: Staff, *, state: str, page: int, reference: str | None
+) -> InboxPage:
+    if state not in sql_threads.STATES:
+        raise ValidationFailed([FieldError("state", "Unknown filter")])
+    async with pool.acquire() as conn:
+        rows = await sql_threads.inbox(
+            conn,
+            team_ids=list(staff.team_ids),
+            staff_id=staff.id,
+            is_manager=staff.is_manager,
+            state=state,
+            reference=reference,
+            limit=PAGE_SIZE + 1,
+            offset=(page - 1) * PAGE_SIZE,
+        )
+        counts = await sql_threads.inbox_counts(
+            conn, team_ids=list(staff.team_ids), staff_id=staff.id, is_manager=staff.is_manager
+        )
+    threads = [_summary(r) for r in rows[:PAGE_SIZE]]
+    return InboxPage(threads, counts, page + 1 if len(rows) > PAGE_SIZE else None)
+
+
+async def _visible(conn: Connection, staff: Staff, reference: str) -> Record:
+    row = await sql_threads.visible_thread(
+        conn,
+        reference,
+        team_ids=list(staff.team_ids),
+        staff_id=staff.id,
+        is_manager=staff.is_manager,
+    )
+    if row is None:
+        raise NotFound()
+    return row
+
+
+async def staff_view(pool: Pool, keyring: Keyring, staff: Staff, reference: str) -> ThreadView:
+    """The whole thread for a staff member who may see it. The view itself is audited."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await _visible(conn, staff, reference)
+        view = _summary(row)
+        _open_report(view, row, keyring, contact=not row["anonymous"])
+        view.messages = await _messages(conn, keyring, view.id)
+        view.notes = [
+            Note(
+                r["author"],
+                r["author_name"],
+                keyring.open(r["body"], f"notes.body:{r['id']}"),
+                r["created_at"],
+            )
+            for r in await sql_threads.notes(conn, view.id)
+        ]
+        await sql_audit.record(conn, staff.id, view.id, "view")
+    return view
+
+
+async def reply(
+    pool: Pool,
+    settings: Settings,
+    keyring: Keyring,
+    staff: Staff,
+    reference: str,
+    body: str,
+    *,
+    idempotency_key: str | None,
+) -> datetime:
+    async with pool.acquire() as conn:
+        row = await _visible(conn, staff, reference)
+    return await _add_message(
+        pool,
+        settings,
+        keyring,
+        row["id"],
+        body,
+        author="caseworker",
+        staff_id=staff.id,
+        idempotency_key=idempotency_key,
+    )
+
+
+async def add_note(
+    pool: Pool, keyring: Keyring, staff: Staff, reference: str, body: str
+) -> datetime:
+    note_id = uuid4()
+    async with pool.acquire() as conn, conn.transaction():
+        row = await _visible(conn, staff, reference)
+        created = await sql_threads.insert_note(
+            conn,
+            note_id=note_id,
+            thread_id=row["id"],
+            staff_id=staff.id,
+            body=keyring.seal(body, f"notes.body:{note_id}"),
+        )
+        await sql_audit.record(conn, staff.id, row["id"], "note")
+    return created
+
+
+async def set_status(pool: Pool, staff: Staff, reference: str, status: str) -> None:
+    if status not in STATUSES:
+        raise ValidationFailed([FieldError("status", "Choose open, closed or contacted")])
+    async with pool.acquire() as conn, conn.transaction():
+        row = await _visible(conn, staff, reference)
+        if status == "contacted" and row["anonymous"]:
+            raise ValidationFailed(
+                [
+                    FieldError(
+                        "status", "Only reports with contact details can be marked as contacted"
+                    )
+                ]
+            )
+        await sql_threads.set_status(conn, row["id"], status)
+        await sql_audit.record(conn, staff.id, row["id"], "status", {"status": status})
+
+
+async def set_team(pool: Pool, staff: Staff, reference: str, team_slug: str) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        row = await _visible(conn, staff, reference)
+        team_id = await conn.fetchval("SELECT id FROM teams WHERE slug = $1 AND active", team_slug)
+        if team_id is None:
+            raise ValidationFailed([FieldError("team", "Choose one of the teams")])
+        await sql_threads.set_team(conn, row["id"], team_id)
+        await sql_audit.record(conn, staff.id, row["id"], "team", {"team": team_slug})
+
+
+async def set_assignee(pool: Pool, staff: Staff, reference: str, email: str | None) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        row = await _visible(conn, staff, reference)
+        assignee_id = None
+        if email:
+            member = await sql_staff.by_email(conn, email)
+            team_id = await conn.fetchval("SELECT team_id FROM threads WHERE id = $1", row["id"])
+            if (
+                member is None
+                or not member["active"]
+                or team_id not in await sql_staff.team_ids(conn, member["id"])
+            ):
+                raise ValidationFailed(
+                    [FieldError("email", "Choose a member of the thread's team")]
+                )
+            assignee_id = member["id"]
+        await sql_threads.set_assignee(conn, row["id"], assignee_id)
+        await sql_audit.record(conn, staff.id, row["id"], "assign", {"assignee_id": assignee_id})
+
+
+async def set_restricted(pool: Pool, staff: Staff, reference: str, restricted: bool) -> None:
+    """Managers only: limit a thread to its assignee and the managers (conflicts of interest)."""
+    if not staff.is_manager:
+        raise Forbidden()
+    async with pool.acquire() as conn, conn.transaction():
+        row = await _visible(conn, staff, reference)
+        await sql_threads.set_restricted(conn, row["id"], restricted)
+        await sql_audit.record(conn, staff.id, row["id"], "restrict", {"restricted": restricted})
+
+
+async def teams_and_members(
+    pool: Pool, staff: Staff, reference: str
+) -> tuple[list[Record], list[Record]]:
+    async with pool.acquire() as conn:
+        row = await _visible(conn, staff, reference)
+        team_id = await conn.fetchval("SELECT team_id FROM threads WHERE id = $1", row["id"])
+        teams = await conn.fetch("SELECT slug, name FROM teams WHERE active ORDER BY name")
+        members = await sql_staff.team_members(conn, team_id)
+    return list(teams), members

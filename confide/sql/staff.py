@@ -1,0 +1,130 @@
+"""SQL for staff accounts and team memberships."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from asyncpg import Connection, Record
+
+COLUMNS = (
+    "s.id, s.email, s.name, s.role, s.active, s.password_hash, s.failed_logins, s.last_failed_at"
+)
+
+
+async def by_email(conn: Connection, email: str) -> Record | None:
+    row: Record | None = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM staff s WHERE lower(s.email) = lower($1)", email
+    )
+    return row
+
+
+async def by_id(conn: Connection, staff_id: int) -> Record | None:
+    row: Record | None = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM staff s WHERE s.id = $1", staff_id
+    )
+    return row
+
+
+async def insert(conn: Connection, email: str, name: str, role: str, password_hash: str) -> int:
+    staff_id: int = await conn.fetchval(
+        """INSERT INTO staff (email, name, role, password_hash) VALUES ($1, $2, $3, $4)
+           RETURNING id""",
+        email,
+        name,
+        role,
+        password_hash,
+    )
+    return staff_id
+
+
+async def add_to_team(conn: Connection, staff_id: int, team_id: int) -> None:
+    await conn.execute(
+        "INSERT INTO staff_teams (staff_id, team_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        staff_id,
+        team_id,
+    )
+
+
+async def remove_from_team(conn: Connection, staff_id: int, team_id: int) -> None:
+    await conn.execute(
+        "DELETE FROM staff_teams WHERE staff_id = $1 AND team_id = $2", staff_id, team_id
+    )
+
+
+async def team_ids(conn: Connection, staff_id: int) -> list[int]:
+    return [
+        r["team_id"]
+        for r in await conn.fetch("SELECT team_id FROM staff_teams WHERE staff_id = $1", staff_id)
+    ]
+
+
+async def set_active(conn: Connection, email: str, active: bool) -> int | None:
+    value: int | None = await conn.fetchval(
+        "UPDATE staff SET active = $2 WHERE lower(email) = lower($1) RETURNING id", email, active
+    )
+    return value
+
+
+async def set_password(conn: Connection, staff_id: int, password_hash: str) -> None:
+    await conn.execute(
+        """UPDATE staff SET password_hash = $2, failed_logins = 0, reset_token_hmac = NULL,
+                            reset_expires_at = NULL
+           WHERE id = $1""",
+        staff_id,
+        password_hash,
+    )
+
+
+async def record_failure(conn: Connection, staff_id: int) -> None:
+    await conn.execute(
+        "UPDATE staff SET failed_logins = failed_logins + 1, last_failed_at = now() WHERE id = $1",
+        staff_id,
+    )
+
+
+async def clear_failures(conn: Connection, staff_id: int) -> None:
+    await conn.execute("UPDATE staff SET failed_logins = 0 WHERE id = $1", staff_id)
+
+
+async def set_reset_token(
+    conn: Connection, email: str, token_hmac: bytes, expires_at: datetime
+) -> int | None:
+    value: int | None = await conn.fetchval(
+        """UPDATE staff SET reset_token_hmac = $2, reset_expires_at = $3
+           WHERE lower(email) = lower($1) RETURNING id""",
+        email,
+        token_hmac,
+        expires_at,
+    )
+    return value
+
+
+async def by_reset_token(conn: Connection, token_hmac: bytes) -> Record | None:
+    row: Record | None = await conn.fetchrow(
+        f"""SELECT {COLUMNS} FROM staff s
+            WHERE s.reset_token_hmac = $1 AND s.reset_expires_at > now() AND s.active""",
+        token_hmac,
+    )
+    return row
+
+
+async def all_staff(conn: Connection) -> list[Record]:
+    rows: list[Record] = await conn.fetch(
+        """SELECT s.id, s.email, s.name, s.role, s.active,
+                  coalesce(array_agg(t.slug ORDER BY t.slug) FILTER (WHERE t.slug IS NOT NULL),
+                           '{}') AS teams
+           FROM staff s LEFT JOIN staff_teams st ON st.staff_id = s.id
+           LEFT JOIN teams t ON t.id = st.team_id
+           GROUP BY s.id ORDER BY s.email"""
+    )
+    return rows
+
+
+async def team_members(conn: Connection, team_id: int) -> list[Record]:
+    rows: list[Record] = await conn.fetch(
+        """SELECT s.id, s.email, s.name, s.role FROM staff s
+           JOIN staff_teams st ON st.staff_id = s.id
+           WHERE st.team_id = $1 AND s.active ORDER BY s.name""",
+        team_id,
+    )
+    return rows

@@ -1,0 +1,202 @@
+"""SQL for threads as staff see them, and for messages and notes. Text columns hold ciphertext."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from asyncpg import Connection, Record
+
+# Inbox filters: fixed SQL fragments chosen by name, never built from input.
+STATES: dict[str, str] = {
+    "awaiting": """t.status = 'open' AND NOT (t.anonymous AND NOT t.follow_up)
+                   AND t.last_reporter_message_at IS NOT NULL
+                   AND t.last_reporter_message_at > coalesce(t.last_caseworker_message_at,
+                                                             '-infinity')""",
+    "mine": "t.assignee_id = $2 AND t.status <> 'closed'",
+    "new": "t.anonymous AND NOT t.follow_up AND t.status <> 'closed'",
+    "open": "t.status <> 'closed'",
+    "closed": "t.status = 'closed'",
+}
+
+# Who may see a thread: a member of its team, and for a restricted thread only its assignee and
+# the team's managers. $1 = the staff member's team ids, $2 = staff id, $3 = is a manager.
+VISIBLE = "t.team_id = ANY($1::int[]) AND (NOT t.restricted OR t.assignee_id = $2 OR $3)"
+
+SUMMARY_COLUMNS = """t.id, t.reference, t.category_slug, c.name AS category_name, tm.slug AS team,
+    tm.name AS team_name, t.anonymous, t.follow_up, t.received_at, t.last_reporter_message_at,
+    t.last_caseworker_message_at, t.status, t.restricted, t.assignee_id, s.email AS assignee,
+    s.name AS assignee_name, t.last_activity_at"""
+FROM = """threads t JOIN categories c ON c.slug = t.category_slug JOIN teams tm ON tm.id = t.team_id
+    LEFT JOIN staff s ON s.id = t.assignee_id"""
+
+
+async def inbox(
+    conn: Connection,
+    *,
+    team_ids: list[int],
+    staff_id: int,
+    is_manager: bool,
+    state: str,
+    reference: str | None,
+    limit: int,
+    offset: int,
+) -> list[Record]:
+    rows: list[Record] = await conn.fetch(
+        f"""SELECT {SUMMARY_COLUMNS} FROM {FROM}
+            WHERE {VISIBLE} AND ({STATES[state]}) AND ($4::text IS NULL OR t.reference = $4)
+            ORDER BY t.last_activity_at DESC, t.id LIMIT $5 OFFSET $6""",
+        team_ids,
+        staff_id,
+        is_manager,
+        reference,
+        limit,
+        offset,
+    )
+    return rows
+
+
+async def inbox_counts(
+    conn: Connection, *, team_ids: list[int], staff_id: int, is_manager: bool
+) -> dict[str, int]:
+    columns = ", ".join(f"count(*) FILTER (WHERE {sql}) AS {name}" for name, sql in STATES.items())
+    row = await conn.fetchrow(
+        f"SELECT {columns} FROM threads t WHERE {VISIBLE}", team_ids, staff_id, is_manager
+    )
+    return {name: int(row[name]) for name in STATES}
+
+
+async def visible_thread(
+    conn: Connection, reference: str, *, team_ids: list[int], staff_id: int, is_manager: bool
+) -> Record | None:
+    row: Record | None = await conn.fetchrow(
+        f"""SELECT {SUMMARY_COLUMNS}, t.description, t.occurred, t.location, t.contact
+            FROM {FROM} WHERE {VISIBLE} AND t.reference = $4""",
+        team_ids,
+        staff_id,
+        is_manager,
+        reference,
+    )
+    return row
+
+
+async def reporter_thread(conn: Connection, thread_id: UUID) -> Record | None:
+    row: Record | None = await conn.fetchrow(
+        f"""SELECT {SUMMARY_COLUMNS}, t.description, t.occurred, t.location
+            FROM {FROM} WHERE t.id = $1""",
+        thread_id,
+    )
+    return row
+
+
+async def lock_thread(conn: Connection, thread_id: UUID) -> Record | None:
+    row: Record | None = await conn.fetchrow(
+        "SELECT id, status, anonymous, follow_up FROM threads WHERE id = $1 FOR UPDATE", thread_id
+    )
+    return row
+
+
+async def insert_message(
+    conn: Connection,
+    *,
+    message_id: UUID,
+    thread_id: UUID,
+    author: str,
+    staff_id: int | None,
+    body: bytes,
+    key_hmac: bytes | None,
+) -> datetime | None:
+    """The new message's time; None if this idempotency key already sent one."""
+    sent_at: datetime | None = await conn.fetchval(
+        """INSERT INTO messages (id, thread_id, author, staff_id, body, key_hmac)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key_hmac) DO NOTHING RETURNING sent_at""",
+        message_id,
+        thread_id,
+        author,
+        staff_id,
+        body,
+        key_hmac,
+    )
+    return sent_at
+
+
+async def message_by_key(conn: Connection, key_hmac: bytes) -> Record | None:
+    row: Record | None = await conn.fetchrow(
+        "SELECT id, thread_id, sent_at FROM messages WHERE key_hmac = $1", key_hmac
+    )
+    return row
+
+
+async def mark_reporter_message(conn: Connection, thread_id: UUID, at: datetime) -> None:
+    await conn.execute(
+        """UPDATE threads SET last_reporter_message_at = $2, last_activity_at = $2
+           WHERE id = $1""",
+        thread_id,
+        at,
+    )
+
+
+async def mark_caseworker_message(conn: Connection, thread_id: UUID, at: datetime) -> None:
+    await conn.execute(
+        """UPDATE threads SET last_caseworker_message_at = $2, last_activity_at = $2
+           WHERE id = $1""",
+        thread_id,
+        at,
+    )
+
+
+async def messages(conn: Connection, thread_id: UUID) -> list[Record]:
+    rows: list[Record] = await conn.fetch(
+        """SELECT m.id, m.author, m.body, m.sent_at, s.name AS staff_name
+           FROM messages m LEFT JOIN staff s ON s.id = m.staff_id
+           WHERE m.thread_id = $1 ORDER BY m.sent_at, m.id""",
+        thread_id,
+    )
+    return rows
+
+
+async def insert_note(
+    conn: Connection, *, note_id: UUID, thread_id: UUID, staff_id: int, body: bytes
+) -> datetime:
+    created: datetime = await conn.fetchval(
+        """INSERT INTO notes (id, thread_id, staff_id, body) VALUES ($1, $2, $3, $4)
+           RETURNING created_at""",
+        note_id,
+        thread_id,
+        staff_id,
+        body,
+    )
+    return created
+
+
+async def notes(conn: Connection, thread_id: UUID) -> list[Record]:
+    rows: list[Record] = await conn.fetch(
+        """SELECT n.id, n.body, n.created_at, s.email AS author, s.name AS author_name
+           FROM notes n LEFT JOIN staff s ON s.id = n.staff_id
+           WHERE n.thread_id = $1 ORDER BY n.created_at, n.id""",
+        thread_id,
+    )
+    return rows
+
+
+async def set_status(conn: Connection, thread_id: UUID, status: str) -> None:
+    await conn.execute(
+        "UPDATE threads SET status = $2, last_activity_at = now() WHERE id = $1", thread_id, status
+    )
+
+
+async def set_team(conn: Connection, thread_id: UUID, team_id: int) -> None:
+    await conn.execute(
+        """UPDATE threads SET team_id = $2, assignee_id = NULL, last_activity_at = now()
+           WHERE id = $1""",
+        thread_id,
+        team_id,
+    )
+
+
+async def set_assignee(conn: Connection, thread_id: UUID, staff_id: int | None) -> None:
+    await conn.execute("UPDATE threads SET assignee_id = $2 WHERE id = $1", thread_id, staff_id)
+
+
+async def set_restricted(conn: Connection, thread_id: UUID, restricted: bool) -> None:
+    await conn.execute("UPDATE threads SET restricted = $2 WHERE id = $1", thread_id, restricted)

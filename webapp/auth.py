@@ -1,0 +1,87 @@
+"""Who is asking: reporter and staff sessions from a cookie or a bearer token, and CSRF.
+
+Cookies are HttpOnly, SameSite=Strict, and over HTTPS Secure with the ``__Host-`` prefix.
+Cookie-authenticated forms must carry the session's CSRF token; bearer calls need none.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from confide.services import sessions
+from confide.services.sessions import ActiveSession, NewSession
+from confide.services.threads import Staff, load_staff
+from confide.settings import Settings
+from webapp.keys import POOL, SETTINGS
+from webapp.security import is_tls
+
+CLEAR_SITE_DATA = '"cache", "cookies", "storage"'
+
+
+@dataclass(frozen=True)
+class Auth:
+    session: ActiveSession
+    via_cookie: bool
+
+    def csrf(self, settings: Settings) -> str:
+        return sessions.csrf_token(settings, self.session.token_hmac)
+
+
+def cookie_name(request: web.Request, kind: str) -> str:
+    return f"__Host-{kind}" if is_tls(request, request.app[SETTINGS]) else kind
+
+
+def _token(request: web.Request, kind: str) -> tuple[str | None, bool]:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[7:].strip(), False
+    return request.cookies.get(cookie_name(request, kind)), True
+
+
+async def session_for(request: web.Request, kind: str) -> Auth | None:
+    token, via_cookie = _token(request, kind)
+    if not token:
+        return None
+    active = await sessions.resume(request.app[POOL], request.app[SETTINGS], kind, token)
+    return Auth(active, via_cookie) if active else None
+
+
+def csrf_ok(request: web.Request, auth: Auth, form: dict[str, str]) -> bool:
+    if not auth.via_cookie:
+        return True
+    expected = auth.csrf(request.app[SETTINGS])
+    return hmac.compare_digest(form.get("csrf_token", ""), expected)
+
+
+def set_session_cookie(
+    request: web.Request, response: web.StreamResponse, kind: str, new: NewSession
+) -> None:
+    response.set_cookie(
+        cookie_name(request, kind),
+        new.token,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=is_tls(request, request.app[SETTINGS]),
+    )
+
+
+def clear_session_cookie(request: web.Request, response: web.StreamResponse, kind: str) -> None:
+    response.del_cookie(
+        cookie_name(request, kind),
+        path="/",
+        secure=is_tls(request, request.app[SETTINGS]),
+        samesite="Strict",
+    )
+    response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
+
+
+async def staff_for(request: web.Request) -> tuple[Staff, Auth] | None:
+    auth = await session_for(request, "staff")
+    if auth is None or auth.session.staff_id is None:
+        return None
+    staff = await load_staff(request.app[POOL], auth.session.staff_id)
+    return (staff, auth) if staff else None

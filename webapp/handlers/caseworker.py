@@ -1,0 +1,392 @@
+"""Case worker pages: login, team inbox, thread view and actions, password, audit, admin."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from confide import logs
+from confide.errors import FieldError, NotFound, RateLimited, ThreadClosed, ValidationFailed
+from confide.services import admin, sessions, threads
+from confide.services import staff as staff_service
+from confide.services.threads import Forbidden, NoReplyPossible, Staff
+from confide.sql import audit as sql_audit
+from webapp.auth import Auth, clear_session_cookie, csrf_ok, set_session_cookie, staff_for
+from webapp.errors import error_page
+from webapp.forms import read_form
+from webapp.i18n import _
+from webapp.keys import KEYRING, POOL, SETTINGS
+from webapp.report_flow import FormErrors
+from webapp.security import check_form_token, new_form_token, same_origin
+
+log = logs.get("confide.web.staff")
+LOGIN_PURPOSE = "staff-login"
+INBOX_STATES = ("awaiting", "mine", "new", "open", "closed")
+StaffHandler = Callable[[web.Request, Staff, Auth], Awaitable[web.StreamResponse]]
+
+
+def staff_page(
+    *, post: bool = False, roles: tuple[str, ...] = ()
+) -> Callable[[StaffHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    """Require a staff session (and CSRF on posts); ``roles`` limits who may enter (else 403)."""
+
+    def wrap(handler: StaffHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        @wraps(handler)
+        async def inner(request: web.Request) -> web.StreamResponse:
+            found = await staff_for(request)
+            if found is None:
+                raise web.HTTPSeeOther("/staff/login")
+            member, auth = found
+            if roles and member.role not in roles:
+                return error_page(request, 403, _("Your role cannot open this page."))
+            if post:
+                if not same_origin(request, request.app[SETTINGS]):
+                    return error_page(request, 403, "This form must be sent from this site.")
+                request["form"] = await read_form(request)
+                if not csrf_ok(request, auth, request["form"]):
+                    return error_page(
+                        request,
+                        403,
+                        _("This form has expired. Go back, reload the page and try again."),
+                    )
+            return await handler(request, member, auth)
+
+        return inner
+
+    return wrap
+
+
+def render(
+    request: web.Request,
+    template: str,
+    member: Staff | None,
+    auth: Auth | None,
+    context: dict[str, Any],
+    status: int = 200,
+) -> web.Response:
+    context = dict(
+        context,
+        staff=member,
+        csrf_token=auth.csrf(request.app[SETTINGS]) if auth else "",
+        errors=context.get("errors") or FormErrors([]),
+    )
+    return aiohttp_jinja2.render_template(template, request, context, status=status)
+
+
+# --- Login ---------------------------------------------------------------------------------
+
+
+def render_login(
+    request: web.Request, *, status: int = 200, error: str | None = None, email: str = ""
+) -> web.Response:
+    return render(
+        request,
+        "staff/login.html",
+        None,
+        None,
+        {
+            "form_token": new_form_token(request.app[SETTINGS], LOGIN_PURPOSE),
+            "email": email,
+            "errors": FormErrors([("email", error)] if error else []),
+        },
+        status=status,
+    )
+
+
+async def login(request: web.Request) -> web.Response:
+    return render_login(request)
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    if not same_origin(request, settings):
+        return error_page(request, 403, "This form must be sent from this site.")
+    form = await read_form(request)
+    email = form.get("email", "")[:254]
+    if check_form_token(settings, LOGIN_PURPOSE, form.get("form_token", "")) is None:
+        return render_login(
+            request, status=400, email=email, error=_("The page had expired. Please log in again.")
+        )
+    try:
+        done = await staff_service.log_in(
+            request.app[POOL], settings, email, form.get("password", "")
+        )
+    except RateLimited as exc:
+        response = render_login(
+            request,
+            status=429,
+            email=email,
+            error=_("Too many failed attempts. Wait %(n)s seconds, then try again.")
+            % {"n": exc.retry_after},
+        )
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except staff_service.StaffLoginFailed:
+        return render_login(
+            request, status=401, email=email, error=_("The email address or password is not right.")
+        )
+    log.info("staff_logged_in", outcome="ok")
+    response = web.HTTPSeeOther("/staff")
+    set_session_cookie(request, response, "staff", done.session)
+    raise response
+
+
+@staff_page(post=True)
+async def logout(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
+    await sessions.end(request.app[POOL], auth.session.token_hmac)
+    response = web.HTTPSeeOther("/staff/login")
+    clear_session_cookie(request, response, "staff")
+    raise response
+
+
+# --- Inbox and threads ---------------------------------------------------------------------
+
+
+def _page_number(request: web.Request) -> int:
+    try:
+        page = int(request.query.get("page", "1"))
+    except ValueError:
+        return 1
+    return min(max(page, 1), 100_000)
+
+
+@staff_page()
+async def inbox(request: web.Request, member: Staff, auth: Auth) -> web.Response:
+    state = request.query.get("state", "awaiting")
+    if state not in INBOX_STATES:
+        state = "awaiting"
+    reference = request.query.get("q", "").strip().upper()[:20] or None
+    page = _page_number(request)
+    result = await threads.inbox(
+        request.app[POOL], member, state=state, page=page, reference=reference
+    )
+    return render(
+        request,
+        "staff/inbox.html",
+        member,
+        auth,
+        {
+            "result": result,
+            "state": state,
+            "states": INBOX_STATES,
+            "q": reference or "",
+            "page": page,
+        },
+    )
+
+
+@staff_page()
+async def thread_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
+    return await render_thread(request, member, auth)
+
+
+async def render_thread(
+    request: web.Request,
+    member: Staff,
+    auth: Auth,
+    *,
+    errors: FormErrors | None = None,
+    typed: dict[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    reference = request.match_info["reference"]
+    view = await threads.staff_view(request.app[POOL], request.app[KEYRING], member, reference)
+    teams, members = await threads.teams_and_members(request.app[POOL], member, reference)
+    return render(
+        request,
+        "staff/thread.html",
+        member,
+        auth,
+        {
+            "thread": view,
+            "teams": teams,
+            "members": members,
+            "errors": errors,
+            "typed": typed or {},
+            "message_token": new_form_token(request.app[SETTINGS], "reply"),
+            "done": request.query.get("done", ""),
+        },
+        status=status,
+    )
+
+
+@staff_page(post=True)
+async def thread_action(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
+    """Reply, note, status, assign, restrict or team: one form each, all CSRF-protected."""
+    form: dict[str, str] = request["form"]
+    reference = request.match_info["reference"]
+    action = request.match_info["action"]
+    pool = request.app[POOL]
+    try:
+        if action == "reply":
+            body = threads.message_body(form.get("body"))
+            token = check_form_token(request.app[SETTINGS], "reply", form.get("message_token", ""))
+            await threads.reply(
+                pool,
+                request.app[SETTINGS],
+                request.app[KEYRING],
+                member,
+                reference,
+                body,
+                idempotency_key=token,
+            )
+        elif action == "note":
+            body = threads.message_body(form.get("note"), "note")
+            await threads.add_note(pool, request.app[KEYRING], member, reference, body)
+        elif action == "status":
+            await threads.set_status(pool, member, reference, form.get("status", ""))
+        elif action == "assign":
+            await threads.set_assignee(pool, member, reference, form.get("email") or None)
+        elif action == "restrict":
+            await threads.set_restricted(pool, member, reference, form.get("restricted") == "1")
+        elif action == "team":
+            await threads.set_team(pool, member, reference, form.get("team", ""))
+        else:
+            raise NotFound()
+    except ValidationFailed as exc:
+        items = [
+            (e.field if e.field != "body" or action == "reply" else action, e.message)
+            for e in exc.errors
+        ]
+        return await render_thread(
+            request,
+            member,
+            auth,
+            errors=FormErrors(items),
+            status=422,
+            typed={action: form.get("body") or form.get("note") or ""},
+        )
+    except Forbidden:
+        return error_page(request, 403, _("Only managers can restrict a thread."))
+    except ThreadClosed:
+        return error_page(request, 409, _("This thread is closed. Reopen it to reply."))
+    except NoReplyPossible:
+        return error_page(
+            request,
+            409,
+            _("This report has no anonymous follow-up, so there is nobody to reply to here."),
+        )
+    if action == "team" or (
+        action == "restrict" and form.get("restricted") == "1" and not member.is_manager
+    ):
+        raise web.HTTPSeeOther("/staff")
+    raise web.HTTPSeeOther(f"/staff/threads/{reference}?done={action}#{action}")
+
+
+# --- Password ------------------------------------------------------------------------------
+
+
+@staff_page()
+async def password_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
+    return render(
+        request, "staff/password.html", member, auth, {"done": request.query.get("done") == "1"}
+    )
+
+
+@staff_page(post=True)
+async def password_submit(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
+    form = request["form"]
+    try:
+        if form.get("new", "") != form.get("confirm", ""):
+            raise ValidationFailed([FieldError("confirm", _("The new passwords do not match"))])
+        await staff_service.change_password(
+            request.app[POOL],
+            request.app[SETTINGS],
+            member.id,
+            form.get("current", ""),
+            form.get("new", ""),
+        )
+    except ValidationFailed as exc:
+        return render(
+            request,
+            "staff/password.html",
+            member,
+            auth,
+            {"errors": FormErrors([(e.field, e.message) for e in exc.errors])},
+            status=422,
+        )
+    raise web.HTTPSeeOther("/staff/password?done=1")
+
+
+async def set_password_page(request: web.Request) -> web.Response:
+    return render(
+        request,
+        "staff/set_password.html",
+        None,
+        None,
+        {"token": request.query.get("token", "")[:100]},
+    )
+
+
+async def set_password_submit(request: web.Request) -> web.StreamResponse:
+    if not same_origin(request, request.app[SETTINGS]):
+        return error_page(request, 403, "This form must be sent from this site.")
+    form = await read_form(request)
+    token = form.get("token", "")[:100]
+    try:
+        if form.get("new", "") != form.get("confirm", ""):
+            raise ValidationFailed([FieldError("confirm", _("The passwords do not match"))])
+        await staff_service.finish_reset(
+            request.app[POOL], request.app[SETTINGS], token, form.get("new", "")
+        )
+    except ValidationFailed as exc:
+        return render(
+            request,
+            "staff/set_password.html",
+            None,
+            None,
+            {
+                "token": token,
+                "errors": FormErrors(
+                    [("new" if e.field == "password" else e.field, e.message) for e in exc.errors]
+                ),
+            },
+            status=422,
+        )
+    raise web.HTTPSeeOther("/staff/login")
+
+
+# --- Audit and admin -----------------------------------------------------------------------
+
+
+@staff_page(roles=("manager", "admin"))
+async def audit_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
+    page = _page_number(request)
+    reference = request.query.get("q", "").strip().upper()[:20] or None
+    async with request.app[POOL].acquire() as conn:
+        rows = await sql_audit.recent(conn, limit=101, offset=(page - 1) * 100, reference=reference)
+    return render(
+        request,
+        "staff/audit.html",
+        member,
+        auth,
+        {
+            "rows": rows[:100],
+            "page": page,
+            "next_page": page + 1 if len(rows) > 100 else None,
+            "q": reference or "",
+        },
+    )
+
+
+@staff_page(roles=("admin",))
+async def admin_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
+    return render(
+        request, "staff/admin.html", member, auth, await admin.overview(request.app[POOL])
+    )
+
+
+@staff_page(post=True, roles=("admin",))
+async def admin_submit(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
+    form = request["form"]
+    try:
+        await admin.apply(request.app[POOL], member.id, form)
+    except ValidationFailed as exc:
+        context = await admin.overview(request.app[POOL])
+        context["errors"] = FormErrors([(e.field, e.message) for e in exc.errors])
+        return render(request, "staff/admin.html", member, auth, context, status=422)
+    raise web.HTTPSeeOther("/staff/admin?done=1")
