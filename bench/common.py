@@ -330,9 +330,13 @@ class Context:
     embedded: str = ""  # "", or which servers devservices started for this run
     secrets: dict[str, str] = field(default_factory=dict)
 
+    def base_env(self) -> dict[str, str]:
+        """The caller's environment without Confide's own settings."""
+        return {k: v for k, v in os.environ.items() if not k.startswith(_OWN_ENV_PREFIXES)}
+
     def confide_env(self, port: int, **extra: str) -> dict[str, str]:
         """Environment for one Confide process; every process of a run shares its keys."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_ENV_PREFIXES)}
+        env = self.base_env()
         env.update(
             DATABASE_URL=self.database_url,
             REDIS_URL=self.redis_url,

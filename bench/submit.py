@@ -168,7 +168,7 @@ def _start_bare(ctx: Context, procs: int) -> Server:
     argv = [sys.executable, "-m", "bench.bare_server", "--port", str(port)]
     argv += ["--dsn", ctx.database_url]
     started = [
-        ctx.processes.start(f"bare-{procs}p-{n}", argv, ctx.confide_env(port)) for n in range(procs)
+        ctx.processes.start(f"bare-{procs}p-{n}", argv, ctx.base_env()) for n in range(procs)
     ]
     server = Server("bare", port, started)
     _wait_listening(server)

@@ -217,6 +217,7 @@ def stack(services: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -
         CONFIDE_ARGON2_MEMORY_KIB="64",
         CONFIDE_SUBMIT_PER_CLIENT_PER_HOUR="100000",
         CONFIDE_SUBMIT_GLOBAL_PER_MINUTE="100000",
+        CONFIDE_LOGIN_PER_CLIENT_PER_15MIN="100000",
         PYTHONUNBUFFERED="1",
     )
     settings = Settings.from_env(env)
@@ -259,7 +260,10 @@ def stack(services: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -
 async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the test database; every test starts from truncated tables."""
     conn = await asyncpg.connect(stack.env["DATABASE_URL"])
-    await conn.execute("TRUNCATE threads, reporter_codes, submission_keys CASCADE")
+    await conn.execute(
+        "TRUNCATE threads, reporter_codes, submission_keys, sessions, messages, notes, "
+        "audit_log, staff, staff_teams CASCADE"
+    )
     try:
         yield conn
     finally:
@@ -268,8 +272,56 @@ async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 async def http(stack: Stack, db: asyncpg.Connection) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=stack.base_url) as session:
+    jar = aiohttp.CookieJar(unsafe=True)  # keep cookies from 127.0.0.1, as a browser does
+    async with aiohttp.ClientSession(base_url=stack.base_url, cookie_jar=jar) as session:
         yield session
+
+
+@dataclass
+class StaffAccount:
+    email: str
+    password: str
+    team: str
+    role: str
+
+
+def confide_cli(stack: Stack, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "confide.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=stack.env,
+        timeout=60,
+        check=False,
+    )
+
+
+def add_staff(stack: Stack, email: str, team: str, role: str = "caseworker") -> StaffAccount:
+    password = secrets.token_urlsafe(16)
+    result = confide_cli(
+        stack,
+        "staff",
+        "add",
+        "--email",
+        email,
+        "--name",
+        email.split("@")[0].title(),
+        "--team",
+        team,
+        "--role",
+        role,
+        stdin=password + "\n",
+    )
+    assert result.returncode == 0, result.stderr
+    return StaffAccount(email, password, team, role)
+
+
+@pytest.fixture
+async def caseworker(stack: Stack, db: asyncpg.Connection) -> StaffAccount:
+    """A case worker in the safety team (each test starts without staff)."""
+    return add_staff(stack, "casey@example.org", "safety")
 
 
 @pytest.fixture

@@ -73,3 +73,43 @@ async def reporter_submits(
 ) -> Submitted:
     check = await reach_check_answers(http, description=description, **kw)  # type: ignore[arg-type]
     return await send_report(http, check)
+
+
+async def form_page(http: aiohttp.ClientSession, path: str) -> str:
+    async with http.get(path) as resp:
+        assert resp.status == 200, (path, resp.status)
+        return await resp.text()
+
+
+async def reporter_logs_in(http: aiohttp.ClientSession, code: str) -> tuple[int, str]:
+    """Type the code on /login; returns the final status and page (after the redirect)."""
+    page = await form_page(http, "/login")
+    form = html.main_form(page)
+    return await post(http, form.action, form.data(code=code))
+
+
+async def reporter_sends(http: aiohttp.ClientSession, body: str) -> tuple[int, str]:
+    page = await form_page(http, "/messages")
+    form = next(f for f in html.forms(page) if f.action == "/messages")
+    return await post(http, form.action, form.data(body=body))
+
+
+async def reporter_logs_out(http: aiohttp.ClientSession) -> tuple[int, str]:
+    page = await form_page(http, "/messages")
+    form = next(f for f in html.forms(page) if f.action == "/logout")
+    return await post(http, form.action, form.fields)
+
+
+async def staff_logs_in(http: aiohttp.ClientSession, email: str, password: str) -> tuple[int, str]:
+    page = await form_page(http, "/staff/login")
+    form = html.main_form(page)
+    return await post(http, form.action, form.data(email=email, password=password))
+
+
+async def staff_acts(
+    http: aiohttp.ClientSession, reference: str, action: str, **fields: str
+) -> tuple[int, str]:
+    """Submit one of the thread page's forms (reply, note, status, assign, restrict, team)."""
+    page = await form_page(http, f"/staff/threads/{reference}")
+    form = next(f for f in html.forms(page) if f.action.endswith(f"/{action}"))
+    return await post(http, form.action, form.data(**fields))

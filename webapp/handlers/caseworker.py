@@ -306,7 +306,7 @@ async def password_submit(request: web.Request, member: Staff, auth: Auth) -> we
             "staff/password.html",
             member,
             auth,
-            {"errors": FormErrors([(e.field, e.message) for e in exc.errors])},
+            {"errors": FormErrors([(e.field, e.message) for e in exc.errors]), "done": False},
             status=422,
         )
     raise web.HTTPSeeOther("/staff/password?done=1")
