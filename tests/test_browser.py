@@ -180,3 +180,86 @@ async def test_reporter_can_leave_at_once_by_pressing_shift_three_times(
         assert not page.url.endswith("/report")
     finally:
         await context.close()
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["javascript-on", "javascript-off"])
+async def test_reporter_and_caseworker_talk_in_a_real_browser(
+    stack: Stack, browser: Browser, db: asyncpg.Connection, js: bool
+) -> None:
+    from tests.conftest import add_staff
+
+    worker_account = add_staff(stack, "casey@example.org", "safety")
+    auditor = Auditor(browser, stack.base_url)
+
+    async def new_page() -> tuple[Any, Page]:
+        context = await browser.new_context(
+            viewport={"width": 375, "height": 812}, java_script_enabled=js, base_url=stack.base_url
+        )
+        return context, await context.new_page()
+
+    # 1. An anonymous report with follow-up shows a code.
+    reporter_ctx, page = await new_page()
+    await page.goto("/report")
+    await page.check("#how")
+    await page.click("button:has-text('Continue')")
+    await page.check("label:has-text('A safety concern on site')")
+    await page.click("button:has-text('Continue')")
+    await page.fill("#description", "The lift alarm does not work.")
+    for _ in range(3):  # what happened, when, where
+        await page.click("button:has-text('Continue')")
+    await page.check("#follow_up")
+    await page.click("button:has-text('Continue')")
+    await page.click("button:has-text('Send report')")
+    code = (await page.inner_text("#code")).strip()
+    reference = (await page.inner_text(".reference")).strip()
+    # 2. The reporter logs in, then out.
+    await page.click("text=Log in now")
+    await auditor.check(page, js)
+    await page.fill("#code", code)
+    await page.click("button:has-text('Log in')")
+    assert "No one has replied yet" in await page.inner_text("main")
+    await auditor.check(page, js)
+    await page.click("button:has-text('Log out')")
+    assert "You have logged out" in await page.inner_text("main")
+    await reporter_ctx.close()
+
+    # 3. A case worker finds the thread under "awaiting reply" and replies.
+    staff_ctx, page = await new_page()
+    await page.goto("/staff/login")
+    await auditor.check(page, js)
+    await page.fill("#email", worker_account.email)
+    await page.fill("#password", worker_account.password)
+    await page.click("button:has-text('Log in')")
+    await auditor.check(page, js)
+    await page.click(f"a:has-text('{reference}')")
+    await auditor.check(page, js)
+    await page.fill("#body", "Thank you, estates are fixing it today.")
+    await page.click("button:has-text('Send reply')")
+    assert "estates are fixing it" in await page.inner_text("main")
+    await staff_ctx.close()
+
+    # 4. The reporter logs in with the code typed in lower case with spaces, and reads the reply.
+    reporter_ctx, page = await new_page()
+    await page.goto("/login")
+    await page.fill("#code", code.lower().replace("-", " "))
+    await page.click("button:has-text('Log in')")
+    main = await page.inner_text("main")
+    assert "estates are fixing it" in main and "Case worker" in main
+    # 5. The reporter answers.
+    await page.fill("#body", "Thanks, I will check tomorrow.")
+    await page.click("button:has-text('Send message')")
+    assert "Your message was sent" in await page.inner_text("main")
+    await auditor.check(page, js)
+    await reporter_ctx.close()
+
+    # 6. The thread is back under "awaiting reply".
+    staff_ctx, page = await new_page()
+    await page.goto("/staff/login")
+    await page.fill("#email", worker_account.email)
+    await page.fill("#password", worker_account.password)
+    await page.click("button:has-text('Log in')")
+    assert reference in await page.inner_text("main")
+    await page.screenshot(
+        path=str(stack.artifacts / f"inbox-{'js' if js else 'nojs'}.png"), full_page=True
+    )
+    await staff_ctx.close()
