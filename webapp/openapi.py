@@ -14,6 +14,257 @@ def _problem(description: str) -> dict[str, Any]:
     }
 
 
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+BEARER = [{"bearer": []}]
+AUTH_ERRORS = {
+    "401": _problem("No valid session or token"),
+    "404": _problem("Not found, or not yours to see"),
+}
+BODY_ERRORS = {
+    "400": _problem("Malformed JSON or invalid UTF-8"),
+    "413": _problem("Body over 1 MiB"),
+    "415": _problem("Not application/json"),
+    "422": _problem("Invalid fields, listed in errors[]"),
+}
+IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _text_body(max_len: int) -> dict[str, Any]:
+    return _body(
+        {
+            "type": "object",
+            "required": ["body"],
+            "properties": {"body": {"type": "string", "minLength": 1, "maxLength": max_len}},
+        }
+    )
+
+
+def _session_paths() -> dict[str, Any]:
+    session = _ref("Session")
+    staff_action = {
+        "status": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"enum": ["open", "closed", "contacted"]}},
+        },
+        "team": {
+            "type": "object",
+            "required": ["team"],
+            "properties": {"team": {"type": "string"}},
+        },
+        "assignee": {
+            "type": "object",
+            "required": ["email"],
+            "properties": {"email": {"type": ["string", "null"]}},
+        },
+        "restricted": {
+            "type": "object",
+            "required": ["restricted"],
+            "properties": {"restricted": {"type": "boolean"}},
+        },
+    }
+    paths: dict[str, Any] = {
+        "/api/v1/reporter/session": {
+            "post": {
+                "operationId": "reporterLogin",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["code"],
+                        "properties": {"code": {"type": "string"}},
+                    }
+                ),
+                "responses": {
+                    "200": _json(session, "Logged in"),
+                    "401": _problem("Not recognised (reveals nothing more)"),
+                    "429": _problem("Too many attempts; see Retry-After"),
+                    **BODY_ERRORS,
+                },
+            },
+            "delete": {
+                "operationId": "reporterLogout",
+                "security": BEARER,
+                "responses": {"204": {"description": "Logged out"}, "401": _problem("No session")},
+            },
+        },
+        "/api/v1/reporter/thread": {
+            "get": {
+                "operationId": "reporterThread",
+                "security": BEARER,
+                "responses": {
+                    "200": _json(_ref("ReporterThread"), "The reporter's own report"),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
+        "/api/v1/reporter/messages": {
+            "post": {
+                "operationId": "reporterMessage",
+                "security": BEARER,
+                "parameters": [IDEMPOTENCY],
+                "requestBody": _text_body(10_000),
+                "responses": {
+                    "201": _json(_ref("Sent"), "Committed"),
+                    "409": _problem("The thread is closed"),
+                    **AUTH_ERRORS,
+                    **BODY_ERRORS,
+                },
+            }
+        },
+        "/api/v1/staff/session": {
+            "post": {
+                "operationId": "staffLogin",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["email", "password"],
+                        "properties": {"email": {"type": "string"}, "password": {"type": "string"}},
+                    }
+                ),
+                "responses": {
+                    "200": _json(session, "Logged in"),
+                    "401": _problem("Wrong e-mail or password"),
+                    "429": _problem("Slowed down after failures"),
+                    **BODY_ERRORS,
+                },
+            },
+            "delete": {
+                "operationId": "staffLogout",
+                "security": BEARER,
+                "responses": {"204": {"description": "Logged out"}, "401": _problem("No session")},
+            },
+        },
+        "/api/v1/staff/threads": {
+            "get": {
+                "operationId": "staffThreads",
+                "security": BEARER,
+                "parameters": [
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "schema": {
+                            "enum": [
+                                "awaiting",
+                                "open",
+                                "closed",
+                                "overdue",
+                                "nearing",
+                                "mine",
+                                "new",
+                            ]
+                        },
+                    },
+                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                    {"name": "q", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["threads", "next_page"],
+                            "properties": {
+                                "threads": {"type": "array", "items": _ref("ThreadSummary")},
+                                "next_page": {"type": ["integer", "null"]},
+                            },
+                        },
+                        "50 threads a page",
+                    ),
+                    "401": _problem("No session"),
+                    "422": _problem("Unknown filter or page"),
+                },
+            }
+        },
+        "/api/v1/staff/threads/{reference}": {
+            "get": {
+                "operationId": "staffThread",
+                "security": BEARER,
+                "parameters": [
+                    {
+                        "name": "reference",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {"200": _json(_ref("StaffThread"), "The whole thread"), **AUTH_ERRORS},
+            }
+        },
+    }
+    for action, schema in {"messages": None, "notes": None, **staff_action}.items():
+        body = _text_body(10_000) if schema is None else _body(schema)
+        ok = (
+            {"201": _json(_ref("Sent"), "Committed")}
+            if action == "messages"
+            else {"201": {"description": "Committed"}}
+            if action == "notes"
+            else {"200": {"description": "Done"}}
+        )
+        paths[f"/api/v1/staff/threads/{{reference}}/{action}"] = {
+            "post": {
+                "operationId": f"staffThread{action.title()}",
+                "security": BEARER,
+                "parameters": [
+                    {
+                        "name": "reference",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    *([IDEMPOTENCY] if action == "messages" else []),
+                ],
+                "requestBody": body,
+                "responses": {
+                    **ok,
+                    "403": _problem("Your role cannot do this"),
+                    "409": _problem("The thread is closed or has no follow-up"),
+                    **AUTH_ERRORS,
+                    **BODY_ERRORS,
+                },
+            }
+        }
+    return paths
+
+
+SUMMARY_PROPERTIES: dict[str, Any] = {
+    "reference": {"type": "string"},
+    "category": {"type": "string"},
+    "team": {"type": "string"},
+    "anonymous": {"type": "boolean"},
+    "follow_up": {"type": "boolean"},
+    "received_at": {"type": "string", "format": "date-time"},
+    "last_reporter_message_at": {"type": ["string", "null"], "format": "date-time"},
+    "status": {"enum": ["open", "closed", "contacted"]},
+    "assignee": {"type": ["string", "null"]},
+    "reply_due_by": {"type": ["string", "null"], "format": "date-time"},
+    "escalation": {"enum": ["none", "nearing", "overdue"]},
+}
+MESSAGE = {
+    "type": "object",
+    "required": ["from", "body", "sent_at"],
+    "properties": {
+        "from": {"enum": ["reporter", "caseworker"]},
+        "body": {"type": "string"},
+        "sent_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -88,6 +339,7 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            **_session_paths(),
             "/healthz": {
                 "get": {
                     "operationId": "healthz",
@@ -105,7 +357,59 @@ def document() -> dict[str, Any]:
             },
         },
         "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
+                "Session": {
+                    "type": "object",
+                    "required": ["token", "expires_at"],
+                    "properties": {
+                        "token": {"type": "string"},
+                        "expires_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+                "Sent": {
+                    "type": "object",
+                    "required": ["sent_at"],
+                    "properties": {"sent_at": {"type": "string", "format": "date-time"}},
+                },
+                "Message": MESSAGE,
+                "ReporterThread": {
+                    "type": "object",
+                    "properties": {
+                        "reference": {"type": "string"},
+                        "category": {"type": "string"},
+                        "description": {"type": "string"},
+                        "submitted_at": {"type": "string", "format": "date-time"},
+                        "status": {"enum": ["open", "closed"]},
+                        "reply_due_by": {"type": ["string", "null"], "format": "date-time"},
+                        "messages": {"type": "array", "items": MESSAGE},
+                    },
+                },
+                "ThreadSummary": {
+                    "type": "object",
+                    "required": list(SUMMARY_PROPERTIES),
+                    "properties": SUMMARY_PROPERTIES,
+                },
+                "StaffThread": {
+                    "type": "object",
+                    "properties": {
+                        **SUMMARY_PROPERTIES,
+                        "description": {"type": "string"},
+                        "contact": {"type": ["object", "null"]},
+                        "messages": {"type": "array", "items": MESSAGE},
+                        "notes": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "author": {"type": ["string", "null"]},
+                                    "body": {"type": "string"},
+                                    "created_at": {"type": "string", "format": "date-time"},
+                                },
+                            },
+                        },
+                    },
+                },
                 "Category": {
                     "type": "object",
                     "required": ["id", "name"],
@@ -170,6 +474,6 @@ def document() -> dict[str, Any]:
                         },
                     },
                 },
-            }
+            },
         },
     }
