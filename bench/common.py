@@ -215,6 +215,46 @@ def machine_busy_s() -> float:
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The servers our load runs through; their CPU belongs to the benchmark, not to other load.
+_SERVICE_NAMES = ("postgres", "redis-server")
+
+
+class OtherLoad:
+    """CPU used by processes that are not the bench's during an interval, in CPUs (cores).
+
+    The VM is shared: this makes a run that overlapped someone else's test suite visible.
+    Processes that start and end inside the interval are missed, so it is a lower bound.
+    """
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._before = _other_cpu()
+
+    def cpus(self) -> float:
+        after = _other_cpu()
+        used = sum(cpu - self._before.get(pid, 0.0) for pid, cpu in after.items())
+        return max(0.0, used) / max(1e-3, time.monotonic() - self._started)
+
+
+def _other_cpu() -> dict[int, float]:
+    me = os.getpid()
+    found: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        pid, ppid = int(entry.name), int(fields[1])
+        # Skip the bench itself and its children (wrk, our servers), kernel threads and the
+        # services our requests go to.
+        if pid == me or ppid in (me, 2) or pid == 2 or name.startswith(_SERVICE_NAMES):
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    return found
 
 
 # --- wrk ---------------------------------------------------------------------------------------

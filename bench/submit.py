@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from bench import bare_server
 from bench.common import (
     Context,
+    OtherLoad,
     Result,
     Target,
     WrkResult,
@@ -73,6 +74,7 @@ class Run:
     rows: int
     cpu_ms_per_request: float  # the server's processes
     machine_cpu_ms_per_request: float  # the whole machine: server, PostgreSQL, wrk, kernel
+    other_cpus: float  # CPU used meanwhile by processes that are not the bench's (shared VM)
 
 
 def run(ctx: Context) -> list[Result]:
@@ -116,7 +118,13 @@ def _measure(ctx: Context, settings: Settings, procs: int) -> list[Result]:
                     f"    run {i + 1} {which:<8} {result.wrk.summary()}  "
                     f"CPU ms/req: server {result.cpu_ms_per_request:.2f}, "
                     f"machine {result.machine_cpu_ms_per_request:.2f}  "
-                    f"rows +{result.rows} for {result.wrk.ok} ok responses"
+                    f"rows +{result.rows} for {result.wrk.ok} ok  "
+                    f"other load {result.other_cpus:.2f} CPUs"
+                    + (
+                        "  (busy machine: treat this run with care)"
+                        if result.other_cpus > 0.2
+                        else ""
+                    )
                 )
                 _warn_if_not_real(which, result)
         rss = [rss_mb(p.pid) for p in confide.procs]
@@ -153,6 +161,10 @@ def _measure(ctx: Context, settings: Settings, procs: int) -> list[Result]:
             tuple(c.cpu_ms_per_request / b.cpu_ms_per_request for c, b in pairs),
         ),
     ]
+    runs = confide_runs + bare_runs
+    results.append(
+        Result(f"{name} CPU used by other processes", tuple(r.other_cpus for r in runs), "CPUs")
+    )
     for n, mb in enumerate(rss, start=1):
         results.append(
             Result(f"{name} RSS of Confide web process {n}", (mb,), "MB", RSS_TARGET_MB, digits=0)
@@ -283,15 +295,16 @@ def _warm_up(ctx: Context, settings: Settings, server: Server, bodies: Path | No
 def _timed(ctx: Context, server: Server, bodies: Path, reset_sql: str) -> Run:
     table = "threads" if server.name == "confide" else bare_server.TABLE
     ctx.execute(reset_sql)
-    cpu_before, machine_before = server.cpu_s(), machine_busy_s()
+    cpu_before, machine_before, other = server.cpu_s(), machine_busy_s(), OtherLoad()
     result = run_wrk(
         server.url, ctx.secs, connections=CONNECTIONS, script=LUA, script_args=[str(bodies)]
     )
     time.sleep(0.5)  # requests in flight when wrk stopped still commit
     cpu, machine = server.cpu_s() - cpu_before, machine_busy_s() - machine_before
+    other_cpus = other.cpus()
     rows = ctx.fetchval(f"SELECT count(*) FROM {table}")
     requests = max(1, result.requests)
-    return Run(result, rows, 1000 * cpu / requests, 1000 * machine / requests)
+    return Run(result, rows, 1000 * cpu / requests, 1000 * machine / requests, other_cpus)
 
 
 def _warn_if_not_real(which: str, run: Run) -> None:

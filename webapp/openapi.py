@@ -22,7 +22,7 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-BEARER = [{"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 AUTH_ERRORS = {
     "401": _problem("No valid session or token"),
     "404": _problem("Not found, or not yours to see"),
