@@ -443,6 +443,7 @@ def open_context(*, secs: float, runs: int, warmup: float) -> Iterator[Context]:
     (tmp / "logs").mkdir()
     processes = Processes(tmp / "logs")
     embedded = None
+    redis_url = ""
     try:
         env = {k: os.environ.get(k, "") for k in ("DATABASE_URL", "REDIS_URL")}
         missing = [k for k, v in env.items() if not v]
@@ -460,10 +461,38 @@ def open_context(*, secs: float, runs: int, warmup: float) -> Iterator[Context]:
             embedded=", ".join(missing),
             secrets=_new_secrets(),
         )
+        redis_url = ctx.redis_url
         asyncio.run(db.ensure_database(ctx.database_url))
         yield ctx
     finally:
         processes.stop()
+        if redis_url:
+            _flush_redis(redis_url)
         if embedded is not None:
             embedded.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def queued_messages(url: str, queues: Sequence[str]) -> int:
+    """Messages waiting in these Celery queues (Redis lists) of the bench's Redis db."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        return sum(int(client.llen(queue)) for queue in queues)
+    finally:
+        client.close()
+
+
+def _flush_redis(url: str) -> None:
+    """Empty the bench's own Redis db: the web processes publish Celery messages (outbox kicks)
+    that no worker consumes during the bench."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        say(f"bench: could not empty Redis db {BENCH_REDIS_DB} ({type(exc).__name__})")
+    finally:
+        client.close()

@@ -24,14 +24,17 @@ from bench.common import (
     Target,
     WrkResult,
     free_port,
+    log_tail,
     machine_busy_s,
     post_form,
     process_cpu_s,
+    queued_messages,
     rss_mb,
     run_wrk,
     say,
     wait_http,
 )
+from confide import jobs
 from confide.settings import Settings
 from webapp.security import new_form_token
 
@@ -47,6 +50,7 @@ DESCRIPTION = (
     "chair most afternoons, and the corridor light by the stairs has been out for a week. "
     "Someone could trip on the cable running across the floor near the printer."
 )
+QUEUES = (jobs.DEFAULT_QUEUE, jobs.HASHING_QUEUE)
 RPS_RATIO_TARGET = Target(">=", 0.50)
 P99_RATIO_TARGET = Target("<=", 1.5)
 RSS_TARGET_MB = Target("<", 150)
@@ -59,6 +63,7 @@ class Server:
     name: str
     port: int
     procs: list[subprocess.Popen[bytes]]
+    table: str  # where its submissions land: truncated before, counted after each run
 
     @property
     def url(self) -> str:
@@ -75,6 +80,7 @@ class Run:
     cpu_ms_per_request: float  # the server's processes
     machine_cpu_ms_per_request: float  # the whole machine: server, PostgreSQL, wrk, kernel
     other_cpus: float  # CPU used meanwhile by processes that are not the bench's (shared VM)
+    queued: int  # Celery messages the server published during the run (no worker consumes them)
 
 
 def run(ctx: Context) -> list[Result]:
@@ -108,24 +114,13 @@ def _measure(ctx: Context, settings: Settings, procs: int) -> list[Result]:
             order = ("bare", "confide") if i % 2 == 0 else ("confide", "bare")
             for which in order:
                 if which == "bare":
-                    result = _timed(ctx, bare, bare_bodies, f"TRUNCATE {bare_server.TABLE}")
+                    result = _timed(ctx, bare, bare_bodies)
                     bare_runs.append(result)
                 else:
                     bodies = _write_bodies(ctx, settings, "bodies.txt", _bodies_needed(ctx.secs))
-                    result = _timed(ctx, confide, bodies, "TRUNCATE threads CASCADE")
+                    result = _timed(ctx, confide, bodies)
                     confide_runs.append(result)
-                say(
-                    f"    run {i + 1} {which:<8} {result.wrk.summary()}  "
-                    f"CPU ms/req: server {result.cpu_ms_per_request:.2f}, "
-                    f"machine {result.machine_cpu_ms_per_request:.2f}  "
-                    f"rows +{result.rows} for {result.wrk.ok} ok  "
-                    f"other load {result.other_cpus:.2f} CPUs"
-                    + (
-                        "  (busy machine: treat this run with care)"
-                        if result.other_cpus > 0.2
-                        else ""
-                    )
-                )
+                say(f"    run {i + 1} {which:<8} {_describe(result)}")
                 _warn_if_not_real(which, result)
         rss = [rss_mb(p.pid) for p in confide.procs]
         bare_rss = [rss_mb(p.pid) for p in bare.procs]
@@ -182,7 +177,7 @@ def _start_bare(ctx: Context, procs: int) -> Server:
     started = [
         ctx.processes.start(f"bare-{procs}p-{n}", argv, ctx.base_env()) for n in range(procs)
     ]
-    server = Server("bare", port, started)
+    server = Server("bare", port, started, bare_server.TABLE)
     _wait_listening(server)
     return server
 
@@ -198,7 +193,7 @@ def _start_confide(ctx: Context, procs: int) -> Server:
             )
         )
         wait_http(f"http://127.0.0.1:{port}/healthz", started)
-    server = Server("confide", port, started)
+    server = Server("confide", port, started, "threads")
     _wait_listening(server)
     return server
 
@@ -276,7 +271,7 @@ def _check_sample(ctx: Context, settings: Settings, bare: Server, confide: Serve
         if status != 200 or "Report received" not in page:
             raise RuntimeError(
                 f"Confide answered the {attempt} sample submission with {status}, "
-                f"not 200 'Report received'; see the web log in {ctx.path('logs')}"
+                f"not 200 'Report received'. Its log ends:\n{log_tail(confide.procs[0])}"
             )
     added = ctx.fetchval("SELECT count(*) FROM threads") - before
     if added != 1:
@@ -292,9 +287,9 @@ def _warm_up(ctx: Context, settings: Settings, server: Server, bodies: Path | No
     run_wrk(server.url, ctx.warmup, connections=CONNECTIONS, script=LUA, script_args=[str(bodies)])
 
 
-def _timed(ctx: Context, server: Server, bodies: Path, reset_sql: str) -> Run:
-    table = "threads" if server.name == "confide" else bare_server.TABLE
-    ctx.execute(reset_sql)
+def _timed(ctx: Context, server: Server, bodies: Path) -> Run:
+    ctx.execute(f"TRUNCATE {server.table} CASCADE")
+    queued_before = queued_messages(ctx.redis_url, QUEUES)
     cpu_before, machine_before, other = server.cpu_s(), machine_busy_s(), OtherLoad()
     result = run_wrk(
         server.url, ctx.secs, connections=CONNECTIONS, script=LUA, script_args=[str(bodies)]
@@ -302,9 +297,23 @@ def _timed(ctx: Context, server: Server, bodies: Path, reset_sql: str) -> Run:
     time.sleep(0.5)  # requests in flight when wrk stopped still commit
     cpu, machine = server.cpu_s() - cpu_before, machine_busy_s() - machine_before
     other_cpus = other.cpus()
-    rows = ctx.fetchval(f"SELECT count(*) FROM {table}")
+    rows = ctx.fetchval(f"SELECT count(*) FROM {server.table}")
+    queued = queued_messages(ctx.redis_url, QUEUES) - queued_before
     requests = max(1, result.requests)
-    return Run(result, rows, 1000 * cpu / requests, 1000 * machine / requests, other_cpus)
+    return Run(result, rows, 1000 * cpu / requests, 1000 * machine / requests, other_cpus, queued)
+
+
+def _describe(run: Run) -> str:
+    text = (
+        f"{run.wrk.summary()}  CPU ms/req: server {run.cpu_ms_per_request:.2f}, "
+        f"machine {run.machine_cpu_ms_per_request:.2f}  rows +{run.rows} for {run.wrk.ok} ok  "
+        f"other load {run.other_cpus:.2f} CPUs"
+    )
+    if run.queued:
+        text += f"  Celery messages +{run.queued}"
+    if run.other_cpus > 0.2:
+        text += "  (busy machine: treat this run with care)"
+    return text
 
 
 def _warn_if_not_real(which: str, run: Run) -> None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from getpass import getpass
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,12 @@ from typing import Any
 from confide import db, devservices
 from confide import org as org_file
 from confide.errors import ConfideError, ConfigError
+from confide.org import REGIONS
+from confide.services import deadlines, workdays
 from confide.services import staff as staff_service
 from confide.services.org import sync_organisation
 from confide.services.staff import ROLES
+from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     disable.add_argument("--email", required=True)
     reset = staff_sub.add_parser("reset", help="print a one-time set-password link (24 h)")
     reset.add_argument("--email", required=True)
+    deadline = sub.add_parser("deadline", help="print the reply-due time for a start time")
+    deadline.add_argument("start", help="ISO 8601; without an offset it means Europe/London")
+    deadline.add_argument("--region", choices=sorted(REGIONS))
+    escalate = sub.add_parser("escalate", help="run or preview one escalation pass")
+    escalate.add_argument("--as-of", dest="as_of", help="ISO 8601 time (default: now)")
+    escalate.add_argument("--dry-run", action="store_true")
     teams = sub.add_parser("teams", help="teams")
     teams_sub = teams.add_subparsers(dest="teams_command", required=True, parser_class=_Parser)
     teams_sub.add_parser("list", help="one team slug a line")
@@ -67,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     try:
+        return _dispatch(args)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    try:
         if args.command == "run":
             return run(args)
         if args.command == "migrate":
@@ -75,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(teams_list())
         if args.command == "staff":
             return asyncio.run(staff_command(args))
+        if args.command == "deadline":
+            return deadline_command(args)
+        if args.command == "escalate":
+            return asyncio.run(escalate_command(args))
+    except UsageError:
+        raise
     except ConfideError as exc:
         print(f"confide: {exc}", file=sys.stderr)
         return 1
@@ -120,6 +145,43 @@ async def teams_list() -> int:
                 print(slug)
     finally:
         await pool.close()
+    return 0
+
+
+def _calendar(region: str | None = None) -> WorkingCalendar:
+    settings = Settings.from_env()
+    return WorkingCalendar.for_org(org_file.load(settings.org_file), region)
+
+
+def deadline_command(args: argparse.Namespace) -> int:
+    """The same function the product uses (CONTRACTS §5)."""
+    settings = Settings.from_env()
+    try:
+        start = workdays.parse_start(args.start)
+    except ValueError:
+        raise UsageError(f"confide deadline: not an ISO 8601 time: {args.start!r}") from None
+    calendar = _calendar(args.region)
+    print(workdays.format_due(calendar.reply_due_by(start, settings.reply_target_workdays)))
+    return 0
+
+
+async def escalate_command(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if args.as_of:
+        try:
+            as_of = workdays.parse_start(args.as_of)
+        except ValueError:
+            raise UsageError(f"confide escalate: not an ISO 8601 time: {args.as_of!r}") from None
+    else:
+        as_of = datetime.now(UTC)
+    pool = await _connect(settings)
+    try:
+        report = await deadlines.escalation_pass(
+            pool, _calendar(), settings, as_of, dry_run=args.dry_run
+        )
+    finally:
+        await pool.close()
+    print(json.dumps(report.as_json(), sort_keys=True))
     return 0
 
 

@@ -10,6 +10,9 @@ DEFAULT_QUEUE = "default"
 
 STORE_CODE_VERIFIER = "confide.store_code_verifier"
 CHECK_CODE = "confide.check_code"
+DELIVER = "confide.deliver_outbox_item"
+RELAY_OUTBOX = "confide.relay_outbox"
+ESCALATE = "confide.escalate_threads"
 
 BEAT_HEARTBEAT_NAME = "beat"
 BEAT_INTERVAL_S = 30

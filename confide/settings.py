@@ -80,6 +80,11 @@ class Settings:
     staff_idle_minutes: int = 30
     staff_max_hours: int = 12
     show_staff_names: bool = False
+    base_url: str = "http://127.0.0.1:8080"
+    escalation_interval_s: int = 300
+    digest_time: str = "09:00"
+    nearing_working_hours: float = 8.0
+    outbox_max_attempts: int = 8
     log_level: str = "INFO"
     generated_keys: tuple[str, ...] = field(default=())
 
@@ -142,6 +147,13 @@ class Settings:
             staff_idle_minutes=_int(env, "CONFIDE_STAFF_IDLE_MINUTES", 30, 1, 24 * 60),
             staff_max_hours=_int(env, "CONFIDE_STAFF_MAX_HOURS", 12, 1, 24 * 7),
             show_staff_names=_bool(env, "CONFIDE_SHOW_STAFF_NAMES", False),
+            base_url=(
+                env.get("CONFIDE_BASE_URL") or f"http://127.0.0.1:{env.get('PORT') or 8080}"
+            ).rstrip("/"),
+            escalation_interval_s=_int(env, "CONFIDE_ESCALATION_INTERVAL_S", 300, 10, 86400),
+            digest_time=_hhmm(env, "CONFIDE_DIGEST_TIME", "09:00"),
+            nearing_working_hours=_float(env, "CONFIDE_NEARING_WORKING_HOURS", 8.0, 0.25, 200.0),
+            outbox_max_attempts=_int(env, "CONFIDE_OUTBOX_MAX_ATTEMPTS", 8, 1, 100),
             log_level=env.get("CONFIDE_LOG_LEVEL", "INFO").upper(),
             generated_keys=tuple(generated),
         )
@@ -264,6 +276,18 @@ def _float(env: dict[str, str], name: str, default: float, lo: float, hi: float)
     if not lo <= value <= hi:
         raise ConfigError(f"{name} must be between {lo} and {hi}")
     return value
+
+
+def _hhmm(env: dict[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    parts = raw.split(":")
+    if (
+        len(parts) != 2
+        or not all(p.isdigit() for p in parts)
+        or not (0 <= int(parts[0]) < 24 and 0 <= int(parts[1]) < 60)
+    ):
+        raise ConfigError(f"{name} must be a time like 09:00")
+    return f"{int(parts[0]):02d}:{int(parts[1]):02d}"
 
 
 def _bool(env: dict[str, str], name: str, default: bool) -> bool:

@@ -4,6 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from confide import jobs
+from confide.settings import Settings
+
 # Beat's own heartbeat is written by workers.scheduler.HeartbeatScheduler every 30 s.
-# The escalation sweep, digests and the outbox relay join here (issues 5 and 7).
-beat_schedule: dict[str, dict[str, Any]] = {}
+OUTBOX_RELAY_EVERY_S = 15.0
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    every = float(settings.escalation_interval_s)
+    return {
+        # Marks nearing/overdue threads; at digest time on working days, queues the digests.
+        "escalate-threads": {
+            "task": jobs.ESCALATE,
+            "schedule": every,
+            "options": {"expires": every, "queue": jobs.DEFAULT_QUEUE},
+        },
+        # Re-publishes outbox rows whose immediate publish was lost (Redis restart, crash).
+        "relay-outbox": {
+            "task": jobs.RELAY_OUTBOX,
+            "schedule": OUTBOX_RELAY_EVERY_S,
+            "options": {"expires": OUTBOX_RELAY_EVERY_S, "queue": jobs.DEFAULT_QUEUE},
+        },
+    }

@@ -6,7 +6,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,13 @@ from confide import org as org_file
 from confide.crypto import Keyring
 from confide.errors import ConfigError
 from confide.services.org import sync_organisation
+from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp import i18n, routes
 from webapp.errors import error_middleware
 from webapp.jobs import CodeHasher, make_client
 from webapp.keys import (
+    CALENDAR,
     CELERY,
     HASHER,
     KEYRING,
@@ -84,6 +86,7 @@ def create_app(settings: Settings) -> web.Application:
     app[KEYRING] = Keyring.from_secret(settings.encryption_keys)
     app[LIMITS] = SubmissionLimits(settings)
     app[LOGIN_LIMITS] = LoginLimits(settings)
+    app[CALENDAR] = WorkingCalendar.for_org(org)
     app[STARTED] = time.time()
 
     env = aiohttp_jinja2.setup(
@@ -97,7 +100,9 @@ def create_app(settings: Settings) -> web.Application:
     env.install_gettext_translations(i18n.load(), newstyle=True)  # type: ignore[attr-defined]
     env.filters["when"] = lambda dt: format_when(dt, org.timezone)
     env.filters["time_of_day"] = lambda dt: format_time(dt, org.timezone)
-    env.filters["waited"] = format_waited
+    env.filters["waited"] = lambda dt: format_waited(dt, app[CALENDAR])
+    env.filters["working_left"] = lambda dt: format_left(dt, app[CALENDAR])
+    env.filters["due_words"] = lambda dt: format_due_words(dt, org.timezone)
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         security_headers(request, response, tls=is_tls(request, settings))
@@ -123,16 +128,35 @@ def format_time(dt: datetime, tz: tzinfo) -> str:
     return f"{hour}:{local:%M}{'am' if local.hour < 12 else 'pm'}"
 
 
-def format_waited(dt: datetime | None) -> str:
-    """How long ago, in plain words (working time arrives with issue 5)."""
+def _hours(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def format_waited(dt: datetime | None, calendar: WorkingCalendar) -> str:
+    """Working time waited so far."""
     if dt is None:
         return ""
-    minutes = int((datetime.now(UTC) - dt).total_seconds() // 60)
-    if minutes < 60:
-        return f"{max(minutes, 0)} min"
-    if minutes < 48 * 60:
-        return f"{minutes // 60} h"
-    return f"{minutes // 1440} days"
+    return _hours(calendar.working_time_between(dt, datetime.now(UTC))) + " working"
+
+
+def format_left(due: datetime | None, calendar: WorkingCalendar) -> str:
+    if due is None:
+        return ""
+    now = datetime.now(UTC)
+    if due <= now:
+        return "overdue by " + _hours(calendar.working_time_between(due, now)) + " working"
+    return _hours(calendar.working_time_between(now, due)) + " working time left"
+
+
+def format_due_words(due: datetime, tz: tzinfo) -> str:
+    """ "5pm on Wednesday 30 December", as reporters read it."""
+    local = due.astimezone(tz)
+    hour = local.hour % 12 or 12
+    minutes = f":{local:%M}" if local.minute else ""
+    return (
+        f"{hour}{minutes}{'am' if local.hour < 12 else 'pm'} on {local:%A} {local.day} {local:%B}"
+    )
 
 
 async def _template_context(request: web.Request) -> dict[str, Any]:

@@ -59,6 +59,7 @@ class CodeHasher:
         self.io = ThreadPoolExecutor(8, thread_name_prefix="celery-io")
         self.local_runs = 0
         self.remote_runs = 0
+        self._kick_pending = False
 
     def close(self) -> None:
         self.local.shutdown(wait=False, cancel_futures=True)
@@ -101,6 +102,28 @@ class CodeHasher:
         return await loop.run_in_executor(
             self.local, codes.check_verifier, self.hasher, verifier, prehash
         )
+
+    def kick_outbox(self) -> None:
+        """After a commit: ask for the outbox to be relayed now. Best effort; beat relays anyway."""
+        if self._kick_pending:
+            return
+        self._kick_pending = True
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.io, self._kick)
+        future.add_done_callback(lambda _: setattr(self, "_kick_pending", False))
+
+    def _kick(self) -> None:
+        try:
+            self.client.send_task(
+                jobs.RELAY_OUTBOX,
+                argsrepr="()",
+                kwargsrepr="{}",
+                queue=jobs.DEFAULT_QUEUE,
+                ignore_result=True,
+                expires=60,
+            )
+        except Exception as exc:  # Redis away: the outbox row waits in PostgreSQL
+            log.warning("outbox_kick_failed", exc_type=type(exc).__name__)
 
     def _send_and_wait(self, name: str, args: list[str], timeout: float) -> Any:
         result = self.client.send_task(

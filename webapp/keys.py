@@ -9,6 +9,7 @@ from celery import Celery
 
 from confide.crypto import Keyring
 from confide.org import Organisation
+from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp.jobs import CodeHasher
 from webapp.security import LoginLimits, SubmissionLimits
@@ -23,5 +24,6 @@ HASHER = web.AppKey("hasher", CodeHasher)
 LIMITS = web.AppKey("limits", SubmissionLimits)
 LOGIN_LIMITS = web.AppKey("login_limits", LoginLimits)
 STARTED = web.AppKey("started", float)
+CALENDAR = web.AppKey("calendar", WorkingCalendar)
 
 REQUEST_ID = "request_id"

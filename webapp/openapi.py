@@ -127,6 +127,23 @@ def _session_paths() -> dict[str, Any]:
                 },
             }
         },
+        "/api/v1/reporter/reminder.ics": {
+            "get": {
+                "operationId": "reporterReminder",
+                "security": BEARER,
+                "parameters": [
+                    {"name": "include_address", "in": "query", "schema": {"enum": ["0", "1"]}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The latest calendar reminder",
+                        "content": {"text/calendar": {"schema": {"type": "string"}}},
+                    },
+                    "503": _problem("Not ready yet; see Retry-After"),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
         "/api/v1/staff/session": {
             "post": {
                 "operationId": "staffLogin",

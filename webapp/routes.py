@@ -21,6 +21,15 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.get("/messages", reporter.messages_page, name="messages"),
             web.post("/messages", reporter.messages_submit, name="messages_submit"),
             web.post("/logout", reporter.logout, name="logout"),
+            web.get("/reminder.ics", reporter.reminder_download, name="reminder"),
+            web.post(
+                "/reminder.ics",
+                reporter.reminder_from_confirmation,
+                name="reminder_from_confirmation",
+            ),
+            web.get(
+                "/api/v1/reporter/reminder.ics", api.reporter_reminder, name="api_reporter_reminder"
+            ),
             web.get("/accessibility", reporter.accessibility, name="accessibility"),
             web.get("/api/v1/openapi.json", api.openapi, name="api_openapi"),
             web.get("/api/v1/categories", api.categories, name="api_categories"),

@@ -62,14 +62,15 @@ app.conf.update(
         jobs.CHECK_CODE: {"queue": jobs.HASHING_QUEUE},
     },
     worker_hijack_root_logger=False,
-    beat_schedule=beat_schedule,
+    beat_schedule=beat_schedule(settings),
     beat_scheduler="workers.scheduler:HeartbeatScheduler",
     beat_max_loop_interval=10,
     beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
     timezone="UTC",
     enable_utc=True,
 )
-import workers.tasks.hashing  # noqa: E402,F401  (register the tasks)
+import workers.tasks.delivery  # noqa: E402  (register the tasks)
+import workers.tasks.hashing  # noqa: E402,F401
 
 
 @after_setup_logger.connect

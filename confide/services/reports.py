@@ -14,6 +14,7 @@ from confide import codes
 from confide.crypto import Keyring, keyed_hash
 from confide.errors import FieldError, ValidationFailed
 from confide.services.validation import ReportDraft
+from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from confide.sql import org as sql_org
 from confide.sql import reports as sql_reports
@@ -28,6 +29,7 @@ class Receipt:
     received_at: datetime
     wants_code: bool
     is_new: bool
+    reply_due_by: datetime | None = None
 
 
 def new_reference() -> str:
@@ -51,6 +53,7 @@ async def submit_report(
     draft: ReportDraft,
     *,
     idempotency_key: str | None,
+    calendar: WorkingCalendar,
 ) -> Receipt:
     """Commit a report, encrypted at rest. Idempotent per key: a retry returns the first receipt.
 

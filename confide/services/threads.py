@@ -16,10 +16,13 @@ from asyncpg import Connection, Pool, Record
 
 from confide.crypto import Keyring, keyed_hash
 from confide.errors import ConfideError, FieldError, NotFound, ThreadClosed, ValidationFailed
-from confide.services import validation
+from confide.services import deadlines, validation
 from confide.services.reports import field_context
+from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from confide.sql import audit as sql_audit
+from confide.sql import deadlines as sql_deadlines
+from confide.sql import outbox as sql_outbox
 from confide.sql import staff as sql_staff
 from confide.sql import threads as sql_threads
 
@@ -90,6 +93,9 @@ class ThreadView:
     assignee: str | None
     assignee_name: str | None
     restricted: bool
+    reply_due_by: datetime | None = None
+    escalation: str = "none"
+    awaiting_since: datetime | None = None
     description: str | None = None
     occurred: str | None = None
     location: str | None = None
@@ -194,6 +200,7 @@ async def _add_message(
     author: str,
     staff_id: int | None,
     idempotency_key: str | None,
+    calendar: WorkingCalendar,
 ) -> datetime:
     key_hmac = (
         keyed_hash(settings.session_key, "message", str(thread_id), idempotency_key)
@@ -226,8 +233,13 @@ async def _add_message(
         assert sent_at is not None
         if author == "reporter":
             await sql_threads.mark_reporter_message(conn, thread_id, sent_at)
+            clock = await sql_deadlines.clock(conn, thread_id)
+            if clock is not None and clock["awaiting_since"] is None:
+                await deadlines.start_clock(conn, calendar, settings, thread_id, sent_at)
+            await sql_outbox.enqueue(conn, "new_message", thread_id=thread_id)
         else:
             await sql_threads.mark_caseworker_message(conn, thread_id, sent_at)
+            await deadlines.stop_clock(conn, thread_id)  # only a reply stops the clock
             await sql_audit.record(conn, staff_id, thread_id, "reply")
     return sent_at
 
@@ -240,6 +252,7 @@ async def add_reporter_message(
     body: str,
     *,
     idempotency_key: str | None,
+    calendar: WorkingCalendar,
 ) -> datetime:
     """Commit the reporter's message (encrypted) before anyone is told it was sent.
 
@@ -254,6 +267,7 @@ async def add_reporter_message(
         author="reporter",
         staff_id=None,
         idempotency_key=idempotency_key,
+        calendar=calendar,
     )
 
 
@@ -341,6 +355,7 @@ async def reply(
     body: str,
     *,
     idempotency_key: str | None,
+    calendar: WorkingCalendar,
 ) -> datetime:
     async with pool.acquire() as conn:
         row = await _visible(conn, staff, reference)
@@ -353,6 +368,7 @@ async def reply(
         author="caseworker",
         staff_id=staff.id,
         idempotency_key=idempotency_key,
+        calendar=calendar,
     )
 
 
@@ -373,7 +389,15 @@ async def add_note(
     return created
 
 
-async def set_status(pool: Pool, staff: Staff, reference: str, status: str) -> None:
+async def set_status(
+    pool: Pool,
+    staff: Staff,
+    reference: str,
+    status: str,
+    *,
+    settings: Settings,
+    calendar: WorkingCalendar,
+) -> None:
     if status not in STATUSES:
         raise ValidationFailed([FieldError("status", "Choose open, closed or contacted")])
     async with pool.acquire() as conn, conn.transaction():
@@ -387,6 +411,12 @@ async def set_status(pool: Pool, staff: Staff, reference: str, status: str) -> N
                 ]
             )
         await sql_threads.set_status(conn, row["id"], status)
+        if status in ("closed", "contacted"):
+            await deadlines.stop_clock(conn, row["id"])  # closing removes the deadline
+        elif row["status"] != "open":
+            since = await sql_threads.earliest_unanswered(conn, row["id"])
+            if since is not None and not (row["anonymous"] and not row["follow_up"]):
+                await deadlines.start_clock(conn, calendar, settings, row["id"], since)
         await sql_audit.record(conn, staff.id, row["id"], "status", {"status": status})
 
 

@@ -17,6 +17,8 @@ STATES: dict[str, str] = {
     "new": "t.anonymous AND NOT t.follow_up AND t.status <> 'closed'",
     "open": "t.status <> 'closed'",
     "closed": "t.status = 'closed'",
+    "nearing": "t.escalation = 'nearing' AND t.status <> 'closed'",
+    "overdue": "t.escalation = 'overdue' AND t.status <> 'closed'",
 }
 
 # Who may see a thread: a member of its team, and for a restricted thread only its assignee and
@@ -26,7 +28,7 @@ VISIBLE = "t.team_id = ANY($1::int[]) AND (NOT t.restricted OR t.assignee_id = $
 SUMMARY_COLUMNS = """t.id, t.reference, t.category_slug, c.name AS category_name, tm.slug AS team,
     tm.name AS team_name, t.anonymous, t.follow_up, t.received_at, t.last_reporter_message_at,
     t.last_caseworker_message_at, t.status, t.restricted, t.assignee_id, s.email AS assignee,
-    s.name AS assignee_name, t.last_activity_at"""
+    s.name AS assignee_name, t.last_activity_at, t.reply_due_at, t.escalation, t.awaiting_since"""
 FROM = """threads t JOIN categories c ON c.slug = t.category_slug JOIN teams tm ON tm.id = t.team_id
     LEFT JOIN staff s ON s.id = t.assignee_id"""
 
@@ -89,9 +91,27 @@ async def reporter_thread(conn: Connection, thread_id: UUID) -> Record | None:
     return row
 
 
+async def earliest_unanswered(conn: Connection, thread_id: UUID) -> datetime | None:
+    """The earliest reporter report or message after the last case worker message."""
+    value: datetime | None = await conn.fetchval(
+        """SELECT CASE
+                   WHEN t.last_caseworker_message_at IS NULL
+                        AND NOT (t.anonymous AND t.follow_up) THEN now()
+                   WHEN t.last_caseworker_message_at IS NULL THEN t.received_at
+                   ELSE (SELECT min(m.sent_at) FROM messages m
+                         WHERE m.thread_id = t.id AND m.author = 'reporter'
+                           AND m.sent_at > t.last_caseworker_message_at)
+               END
+           FROM threads t WHERE t.id = $1""",
+        thread_id,
+    )
+    return value
+
+
 async def lock_thread(conn: Connection, thread_id: UUID) -> Record | None:
     row: Record | None = await conn.fetchrow(
-        "SELECT id, status, anonymous, follow_up FROM threads WHERE id = $1 FOR UPDATE", thread_id
+        "SELECT id, status, anonymous, follow_up, awaiting_since FROM threads WHERE id = $1 FOR UPDATE",
+        thread_id,
     )
     return row
 

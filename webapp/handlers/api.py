@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -9,13 +10,13 @@ from aiohttp import web
 from confide import codes, logs
 from confide.errors import CodeNotIssued, FieldError, ValidationFailed
 from confide.services import codes as code_service
-from confide.services import reporter_auth, reports, sessions, threads, validation
+from confide.services import reminders, reporter_auth, reports, sessions, threads, validation
 from confide.services import staff as staff_service
 from confide.sql import org as sql_org
 from webapp.auth import Auth, session_for, staff_for
 from webapp.errors import problem
 from webapp.forms import read_json
-from webapp.keys import HASHER, KEYRING, LIMITS, LOGIN_LIMITS, POOL, SETTINGS
+from webapp.keys import CALENDAR, HASHER, KEYRING, LIMITS, LOGIN_LIMITS, POOL, SETTINGS
 from webapp.openapi import document
 
 log = logs.get("confide.web.api")
@@ -48,7 +49,9 @@ async def create_report(request: web.Request) -> web.Response:
         request.app[KEYRING],
         draft,
         idempotency_key=f"api:{key}" if key else None,
+        calendar=request.app[CALENDAR],
     )
+    request.app[HASHER].kick_outbox()
     log.info(
         "report_submitted",
         thread_id=str(receipt.thread_id),
@@ -71,7 +74,7 @@ async def create_report(request: web.Request) -> web.Response:
         {
             "reference": receipt.reference,
             "code": codes.display(code) if code else None,
-            "reply_due_by": None,
+            "reply_due_by": _iso(receipt.reply_due_by),
         },
         status=201 if receipt.is_new else 200,
     )
@@ -137,14 +140,42 @@ async def reporter_message(request: web.Request) -> web.Response:
         auth.session.thread_id,
         body,
         idempotency_key=_idempotency_key(request),
+        calendar=request.app[CALENDAR],
     )
+    request.app[HASHER].kick_outbox()
     return web.json_response({"sent_at": sent_at.isoformat()}, status=201)
+
+
+async def reporter_reminder(request: web.Request) -> web.Response:
+    auth = await _reporter(request)
+    assert auth.session.thread_id is not None
+    data = await reminders.latest(
+        request.app[POOL],
+        auth.session.thread_id,
+        include_address=request.query.get("include_address") == "1",
+    )
+    if data is None:
+        return problem(
+            503,
+            "The reminder is being prepared. Try again in a moment.",
+            headers={"Retry-After": "3"},
+        )
+    return web.Response(
+        body=data,
+        content_type="text/calendar",
+        charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="reminder.ics"'},
+    )
 
 
 async def reporter_logout(request: web.Request) -> web.Response:
     auth = await _reporter(request)
     await sessions.end(request.app[POOL], auth.session.token_hmac)
     return web.Response(status=204)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def _body_field(data: Any) -> Any:
@@ -221,9 +252,6 @@ async def staff_threads(request: web.Request) -> web.Response:
         raise ValidationFailed([FieldError("page", "A whole number from 1")]) from None
     if page < 1 or page > 100_000:
         raise ValidationFailed([FieldError("page", "A whole number from 1")])
-    if state in ("nearing", "overdue"):
-        state_rows: list[threads.ThreadView] = []  # deadlines arrive with issue 5
-        return web.json_response({"threads": state_rows, "next_page": None})
     result = await threads.inbox(
         request.app[POOL], member, state=state, page=page, reference=request.query.get("q") or None
     )
@@ -267,7 +295,9 @@ async def staff_thread_action(request: web.Request) -> web.Response:
             reference,
             threads.message_body(data.get("body")),
             idempotency_key=_idempotency_key(request),
+            calendar=request.app[CALENDAR],
         )
+        request.app[HASHER].kick_outbox()
         return web.json_response({"sent_at": sent_at.isoformat()}, status=201)
     if action == "notes":
         created = await threads.add_note(
@@ -275,7 +305,15 @@ async def staff_thread_action(request: web.Request) -> web.Response:
         )
         return web.json_response({"created_at": created.isoformat()}, status=201)
     if action == "status":
-        await threads.set_status(pool, member, reference, str(data.get("status", "")))
+        await threads.set_status(
+            pool,
+            member,
+            reference,
+            str(data.get("status", "")),
+            settings=request.app[SETTINGS],
+            calendar=request.app[CALENDAR],
+        )
+        request.app[HASHER].kick_outbox()
     elif action == "team":
         await threads.set_team(pool, member, reference, str(data.get("team", "")))
     elif action == "assignee":

@@ -19,13 +19,13 @@ from webapp.auth import Auth, clear_session_cookie, csrf_ok, set_session_cookie,
 from webapp.errors import error_page
 from webapp.forms import read_form
 from webapp.i18n import _
-from webapp.keys import KEYRING, POOL, SETTINGS
+from webapp.keys import CALENDAR, HASHER, KEYRING, POOL, SETTINGS
 from webapp.report_flow import FormErrors
 from webapp.security import check_form_token, new_form_token, same_origin
 
 log = logs.get("confide.web.staff")
 LOGIN_PURPOSE = "staff-login"
-INBOX_STATES = ("awaiting", "mine", "new", "open", "closed")
+INBOX_STATES = ("awaiting", "nearing", "overdue", "mine", "new", "open", "closed")
 StaffHandler = Callable[[web.Request, Staff, Auth], Awaitable[web.StreamResponse]]
 
 
@@ -233,12 +233,20 @@ async def thread_action(request: web.Request, member: Staff, auth: Auth) -> web.
                 reference,
                 body,
                 idempotency_key=token,
+                calendar=request.app[CALENDAR],
             )
         elif action == "note":
             body = threads.message_body(form.get("note"), "note")
             await threads.add_note(pool, request.app[KEYRING], member, reference, body)
         elif action == "status":
-            await threads.set_status(pool, member, reference, form.get("status", ""))
+            await threads.set_status(
+                pool,
+                member,
+                reference,
+                form.get("status", ""),
+                settings=request.app[SETTINGS],
+                calendar=request.app[CALENDAR],
+            )
         elif action == "assign":
             await threads.set_assignee(pool, member, reference, form.get("email") or None)
         elif action == "restrict":
@@ -270,6 +278,7 @@ async def thread_action(request: web.Request, member: Staff, auth: Auth) -> web.
             409,
             _("This report has no anonymous follow-up, so there is nobody to reply to here."),
         )
+    request.app[HASHER].kick_outbox()
     if action == "team" or (
         action == "restrict" and form.get("restricted") == "1" and not member.is_manager
     ):

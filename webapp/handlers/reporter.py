@@ -17,14 +17,14 @@ from confide.errors import (
     ValidationFailed,
 )
 from confide.services import codes as code_service
-from confide.services import reporter_auth, reports, sessions, threads
+from confide.services import reminders, reporter_auth, reports, sessions, threads
 from confide.sql import org as sql_org
 from webapp import report_flow
 from webapp.auth import Auth, clear_session_cookie, csrf_ok, session_for, set_session_cookie
 from webapp.errors import error_page
 from webapp.forms import read_form
 from webapp.i18n import _
-from webapp.keys import HASHER, KEYRING, LIMITS, LOGIN_LIMITS, POOL, SETTINGS
+from webapp.keys import CALENDAR, HASHER, KEYRING, LIMITS, LOGIN_LIMITS, POOL, SETTINGS
 from webapp.report_flow import FormErrors
 from webapp.security import check_form_token, new_form_token, same_origin
 
@@ -133,7 +133,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
                 thread_id,
                 body,
                 idempotency_key=pending.get("pending_token") or None,
+                calendar=request.app[CALENDAR],
             )
+            request.app[HASHER].kick_outbox()
             target = "/messages?sent=1"
         except (ValidationFailed, ThreadClosed, threads.NoReplyPossible):
             target = "/messages"
@@ -226,7 +228,9 @@ async def messages_submit(request: web.Request) -> web.StreamResponse:
         auth.session.thread_id,
         body,
         idempotency_key=token,
+        calendar=request.app[CALENDAR],
     )
+    request.app[HASHER].kick_outbox()
     log.info("reporter_message_added", thread_id=str(auth.session.thread_id))
     raise web.HTTPSeeOther("/messages?sent=1")
 
@@ -355,8 +359,14 @@ async def report_submit(request: web.Request) -> web.Response:
         )
     request.app[LIMITS].check(request)
     receipt = await reports.submit_report(
-        request.app[POOL], settings, request.app[KEYRING], draft, idempotency_key=nonce
+        request.app[POOL],
+        settings,
+        request.app[KEYRING],
+        draft,
+        idempotency_key=nonce,
+        calendar=request.app[CALENDAR],
     )
+    request.app[HASHER].kick_outbox()
     log.info(
         "report_submitted",
         thread_id=str(receipt.thread_id),
@@ -374,10 +384,15 @@ async def report_submit(request: web.Request) -> web.Response:
             )
         except CodeNotIssued:
             code_failed = True
+    reminder_token = None
+    if code and receipt.reply_due_by is not None:
+        reminder_token = await reminders.issue_token(request.app[POOL], settings, receipt.thread_id)
     return aiohttp_jinja2.render_template(
         "reporter/confirmation.html",
         request,
         {
+            "reply_due_by": receipt.reply_due_by,
+            "reminder_token": reminder_token,
             "reference": receipt.reference,
             "code": codes.display(code) if code else None,
             "code_failed": code_failed,
@@ -387,3 +402,57 @@ async def report_submit(request: web.Request) -> web.Response:
             "form_token": form.get("form_token", ""),
         },
     )
+
+
+def ics_response(data: bytes) -> web.Response:
+    return web.Response(
+        body=data,
+        content_type="text/calendar",
+        charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="reminder.ics"'},
+    )
+
+
+def reminder_not_ready(request: web.Request) -> web.Response:
+    response = error_page(
+        request, 503, _("Your reminder is not ready yet. Please try again in a moment.")
+    )
+    response.headers["Retry-After"] = "3"
+    return response
+
+
+async def reminder_download(request: web.Request) -> web.StreamResponse:
+    """From the messaging page (logged in): the latest file for the reporter's own thread."""
+    auth = await _reporter(request)
+    if auth is None:
+        raise web.HTTPSeeOther("/login")
+    assert auth.session.thread_id is not None
+    data = await reminders.latest(
+        request.app[POOL],
+        auth.session.thread_id,
+        include_address=request.query.get("include_address") == "1",
+    )
+    return ics_response(data) if data is not None else reminder_not_ready(request)
+
+
+async def reminder_from_confirmation(request: web.Request) -> web.StreamResponse:
+    """From the confirmation page: a POST with a single-use token, never a URL."""
+    if not same_origin(request, request.app[SETTINGS]):
+        return error_page(request, 403, "This form must be sent from this site.")
+    form = await read_form(request)
+    valid, data = await reminders.file_for_token(
+        request.app[POOL],
+        request.app[SETTINGS],
+        form.get("reminder_token", ""),
+        include_address=form.get("include_address") == "1",
+    )
+    if not valid:
+        return error_page(
+            request,
+            403,
+            _(
+                "This reminder link has been used or has expired. "
+                "Log in with your code to download it again."
+            ),
+        )
+    return ics_response(data) if data is not None else reminder_not_ready(request)

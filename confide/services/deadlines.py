@@ -1,0 +1,112 @@
+"""Reply deadlines on threads, and the escalation pass (issue 5, CONTRACTS §4–§5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+from uuid import UUID
+
+from asyncpg import Connection, Pool
+
+from confide.services.workdays import WorkingCalendar
+from confide.settings import Settings
+from confide.sql import deadlines as sql_deadlines
+from confide.sql import outbox as sql_outbox
+
+ESCALATION_JOB = "escalation"
+DIGEST_JOB = "digest"
+
+
+def due_and_nearing(
+    calendar: WorkingCalendar, settings: Settings, since: datetime
+) -> tuple[datetime, datetime]:
+    due = calendar.reply_due_by(since, settings.reply_target_workdays)
+    nearing = calendar.nearing_from(due, timedelta(hours=settings.nearing_working_hours))
+    return due, nearing
+
+
+async def start_clock(
+    conn: Connection,
+    calendar: WorkingCalendar,
+    settings: Settings,
+    thread_id: UUID,
+    since: datetime,
+) -> datetime:
+    """The clock runs from the earliest unanswered reporter report or message."""
+    due, nearing = due_and_nearing(calendar, settings, since)
+    await sql_deadlines.set_clock(conn, thread_id, since, due, nearing)
+    await queue_reminder(conn, thread_id)
+    return due
+
+
+async def stop_clock(conn: Connection, thread_id: UUID) -> None:
+    """A case worker's message, closing, or 'contacted' stops it."""
+    await sql_deadlines.clear_clock(conn, thread_id)
+    await queue_reminder(conn, thread_id)
+
+
+async def queue_reminder(conn: Connection, thread_id: UUID) -> None:
+    """Ask a worker to (re)build the reporter's .ics whenever the due time changes."""
+    await sql_outbox.enqueue(conn, "reminder", thread_id=thread_id)
+
+
+@dataclass
+class PassReport:
+    as_of: datetime
+    teams: dict[str, dict[str, int]] = field(default_factory=dict)
+    digests: list[str] = field(default_factory=list)
+    overdue_alerts: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "teams": self.teams,
+            "digests": self.digests,
+            "overdue_alerts": self.overdue_alerts,
+        }
+
+
+class _DryRun(Exception):
+    pass
+
+
+def digest_due(calendar: WorkingCalendar, settings: Settings, as_of: datetime) -> str | None:
+    """The local date whose digests are due at ``as_of``, if it is a working day past digest time."""
+    local = as_of.astimezone(calendar.tz)
+    hour, minute = (int(x) for x in settings.digest_time.split(":"))
+    if not calendar.is_working_day(local.date()) or local.time() < time(hour, minute):
+        return None
+    return local.date().isoformat()
+
+
+async def escalation_pass(
+    pool: Pool,
+    calendar: WorkingCalendar,
+    settings: Settings,
+    as_of: datetime,
+    *,
+    dry_run: bool = False,
+) -> PassReport:
+    """Mark nearing/overdue threads, alert managers once per overdue thread, keep the per-team
+    summary, and at digest time queue one digest per (team, day). Idempotent; ``dry_run``
+    computes the same report and changes nothing."""
+    report = PassReport(as_of)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            changed = await sql_deadlines.escalate(conn, as_of)
+            overdue = [r["id"] for r in changed if r["escalation"] == "overdue"]
+            report.overdue_alerts = await sql_deadlines.queue_overdue_alerts(conn, overdue)
+            await sql_deadlines.refresh_summary(conn, as_of)
+            day = digest_due(calendar, settings, as_of)
+            if day is not None:
+                report.digests = await sql_deadlines.queue_digests(conn, day)
+                await sql_deadlines.record_success(conn, DIGEST_JOB, as_of)
+            for row in await sql_deadlines.team_counts(conn, as_of):
+                report.teams[row["slug"]] = {"nearing": row["nearing"], "overdue": row["overdue"]}
+            await sql_deadlines.record_success(conn, ESCALATION_JOB, as_of)
+            if dry_run:
+                raise _DryRun()
+    except _DryRun:
+        pass
+    return report

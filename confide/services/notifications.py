@@ -1,0 +1,113 @@
+"""What each outbox mail says. Reference, category and a link: never report text, message text,
+notes or contact details (the acknowledgement goes only to the reporter's own address)."""
+
+from __future__ import annotations
+
+import json
+from email.message import EmailMessage
+from typing import Any
+
+from asyncpg import Connection, Record
+
+from confide import mail
+from confide.crypto import Keyring
+from confide.services.workdays import WorkingCalendar
+from confide.settings import Settings
+from confide.sql import deadlines as sql_deadlines
+
+
+def _when(calendar: WorkingCalendar, moment: Any) -> str:
+    local = moment.astimezone(calendar.tz)
+    hour = local.hour % 12 or 12
+    return f"{local:%a} {local.day} {local:%b} {hour}:{local:%M}{'am' if local.hour < 12 else 'pm'}"
+
+
+async def _thread(conn: Connection, row: Record) -> Record | None:
+    thread: Record | None = await conn.fetchrow(
+        """SELECT t.reference, c.name AS category_name, tm.email AS team_email, tm.name AS team_name
+           FROM threads t JOIN categories c ON c.slug = t.category_slug
+           JOIN teams tm ON tm.id = t.team_id WHERE t.id = $1""",
+        row["thread_id"],
+    )
+    return thread
+
+
+async def render(
+    conn: Connection, settings: Settings, keyring: Keyring, calendar: WorkingCalendar, row: Record
+) -> EmailMessage | None:
+    """The mail for an outbox row, or None when there is nobody to send it to."""
+    kind = row["kind"]
+    base = settings.base_url
+    if kind in ("new_report", "new_message", "overdue_alert"):
+        thread = await _thread(conn, row)
+        if thread is None:
+            return None
+        link = f"{base}/staff/threads/{thread['reference']}"
+        if kind == "overdue_alert":
+            to = await conn.fetchval(
+                "SELECT email FROM staff WHERE id = $1 AND active", row["staff_id"]
+            )
+            subject = f"Overdue: {thread['reference']} ({thread['category_name']})"
+            text = (
+                f"The reply to {thread['reference']} ({thread['category_name']}) in "
+                f"{thread['team_name']} is past its 2-working-day limit.\n\n{link}\n"
+            )
+        else:
+            to = thread["team_email"]
+            what = "New report" if kind == "new_report" else "New message from the reporter on"
+            subject = f"{what} {thread['reference']} ({thread['category_name']})"
+            text = (
+                f"{what} {thread['reference']} ({thread['category_name']}).\n"
+                f"Read it in Confide: {link}\n\nThis e-mail holds no report content.\n"
+            )
+        if not to:
+            return None
+        return mail.compose(settings, row["id"], to=to, subject=subject, text=text)
+    if kind == "acknowledgement":
+        thread = await _thread(conn, row)
+        if thread is None or row["recipient"] is None:
+            return None
+        to = keyring.open(row["recipient"], f"outbox.recipient:{row['id']}")
+        text = (
+            f"We have received your report. Your reference is {thread['reference']}.\n\n"
+            "The right team will read it and aim to contact you within 2 working days.\n"
+            "If you or anyone else is in danger, call 999.\n"
+        )
+        return mail.compose(
+            settings, row["id"], to=to, subject="We have received your report", text=text
+        )
+    if kind == "digest":
+        team = await conn.fetchrow(
+            "SELECT id, slug, name, email FROM teams WHERE id = $1", row["team_id"]
+        )
+        if team is None or not team["email"]:
+            return None
+        payload = row["payload"]
+        day = (json.loads(payload) if isinstance(payload, str) else payload).get("day", "")
+        threads = await sql_deadlines.digest_threads(conn, team["id"])
+        lines = [
+            f"Threads nearing or past the 2-working-day limit for {team['name']} ({day}),",
+            "oldest first:",
+            "",
+        ]
+        now = row["created_at"]
+        for t in threads:
+            waited = calendar.working_time_between(t["awaiting_since"], now)
+            hours = waited.total_seconds() / 3600
+            lines.append(
+                f"- {t['reference']}  {t['category_name']}  "
+                f"{'OVERDUE' if t['escalation'] == 'overdue' else 'nearing'}; "
+                f"waited {hours:.1f} working hours; due {_when(calendar, t['reply_due_at'])}"
+                f"\n  {base}/staff/threads/{t['reference']}"
+            )
+        if not threads:
+            lines.append("(All of them have been answered since this digest was queued.)")
+        lines += ["", f"Escalations page: {base}/staff/escalations", ""]
+        return mail.compose(
+            settings,
+            row["id"],
+            to=team["email"],
+            subject=f"Confide digest {day}: {len(threads)} thread(s) need a reply",
+            text="\n".join(lines),
+        )
+    return None

@@ -1,0 +1,164 @@
+"""Working time and the reply-due rule (CONTRACTS §5).
+
+Working time is Monday–Friday within the organisation's hours (default 09:00–17:00
+Europe/London), excluding the region's bank holidays (the ``holidays`` package, GB subdivisions)
+and configured closure days. A reply is due when ``reply_target`` working days' worth of working
+time has passed since the start; a start outside working time moves to the next opening, and a due
+time that falls exactly at a closing time is that closing time.
+
+Dates outside the holiday data raise :class:`HolidayDataMissing`: never a silent wrong answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import holidays
+
+from confide.errors import ConfideError
+from confide.org import REGIONS, Organisation
+
+LONDON = ZoneInfo("Europe/London")
+
+
+class HolidayDataMissing(ConfideError):
+    """The date is outside the years the ``holidays`` package covers."""
+
+
+@dataclass(frozen=True)
+class WorkingCalendar:
+    region: str = "england-and-wales"
+    tz: ZoneInfo = LONDON
+    opens: time = time(9, 0)
+    closes: time = time(17, 0)
+    closure_days: frozenset[date] = field(default_factory=frozenset)
+
+    @classmethod
+    def for_org(cls, org: Organisation, region: str | None = None) -> WorkingCalendar:
+        return cls(region or org.region, org.timezone, org.opens, org.closes, org.closure_days)
+
+    @property
+    def day_length(self) -> timedelta:
+        return datetime.combine(date.min, self.closes) - datetime.combine(date.min, self.opens)
+
+    def is_working_day(self, day: date) -> bool:
+        if day.weekday() >= 5 or day in self.closure_days:
+            return False
+        return not _is_bank_holiday(self.region, day)
+
+    def _opening(self, day: date) -> datetime:
+        return datetime.combine(day, self.opens, self.tz)
+
+    def _closing(self, day: date) -> datetime:
+        return datetime.combine(day, self.closes, self.tz)
+
+    def next_opening(self, moment: datetime) -> datetime:
+        """``moment`` if it is inside working time, else the next opening after it."""
+        local = moment.astimezone(self.tz)
+        day = local.date()
+        if self.is_working_day(day) and self._opening(day) <= local < self._closing(day):
+            return local
+        if not (self.is_working_day(day) and local < self._opening(day)):
+            day = self._next_working_day(day)
+        return self._opening(day)
+
+    def _next_working_day(self, day: date) -> date:
+        for _ in range(400):
+            day += timedelta(days=1)
+            if self.is_working_day(day):
+                return day
+        raise HolidayDataMissing(f"no working day within a year after {day}")
+
+    def add_working_time(self, start: datetime, amount: timedelta) -> datetime:
+        """The instant when ``amount`` of working time has passed since ``start``."""
+        moment = self.next_opening(start)
+        remaining = amount
+        while True:
+            closing = self._closing(moment.date())
+            available = closing - moment
+            if remaining <= available:
+                return moment + remaining
+            remaining -= available
+            moment = self._opening(self._next_working_day(moment.date()))
+
+    def subtract_working_time(self, end: datetime, amount: timedelta) -> datetime:
+        """The instant ``amount`` of working time before ``end`` (``end`` inside or at a close)."""
+        moment = end.astimezone(self.tz)
+        remaining = amount
+        while True:
+            opening = self._opening(moment.date())
+            available = moment - opening if self.is_working_day(moment.date()) else timedelta(0)
+            if remaining <= available:
+                return moment - remaining
+            remaining -= available
+            day = moment.date() - timedelta(days=1)
+            for _ in range(400):
+                if self.is_working_day(day):
+                    break
+                day -= timedelta(days=1)
+            moment = self._closing(day)
+
+    def working_time_between(self, start: datetime, end: datetime) -> timedelta:
+        """Working time in [start, end); zero if end is not after start."""
+        if end <= start:
+            return timedelta(0)
+        total = timedelta(0)
+        moment = self.next_opening(start)
+        end_local = end.astimezone(self.tz)
+        while moment < end_local:
+            closing = self._closing(moment.date())
+            total += min(closing, end_local) - moment
+            moment = self._opening(self._next_working_day(moment.date()))
+        return total
+
+    def reply_due_by(self, start: datetime, target_workdays: int = 2) -> datetime:
+        """CONTRACTS §5: due after ``target_workdays`` × the working day of working time."""
+        if start.tzinfo is None:
+            raise ValueError("start must be timezone-aware")
+        return self.add_working_time(start, self.day_length * target_workdays)
+
+    def nearing_from(self, due: datetime, left: timedelta | None = None) -> datetime:
+        """When less than ``left`` (default: one working day) of working time remains."""
+        return self.subtract_working_time(due, self.day_length if left is None else left)
+
+
+@lru_cache(maxsize=4096)
+def _is_bank_holiday(region: str, day: date) -> bool:
+    start, end = _coverage()
+    if not start <= day.year <= end:
+        raise HolidayDataMissing(f"no bank holiday data for {day.year} (covers {start}–{end})")
+    return any(day in _calendar(subdiv) for subdiv in REGIONS[region])
+
+
+@lru_cache(maxsize=8)
+def _calendar(subdiv: str) -> holidays.HolidayBase:
+    return holidays.country_holidays("GB", subdiv=subdiv)
+
+
+@lru_cache(maxsize=1)
+def _coverage() -> tuple[int, int]:
+    gb = _calendar("ENG")
+    return int(getattr(gb, "start_year", 1872)), int(getattr(gb, "end_year", 2100))
+
+
+def parse_start(text: str) -> datetime:
+    """ISO 8601; without an offset it means Europe/London. An ambiguous local time takes its
+    first occurrence; a time that does not exist (the spring-forward gap) moves forward."""
+    value: datetime = datetime.fromisoformat(text.strip())
+    if value.tzinfo is not None:
+        return value
+    local = value.replace(tzinfo=LONDON, fold=0)
+    round_trip = local.astimezone(UTC).astimezone(LONDON)
+    if round_trip.replace(tzinfo=None) != value:  # inside the gap: move forward
+        gap = local.replace(fold=1).utcoffset() - local.replace(fold=0).utcoffset()  # type: ignore[operator]
+        moved: datetime = (value + abs(gap)).replace(tzinfo=LONDON)
+        return moved
+    return local
+
+
+def format_due(moment: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS±HH:MM`` in Europe/London."""
+    return moment.astimezone(LONDON).replace(microsecond=0).isoformat()

@@ -1,0 +1,103 @@
+"""SQL for the outbox: background work recorded in the same transaction as its cause.
+
+A consumer claims a row with a conditional update and a lease; a redelivery finds it claimed or
+done and does nothing. Retries follow ``next_attempt_at``; after the last attempt the row becomes
+a dead letter (``failed_at``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID, uuid4
+
+from asyncpg import Connection, Record
+
+LEASE_SECONDS = 120
+
+
+async def enqueue(
+    conn: Connection,
+    kind: str,
+    *,
+    thread_id: UUID | None = None,
+    team_id: int | None = None,
+    staff_id: int | None = None,
+    recipient: bytes | None = None,
+    payload: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+    outbox_id: UUID | None = None,
+) -> UUID | None:
+    """The new row's id; None when ``dedupe_key`` was already queued."""
+    outbox_id = outbox_id or uuid4()
+    value: UUID | None = await conn.fetchval(
+        """INSERT INTO outbox (id, kind, thread_id, team_id, staff_id, recipient, payload,
+                               dedupe_key)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (dedupe_key) DO NOTHING RETURNING id""",
+        outbox_id,
+        kind,
+        thread_id,
+        team_id,
+        staff_id,
+        recipient,
+        json.dumps(payload or {}),
+        dedupe_key,
+    )
+    return value
+
+
+async def claim(conn: Connection, outbox_id: UUID) -> Record | None:
+    row: Record | None = await conn.fetchrow(
+        f"""UPDATE outbox SET leased_until = now() + interval '{LEASE_SECONDS} seconds',
+                              attempts = attempts + 1
+            WHERE id = $1 AND sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
+              AND (leased_until IS NULL OR leased_until < now())
+            RETURNING id, kind, thread_id, team_id, staff_id, recipient, payload, attempts,
+                      created_at""",
+        outbox_id,
+    )
+    return row
+
+
+async def mark_sent(conn: Connection, outbox_id: UUID) -> None:
+    await conn.execute(
+        "UPDATE outbox SET sent_at = now(), leased_until = NULL, last_error = NULL WHERE id = $1",
+        outbox_id,
+    )
+
+
+async def schedule_retry(
+    conn: Connection, outbox_id: UUID, *, error: str, delay_s: float, give_up: bool
+) -> None:
+    await conn.execute(
+        """UPDATE outbox SET leased_until = NULL, last_error = $2,
+               next_attempt_at = now() + make_interval(secs => $3),
+               failed_at = CASE WHEN $4 THEN now() ELSE NULL END
+           WHERE id = $1""",
+        outbox_id,
+        error[:100],
+        delay_s,
+        give_up,
+    )
+
+
+async def due_ids(conn: Connection, limit: int) -> list[UUID]:
+    return [
+        r["id"]
+        for r in await conn.fetch(
+            """SELECT id FROM outbox
+           WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
+             AND (leased_until IS NULL OR leased_until < now())
+           ORDER BY next_attempt_at LIMIT $1""",
+            limit,
+        )
+    ]
+
+
+async def pending_stats(conn: Connection) -> Record:
+    row: Record = await conn.fetchrow(
+        """SELECT count(*) AS pending, extract(epoch FROM now() - min(created_at)) AS oldest
+           FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"""
+    )
+    return row

@@ -1,0 +1,103 @@
+"""Outbox consumers: e-mail and reminders, plus the relay and the escalation pass (beat).
+
+Every task takes an id (or nothing), claims its row with a conditional update and a lease, and is
+a no-op when redelivered. Transient failures are recorded on the row and retried when it is due
+again; Celery countdowns are never used.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from datetime import UTC, datetime
+from uuid import UUID
+
+from confide import jobs, logs, mail
+from confide import org as org_file
+from confide.crypto import Keyring
+from confide.services import deadlines, notifications, reminders
+from confide.services.workdays import WorkingCalendar
+from confide.sql import outbox as sql_outbox
+from workers import db
+from workers.celery_app import app, settings
+
+log = logs.get("confide.worker.delivery")
+keyring = Keyring.from_secret(settings.encryption_keys)
+calendar = WorkingCalendar.for_org(org_file.load(settings.org_file))
+TRANSIENT = (smtplib.SMTPException, OSError)
+
+
+def backoff_s(attempts: int) -> float:
+    return float(min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+@app.task(name=jobs.DELIVER, acks_late=True)
+def deliver_outbox_item(outbox_id: str) -> None:
+    """Idempotent: a redelivered or duplicate message finds the row claimed or sent."""
+    db.run(_deliver(UUID(outbox_id)))
+
+
+async def _deliver(outbox_id: UUID) -> None:
+    pool = await db.pool(settings)
+    async with pool.acquire() as conn:
+        row = await sql_outbox.claim(conn, outbox_id)
+    if row is None:
+        return
+    try:
+        if row["kind"] == "reminder":
+            await reminders.regenerate(pool, settings, row["thread_id"])
+        else:
+            async with pool.acquire() as conn:
+                message = await notifications.render(conn, settings, keyring, calendar, row)
+            if message is not None:
+                mail.send(settings, message)
+    except TRANSIENT as exc:
+        give_up = row["attempts"] >= settings.outbox_max_attempts
+        async with pool.acquire() as conn:
+            await sql_outbox.schedule_retry(
+                conn,
+                outbox_id,
+                error=type(exc).__name__,
+                delay_s=backoff_s(row["attempts"]),
+                give_up=give_up,
+            )
+        log.warning(
+            "outbox_retry",
+            outbox_id=str(outbox_id),
+            attempts=row["attempts"],
+            exc_type=type(exc).__name__,
+            outcome="dead" if give_up else "retry",
+        )
+        return
+    async with pool.acquire() as conn:
+        await sql_outbox.mark_sent(conn, outbox_id)
+    log.info("outbox_done", outbox_id=str(outbox_id), task=row["kind"])
+
+
+@app.task(name=jobs.RELAY_OUTBOX, acks_late=True, expires=60)
+def relay_outbox() -> int:
+    """Publish every due outbox row. Redis is only the wake-up signal: this finds them all."""
+
+    async def due() -> list[UUID]:
+        pool = await db.pool(settings)
+        async with pool.acquire() as conn:
+            return await sql_outbox.due_ids(conn, 500)
+
+    ids = db.run(due())
+    for outbox_id in ids:
+        deliver_outbox_item.apply_async(
+            args=[str(outbox_id)], argsrepr="(<outbox>)", kwargsrepr="{}", queue=jobs.DEFAULT_QUEUE
+        )
+    return len(ids)
+
+
+@app.task(name=jobs.ESCALATE, acks_late=True, expires=240)
+def escalate_threads() -> None:
+    """One escalation pass as of now; idempotent, safe from two beats at once."""
+
+    async def run() -> None:
+        pool = await db.pool(settings)
+        report = await deadlines.escalation_pass(pool, calendar, settings, datetime.now(UTC))
+        log.info("escalation_pass", count=report.overdue_alerts)
+
+    db.run(run())
+    relay_outbox.apply_async(argsrepr="()", kwargsrepr="{}", queue=jobs.DEFAULT_QUEUE)
