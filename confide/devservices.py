@@ -142,7 +142,39 @@ def start_missing(data_dir: Path, environ: dict[str, str]) -> Embedded:
             environ["DATABASE_URL"] = start_postgres(data_dir, embedded)
         if not environ.get("REDIS_URL"):
             environ["REDIS_URL"] = start_redis(data_dir, embedded)
+        if not environ.get("SMTP_URL"):
+            environ["SMTP_URL"], folder = start_mail_capture(data_dir, embedded)
+            environ["CONFIDE_DEV_MAIL_DIR"] = str(folder)
     except BaseException:
         embedded.stop()
         raise
     return embedded
+
+
+class _MailToFolder:
+    """aiosmtpd handler: each accepted message becomes ``<folder>/<time>-<n>.eml``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.count += 1
+        name = f"{time.time():.6f}-{self.count}.eml"
+        path = self.folder / name
+        path.write_bytes(envelope.original_content or envelope.content)
+        path.chmod(0o600)
+        return "250 Message accepted for delivery"
+
+
+def start_mail_capture(data_dir: Path, embedded: Embedded) -> tuple[str, Path]:
+    """A local SMTP server that keeps mail in ``<data dir>/mail`` for the /dev/mail page."""
+    from aiosmtpd.controller import Controller
+
+    folder = data_dir / "mail"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    port = free_port()
+    controller = Controller(_MailToFolder(folder), hostname="127.0.0.1", port=port)
+    controller.start()
+    embedded._stops.append(controller.stop)
+    return f"smtp://127.0.0.1:{port}", folder

@@ -85,6 +85,7 @@ class Settings:
     digest_time: str = "09:00"
     nearing_working_hours: float = 8.0
     outbox_max_attempts: int = 8
+    dev_mail_dir: Path | None = None
     log_level: str = "INFO"
     generated_keys: tuple[str, ...] = field(default=())
 
@@ -154,6 +155,11 @@ class Settings:
             digest_time=_hhmm(env, "CONFIDE_DIGEST_TIME", "09:00"),
             nearing_working_hours=_float(env, "CONFIDE_NEARING_WORKING_HOURS", 8.0, 0.25, 200.0),
             outbox_max_attempts=_int(env, "CONFIDE_OUTBOX_MAX_ATTEMPTS", 8, 1, 100),
+            dev_mail_dir=(
+                Path(env["CONFIDE_DEV_MAIL_DIR"])
+                if env.get("CONFIDE_DEV_MAIL_DIR") and mode == "development"
+                else None
+            ),
             log_level=env.get("CONFIDE_LOG_LEVEL", "INFO").upper(),
             generated_keys=tuple(generated),
         )

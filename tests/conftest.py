@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import email
+import email.message
+import email.policy
 import os
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -189,8 +193,86 @@ def _prepare(database_url: str, redis_url: str) -> Iterator[tuple[str, str]]:
     yield test_db, test_redis
 
 
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) that keeps what it receives, for assertions."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.refuse = False
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refuse:
+            return "451 Try again later"
+        msg = email.message_from_bytes(
+            envelope.original_content or envelope.content, policy=email.policy.default
+        )
+        with self._lock:
+            self.messages.append(msg)  # type: ignore[arg-type]
+        return "250 OK"
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+
+    def to(self, address: str) -> list[email.message.EmailMessage]:
+        with self._lock:
+            return [m for m in self.messages if address in str(m["To"])]
+
+    def raw(self) -> str:
+        with self._lock:
+            return "\n\n".join(m.as_string() for m in self.messages)
+
+    def wait_for(self, predicate: Any, timeout: float = 30) -> list[email.message.EmailMessage]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                found = [m for m in self.messages if predicate(m)]
+            if found:
+                return found
+            time.sleep(0.2)
+        raise AssertionError("no matching mail arrived")
+
+
 @pytest.fixture(scope="session")
-def stack(services: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def smtp_server() -> Iterator[tuple[SmtpSink, int]]:
+    from aiosmtpd.controller import Controller
+
+    sink = SmtpSink()
+    port = devservices.free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server: tuple[SmtpSink, int]) -> SmtpSink:
+    sink, _ = smtp_server
+    sink.clear()
+    sink.refuse = False
+    return sink
+
+
+def kick_relay(stack: Stack) -> None:
+    """Ask for the outbox to be relayed now (beat does it every 15 s anyway)."""
+    from celery import Celery
+
+    client = Celery("kick", broker=stack.env["REDIS_URL"])
+    try:
+        client.send_task("confide.relay_outbox", queue="default")
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    services: tuple[str, str],
+    smtp_server: tuple[SmtpSink, int],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
     database_url, redis_url = services
     artifacts = ARTIFACTS
     shutil.rmtree(artifacts, ignore_errors=True)
@@ -205,6 +287,8 @@ def stack(services: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -
     env.update(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
+        SMTP_URL=f"smtp://127.0.0.1:{smtp_server[1]}",
+        MAIL_FROM="confide@northbridge.example",
         PORT=str(port),
         CONFIDE_ENV="development",
         CONFIDE_DATA_DIR=str(data_dir),
@@ -262,7 +346,8 @@ async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(stack.env["DATABASE_URL"])
     await conn.execute(
         "TRUNCATE threads, reporter_codes, submission_keys, sessions, messages, notes, "
-        "audit_log, staff, staff_teams CASCADE"
+        "audit_log, staff, staff_teams, outbox, reminders, reminder_tokens, "
+        "team_deadline_summary, job_runs CASCADE"
     )
     try:
         yield conn

@@ -44,6 +44,9 @@ class _Reader(HTMLParser):
                 form.radios.setdefault(a["name"], []).append(a.get("value", ""))
                 if "checked" in a:
                     form.fields[a["name"]] = a.get("value", "")
+            elif kind == "checkbox":
+                if "checked" in a:
+                    form.fields[a["name"]] = a.get("value", "on")
             elif kind not in ("submit", "button"):
                 form.fields[a["name"]] = a.get("value", "")
         elif tag == "textarea" and "name" in a:

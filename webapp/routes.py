@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from webapp.handlers import api, caseworker, ops, reporter
+from webapp.handlers import api, caseworker, devmail, ops, reporter
 
 
 def setup(app: web.Application, static_dir: Path) -> None:
@@ -70,6 +70,8 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.get("/staff/audit", caseworker.audit_page, name="staff_audit"),
             web.get("/staff/admin", caseworker.admin_page, name="staff_admin"),
             web.post("/staff/admin", caseworker.admin_submit, name="staff_admin_submit"),
+            web.get("/dev/mail", devmail.dev_mail, name="dev_mail"),
+            web.get("/staff/escalations", caseworker.escalations, name="staff_escalations"),
             web.get("/healthz", ops.healthz, name="healthz"),
             web.get("/readyz", ops.readyz, name="readyz"),
         ]

@@ -13,10 +13,13 @@ from asyncpg import Pool
 from confide import codes
 from confide.crypto import Keyring, keyed_hash
 from confide.errors import FieldError, ValidationFailed
+from confide.services import deadlines
 from confide.services.validation import ReportDraft
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
+from confide.sql import deadlines as sql_deadlines
 from confide.sql import org as sql_org
+from confide.sql import outbox as sql_outbox
 from confide.sql import reports as sql_reports
 
 REFERENCE_PREFIX = "R-"
@@ -67,12 +70,14 @@ async def submit_report(
         ):
             first = await sql_reports.thread_for_submission_key(conn, key_hmac)
             assert first is not None  # the claim conflicted, so the first submission committed
+            clock = await sql_deadlines.clock(conn, first["id"])
             return Receipt(
                 first["id"],
                 first["reference"],
                 first["received_at"],
                 first["anonymous"] and first["follow_up"],
                 is_new=False,
+                reply_due_by=clock["reply_due_at"] if clock else None,
             )
         category = await sql_org.category(conn, draft.category)
         if category is None:
@@ -104,10 +109,29 @@ async def submit_report(
                 break
         else:  # pragma: no cover - 10 collisions in 40 bits of randomness
             raise RuntimeError("could not draw a free reference")
+        due = None
+        if not (draft.anonymous and not draft.follow_up):
+            # Anonymous reports without follow-up have no deadline (CONTRACTS §5).
+            due = await deadlines.start_clock(
+                conn, calendar, settings, thread_id, row["received_at"]
+            )
+        await sql_outbox.enqueue(
+            conn, "new_report", thread_id=thread_id, team_id=category["team_id"]
+        )
+        if draft.contact is not None and draft.contact.email:
+            ack_id = uuid4()
+            await sql_outbox.enqueue(
+                conn,
+                "acknowledgement",
+                thread_id=thread_id,
+                outbox_id=ack_id,
+                recipient=keyring.seal(draft.contact.email, f"outbox.recipient:{ack_id}"),
+            )
     return Receipt(
         thread_id,
         row["reference"],
         row["received_at"],
         draft.anonymous and draft.follow_up,
         is_new=True,
+        reply_due_by=due,
     )

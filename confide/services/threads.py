@@ -137,6 +137,9 @@ def _summary(row: Record) -> ThreadView:
         assignee=row["assignee"],
         assignee_name=row["assignee_name"],
         restricted=row["restricted"],
+        reply_due_by=row["reply_due_at"],
+        escalation=row["escalation"],
+        awaiting_since=row["awaiting_since"],
     )
 
 
@@ -311,6 +314,14 @@ async def inbox(
         )
     threads = [_summary(r) for r in rows[:PAGE_SIZE]]
     return InboxPage(threads, counts, page + 1 if len(rows) > PAGE_SIZE else None)
+
+
+async def escalations(pool: Pool, staff: Staff) -> list[ThreadView]:
+    async with pool.acquire() as conn:
+        rows = await sql_threads.escalated(
+            conn, team_ids=list(staff.team_ids), staff_id=staff.id, is_manager=staff.is_manager
+        )
+    return [_summary(r) for r in rows]
 
 
 async def _visible(conn: Connection, staff: Staff, reference: str) -> Record:

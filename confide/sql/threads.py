@@ -220,3 +220,19 @@ async def set_assignee(conn: Connection, thread_id: UUID, staff_id: int | None) 
 
 async def set_restricted(conn: Connection, thread_id: UUID, restricted: bool) -> None:
     await conn.execute("UPDATE threads SET restricted = $2 WHERE id = $1", thread_id, restricted)
+
+
+async def escalated(
+    conn: Connection, *, team_ids: list[int], staff_id: int, is_manager: bool
+) -> list[Record]:
+    """Nearing and overdue threads the staff member may see, oldest first (as in the digest)."""
+    rows: list[Record] = await conn.fetch(
+        f"""SELECT {SUMMARY_COLUMNS} FROM {FROM}
+            WHERE {VISIBLE} AND t.escalation <> 'none' AND t.status <> 'closed'
+              AND t.reply_due_at IS NOT NULL
+            ORDER BY t.awaiting_since, t.reference LIMIT 500""",
+        team_ids,
+        staff_id,
+        is_manager,
+    )
+    return rows

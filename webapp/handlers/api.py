@@ -123,7 +123,7 @@ async def reporter_thread(request: web.Request) -> web.Response:
             "description": view.description,
             "submitted_at": view.received_at.isoformat(),
             "status": "closed" if view.status == "closed" else "open",
-            "reply_due_by": None,
+            "reply_due_by": _iso(view.reply_due_by),
             "messages": [_message(m, staff_names=False) for m in view.messages],
         }
     )
@@ -238,8 +238,8 @@ def _summary(t: threads.ThreadView) -> dict[str, Any]:
         ),
         "status": t.status,
         "assignee": t.assignee,
-        "reply_due_by": None,
-        "escalation": "none",
+        "reply_due_by": _iso(t.reply_due_by),
+        "escalation": t.escalation,
     }
 
 

@@ -180,6 +180,12 @@ async def inbox(request: web.Request, member: Staff, auth: Auth) -> web.Response
 
 
 @staff_page()
+async def escalations(request: web.Request, member: Staff, auth: Auth) -> web.Response:
+    rows = await threads.escalations(request.app[POOL], member)
+    return render(request, "staff/escalations.html", member, auth, {"threads": rows})
+
+
+@staff_page()
 async def thread_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
     return await render_thread(request, member, auth)
 
