@@ -22,11 +22,18 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Poo
         min_size=min_size,
         max_size=max_size,
         command_timeout=30,
+        # No per-release reset query: our connections keep no session state (advisory locks are
+        # released explicitly, no LISTEN, no SET). It saves a round trip on every request.
+        reset=_no_reset,
         # application_name shows in pg_stat_activity; it never carries request data.
         server_settings={"application_name": "confide"},
     )
     assert pool is not None
     return pool
+
+
+async def _no_reset(conn: Connection) -> None:
+    return None
 
 
 def migration_files(folder: Path = MIGRATIONS_DIR) -> list[tuple[int, str, str]]:

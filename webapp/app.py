@@ -23,10 +23,12 @@ from confide.services.org import sync_organisation
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp import i18n, routes
+from webapp.categories import CategoryCache
 from webapp.errors import error_middleware
 from webapp.jobs import CodeHasher, make_client
 from webapp.keys import (
     CALENDAR,
+    CATEGORIES,
     CELERY,
     HASHER,
     KEYRING,
@@ -87,6 +89,7 @@ def create_app(settings: Settings) -> web.Application:
     app[LIMITS] = SubmissionLimits(settings)
     app[LOGIN_LIMITS] = LoginLimits(settings)
     app[CALENDAR] = WorkingCalendar.for_org(org)
+    app[CATEGORIES] = CategoryCache()
     app[STARTED] = time.time()
 
     env = aiohttp_jinja2.setup(

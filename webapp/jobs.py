@@ -19,6 +19,7 @@ from confide.services import codes as code_service
 from confide.settings import Settings
 
 log = logs.get("confide.web.jobs")
+KICK_EVERY_S = 1.0
 
 
 def make_client(settings: Settings) -> Celery:
@@ -60,6 +61,7 @@ class CodeHasher:
         self.local_runs = 0
         self.remote_runs = 0
         self._kick_pending = False
+        self._last_kick = 0.0
 
     def close(self) -> None:
         self.local.shutdown(wait=False, cancel_futures=True)
@@ -104,13 +106,21 @@ class CodeHasher:
         )
 
     def kick_outbox(self) -> None:
-        """After a commit: ask for the outbox to be relayed now. Best effort; beat relays anyway."""
+        """After a commit: ask for the outbox to be relayed soon. Best effort (beat relays every
+        15 s anyway); coalesced to at most one publish per second per process, since one relay
+        run picks up every due row."""
         if self._kick_pending:
             return
         self._kick_pending = True
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.io, self._kick)
-        future.add_done_callback(lambda _: setattr(self, "_kick_pending", False))
+        wait = max(0.0, self._last_kick + KICK_EVERY_S - loop.time())
+
+        def publish() -> None:
+            self._last_kick = loop.time()
+            future = loop.run_in_executor(self.io, self._kick)
+            future.add_done_callback(lambda _: setattr(self, "_kick_pending", False))
+
+        loop.call_later(wait, publish)
 
     def _kick(self) -> None:
         try:

@@ -11,6 +11,7 @@ from confide.crypto import Keyring
 from confide.org import Organisation
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
+from webapp.categories import CategoryCache
 from webapp.jobs import CodeHasher
 from webapp.security import LoginLimits, SubmissionLimits
 
@@ -25,5 +26,6 @@ LIMITS = web.AppKey("limits", SubmissionLimits)
 LOGIN_LIMITS = web.AppKey("login_limits", LoginLimits)
 STARTED = web.AppKey("started", float)
 CALENDAR = web.AppKey("calendar", WorkingCalendar)
+CATEGORIES = web.AppKey("categories", CategoryCache)
 
 REQUEST_ID = "request_id"

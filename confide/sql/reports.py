@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from asyncpg import Connection, Record
@@ -69,5 +70,83 @@ async def thread(conn: Connection, thread_id: UUID) -> Record | None:
            FROM threads t JOIN categories c ON c.slug = t.category_slug
            JOIN teams tm ON tm.id = t.team_id WHERE t.id = $1""",
         thread_id,
+    )
+    return row
+
+
+async def submit(
+    conn: Connection,
+    *,
+    key_hmac: bytes | None,
+    thread_id: UUID,
+    reference: str,
+    category_slug: str,
+    anonymous: bool,
+    follow_up: bool,
+    description: bytes,
+    occurred: bytes | None,
+    location: bytes | None,
+    contact: bytes | None,
+    received_at: datetime,
+    awaiting_since: datetime | None,
+    reply_due_at: datetime | None,
+    nearing_at: datetime | None,
+    outbox: list[tuple[UUID, str, bytes | None]],
+) -> Record:
+    """One atomic statement: claim the idempotency key, insert the report with its deadline, and
+    queue its outbox rows. ``claimed`` is false for a repeat of an earlier key (nothing is
+    inserted); ``category_ok`` is false for an unknown category (nothing is inserted). A taken
+    reference fails the claim's deferred foreign key, so the whole statement is undone.
+    """
+    ids = [o[0] for o in outbox]
+    kinds = [o[1] for o in outbox]
+    recipients = [o[2] for o in outbox]
+    row: Record = await conn.fetchrow(
+        """WITH claim AS (
+               INSERT INTO submission_keys (key_hmac, thread_id)
+               SELECT $1::bytea, $2 WHERE $1::bytea IS NOT NULL
+                 AND EXISTS (SELECT 1 FROM categories WHERE slug = $4 AND active)
+               ON CONFLICT (key_hmac) DO NOTHING
+               RETURNING thread_id
+           ), cat AS (
+               SELECT slug, team_id FROM categories WHERE slug = $4 AND active
+           ), ins AS (
+               INSERT INTO threads (id, reference, category_slug, team_id, anonymous, follow_up,
+                                    description, occurred, location, contact, received_at,
+                                    last_reporter_message_at, last_activity_at, awaiting_since,
+                                    reply_due_at, nearing_at)
+               SELECT $2, $3, cat.slug, cat.team_id, $5, $6, $7, $8, $9, $10, $11, $11, $11,
+                      $12, $13, $14
+               FROM cat WHERE $1::bytea IS NULL OR EXISTS (SELECT 1 FROM claim)
+               ON CONFLICT (reference) DO NOTHING
+               RETURNING id, reference, received_at, team_id
+           ), queued AS (
+               INSERT INTO outbox (id, kind, thread_id, team_id, recipient)
+               SELECT o.id, o.kind, ins.id, ins.team_id, o.recipient
+               FROM ins, unnest($15::uuid[], $16::text[], $17::bytea[]) AS o(id, kind, recipient)
+               RETURNING 1
+           )
+           SELECT ($1::bytea IS NULL OR EXISTS (SELECT 1 FROM claim)) AS claimed,
+                  EXISTS (SELECT 1 FROM cat) AS category_ok,
+                  (SELECT count(*) FROM queued) AS queued,
+                  ins.id, ins.reference, ins.received_at, ins.team_id
+           FROM (SELECT 1) AS one LEFT JOIN ins ON true""",
+        key_hmac,
+        thread_id,
+        reference,
+        category_slug,
+        anonymous,
+        follow_up,
+        description,
+        occurred,
+        location,
+        contact,
+        received_at,
+        awaiting_since,
+        reply_due_at,
+        nearing_at,
+        ids,
+        kinds,
+        recipients,
     )
     return row

@@ -12,11 +12,10 @@ from confide.errors import CodeNotIssued, FieldError, ValidationFailed
 from confide.services import codes as code_service
 from confide.services import reminders, reporter_auth, reports, sessions, threads, validation
 from confide.services import staff as staff_service
-from confide.sql import org as sql_org
 from webapp.auth import Auth, session_for, staff_for
 from webapp.errors import problem
 from webapp.forms import read_json
-from webapp.keys import CALENDAR, HASHER, KEYRING, LIMITS, LOGIN_LIMITS, POOL, SETTINGS
+from webapp.keys import CALENDAR, CATEGORIES, HASHER, KEYRING, LIMITS, LOGIN_LIMITS, POOL, SETTINGS
 from webapp.openapi import document
 
 log = logs.get("confide.web.api")
@@ -28,9 +27,8 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def categories(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
-        rows = await sql_org.active_categories(conn)
-    return web.json_response([{"id": r["slug"], "name": r["name"]} for r in rows])
+    items = await request.app[CATEGORIES].get(request.app[POOL])
+    return web.json_response([{"id": c["slug"], "name": c["name"]} for c in items])
 
 
 async def create_report(request: web.Request) -> web.Response:
@@ -39,8 +37,7 @@ async def create_report(request: web.Request) -> web.Response:
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
         return problem(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.")
     data = await read_json(request)
-    async with request.app[POOL].acquire() as conn:
-        known = {r["slug"] for r in await sql_org.active_categories(conn)}
+    known = await request.app[CATEGORIES].slugs(request.app[POOL])
     draft = validation.report_from_json(data, known)
     request.app[LIMITS].check(request)
     receipt = await reports.submit_report(
@@ -52,7 +49,7 @@ async def create_report(request: web.Request) -> web.Response:
         calendar=request.app[CALENDAR],
     )
     request.app[HASHER].kick_outbox()
-    log.info(
+    log.debug(
         "report_submitted",
         thread_id=str(receipt.thread_id),
         outcome="new" if receipt.is_new else "repeat",

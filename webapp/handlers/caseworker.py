@@ -19,7 +19,7 @@ from webapp.auth import Auth, clear_session_cookie, csrf_ok, set_session_cookie,
 from webapp.errors import error_page
 from webapp.forms import read_form
 from webapp.i18n import _
-from webapp.keys import CALENDAR, HASHER, KEYRING, POOL, SETTINGS
+from webapp.keys import CALENDAR, CATEGORIES, HASHER, KEYRING, POOL, SETTINGS
 from webapp.report_flow import FormErrors
 from webapp.security import check_form_token, new_form_token, same_origin
 
@@ -404,4 +404,5 @@ async def admin_submit(request: web.Request, member: Staff, auth: Auth) -> web.S
         context = await admin.overview(request.app[POOL])
         context["errors"] = FormErrors([(e.field, e.message) for e in exc.errors])
         return render(request, "staff/admin.html", member, auth, context, status=422)
+    request.app[CATEGORIES].invalidate()
     raise web.HTTPSeeOther("/staff/admin?done=1")

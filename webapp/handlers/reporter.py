@@ -18,13 +18,12 @@ from confide.errors import (
 )
 from confide.services import codes as code_service
 from confide.services import reminders, reporter_auth, reports, sessions, threads
-from confide.sql import org as sql_org
 from webapp import report_flow
 from webapp.auth import Auth, clear_session_cookie, csrf_ok, session_for, set_session_cookie
 from webapp.errors import error_page
 from webapp.forms import read_form
 from webapp.i18n import _
-from webapp.keys import CALENDAR, HASHER, KEYRING, LIMITS, LOGIN_LIMITS, POOL, SETTINGS
+from webapp.keys import CALENDAR, CATEGORIES, HASHER, KEYRING, LIMITS, LOGIN_LIMITS, POOL, SETTINGS
 from webapp.report_flow import FormErrors
 from webapp.security import check_form_token, new_form_token, same_origin
 
@@ -251,9 +250,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def _categories(request: web.Request) -> list[dict[str, str]]:
-    async with request.app[POOL].acquire() as conn:
-        rows = await sql_org.active_categories(conn)
-    return [{"slug": r["slug"], "name": r["name"]} for r in rows]
+    return await request.app[CATEGORIES].get(request.app[POOL])
 
 
 async def render_step(
@@ -367,7 +364,7 @@ async def report_submit(request: web.Request) -> web.Response:
         calendar=request.app[CALENDAR],
     )
     request.app[HASHER].kick_outbox()
-    log.info(
+    log.debug(
         "report_submitted",
         thread_id=str(receipt.thread_id),
         outcome="new" if receipt.is_new else "repeat",
