@@ -6,6 +6,7 @@ never skip, when Chromium is missing (``make test`` installs Debian's chromium).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright
 
-from tests.conftest import Stack
+from tests.conftest import Stack, kick_relay
 
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 CHROMIUM_ARGS = [
@@ -146,8 +147,21 @@ async def test_reporter_completes_the_journey_on_a_phone(
         assert await page.is_visible("text=cannot be recovered")
         copy_visible = await page.is_visible("[data-copy-target]")
         assert copy_visible == js  # "Copy to clipboard" is progressive enhancement
+        assert "We aim to reply by " in await page.inner_text("main")
         await auditor.check(page, js)
         assert await db.fetchval("SELECT count(*) FROM threads") == 1
+        # The reporter downloads the calendar reminder (a POST form, so it works without JS).
+        for _ in range(100):
+            if await db.fetchval("SELECT count(*) FROM reminders WHERE ics IS NOT NULL"):
+                break
+            kick_relay(stack)
+            await asyncio.sleep(0.3)
+        async with page.expect_download() as download_info:
+            await page.click("button:has-text('Add a reminder to your calendar')")
+        download = await download_info.value
+        saved = stack.artifacts / f"reminder-{'js' if js else 'nojs'}.ics"
+        await download.save_as(str(saved))
+        assert b"Check for a reply" in saved.read_bytes()
 
         assert len(auditor.audited) == 7
         await page.screenshot(
