@@ -17,5 +17,6 @@ ESCALATE = "confide.escalate_threads"
 BEAT_HEARTBEAT_NAME = "beat"
 BEAT_INTERVAL_S = 30
 BEAT_STALE_AFTER_S = 90
+WORKER_HEARTBEAT_S = 10
 
 REDACTED_ARGS = "(<ids>, <redacted>)"

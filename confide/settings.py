@@ -86,6 +86,9 @@ class Settings:
     nearing_working_hours: float = 8.0
     outbox_max_attempts: int = 8
     dev_mail_dir: Path | None = None
+    worker_heartbeat_s: float = 10.0
+    worker_down_after_s: float = 45.0
+    bind_host: str = "127.0.0.1"
     log_level: str = "INFO"
     generated_keys: tuple[str, ...] = field(default=())
 
@@ -155,6 +158,10 @@ class Settings:
             digest_time=_hhmm(env, "CONFIDE_DIGEST_TIME", "09:00"),
             nearing_working_hours=_float(env, "CONFIDE_NEARING_WORKING_HOURS", 8.0, 0.25, 200.0),
             outbox_max_attempts=_int(env, "CONFIDE_OUTBOX_MAX_ATTEMPTS", 8, 1, 100),
+            worker_heartbeat_s=_float(env, "CONFIDE_WORKER_HEARTBEAT_S", 10.0, 0.2, 300.0),
+            worker_down_after_s=_float(env, "CONFIDE_WORKER_DOWN_AFTER_S", 45.0, 1.0, 3600.0),
+            bind_host=env.get("CONFIDE_BIND")
+            or ("0.0.0.0" if mode == "production" else "127.0.0.1"),  # noqa: S104
             dev_mail_dir=(
                 Path(env["CONFIDE_DEV_MAIL_DIR"])
                 if env.get("CONFIDE_DEV_MAIL_DIR") and mode == "development"

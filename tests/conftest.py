@@ -302,6 +302,7 @@ def stack(
         CONFIDE_SUBMIT_PER_CLIENT_PER_HOUR="100000",
         CONFIDE_SUBMIT_GLOBAL_PER_MINUTE="100000",
         CONFIDE_LOGIN_PER_CLIENT_PER_15MIN="100000",
+        CONFIDE_WORKER_HEARTBEAT_S="1",
         PYTHONUNBUFFERED="1",
     )
     settings = Settings.from_env(env)

@@ -29,7 +29,7 @@ def main() -> int:
     logs.get("confide.web").info("web_starting", component="web")
     web.run_app(
         app,
-        host="0.0.0.0" if settings.is_production else "127.0.0.1",  # noqa: S104
+        host=settings.bind_host,
         port=settings.port,
         access_log=None,  # aiohttp's own access log records the client address; ours does not
         print=None,

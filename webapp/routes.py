@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from webapp import metrics
 from webapp.handlers import api, caseworker, devmail, ops, reporter
 
 
@@ -72,6 +73,13 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.post("/staff/admin", caseworker.admin_submit, name="staff_admin_submit"),
             web.get("/dev/mail", devmail.dev_mail, name="dev_mail"),
             web.get("/staff/escalations", caseworker.escalations, name="staff_escalations"),
+            web.get("/metrics", metrics.metrics, name="metrics"),
+            web.get("/ops", caseworker.ops_page, name="ops"),
+            web.post(
+                r"/ops/dead-letters/{action:retry|dismiss}",
+                caseworker.ops_action,
+                name="ops_action",
+            ),
             web.get("/healthz", ops.healthz, name="healthz"),
             web.get("/readyz", ops.readyz, name="readyz"),
         ]

@@ -5,6 +5,7 @@ Every setting here carries its reason; see docs/reliability.md for the backgroun
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -17,8 +18,12 @@ from confide.settings import Settings
 from confide.sql import heartbeats
 from schedules.beat import beat_schedule
 from workers import db
+from workers import metrics as worker_metrics
 
 settings = Settings.from_env()
+METRICS = worker_metrics.prepare(settings.data_dir)
+if METRICS:
+    worker_metrics.install()
 
 VISIBILITY_TIMEOUT_S = 600  # longer than any task may run (task_time_limit), so none runs twice
 
@@ -87,11 +92,21 @@ def _fresh_process(**_: Any) -> None:
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     """The worker's main process marks itself alive in PostgreSQL every 30 s (for /readyz)."""
     name = f"worker:{getattr(sender, 'hostname', 'worker')}"
+    if METRICS:
+        worker_metrics.serve()
+
+    consumer = getattr(sender, "consumer", None)
 
     async def tick() -> None:
+        from celery.worker import state
+
+        queues = sorted(
+            q.name for q in getattr(getattr(consumer, "task_consumer", None), "queues", []) or []
+        )
+        detail = json.dumps({"queues": queues, "active": len(state.active_requests)})
         pool = await db.pool(settings)
         async with pool.acquire() as conn:
-            await heartbeats.beat(conn, name)
+            await heartbeats.beat_with_detail(conn, name, detail)
 
     def loop() -> None:
         while True:
@@ -99,6 +114,6 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
                 db.run(tick())
             except Exception:
                 logs.get("confide.worker").warning("worker_heartbeat_failed", exc_info=True)
-            time.sleep(jobs.BEAT_INTERVAL_S)
+            time.sleep(settings.worker_heartbeat_s)
 
     threading.Thread(target=loop, name="confide-heartbeat", daemon=True).start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from asyncpg import Connection
+from asyncpg import Connection, Record
 
 
 async def beat(conn: Connection, name: str) -> None:
@@ -27,3 +27,21 @@ async def latest_worker_tick(conn: Connection) -> datetime | None:
         "SELECT max(last_tick) FROM heartbeats WHERE name LIKE 'worker:%'"
     )
     return value
+
+
+async def beat_with_detail(conn: Connection, name: str, detail: str) -> None:
+    await conn.execute(
+        """INSERT INTO heartbeats (name, last_tick, detail) VALUES ($1, now(), $2::jsonb)
+           ON CONFLICT (name) DO UPDATE SET last_tick = now(), detail = EXCLUDED.detail""",
+        name,
+        detail,
+    )
+
+
+async def all_workers(conn: Connection) -> list[Record]:
+    rows: list[Record] = await conn.fetch(
+        """SELECT substr(name, 8) AS hostname, last_tick, detail,
+                  extract(epoch FROM now() - last_tick) AS age
+           FROM heartbeats WHERE name LIKE 'worker:%' ORDER BY name"""
+    )
+    return rows

@@ -101,3 +101,35 @@ async def pending_stats(conn: Connection) -> Record:
            FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"""
     )
     return row
+
+
+async def dead_letters(conn: Connection, limit: int = 200) -> list[Record]:
+    rows: list[Record] = await conn.fetch(
+        """SELECT o.id, o.kind, o.thread_id, t.reference, o.team_id, o.failed_at, o.last_error,
+                  o.attempts
+           FROM outbox o LEFT JOIN threads t ON t.id = o.thread_id
+           WHERE o.failed_at IS NOT NULL AND o.dismissed_at IS NULL
+           ORDER BY o.failed_at DESC LIMIT $1""",
+        limit,
+    )
+    return rows
+
+
+async def retry_dead(conn: Connection, outbox_id: UUID) -> bool:
+    """Idempotent: only a dead letter is revived; a second click finds nothing to do."""
+    done = await conn.fetchval(
+        """UPDATE outbox SET failed_at = NULL, attempts = 0, next_attempt_at = now(),
+                             leased_until = NULL
+           WHERE id = $1 AND failed_at IS NOT NULL AND dismissed_at IS NULL RETURNING true""",
+        outbox_id,
+    )
+    return bool(done)
+
+
+async def dismiss_dead(conn: Connection, outbox_id: UUID) -> bool:
+    done = await conn.fetchval(
+        """UPDATE outbox SET dismissed_at = now()
+           WHERE id = $1 AND failed_at IS NOT NULL AND dismissed_at IS NULL RETURNING true""",
+        outbox_id,
+    )
+    return bool(done)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
+from uuid import UUID
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from confide import logs
 from confide.errors import FieldError, NotFound, RateLimited, ThreadClosed, ValidationFailed
-from confide.services import admin, sessions, threads
+from confide.services import admin, ops, sessions, threads
 from confide.services import staff as staff_service
 from confide.services.threads import Forbidden, NoReplyPossible, Staff
 from confide.sql import audit as sql_audit
@@ -406,3 +407,43 @@ async def admin_submit(request: web.Request, member: Staff, auth: Auth) -> web.S
         return render(request, "staff/admin.html", member, auth, context, status=422)
     request.app[CATEGORIES].invalidate()
     raise web.HTTPSeeOther("/staff/admin?done=1")
+
+
+# --- Ops -----------------------------------------------------------------------------------
+
+
+@staff_page(roles=("ops",))
+async def ops_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
+    from webapp.metrics import queue_lengths
+
+    view = await ops.overview(request.app[POOL], request.app[SETTINGS].worker_down_after_s)
+    try:
+        queues: dict[str, int] | None = await queue_lengths(request)
+    except Exception:  # Redis away: say so
+        queues = None
+    return render(
+        request,
+        "ops/dashboard.html",
+        member,
+        auth,
+        {
+            "view": view,
+            "queues": queues,
+            "done": request.query.get("done", ""),
+        },
+    )
+
+
+@staff_page(post=True, roles=("ops",))
+async def ops_action(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
+    form = request["form"]
+    try:
+        outbox_id = UUID(form.get("outbox_id", ""))
+    except ValueError:
+        return error_page(request, 422, _("That failed job was not recognised."))
+    if request.match_info["action"] == "retry":
+        await ops.retry_dead_letter(request.app[POOL], member.id, outbox_id)
+        request.app[HASHER].kick_outbox()
+    else:
+        await ops.dismiss_dead_letter(request.app[POOL], member.id, outbox_id)
+    raise web.HTTPSeeOther(f"/ops?done={request.match_info['action']}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import smtplib
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from confide import jobs, logs, mail
@@ -51,26 +52,37 @@ async def _deliver(outbox_id: UUID) -> None:
             if message is not None:
                 mail.send(settings, message)
     except TRANSIENT as exc:
-        give_up = row["attempts"] >= settings.outbox_max_attempts
-        async with pool.acquire() as conn:
-            await sql_outbox.schedule_retry(
-                conn,
-                outbox_id,
-                error=type(exc).__name__,
-                delay_s=backoff_s(row["attempts"]),
-                give_up=give_up,
-            )
-        log.warning(
-            "outbox_retry",
-            outbox_id=str(outbox_id),
-            attempts=row["attempts"],
-            exc_type=type(exc).__name__,
-            outcome="dead" if give_up else "retry",
-        )
+        await _record_failure(pool, row, exc)
         return
+    except Exception as exc:  # a bug: record it on the row (dead after N), then fail loudly
+        await _record_failure(pool, row, exc)
+        raise DeliveryFailed(type(exc).__name__) from None
     async with pool.acquire() as conn:
         await sql_outbox.mark_sent(conn, outbox_id)
     log.info("outbox_done", outbox_id=str(outbox_id), task=row["kind"])
+
+
+class DeliveryFailed(Exception):
+    """Carries only the original exception's type name: never a message with user data."""
+
+
+async def _record_failure(pool: Any, row: Any, exc: BaseException) -> None:
+    give_up = row["attempts"] >= settings.outbox_max_attempts
+    async with pool.acquire() as conn:
+        await sql_outbox.schedule_retry(
+            conn,
+            row["id"],
+            error=type(exc).__name__,
+            delay_s=backoff_s(row["attempts"]),
+            give_up=give_up,
+        )
+    log.warning(
+        "outbox_retry",
+        outbox_id=str(row["id"]),
+        attempts=row["attempts"],
+        exc_type=type(exc).__name__,
+        outcome="dead" if give_up else "retry",
+    )
 
 
 @app.task(name=jobs.RELAY_OUTBOX, acks_late=True, expires=60)

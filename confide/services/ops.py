@@ -1,0 +1,101 @@
+"""What the ops dashboard shows, and its actions on dead letters (audited)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from asyncpg import Pool
+
+from confide import jobs
+from confide.sql import audit as sql_audit
+from confide.sql import deadlines as sql_deadlines
+from confide.sql import heartbeats as sql_heartbeats
+from confide.sql import outbox as sql_outbox
+
+WORKER_DOWN_AFTER_S = 45
+
+
+@dataclass
+class Overview:
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    beat_age_s: float | None = None
+    teams: list[dict[str, Any]] = field(default_factory=list)
+    outbox_pending: int = 0
+    outbox_oldest_s: float | None = None
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def workers_status(self) -> str:
+        up = [w for w in self.workers if w["up"]]
+        if not up:
+            return "down"
+        return "ok" if len(up) == len(self.workers) else "degraded"
+
+    @property
+    def beat_status(self) -> str:
+        if self.beat_age_s is None:
+            return "down"
+        return "ok" if self.beat_age_s <= jobs.BEAT_STALE_AFTER_S else "down"
+
+    @property
+    def deadlines_status(self) -> str:
+        return "degraded" if any(t["overdue"] for t in self.teams) else "ok"
+
+    @property
+    def outbox_status(self) -> str:
+        if self.outbox_oldest_s is not None and self.outbox_oldest_s > 600:
+            return "degraded"
+        return "ok"
+
+    @property
+    def failed_status(self) -> str:
+        return "degraded" if self.dead_letters else "ok"
+
+
+async def overview(pool: Pool, down_after_s: float = WORKER_DOWN_AFTER_S) -> Overview:
+    result = Overview()
+    async with pool.acquire() as conn:
+        for row in await sql_heartbeats.all_workers(conn):
+            detail = row["detail"]
+            detail = json.loads(detail) if isinstance(detail, str) else detail
+            result.workers.append(
+                {
+                    "hostname": row["hostname"],
+                    "last_seen": row["last_tick"],
+                    "age_s": float(row["age"]),
+                    "up": float(row["age"]) <= down_after_s,
+                    "queues": detail.get("queues", []),
+                    "active": detail.get("active"),
+                }
+            )
+        beat = await conn.fetchval(
+            "SELECT extract(epoch FROM now() - last_tick) FROM heartbeats WHERE name = 'beat'"
+        )
+        result.beat_age_s = float(beat) if beat is not None else None
+        result.teams = [dict(r) for r in await sql_deadlines.summary(conn)]
+        stats = await sql_outbox.pending_stats(conn)
+        result.outbox_pending = int(stats["pending"])
+        result.outbox_oldest_s = float(stats["oldest"]) if stats["oldest"] is not None else None
+        result.dead_letters = [dict(r) for r in await sql_outbox.dead_letters(conn)]
+    return result
+
+
+async def retry_dead_letter(pool: Pool, staff_id: int, outbox_id: UUID) -> bool:
+    async with pool.acquire() as conn, conn.transaction():
+        done = await sql_outbox.retry_dead(conn, outbox_id)
+        if done:
+            await sql_audit.record(conn, staff_id, None, "ops_retry", {"outbox_id": str(outbox_id)})
+    return done
+
+
+async def dismiss_dead_letter(pool: Pool, staff_id: int, outbox_id: UUID) -> bool:
+    async with pool.acquire() as conn, conn.transaction():
+        done = await sql_outbox.dismiss_dead(conn, outbox_id)
+        if done:
+            await sql_audit.record(
+                conn, staff_id, None, "ops_dismiss", {"outbox_id": str(outbox_id)}
+            )
+    return done

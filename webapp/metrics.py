@@ -1,0 +1,158 @@
+"""GET /metrics: Prometheus text for ops (issue 6). Loopback, or a bearer token from elsewhere.
+
+Every figure comes from a fixed number of round trips, whatever the number of threads: one SQL
+query over small summary tables and one Redis pipeline. No label carries personal data.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from confide import jobs
+from webapp.keys import LOGIN_LIMITS, POOL, REDIS, SETTINGS
+
+QUEUES = (jobs.HASHING_QUEUE, jobs.DEFAULT_QUEUE)
+
+SNAPSHOT_SQL = """
+SELECT
+  (SELECT coalesce(sum(awaiting), 0) FROM team_deadline_summary) AS awaiting,
+  (SELECT coalesce(sum(nearing), 0) FROM team_deadline_summary) AS nearing,
+  (SELECT coalesce(sum(overdue), 0) FROM team_deadline_summary) AS overdue,
+  (SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL) AS outbox_pending,
+  (SELECT extract(epoch FROM now() - min(created_at)) FROM outbox
+     WHERE sent_at IS NULL AND failed_at IS NULL) AS outbox_oldest,
+  (SELECT count(*) FROM outbox WHERE failed_at IS NOT NULL) AS dead_letters,
+  (SELECT extract(epoch FROM last_success) FROM job_runs WHERE name = 'escalation') AS escalation,
+  (SELECT extract(epoch FROM last_success) FROM job_runs WHERE name = 'digest') AS digest,
+  (SELECT extract(epoch FROM last_tick) FROM heartbeats WHERE name = 'beat') AS beat,
+  (SELECT coalesce(json_agg(json_build_object('name', substr(name, 8),
+                                              'age', extract(epoch FROM now() - last_tick))), '[]')
+     FROM heartbeats WHERE name LIKE 'worker:%') AS workers
+"""
+
+
+async def queue_lengths(request: web.Request) -> dict[str, int]:
+    """Ready plus unacknowledged messages per queue (kombu keeps unacked in one hash)."""
+    redis = request.app[REDIS]
+    async with redis.pipeline(transaction=False) as pipe:
+        for queue in QUEUES:
+            pipe.llen(queue)
+        pipe.hvals("unacked")
+        results = await pipe.execute()
+    lengths = {q: int(n) for q, n in zip(QUEUES, results[: len(QUEUES)], strict=True)}
+    for raw in results[len(QUEUES)]:
+        try:
+            routing_key = json.loads(raw)[2]
+        except (ValueError, IndexError, TypeError):
+            continue
+        if routing_key in lengths:
+            lengths[routing_key] += 1
+    return lengths
+
+
+class _Snapshot:
+    """A collector over values fetched for this scrape."""
+
+    def __init__(
+        self, row: Any, queues: dict[str, int] | None, limited: int, down_after_s: float
+    ) -> None:
+        self.down_after_s = down_after_s
+        self.row = row
+        self.queues = queues
+        self.limited = limited
+
+    def collect(self) -> Any:
+        row = self.row
+        if self.queues is not None:
+            depth = GaugeMetricFamily(
+                "celery_queue_length", "Ready plus unacknowledged messages", labels=["queue_name"]
+            )
+            for queue, n in self.queues.items():
+                depth.add_metric([queue], n)
+            yield depth
+        up = GaugeMetricFamily(
+            "celery_worker_up", "1 if the worker's heartbeat is recent", labels=["hostname"]
+        )
+        active = 0
+        for worker in (
+            json.loads(row["workers"]) if isinstance(row["workers"], str) else row["workers"]
+        ):
+            alive = worker["age"] is not None and worker["age"] <= self.down_after_s
+            active += int(alive)
+            up.add_metric([worker["name"]], 1.0 if alive else 0.0)
+        yield up
+        yield GaugeMetricFamily(
+            "celery_active_worker_count", "Workers with a recent heartbeat", value=active
+        )
+        for name, key, text in (
+            ("confide_threads_awaiting_reply", "awaiting", "Threads with a reply due"),
+            ("confide_threads_nearing_deadline", "nearing", "Threads nearing their deadline"),
+            ("confide_threads_overdue", "overdue", "Threads past their deadline"),
+            ("confide_outbox_pending", "outbox_pending", "Outbox rows not yet done"),
+            ("confide_outbox_dead_letters", "dead_letters", "Outbox rows that used up attempts"),
+        ):
+            yield GaugeMetricFamily(name, text, value=float(row[key] or 0))
+        yield GaugeMetricFamily(
+            "confide_outbox_oldest_age_seconds",
+            "Age of the oldest pending outbox row",
+            value=float(row["outbox_oldest"] or 0),
+        )
+        for name, key in (
+            ("confide_escalation_last_success_timestamp_seconds", "escalation"),
+            ("confide_digest_last_success_timestamp_seconds", "digest"),
+            ("confide_beat_last_tick_timestamp_seconds", "beat"),
+        ):
+            yield GaugeMetricFamily(
+                name, f"Unix time of the last {key}", value=float(row[key] or 0)
+            )
+        yield CounterMetricFamily(
+            "confide_login_rate_limited",
+            "Code logins refused by a rate limit (this process)",
+            value=self.limited,
+        )
+
+
+def allowed(request: web.Request) -> bool:
+    token = request.app[SETTINGS].metrics_token
+    header = request.headers.get("Authorization", "")
+    if (
+        token is not None
+        and header.startswith("Bearer ")
+        and hmac.compare_digest(header[7:].strip(), token.get())
+    ):
+        return True
+    try:
+        # Read only to decide; never stored or logged.
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False
+
+
+async def metrics(request: web.Request) -> web.Response:
+    if not allowed(request):
+        raise web.HTTPForbidden()
+    async with request.app[POOL].acquire() as conn:
+        row = await conn.fetchrow(SNAPSHOT_SQL)
+    try:
+        queues: dict[str, int] | None = await queue_lengths(request)
+    except Exception:  # Redis away: the queue gauges are absent rather than wrong
+        queues = None
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(
+        _Snapshot(
+            row,
+            queues,
+            request.app[LOGIN_LIMITS].limited,
+            request.app[SETTINGS].worker_down_after_s,
+        )
+    )
+    body = generate_latest(registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
