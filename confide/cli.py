@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     escalate = sub.add_parser("escalate", help="run or preview one escalation pass")
     escalate.add_argument("--as-of", dest="as_of", help="ISO 8601 time (default: now)")
     escalate.add_argument("--dry-run", action="store_true")
+    keys = sub.add_parser("keys", help="encryption keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+    keys_sub.add_parser("rotate", help="re-encrypt everything under the first key")
     teams = sub.add_parser("teams", help="teams")
     teams_sub = teams.add_subparsers(dest="teams_command", required=True, parser_class=_Parser)
     teams_sub.add_parser("list", help="one team slug a line")
@@ -94,6 +97,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return asyncio.run(teams_list())
         if args.command == "staff":
             return asyncio.run(staff_command(args))
+        if args.command == "keys":
+            return asyncio.run(keys_rotate())
         if args.command == "deadline":
             return deadline_command(args)
         if args.command == "escalate":
@@ -182,6 +187,20 @@ async def escalate_command(args: argparse.Namespace) -> int:
     finally:
         await pool.close()
     print(json.dumps(report.as_json(), sort_keys=True))
+    return 0
+
+
+async def keys_rotate() -> int:
+    from confide.crypto import Keyring
+    from confide.services import keys as key_service
+
+    settings = Settings.from_env()
+    pool = await _connect(settings)
+    try:
+        counts = await key_service.rotate(pool, Keyring.from_secret(settings.encryption_keys))
+    finally:
+        await pool.close()
+    print(json.dumps({"re_encrypted": counts}, sort_keys=True))
     return 0
 
 

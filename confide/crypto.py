@@ -33,6 +33,10 @@ class Keyring:
     def from_secret(cls, secret: Secret) -> Keyring:
         return cls(parse_keyring(secret.get()))
 
+    @property
+    def primary_prefix(self) -> bytes:
+        return self._primary_prefix
+
     def seal(self, plaintext: str, context: str) -> bytes:
         nonce = os.urandom(12)
         sealed = self._primary.encrypt(nonce, plaintext.encode("utf-8"), context.encode())

@@ -303,6 +303,7 @@ def stack(
         CONFIDE_SUBMIT_GLOBAL_PER_MINUTE="100000",
         CONFIDE_LOGIN_PER_CLIENT_PER_15MIN="100000",
         CONFIDE_WORKER_HEARTBEAT_S="1",
+        CONFIDE_WORKER_METRICS_PORT=str(devservices.free_port()),
         PYTHONUNBUFFERED="1",
     )
     settings = Settings.from_env(env)

@@ -84,3 +84,44 @@ def test_docker_compose_config_accepts_the_file_where_docker_exists() -> None:
         },
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_alert_rules_use_metrics_that_exist() -> None:
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    exported = {
+        "celery_queue_length",
+        "celery_worker_up",
+        "celery_active_worker_count",
+        "celery_task_succeeded_total",
+        "celery_task_failed_total",
+        "celery_task_retried_total",
+        "celery_task_runtime_seconds",
+        "confide_threads_awaiting_reply",
+        "confide_threads_nearing_deadline",
+        "confide_threads_overdue",
+        "confide_outbox_pending",
+        "confide_outbox_oldest_age_seconds",
+        "confide_outbox_dead_letters",
+        "confide_escalation_last_success_timestamp_seconds",
+        "confide_digest_last_success_timestamp_seconds",
+        "confide_beat_last_tick_timestamp_seconds",
+        "confide_login_rate_limited_total",
+    }
+    names = set()
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            assert {"alert", "expr", "labels", "annotations"} <= set(rule), rule
+            used = {
+                m
+                for m in __import__("re").findall(r"[a-z_]+", rule["expr"])
+                if m.startswith(("celery_", "confide_"))
+            }
+            assert used and used <= exported, (rule["alert"], used - exported)
+            names.add(rule["alert"])
+    assert {
+        "ConfideNoWorkerUp",
+        "ConfideTaskFailing",
+        "ConfideQueueBacklog",
+        "ConfideBeatStale",
+        "ConfideThreadsOverdue",
+    } <= names

@@ -28,10 +28,12 @@ from tests.journeys import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def metric(text: str, name: str, **labels: str) -> float | None:
+def metric(text: str, metric_name: str, **labels: str) -> float | None:
     label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
     pattern = (
-        re.escape(name) + (r"\{" + re.escape(label_text) + r"\}" if labels else "") + r" (\S+)"
+        re.escape(metric_name)
+        + (r"\{" + re.escape(label_text) + r"\}" if labels else "")
+        + r" (\S+)"
     )
     match = re.search(r"^" + pattern + r"$", text, re.M)
     return float(match.group(1)) if match else None
@@ -62,6 +64,20 @@ async def test_queue_length_counts_waiting_tasks_and_drops_when_workers_resume(
             break
         await asyncio.sleep(0.5)
     assert metric(await scrape(http), "celery_queue_length", queue_name="default") == 0
+    # The worker host exports task outcomes on its own metrics port.
+    port = stack.env["CONFIDE_WORKER_METRICS_PORT"]
+    for _ in range(20):
+        async with (
+            aiohttp.ClientSession() as scraper,
+            scraper.get(f"http://127.0.0.1:{port}/metrics") as resp,
+        ):
+            worker_text = await resp.text()
+        done = metric(worker_text, "celery_task_succeeded_total", name="confide.relay_outbox")
+        if done and done >= 50:
+            break
+        await asyncio.sleep(0.5)
+    assert done is not None and done >= 50
+    assert "celery_task_runtime_seconds_bucket" in worker_text
 
 
 async def test_a_stopped_worker_shows_as_down_and_comes_back(
@@ -221,3 +237,14 @@ async def test_metrics_carry_no_personal_data_and_logs_keep_to_the_allow_list(
         for secret in (words, reply, sent.code, caseworker.email, caseworker.password):
             assert secret not in line
     assert lines > 20
+    # The names the alert rules rely on are all exported.
+    for name in (
+        "celery_queue_length",
+        "celery_active_worker_count",
+        "confide_threads_overdue",
+        "confide_outbox_oldest_age_seconds",
+        "confide_outbox_dead_letters",
+        "confide_beat_last_tick_timestamp_seconds",
+        "confide_login_rate_limited_total",
+    ):
+        assert f"\n{name}" in "\n" + text, name

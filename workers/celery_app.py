@@ -22,12 +22,15 @@ from workers import metrics as worker_metrics
 
 settings = Settings.from_env()
 METRICS = worker_metrics.prepare(settings.data_dir)
-if METRICS:
-    worker_metrics.install()
 
 VISIBILITY_TIMEOUT_S = 600  # longer than any task may run (task_time_limit), so none runs twice
 
-app = Celery("confide", broker=settings.require_redis(), backend=settings.require_redis())
+app = Celery(
+    "confide",
+    broker=settings.require_redis(),
+    backend=settings.require_redis(),
+    task_cls="workers.metrics:MeasuredTask",  # counts outcomes for the worker metrics port
+)
 app.conf.update(
     # JSON only: pickle would let anyone who can write to Redis run code in the workers.
     task_serializer="json",

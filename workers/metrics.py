@@ -2,7 +2,8 @@
 
 Pool children count into files under ``PROMETHEUS_MULTIPROC_DIR``; the worker's main process
 serves them on ``CONFIDE_WORKER_METRICS_PORT`` so workers on other hosts are scraped where they
-run. Labels are task names only.
+run. Labels are task names only. Counting happens in :class:`MeasuredTask`, the base class of
+every Confide task.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from celery.signals import task_failure, task_postrun, task_prerun, task_retry, task_success
-
-_started: dict[str, float] = {}
+from celery import Task
+from celery.exceptions import Retry
 
 
 def prepare(data_dir: Path) -> bool:
@@ -23,6 +24,10 @@ def prepare(data_dir: Path) -> bool:
     port = os.environ.get("CONFIDE_WORKER_METRICS_PORT")
     if not port:
         return False
+    for stale in data_dir.glob("prometheus-*"):  # folders of worker processes long gone
+        pid = stale.name.removeprefix("prometheus-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
     folder = data_dir / f"prometheus-{os.getpid()}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, mode=0o700)
@@ -30,41 +35,50 @@ def prepare(data_dir: Path) -> bool:
     return True
 
 
-def install() -> None:
-    from prometheus_client import Counter, Histogram
+@cache
+def _metrics(pid: int) -> tuple[Any, Any, Any, Any] | None:
+    """Created in the process that counts (a pool child), once per pid."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    from prometheus_client import Counter, Histogram, values
 
-    succeeded = Counter("celery_task_succeeded", "Tasks that succeeded", ["name"])
-    failed = Counter("celery_task_failed", "Tasks that raised", ["name"])
-    retried = Counter("celery_task_retried", "Tasks retried", ["name"])
-    runtime = Histogram(
-        "celery_task_runtime_seconds",
-        "Task run time",
-        ["name"],
-        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    if not values.ValueClass.__name__.startswith("Mmaped"):
+        # prometheus_client chose its value class when first imported, which can happen before
+        # our module sets PROMETHEUS_MULTIPROC_DIR (celery's CLI loads plugins such as Flower).
+        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+    return (
+        Counter("celery_task_succeeded", "Tasks that succeeded", ["name"]),
+        Counter("celery_task_failed", "Tasks that raised", ["name"]),
+        Counter("celery_task_retried", "Tasks retried", ["name"]),
+        Histogram(
+            "celery_task_runtime_seconds",
+            "Task run time",
+            ["name"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        ),
     )
 
-    @task_prerun.connect(weak=False)
-    def _pre(task_id: str | None = None, **_: Any) -> None:
-        if task_id:
-            _started[task_id] = time.perf_counter()
 
-    @task_postrun.connect(weak=False)
-    def _post(task_id: str | None = None, task: Any = None, **_: Any) -> None:
-        begun = _started.pop(task_id or "", None)
-        if begun is not None and task is not None:
-            runtime.labels(task.name).observe(time.perf_counter() - begun)
-
-    @task_success.connect(weak=False)
-    def _ok(sender: Any = None, **_: Any) -> None:
-        succeeded.labels(getattr(sender, "name", "unknown")).inc()
-
-    @task_failure.connect(weak=False)
-    def _failed(sender: Any = None, **_: Any) -> None:
-        failed.labels(getattr(sender, "name", "unknown")).inc()
-
-    @task_retry.connect(weak=False)
-    def _retried(sender: Any = None, **_: Any) -> None:
-        retried.labels(getattr(sender, "name", "unknown")).inc()
+class MeasuredTask(Task):  # type: ignore[misc]
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        metrics = _metrics(os.getpid())
+        if metrics is None:
+            return super().__call__(*args, **kwargs)
+        succeeded, failed, retried, runtime = metrics
+        started = time.perf_counter()
+        try:
+            result = super().__call__(*args, **kwargs)
+        except Retry:
+            retried.labels(self.name).inc()
+            raise
+        except Exception:
+            failed.labels(self.name).inc()
+            raise
+        finally:
+            runtime.labels(self.name).observe(time.perf_counter() - started)
+        succeeded.labels(self.name).inc()
+        return result
 
 
 def serve() -> None:

@@ -1,0 +1,56 @@
+"""SQL for re-encryption under the primary key: batches of (id, ciphertext) per sealed column."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from asyncpg import Connection, Record
+
+# (table, id column, sealed column): every place that holds ciphertext. Fixed names only.
+SEALED = (
+    ("threads", "id", "description"),
+    ("threads", "id", "occurred"),
+    ("threads", "id", "location"),
+    ("threads", "id", "contact"),
+    ("messages", "id", "body"),
+    ("notes", "id", "body"),
+    ("outbox", "id", "recipient"),
+)
+
+
+async def batch_not_under(
+    conn: Connection,
+    table: str,
+    id_col: str,
+    column: str,
+    prefix: bytes,
+    after: UUID | None,
+    limit: int,
+) -> list[Record]:
+    """Rows whose ciphertext is not under the key ``prefix``, in id order after ``after``."""
+    assert (table, id_col, column) in SEALED
+    rows: list[Record] = await conn.fetch(
+        f"""SELECT {id_col} AS id, {column} AS sealed FROM {table}
+            WHERE {column} IS NOT NULL AND substring({column} FROM 1 FOR $1) <> $2
+              AND ($3::uuid IS NULL OR {id_col} > $3)
+            ORDER BY {id_col} LIMIT $4""",
+        len(prefix),
+        prefix,
+        after,
+        limit,
+    )
+    return rows
+
+
+async def replace(
+    conn: Connection, table: str, id_col: str, column: str, row_id: UUID, old: bytes, new: bytes
+) -> bool:
+    """Compare-and-set, so a concurrent writer is never overwritten."""
+    assert (table, id_col, column) in SEALED
+    done = await conn.fetchval(
+        f"UPDATE {table} SET {column} = $3 WHERE {id_col} = $1 AND {column} = $2 RETURNING true",
+        row_id,
+        old,
+        new,
+    )
+    return bool(done)
