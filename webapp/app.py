@@ -108,7 +108,9 @@ def create_app(settings: Settings) -> web.Application:
     env.filters["due_words"] = lambda dt: format_due_words(dt, org.timezone)
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-        security_headers(request, response, tls=is_tls(request, settings))
+        security_headers(
+            request, response, tls=is_tls(request, settings), onion=settings.onion_location
+        )
 
     app.on_response_prepare.append(on_prepare)
     app.cleanup_ctx.append(_database)

@@ -26,7 +26,9 @@ CSP = (
 FORM_TOKEN_MAX_AGE_S = 24 * 3600
 
 
-def security_headers(request: web.Request, response: web.StreamResponse, *, tls: bool) -> None:
+def security_headers(
+    request: web.Request, response: web.StreamResponse, *, tls: bool, onion: str | None = None
+) -> None:
     """Strict headers on every response, errors and static files included."""
     headers = response.headers
     headers["Server"] = "Confide"  # no versions
@@ -42,6 +44,9 @@ def security_headers(request: web.Request, response: web.StreamResponse, *, tls:
         headers["Pragma"] = "no-cache"
     if tls:
         headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        if onion and response.content_type == "text/html":
+            # Tor Browser offers the onion service instead (docs/deploy.md).
+            headers["Onion-Location"] = onion + request.rel_url.path
 
 
 def is_tls(request: web.Request, settings: Settings) -> bool:
