@@ -20,9 +20,15 @@ from urllib.parse import urlsplit
 from bench.common import Result, open_context, require_wrk, say
 
 # Name -> module with NAME, TITLE and run(ctx) -> list[Result]. Add later benchmarks here
-# (code logins, inbox, escalation, /metrics), in the order they should run.
+# (/metrics next), in the order they should run.
 BENCHMARKS = {
     "submit": "bench.submit",
+    "logins": "bench.logins",
+    "wrong_codes": "bench.wrong_codes",
+    "inbox": "bench.inbox",
+    "escalation": "bench.escalation",
+    "deadlines": "bench.deadlines",
+    "digest": "bench.digest",
 }
 WARMUP_S = 3.0
 

@@ -4,11 +4,17 @@
 urlencoded form, one asyncpg INSERT (autocommit, pool of 10 like Confide's), render a small jinja2
 page. No validation, encryption, idempotency, logging or security headers: the gap between this
 and Confide is what those cost. ``reuse_port`` lets N copies share one port, as Confide's do.
+
+It also serves ``POST /api/v1/reporter/session``, the baseline of the ``wrong_codes`` benchmark:
+read the JSON body, HMAC the code's first 6 characters, ONE indexed SELECT on
+``reporter_codes.lookup_hmac`` (bytea, unique) and a small JSON answer: 401 when no row matches.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 from collections.abc import AsyncIterator
 
 import aiohttp_jinja2
@@ -33,6 +39,8 @@ RECEIVED_HTML = """<!doctype html>
 <ul>{% for line in next_steps %}<li>{{ line }}</li>{% endfor %}</ul>
 </main></body></html>
 """
+LOOKUP = "SELECT thread_id, verifier FROM reporter_codes WHERE lookup_hmac = $1"
+LOOKUP_KEY = b"bench-bare-lookup"
 DSN = web.AppKey("dsn", str)
 POOL = web.AppKey("pool", asyncpg.Pool)
 
@@ -55,6 +63,16 @@ async def submit(request: web.Request) -> dict[str, object]:
     }
 
 
+async def lookup(request: web.Request) -> web.Response:
+    code = str((await request.json()).get("code", "")).replace("-", "").upper()
+    key = hmac.new(LOOKUP_KEY, code[:6].encode(), hashlib.sha256).digest()
+    async with request.app[POOL].acquire() as conn:
+        row = await conn.fetchrow(LOOKUP, key)
+    if row is None:
+        return web.json_response({"title": "Not recognised", "status": 401}, status=401)
+    return web.json_response({"thread_id": str(row["thread_id"])})
+
+
 async def _pool(app: web.Application) -> AsyncIterator[None]:
     pool = await asyncpg.create_pool(app[DSN], min_size=10, max_size=10)
     app[POOL] = pool
@@ -71,6 +89,7 @@ def make_app(dsn: str) -> web.Application:
     )
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/report/submit", submit)
+    app.router.add_post("/api/v1/reporter/session", lookup)
     return app
 
 

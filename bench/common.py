@@ -121,6 +121,9 @@ class Processes:
         self._procs.append(proc)
         return proc
 
+    def running(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self._procs if p.poll() is None]
+
     def stop(self, procs: Sequence[subprocess.Popen[bytes]] | None = None) -> None:
         """SIGTERM to each process group we started, then SIGKILL what is left after 10 s."""
         targets = list(self._procs if procs is None else procs)
@@ -238,7 +241,7 @@ class OtherLoad:
 
 def _other_cpu() -> dict[int, float]:
     me = os.getpid()
-    found: dict[int, float] = {}
+    stats: dict[int, tuple[str, list[str]]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -247,11 +250,18 @@ def _other_cpu() -> dict[int, float]:
         except OSError:  # gone meanwhile
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
-        pid, ppid = int(entry.name), int(fields[1])
+        stats[int(entry.name)] = (name, stat.rsplit(")", 1)[1].split())
+    # Each child of the bench runs in its own session: its own children (a Celery worker's pool
+    # processes) share that session id and are the bench's too.
+    ours = {pid for pid, (_, fields) in stats.items() if int(fields[1]) == me}
+    found: dict[int, float] = {}
+    for pid, (name, fields) in stats.items():
+        ppid, session = int(fields[1]), int(fields[3])
         # Skip the bench itself and its children (wrk, our servers), kernel threads and the
         # services our requests go to.
         if pid == me or ppid in (me, 2) or pid == 2 or name.startswith(_SERVICE_NAMES):
+            continue
+        if session in ours:
             continue
         found[pid] = (int(fields[11]) + int(fields[12])) / _CLK_TCK
     return found
@@ -320,15 +330,22 @@ def run_wrk(
     threads: int = 1,
     script: Path | None = None,
     script_args: Sequence[str] = (),
+    timeout_s: int | None = None,
 ) -> WrkResult:
-    """``wrk -t1 -c64`` with keep-alive (wrk's default) and the latency distribution."""
+    """``wrk -t1 -c64`` with keep-alive (wrk's default) and the latency distribution.
+
+    wrk gives up on a request after 2 s unless ``timeout_s`` says otherwise; a request it gave up
+    on counts as a socket error "timeout", not in the latency figures."""
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(secs))}s", "--latency"]
+    if timeout_s is not None:
+        argv.append(f"--timeout={timeout_s}s")
     if script is not None:
         argv += ["-s", str(script)]
     argv.append(url)
     if script_args:
         argv += ["--", *script_args]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60, check=False)
+    limit = secs + 60 + (timeout_s or 0)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stderr}{done.stdout}")
     return parse_wrk(done.stdout)
