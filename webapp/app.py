@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp_jinja2
 import jinja2
 import redis.asyncio as aioredis
+import structlog
 from aiohttp import web
 
 from confide import db, logs
@@ -56,6 +57,8 @@ async def access_middleware(
     """Our own access log: route name, status, duration. No address, user agent or query."""
     request_id = secrets.token_hex(8)
     request[REQUEST_ID] = request_id
+    # Each request runs in its own task, so this binding stays with this request's log lines.
+    structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     status = 500
     try:

@@ -3,7 +3,7 @@
 Pool children count into files under ``PROMETHEUS_MULTIPROC_DIR``; the worker's main process
 serves them on ``CONFIDE_WORKER_METRICS_PORT`` so workers on other hosts are scraped where they
 run. Labels are task names only. Counting happens in :class:`MeasuredTask`, the base class of
-every Confide task.
+every Confide task, which also binds the task name and id to its log lines.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import structlog
 from celery import Task
 from celery.exceptions import Retry
 
@@ -62,6 +63,8 @@ def _metrics(pid: int) -> tuple[Any, Any, Any, Any] | None:
 
 class MeasuredTask(Task):  # type: ignore[misc]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Every log line of this run carries the task name and id (docs/logging.md).
+        structlog.contextvars.bind_contextvars(task=self.name, task_id=self.request.id)
         metrics = _metrics(os.getpid())
         if metrics is None:
             return super().__call__(*args, **kwargs)
