@@ -18,11 +18,8 @@ _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 async def overview(pool: Pool) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        teams = await conn.fetch("SELECT id, slug, name, email FROM teams ORDER BY slug")
-        categories = await conn.fetch(
-            """SELECT c.slug, c.name, t.slug AS team, c.active FROM categories c
-               JOIN teams t ON t.id = c.team_id ORDER BY c.position, c.name"""
-        )
+        teams = await sql_org.all_teams(conn)
+        categories = await sql_org.all_categories(conn)
         staff = await sql_staff.all_staff(conn)
     return {"teams": teams, "categories": categories, "people": staff}
 
@@ -55,21 +52,17 @@ async def apply(pool: Pool, admin_id: int, form: dict[str, str]) -> None:
             await sql_audit.record(conn, admin_id, None, "admin_team", {"team": slug})
         elif action == "category":
             slug = _slug(form, "category_slug")
-            team_id = await conn.fetchval(
-                "SELECT id FROM teams WHERE slug = $1", form.get("category_team", "")
-            )
+            team_id = await sql_org.team_id(conn, form.get("category_team", ""))
             if team_id is None:
                 raise ValidationFailed([FieldError("category_team", "Choose a team")])
-            position = await conn.fetchval("SELECT coalesce(max(position), 0) + 1 FROM categories")
+            position = await sql_org.next_category_position(conn)
             await sql_org.upsert_category(
                 conn, slug, _text(form, "category_name", "a name"), team_id, position
             )
             await sql_audit.record(conn, admin_id, None, "admin_category", {"category": slug})
         elif action in ("join", "leave"):
             member = await sql_staff.by_email(conn, form.get("member_email", "").strip())
-            team_id = await conn.fetchval(
-                "SELECT id FROM teams WHERE slug = $1", form.get("member_team", "")
-            )
+            team_id = await sql_org.team_id(conn, form.get("member_team", ""))
             if member is None:
                 raise ValidationFailed(
                     [FieldError("member_email", "No staff member has that email address")]

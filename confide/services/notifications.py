@@ -14,22 +14,15 @@ from confide.crypto import Keyring
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from confide.sql import deadlines as sql_deadlines
+from confide.sql import org as sql_org
+from confide.sql import staff as sql_staff
+from confide.sql import threads as sql_threads
 
 
 def _when(calendar: WorkingCalendar, moment: Any) -> str:
     local = moment.astimezone(calendar.tz)
     hour = local.hour % 12 or 12
     return f"{local:%a} {local.day} {local:%b} {hour}:{local:%M}{'am' if local.hour < 12 else 'pm'}"
-
-
-async def _thread(conn: Connection, row: Record) -> Record | None:
-    thread: Record | None = await conn.fetchrow(
-        """SELECT t.reference, c.name AS category_name, tm.email AS team_email, tm.name AS team_name
-           FROM threads t JOIN categories c ON c.slug = t.category_slug
-           JOIN teams tm ON tm.id = t.team_id WHERE t.id = $1""",
-        row["thread_id"],
-    )
-    return thread
 
 
 async def render(
@@ -39,14 +32,12 @@ async def render(
     kind = row["kind"]
     base = settings.base_url
     if kind in ("new_report", "new_message", "overdue_alert"):
-        thread = await _thread(conn, row)
+        thread = await sql_threads.for_mail(conn, row["thread_id"])
         if thread is None:
             return None
         link = f"{base}/staff/threads/{thread['reference']}"
         if kind == "overdue_alert":
-            to = await conn.fetchval(
-                "SELECT email FROM staff WHERE id = $1 AND active", row["staff_id"]
-            )
+            to = await sql_staff.active_email(conn, row["staff_id"])
             subject = f"Overdue: {thread['reference']} ({thread['category_name']})"
             text = (
                 f"The reply to {thread['reference']} ({thread['category_name']}) in "
@@ -64,7 +55,7 @@ async def render(
             return None
         return mail.compose(settings, row["id"], to=to, subject=subject, text=text)
     if kind == "acknowledgement":
-        thread = await _thread(conn, row)
+        thread = await sql_threads.for_mail(conn, row["thread_id"])
         if thread is None or row["recipient"] is None:
             return None
         to = keyring.open(row["recipient"], f"outbox.recipient:{row['id']}")
@@ -77,9 +68,7 @@ async def render(
             settings, row["id"], to=to, subject="We have received your report", text=text
         )
     if kind == "digest":
-        team = await conn.fetchrow(
-            "SELECT id, slug, name, email FROM teams WHERE id = $1", row["team_id"]
-        )
+        team = await sql_org.team(conn, row["team_id"])
         if team is None or not team["email"]:
             return None
         payload = row["payload"]

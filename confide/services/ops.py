@@ -71,10 +71,7 @@ async def overview(pool: Pool, down_after_s: float = WORKER_DOWN_AFTER_S) -> Ove
                     "active": detail.get("active"),
                 }
             )
-        beat = await conn.fetchval(
-            "SELECT extract(epoch FROM now() - last_tick) FROM heartbeats WHERE name = 'beat'"
-        )
-        result.beat_age_s = float(beat) if beat is not None else None
+        result.beat_age_s = await sql_heartbeats.age_seconds(conn, jobs.BEAT_HEARTBEAT_NAME)
         result.teams = [dict(r) for r in await sql_deadlines.summary(conn)]
         stats = await sql_outbox.pending_stats(conn)
         result.outbox_pending = int(stats["pending"])

@@ -16,6 +16,7 @@ from icalendar import Alarm, Calendar, Event
 
 from confide.crypto import keyed_hash
 from confide.settings import Settings
+from confide.sql import reminders as sql_reminders
 
 TITLE = "Check for a reply"
 EVENT_LENGTH = timedelta(minutes=15)
@@ -94,13 +95,8 @@ def validate(data: bytes) -> list[str]:
 async def regenerate(pool: Pool, settings: Settings, thread_id: UUID) -> bool:
     """Rebuild the files if the due time changed. Idempotent: the same due time is a no-op."""
     async with pool.acquire() as conn, conn.transaction():
-        due = await conn.fetchval(
-            "SELECT reply_due_at FROM threads WHERE id = $1 FOR UPDATE", thread_id
-        )
-        row = await conn.fetchrow(
-            "SELECT sequence, generated_for, due_at, ics FROM reminders WHERE thread_id = $1",
-            thread_id,
-        )
+        due = await sql_reminders.lock_due(conn, thread_id)
+        row = await sql_reminders.stored(conn, thread_id)
         if row is not None and row["ics"] is not None and row["generated_for"] == due:
             return False
         previous = row["due_at"] if row is not None else None
@@ -108,26 +104,19 @@ async def regenerate(pool: Pool, settings: Settings, thread_id: UUID) -> bool:
         if when is None:
             return False  # never had a deadline: nothing to remind about
         sequence = (row["sequence"] + 1) if row is not None else 0
-        plain = build(
-            settings, thread_id, when, sequence, include_address=False, cancelled=due is None
-        )
-        with_address = build(
-            settings, thread_id, when, sequence, include_address=True, cancelled=due is None
-        )
-        await conn.execute(
-            """INSERT INTO reminders (thread_id, due_at, sequence, ics, ics_with_address,
-                                      generated_for, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, now())
-               ON CONFLICT (thread_id) DO UPDATE SET due_at = EXCLUDED.due_at,
-                   sequence = EXCLUDED.sequence, ics = EXCLUDED.ics,
-                   ics_with_address = EXCLUDED.ics_with_address,
-                   generated_for = EXCLUDED.generated_for, updated_at = now()""",
+        cancelled = due is None  # answered or closed: the same event, cancelled
+        await sql_reminders.store(
+            conn,
             thread_id,
-            when,
-            sequence,
-            plain,
-            with_address,
-            due,
+            due_at=when,
+            sequence=sequence,
+            ics=build(
+                settings, thread_id, when, sequence, include_address=False, cancelled=cancelled
+            ),
+            ics_with_address=build(
+                settings, thread_id, when, sequence, include_address=True, cancelled=cancelled
+            ),
+            generated_for=due,
         )
     return True
 
@@ -135,11 +124,7 @@ async def regenerate(pool: Pool, settings: Settings, thread_id: UUID) -> bool:
 async def latest(pool: Pool, thread_id: UUID, *, include_address: bool) -> bytes | None:
     """The current file, or None if it is not ready yet (the page says: try again in a moment)."""
     async with pool.acquire() as conn:
-        row = await conn.fetchrow(
-            """SELECT r.ics, r.ics_with_address, r.generated_for, t.reply_due_at
-               FROM threads t LEFT JOIN reminders r ON r.thread_id = t.id WHERE t.id = $1""",
-            thread_id,
-        )
+        row = await sql_reminders.current(conn, thread_id)
     if row is None or row["ics"] is None or row["generated_for"] != row["reply_due_at"]:
         return None
     data: bytes = row["ics_with_address"] if include_address else row["ics"]
@@ -149,16 +134,16 @@ async def latest(pool: Pool, thread_id: UUID, *, include_address: bool) -> bytes
 TOKEN_LIFETIME = timedelta(minutes=30)
 
 
+def _token_hmac(settings: Settings, token: str) -> bytes:
+    return keyed_hash(settings.session_key, "reminder", token[:100])
+
+
 async def issue_token(pool: Pool, settings: Settings, thread_id: UUID) -> str:
     """A single-use token for the confirmation page's download form (never in a URL)."""
     token = secrets.token_urlsafe(32)
     async with pool.acquire() as conn:
-        await conn.execute(
-            """INSERT INTO reminder_tokens (token_hmac, thread_id, expires_at)
-               VALUES ($1, $2, now() + make_interval(secs => $3))""",
-            keyed_hash(settings.session_key, "reminder", token),
-            thread_id,
-            TOKEN_LIFETIME.total_seconds(),
+        await sql_reminders.insert_token(
+            conn, _token_hmac(settings, token), thread_id, TOKEN_LIFETIME.total_seconds()
         )
     return token
 
@@ -167,23 +152,14 @@ async def file_for_token(
     pool: Pool, settings: Settings, token: str, *, include_address: bool
 ) -> tuple[bool, bytes | None]:
     """(token valid, file). The token is used up only when a file is actually served."""
-    mac = keyed_hash(settings.session_key, "reminder", token[:100])
+    mac = _token_hmac(settings, token)
     async with pool.acquire() as conn:
-        thread_id = await conn.fetchval(
-            """SELECT thread_id FROM reminder_tokens
-               WHERE token_hmac = $1 AND used_at IS NULL AND expires_at > now()""",
-            mac,
-        )
+        thread_id = await sql_reminders.token_thread(conn, mac)
     if thread_id is None:
         return False, None
     data = await latest(pool, thread_id, include_address=include_address)
     if data is not None:
         async with pool.acquire() as conn:
-            used = await conn.fetchval(
-                """UPDATE reminder_tokens SET used_at = now()
-                   WHERE token_hmac = $1 AND used_at IS NULL RETURNING true""",
-                mac,
-            )
-        if not used:
-            return False, None
+            if not await sql_reminders.use_token(conn, mac):
+                return False, None
     return True, data

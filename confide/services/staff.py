@@ -20,6 +20,8 @@ from confide.errors import ConfideError, FieldError, RateLimited, ValidationFail
 from confide.services import sessions
 from confide.services.validation import email_field
 from confide.settings import Settings
+from confide.sql import org as sql_org
+from confide.sql import sessions as sql_sessions
 from confide.sql import staff as sql_staff
 
 ROLES = ("caseworker", "manager", "admin", "ops")
@@ -115,7 +117,7 @@ async def add(
         raise StaffError(f"password: {exc.errors[0].message}") from None
     password_hash = hasher(settings).hash(password)
     async with pool.acquire() as conn, conn.transaction():
-        team_id = await conn.fetchval("SELECT id FROM teams WHERE slug = $1", team)
+        team_id = await sql_org.team_id(conn, team)
         if team_id is None:
             raise StaffError(f"no team {team!r} (see `confide teams list`)")
         if await sql_staff.by_email(conn, normal) is not None:
@@ -130,7 +132,7 @@ async def disable(pool: Pool, email: str) -> None:
         staff_id = await sql_staff.set_active(conn, email, False)
         if staff_id is None:
             raise StaffError(f"no account for {email}")
-        await conn.execute("DELETE FROM sessions WHERE staff_id = $1", staff_id)
+        await sql_sessions.delete_for_staff(conn, staff_id)
 
 
 async def start_reset(pool: Pool, settings: Settings, email: str) -> str:
@@ -158,7 +160,7 @@ async def finish_reset(pool: Pool, settings: Settings, token: str, password: str
                 [FieldError("password", "This link has expired or was already used")]
             )
         await sql_staff.set_password(conn, row["id"], password_hash)
-        await conn.execute("DELETE FROM sessions WHERE staff_id = $1", row["id"])
+        await sql_sessions.delete_for_staff(conn, row["id"])
 
 
 async def change_password(

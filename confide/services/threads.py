@@ -22,6 +22,7 @@ from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from confide.sql import audit as sql_audit
 from confide.sql import deadlines as sql_deadlines
+from confide.sql import org as sql_org
 from confide.sql import outbox as sql_outbox
 from confide.sql import staff as sql_staff
 from confide.sql import threads as sql_threads
@@ -434,7 +435,7 @@ async def set_status(
 async def set_team(pool: Pool, staff: Staff, reference: str, team_slug: str) -> None:
     async with pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, staff, reference)
-        team_id = await conn.fetchval("SELECT id FROM teams WHERE slug = $1 AND active", team_slug)
+        team_id = await sql_org.team_id(conn, team_slug, active_only=True)
         if team_id is None:
             raise ValidationFailed([FieldError("team", "Choose one of the teams")])
         await sql_threads.set_team(conn, row["id"], team_id)
@@ -447,7 +448,7 @@ async def set_assignee(pool: Pool, staff: Staff, reference: str, email: str | No
         assignee_id = None
         if email:
             member = await sql_staff.by_email(conn, email)
-            team_id = await conn.fetchval("SELECT team_id FROM threads WHERE id = $1", row["id"])
+            team_id = row["team_id"]
             if (
                 member is None
                 or not member["active"]
@@ -476,7 +477,7 @@ async def teams_and_members(
 ) -> tuple[list[Record], list[Record]]:
     async with pool.acquire() as conn:
         row = await _visible(conn, staff, reference)
-        team_id = await conn.fetchval("SELECT team_id FROM threads WHERE id = $1", row["id"])
-        teams = await conn.fetch("SELECT slug, name FROM teams WHERE active ORDER BY name")
+        team_id = row["team_id"]
+        teams = await sql_org.active_teams(conn)
         members = await sql_staff.team_members(conn, team_id)
     return list(teams), members

@@ -45,3 +45,10 @@ async def all_workers(conn: Connection) -> list[Record]:
            FROM heartbeats WHERE name LIKE 'worker:%' ORDER BY name"""
     )
     return rows
+
+
+async def age_seconds(conn: Connection, name: str) -> float | None:
+    value = await conn.fetchval(
+        "SELECT extract(epoch FROM now() - last_tick) FROM heartbeats WHERE name = $1", name
+    )
+    return float(value) if value is not None else None

@@ -128,3 +128,10 @@ async def team_members(conn: Connection, team_id: int) -> list[Record]:
         team_id,
     )
     return rows
+
+
+async def active_email(conn: Connection, staff_id: int) -> str | None:
+    value: str | None = await conn.fetchval(
+        "SELECT email FROM staff WHERE id = $1 AND active", staff_id
+    )
+    return value

@@ -28,7 +28,8 @@ VISIBLE = "t.team_id = ANY($1::int[]) AND (NOT t.restricted OR t.assignee_id = $
 SUMMARY_COLUMNS = """t.id, t.reference, t.category_slug, c.name AS category_name, tm.slug AS team,
     tm.name AS team_name, t.anonymous, t.follow_up, t.received_at, t.last_reporter_message_at,
     t.last_caseworker_message_at, t.status, t.restricted, t.assignee_id, s.email AS assignee,
-    s.name AS assignee_name, t.last_activity_at, t.reply_due_at, t.escalation, t.awaiting_since"""
+    s.name AS assignee_name, t.last_activity_at, t.reply_due_at, t.escalation, t.awaiting_since,
+    t.team_id"""
 FROM = """threads t JOIN categories c ON c.slug = t.category_slug JOIN teams tm ON tm.id = t.team_id
     LEFT JOIN staff s ON s.id = t.assignee_id"""
 
@@ -236,3 +237,15 @@ async def escalated(
         is_manager,
     )
     return rows
+
+
+async def for_mail(conn: Connection, thread_id: UUID) -> Record | None:
+    """What a notification may say about a thread: reference, category, team. No content."""
+    row: Record | None = await conn.fetchrow(
+        """SELECT t.reference, c.name AS category_name, tm.email AS team_email,
+                  tm.name AS team_name
+           FROM threads t JOIN categories c ON c.slug = t.category_slug
+           JOIN teams tm ON tm.id = t.team_id WHERE t.id = $1""",
+        thread_id,
+    )
+    return row
