@@ -16,12 +16,14 @@ _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_ID = 0x636F6E66  # "conf": one migrator at a time across processes
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 30.0
+) -> Pool:
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
-        command_timeout=30,
+        command_timeout=timeout_s,
         # No per-release reset query: our connections keep no session state (advisory locks are
         # released explicitly, no LISTEN, no SET). It saves a round trip on every request.
         reset=_no_reset,

@@ -90,6 +90,7 @@ class Settings:
     worker_down_after_s: float = 45.0
     bind_host: str = "127.0.0.1"
     onion_location: str | None = None
+    db_timeout_s: float = 30.0
     log_level: str = "INFO"
     generated_keys: tuple[str, ...] = field(default=())
 
@@ -163,6 +164,7 @@ class Settings:
             worker_down_after_s=_float(env, "CONFIDE_WORKER_DOWN_AFTER_S", 45.0, 1.0, 3600.0),
             bind_host=env.get("CONFIDE_BIND")
             or ("0.0.0.0" if mode == "production" else "127.0.0.1"),  # noqa: S104
+            db_timeout_s=_float(env, "CONFIDE_DB_TIMEOUT_S", 30.0, 0.5, 600.0),
             onion_location=(env.get("CONFIDE_ONION_LOCATION") or "").rstrip("/") or None,
             dev_mail_dir=(
                 Path(env["CONFIDE_DEV_MAIL_DIR"])

@@ -177,7 +177,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     dsn = settings.require_database()
     if not settings.is_production:
         await db.ensure_database(dsn)
-    pool = await db.create_pool(dsn)
+    pool = await db.create_pool(dsn, timeout_s=settings.db_timeout_s)
     async with pool.acquire() as conn:
         if settings.is_production:
             pending = await _pending_migrations(conn)
