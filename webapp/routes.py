@@ -84,4 +84,13 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.get("/readyz", ops.readyz, name="readyz"),
         ]
     )
-    app.router.add_static("/static/", static_dir, name="static", append_version=False)
+    files = {path.name: path for path in static_dir.iterdir() if path.is_file()}
+
+    async def static(request: web.Request) -> web.FileResponse:
+        """Only the files we ship: never a path outside, never aiohttp's bare 404 body."""
+        path = files.get(request.match_info["name"])
+        if path is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})
+
+    app.router.add_get("/static/{name}", static, name="static")

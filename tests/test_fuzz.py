@@ -1,0 +1,193 @@
+"""Generated input never breaks Confide: no 5xx, no traceback, every 4xx a friendly page or
+problem JSON (issue 7, short version for CI; `make chaos` runs many more examples)."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import Stack
+
+EXAMPLES = int(os.environ.get("CONFIDE_FUZZ_EXAMPLES", "25"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
+)
+
+
+def header(response: Any, name: str) -> str:
+    """requests and schemathesis responses spell headers differently."""
+    value = response.headers.get(name) or response.headers.get(name.lower()) or ""
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    return str(value)
+
+
+def assert_clear_answer(response: Any) -> None:
+    body = response.text
+    where = (
+        response.status_code,
+        getattr(response.request, "method", ""),
+        getattr(response.request, "url", ""),
+    )
+    assert response.status_code < 500 or response.status_code == 503, (*where, body[:300])
+    assert "Traceback" not in body and 'File "/' not in body
+    if 400 <= response.status_code < 500:
+        kind = header(response, "Content-Type")
+        if kind.startswith("application/problem+json"):
+            problem = response.json()
+            assert problem["status"] == response.status_code and problem["title"]
+        else:
+            assert kind.startswith(("text/html", "text/plain")), (kind, *where)
+            if kind.startswith("text/html"):
+                assert '<main id="main"' in body  # our friendly page, not a bare error
+
+
+def test_api_answers_generated_requests_clearly(stack: Stack) -> None:
+    """schemathesis generates requests for every operation of our OpenAPI document."""
+    api = schemathesis.openapi.from_url(f"{stack.base_url}/api/v1/openapi.json")
+    operations = [result.ok() for result in api.get_all_operations()]
+    assert len(operations) >= 15
+    for operation in operations:
+
+        @FUZZ
+        @given(case=operation.as_strategy())
+        def run(case: schemathesis.Case) -> None:
+            assert_clear_answer(case.call(timeout=30))
+
+        run()
+
+
+code_like = st.one_of(
+    st.text(alphabet="0123456789ABCDEFGHJKMNPQRSTVWXYZabc-", min_size=0, max_size=20),
+    st.sampled_from(
+        [
+            "",
+            "0" * 15,
+            "0" * 17,
+            "X" * 10_000,
+            "７ＱＫＭ２ＸＲＤ９ＨＷＢＴ４ＮＦ",
+            "7QKM-2XRD-9HWB-T4N\x00",
+            "../../etc/passwd",
+            "%00",
+        ]
+    ),
+)
+any_text = st.one_of(
+    st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1"))
+)
+content_types = st.sampled_from(
+    [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=xyz",
+        "application/json",
+        "text/plain",
+        "application/xml",
+        "",
+        "application/x-www-form-urlencoded; charset=latin-1",
+    ]
+)
+paths = st.sampled_from(
+    [
+        "/report",
+        "/report/submit",
+        "/login",
+        "/messages",
+        "/logout",
+        "/staff/login",
+        "/reminder.ics",
+        "/api/v1/reports",
+        "/api/v1/reporter/session",
+        "/api/v1/reporter/messages",
+    ]
+)
+
+
+@given(path=paths, kind=content_types, body=st.binary(max_size=2000))
+@FUZZ
+def test_forms_and_api_answer_raw_bytes_clearly(
+    stack: Stack, path: str, kind: str, body: bytes
+) -> None:
+    response = requests.post(
+        stack.base_url + path,
+        data=body,
+        headers={"Content-Type": kind},
+        timeout=30,
+        allow_redirects=False,
+    )
+    assert_clear_answer(response)
+
+
+@given(
+    code=code_like,
+    fields=st.dictionaries(
+        st.sampled_from(
+            [
+                "code",
+                "form_token",
+                "pending_body",
+                "pending_token",
+                "step",
+                "how",
+                "category",
+                "description",
+                "contact_email",
+                "contact_phone",
+                "csrf_token",
+                "body",
+            ]
+        ),
+        any_text,
+        max_size=6,
+    ),
+)
+@FUZZ
+def test_login_and_question_pages_answer_odd_input_clearly(
+    stack: Stack, code: str, fields: dict[str, str]
+) -> None:
+    for path in ("/login", "/report", "/report/submit"):
+        response = requests.post(
+            stack.base_url + path, data={**fields, "code": code}, timeout=30, allow_redirects=False
+        )
+        assert_clear_answer(response)
+    response = requests.post(
+        stack.base_url + "/api/v1/reporter/session", json={"code": code}, timeout=30
+    )
+    assert response.status_code in (401, 422, 429), response.status_code
+    assert_clear_answer(response)
+
+
+@given(
+    suffix=st.sampled_from(
+        [
+            "../",
+            "..%2f",
+            "%00",
+            "%2e%2e/",
+            "%ff",
+            "~",
+            "//",
+            "\\..\\",
+            "R-%00",
+            "?q=%00",
+            "static/../../pyproject.toml",
+        ]
+    )
+)
+@FUZZ
+def test_odd_paths_answer_clearly(stack: Stack, suffix: str) -> None:
+    for prefix in ("/", "/static/", "/staff/threads/", "/api/v1/staff/threads/"):
+        response = requests.get(stack.base_url + prefix + suffix, timeout=30, allow_redirects=False)
+        assert_clear_answer(response)
+        assert not re.search(r"\[project\]|\[tool\.", response.text)  # no file outside static
