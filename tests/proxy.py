@@ -11,8 +11,9 @@ from confide.devservices import free_port
 
 
 class Proxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, unix_path: str | None = None) -> None:
         self.target = (target_host, target_port)
+        self.unix_path = unix_path  # an embedded PostgreSQL listens on a Unix socket only
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self.server: asyncio.base_events.Server | None = None
@@ -37,7 +38,10 @@ class Proxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            if self.unix_path:
+                up_reader, up_writer = await asyncio.open_unix_connection(self.unix_path)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.close()
             return

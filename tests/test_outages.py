@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -27,18 +27,21 @@ REPORT = {
 
 
 def through(url: str, proxy: Proxy) -> str:
+    """The same URL, reaching the server through the proxy over TCP."""
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)
     auth = netloc[0] + "@" if len(netloc) == 2 else ""
-    return urlunsplit(parts._replace(netloc=f"{auth}127.0.0.1:{proxy.port}"))
+    return urlunsplit(parts._replace(netloc=f"{auth}127.0.0.1:{proxy.port}", query=""))
 
 
 @pytest.fixture
 def pg_proxy(stack: Stack) -> Iterator[Proxy]:
     parts = urlsplit(stack.env["DATABASE_URL"])
-    if not parts.hostname or parts.hostname.startswith("/") or parts.query:
-        pytest.fail("outage tests need PostgreSQL over TCP (set DATABASE_URL)", pytrace=False)
-    proxy = Proxy(parts.hostname, parts.port or 5432)
+    socket_dir = parse_qs(parts.query).get("host", [None])[0]
+    if socket_dir:  # the embedded server: a Unix socket in its data directory
+        proxy = Proxy("", 0, unix_path=f"{socket_dir}/.s.PGSQL.{parts.port or 5432}")
+    else:
+        proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     yield proxy
     proxy.close()
 
