@@ -402,3 +402,20 @@ async def radicale_finds(tmp_path: Path, data: bytes, due: datetime) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_fast_deadline_path_equals_counting_working_time_hour_by_hour() -> None:
+    import random
+
+    rnd = random.Random(7)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    for region in ("england-and-wales", "scotland", "northern-ireland"):
+        calendar = WorkingCalendar(region=region)
+        for _ in range(3000):
+            start = base + timedelta(seconds=rnd.randrange(0, 2 * 365 * 86400))
+            if rnd.random() < 0.2:
+                start = start.replace(minute=0, second=0, microsecond=0)
+            for days in (1, 2, 3):
+                assert calendar.reply_due_by(start, days) == calendar.add_working_time(
+                    start, calendar.day_length * days
+                ), (region, start, days)

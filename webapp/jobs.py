@@ -145,7 +145,5 @@ class CodeHasher:
             expires=timeout,  # a worker that reaches it late drops it: the web has moved on
             ignore_result=False,
         )
-        try:
-            return result.get(timeout=timeout, propagate=True, disable_sync_subtasks=False)
-        finally:
-            result.forget()
+        # The boolean expires from Redis after 60 s (result_expires); no forget() round trip.
+        return result.get(timeout=timeout, propagate=True, disable_sync_subtasks=False)

@@ -94,16 +94,13 @@ async def escalation_pass(
     report = PassReport(as_of)
     try:
         async with pool.acquire() as conn, conn.transaction():
-            changed = await sql_deadlines.escalate(conn, as_of)
-            overdue = [r["id"] for r in changed if r["escalation"] == "overdue"]
-            report.overdue_alerts = await sql_deadlines.queue_overdue_alerts(conn, overdue)
-            await sql_deadlines.refresh_summary(conn, as_of)
+            _, report.overdue_alerts = await sql_deadlines.escalate(conn, as_of)
+            for row in await sql_deadlines.refresh_summary(conn, as_of):
+                report.teams[row["slug"]] = {"nearing": row["nearing"], "overdue": row["overdue"]}
             day = digest_due(calendar, settings, as_of)
             if day is not None:
                 report.digests = await sql_deadlines.queue_digests(conn, day)
                 await sql_deadlines.record_success(conn, DIGEST_JOB, as_of)
-            for row in await sql_deadlines.team_counts(conn, as_of):
-                report.teams[row["slug"]] = {"nearing": row["nearing"], "overdue": row["overdue"]}
             await sql_deadlines.record_success(conn, ESCALATION_JOB, as_of)
             if dry_run:
                 raise _DryRun()

@@ -115,14 +115,35 @@ class WorkingCalendar:
         return total
 
     def reply_due_by(self, start: datetime, target_workdays: int = 2) -> datetime:
-        """CONTRACTS §5: due after ``target_workdays`` × the working day of working time."""
+        """CONTRACTS §5: due after ``target_workdays`` × the working day of working time.
+
+        Whole working days of working time end at the same time of day, N working days later,
+        or at the closing time of the (N-1)th when the start is an opening (this fast path gives
+        exactly what ``add_working_time`` gives; a test compares them).
+        """
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
-        return self.add_working_time(start, self.day_length * target_workdays)
+        moment = self.next_opening(start)
+        day = moment.date()
+        if moment.timetz().replace(tzinfo=None) == self.opens:
+            end_day = self._nth_working_day(day, target_workdays - 1)
+            return self._closing(end_day)
+        end_day = self._nth_working_day(day, target_workdays)
+        return datetime.combine(end_day, moment.time(), self.tz)
+
+    def _nth_working_day(self, day: date, n: int) -> date:
+        return _nth_working_day(self, day, n)
 
     def nearing_from(self, due: datetime, left: timedelta | None = None) -> datetime:
         """When less than ``left`` (default: one working day) of working time remains."""
         return self.subtract_working_time(due, self.day_length if left is None else left)
+
+
+@lru_cache(maxsize=65536)
+def _nth_working_day(calendar: WorkingCalendar, day: date, n: int) -> date:
+    for _ in range(n):
+        day = calendar._next_working_day(day)
+    return day
 
 
 @lru_cache(maxsize=4096)

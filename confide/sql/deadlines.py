@@ -38,57 +38,66 @@ async def clock(conn: Connection, thread_id: UUID) -> Record | None:
     return row
 
 
-async def escalate(conn: Connection, as_of: datetime) -> list[Record]:
-    """Mark nearing and overdue threads as of ``as_of``; returns the threads that changed.
+async def escalate(conn: Connection, as_of: datetime) -> tuple[int, int]:
+    """Mark nearing and overdue threads as of ``as_of`` and queue one alert per (overdue thread,
+    deadline, manager of its team), in one statement. Returns (threads changed, alerts queued).
 
-    Idempotent: a second pass (or a second beat) finds nothing left to change.
+    Idempotent: a second pass (or a second beat) finds nothing left to change, and the alerts'
+    unique keys keep them single. Only counts come back, so memory stays flat.
     """
+    row = await conn.fetchrow(
+        """WITH changed AS (
+               UPDATE threads t
+               SET escalation = CASE WHEN t.reply_due_at <= $1 THEN 'overdue' ELSE 'nearing' END,
+                   escalated_at = $1
+               WHERE t.reply_due_at IS NOT NULL AND t.nearing_at <= $1 AND t.status <> 'closed'
+                 AND t.escalation <> 'overdue'
+                 AND t.escalation <> CASE WHEN t.reply_due_at <= $1 THEN 'overdue'
+                                          ELSE 'nearing' END
+               RETURNING t.id, t.team_id, t.escalation, t.reply_due_at
+           ), alerts AS (
+               INSERT INTO outbox (id, kind, dedupe_key, thread_id, team_id, staff_id)
+               SELECT gen_random_uuid(), 'overdue_alert',
+                      'overdue:' || c.id || ':' || extract(epoch FROM c.reply_due_at)::bigint
+                          || ':' || s.id,
+                      c.id, c.team_id, s.id
+               FROM changed c JOIN staff_teams st ON st.team_id = c.team_id
+               JOIN staff s ON s.id = st.staff_id AND s.role = 'manager' AND s.active
+               WHERE c.escalation = 'overdue'
+               ON CONFLICT (dedupe_key) DO NOTHING
+               RETURNING 1
+           )
+           SELECT (SELECT count(*) FROM changed) AS changed,
+                  (SELECT count(*) FROM alerts) AS alerts""",
+        as_of,
+    )
+    return int(row["changed"]), int(row["alerts"])
+
+
+async def refresh_summary(conn: Connection, as_of: datetime) -> list[Record]:
+    """Recount each team's awaiting/nearing/overdue threads once, store and return the counts."""
     rows: list[Record] = await conn.fetch(
-        """UPDATE threads t
-           SET escalation = CASE WHEN t.reply_due_at <= $1 THEN 'overdue' ELSE 'nearing' END,
-               escalated_at = $1
-           WHERE t.reply_due_at IS NOT NULL AND t.status <> 'closed' AND t.nearing_at <= $1
-             AND t.escalation <> 'overdue'
-             AND t.escalation <> CASE WHEN t.reply_due_at <= $1 THEN 'overdue' ELSE 'nearing' END
-           RETURNING t.id, t.team_id, t.escalation, t.reply_due_at""",
+        """WITH counts AS (
+               SELECT tm.id, tm.slug,
+                      count(t.id) AS awaiting,
+                      count(t.id) FILTER (WHERE t.escalation = 'nearing') AS nearing,
+                      count(t.id) FILTER (WHERE t.escalation = 'overdue') AS overdue
+               FROM teams tm LEFT JOIN threads t
+                 ON t.team_id = tm.id AND t.reply_due_at IS NOT NULL AND t.status <> 'closed'
+               GROUP BY tm.id, tm.slug
+           ), stored AS (
+               INSERT INTO team_deadline_summary (team_id, awaiting, nearing, overdue, updated_at)
+               SELECT id, awaiting, nearing, overdue, $1 FROM counts
+               ON CONFLICT (team_id) DO UPDATE SET awaiting = EXCLUDED.awaiting,
+                   nearing = EXCLUDED.nearing, overdue = EXCLUDED.overdue,
+                   updated_at = EXCLUDED.updated_at
+               RETURNING 1
+           )
+           SELECT slug, nearing, overdue, (SELECT count(*) FROM stored) AS stored
+           FROM counts ORDER BY slug""",
         as_of,
     )
     return rows
-
-
-async def queue_overdue_alerts(conn: Connection, thread_ids: list[UUID]) -> int:
-    """One alert per (thread, deadline, manager of its team), however often this runs."""
-    result: str = await conn.execute(
-        """INSERT INTO outbox (id, kind, dedupe_key, thread_id, team_id, staff_id)
-           SELECT gen_random_uuid(), 'overdue_alert',
-                  'overdue:' || t.id || ':' || extract(epoch FROM t.reply_due_at)::bigint
-                      || ':' || s.id,
-                  t.id, t.team_id, s.id
-           FROM threads t JOIN staff_teams st ON st.team_id = t.team_id
-           JOIN staff s ON s.id = st.staff_id AND s.role = 'manager' AND s.active
-           WHERE t.id = ANY($1::uuid[]) AND t.escalation = 'overdue'
-           ON CONFLICT (dedupe_key) DO NOTHING""",
-        thread_ids,
-    )
-    return int(result.split()[-1])
-
-
-async def refresh_summary(conn: Connection, as_of: datetime) -> None:
-    await conn.execute(
-        """INSERT INTO team_deadline_summary (team_id, awaiting, nearing, overdue, updated_at)
-           SELECT tm.id,
-                  count(t.id) FILTER (WHERE t.reply_due_at IS NOT NULL),
-                  count(t.id) FILTER (WHERE t.escalation = 'nearing'),
-                  count(t.id) FILTER (WHERE t.escalation = 'overdue'),
-                  $1
-           FROM teams tm LEFT JOIN threads t
-             ON t.team_id = tm.id AND t.reply_due_at IS NOT NULL AND t.status <> 'closed'
-           GROUP BY tm.id
-           ON CONFLICT (team_id) DO UPDATE SET awaiting = EXCLUDED.awaiting,
-               nearing = EXCLUDED.nearing, overdue = EXCLUDED.overdue,
-               updated_at = EXCLUDED.updated_at""",
-        as_of,
-    )
 
 
 async def summary(conn: Connection) -> list[Record]:
@@ -128,21 +137,6 @@ async def digest_threads(conn: Connection, team_id: int) -> list[Record]:
              AND t.reply_due_at IS NOT NULL
            ORDER BY t.awaiting_since, t.reference""",
         team_id,
-    )
-    return rows
-
-
-async def team_counts(conn: Connection, as_of: datetime) -> list[Record]:
-    """Per-team nearing/overdue counts as of a time (for previews and the pass's report)."""
-    rows: list[Record] = await conn.fetch(
-        """SELECT tm.slug,
-                  count(t.id) FILTER (WHERE t.reply_due_at <= $1) AS overdue,
-                  count(t.id) FILTER (WHERE t.reply_due_at > $1 AND t.nearing_at <= $1) AS nearing
-           FROM teams tm LEFT JOIN threads t
-             ON t.team_id = tm.id AND t.reply_due_at IS NOT NULL AND t.status <> 'closed'
-                AND t.nearing_at <= $1
-           GROUP BY tm.slug ORDER BY tm.slug""",
-        as_of,
     )
     return rows
 
