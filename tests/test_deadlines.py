@@ -419,3 +419,18 @@ def test_the_fast_deadline_path_equals_counting_working_time_hour_by_hour() -> N
                 assert calendar.reply_due_by(start, days) == calendar.add_working_time(
                     start, calendar.day_length * days
                 ), (region, start, days)
+
+
+def test_working_time_between_equals_the_day_by_day_count() -> None:
+    import random
+
+    rnd = random.Random(11)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    for region in ("england-and-wales", "scotland", "northern-ireland"):
+        calendar = WorkingCalendar(region=region)
+        for _ in range(3000):
+            start = base + timedelta(seconds=rnd.randrange(0, 2 * 365 * 86400))
+            end = start + timedelta(seconds=rnd.randrange(0, 60 * 86400))
+            assert calendar.working_time_between(start, end) == (
+                calendar._working_time_between_stepwise(start, end)
+            ), (region, start, end)

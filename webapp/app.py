@@ -32,6 +32,7 @@ from webapp.keys import (
     CATEGORIES,
     CELERY,
     HASHER,
+    INBOX_COUNTS,
     KEYRING,
     LIMITS,
     LOGIN_LIMITS,
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> web.Application:
     app[LOGIN_LIMITS] = LoginLimits(settings)
     app[CALENDAR] = WorkingCalendar.for_org(org)
     app[CATEGORIES] = CategoryCache()
+    app[INBOX_COUNTS] = {}
     app[STARTED] = time.time()
 
     env = aiohttp_jinja2.setup(

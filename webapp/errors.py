@@ -160,6 +160,9 @@ async def error_middleware(
         )
     except BadRequest as exc:
         return error_page(request, 400, exc.detail)
+    except (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
+        # A NUL or other unstorable character slipped past validation: the client's mistake.
+        return error_page(request, 400, "The request contained a character that is not allowed.")
     except UnsupportedMediaType as exc:
         return error_page(request, 415, exc.detail)
     except tuple(ERROR_STATUS) as exc:

@@ -27,5 +27,6 @@ LOGIN_LIMITS = web.AppKey("login_limits", LoginLimits)
 STARTED = web.AppKey("started", float)
 CALENDAR = web.AppKey("calendar", WorkingCalendar)
 CATEGORIES = web.AppKey("categories", CategoryCache)
+INBOX_COUNTS = web.AppKey("inbox_counts", dict)
 
 REQUEST_ID = "request_id"

@@ -61,7 +61,8 @@ async def apply(pool: Pool, admin_id: int, form: dict[str, str]) -> None:
             )
             await sql_audit.record(conn, admin_id, None, "admin_category", {"category": slug})
         elif action in ("join", "leave"):
-            member = await sql_staff.by_email(conn, form.get("member_email", "").strip())
+            email = form.get("member_email", "").strip()
+            member = await sql_staff.by_email(conn, email) if email.isprintable() else None
             team_id = await sql_org.team_id(conn, form.get("member_team", ""))
             if member is None:
                 raise ValidationFailed(

@@ -75,7 +75,8 @@ async def log_in(pool: Pool, settings: Settings, email: str, password: str) -> S
     ph = hasher(settings)
     loop = asyncio.get_running_loop()
     async with pool.acquire() as conn:
-        row = await sql_staff.by_email(conn, email.strip()) if len(email) <= 254 else None
+        usable = len(email) <= 254 and email.isprintable()
+        row = await sql_staff.by_email(conn, email.strip()) if usable else None
     if row is not None and row["failed_logins"] >= FREE_FAILURES and row["last_failed_at"]:
         delay = min(2 ** (row["failed_logins"] - FREE_FAILURES), MAX_DELAY_S)
         wait = row["last_failed_at"] + timedelta(seconds=delay) - datetime.now(UTC)

@@ -7,6 +7,7 @@ text). A thread a staff member may not see raises :class:`NotFound`, exactly lik
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -295,8 +296,17 @@ class InboxPage:
 
 
 async def inbox(
-    pool: Pool, staff: Staff, *, state: str, page: int, reference: str | None
+    pool: Pool,
+    staff: Staff,
+    *,
+    state: str,
+    page: int,
+    reference: str | None,
+    counts: dict[str, int] | None = None,
 ) -> InboxPage:
+    """One page of the inbox. ``counts`` may come from a short-lived cache of the caller."""
+    if reference is not None and not REFERENCE.match(reference):
+        reference = "R-NONE"  # matches no thread, and is safe to send to PostgreSQL
     if state not in sql_threads.STATES:
         raise ValidationFailed([FieldError("state", "Unknown filter")])
     async with pool.acquire() as conn:
@@ -310,9 +320,13 @@ async def inbox(
             limit=PAGE_SIZE + 1,
             offset=(page - 1) * PAGE_SIZE,
         )
-        counts = await sql_threads.inbox_counts(
-            conn, team_ids=list(staff.team_ids), staff_id=staff.id, is_manager=staff.is_manager
-        )
+        if counts is None:
+            counts = await sql_threads.inbox_counts(
+                conn,
+                team_ids=list(staff.team_ids),
+                staff_id=staff.id,
+                is_manager=staff.is_manager,
+            )
     threads = [_summary(r) for r in rows[:PAGE_SIZE]]
     return InboxPage(threads, counts, page + 1 if len(rows) > PAGE_SIZE else None)
 
@@ -325,7 +339,12 @@ async def escalations(pool: Pool, staff: Staff) -> list[ThreadView]:
     return [_summary(r) for r in rows]
 
 
+REFERENCE = re.compile(r"^R-[0-9A-Z]{8}$")
+
+
 async def _visible(conn: Connection, staff: Staff, reference: str) -> Record:
+    if not REFERENCE.match(reference):
+        raise NotFound()
     row = await sql_threads.visible_thread(
         conn,
         reference,
