@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 
 from aiohttp import web
@@ -27,6 +28,10 @@ def main() -> int:
         print("confide: asyncio debug mode is on; refusing to run in production", file=sys.stderr)
         return 1
     logs.get("confide.web").info("web_starting", component="web")
+    # Everything built so far (templates, modules, settings) lives as long as the process:
+    # keep it out of the garbage collector's scans, which otherwise stall requests.
+    gc.collect()
+    gc.freeze()
     web.run_app(
         app,
         host=settings.bind_host,
