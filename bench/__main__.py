@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from bench.common import Result, open_context, require_wrk, say
 
 # Name -> module with NAME, TITLE and run(ctx) -> list[Result]. Add later benchmarks here
-# (/metrics next), in the order they should run.
+# in the order they should run.
 BENCHMARKS = {
     "submit": "bench.submit",
     "logins": "bench.logins",
@@ -29,6 +29,8 @@ BENCHMARKS = {
     "escalation": "bench.escalation",
     "deadlines": "bench.deadlines",
     "digest": "bench.digest",
+    "metrics": "bench.metrics",
+    "observability": "bench.observability",
 }
 WARMUP_S = 3.0
 
