@@ -6,7 +6,6 @@ binds it to its table, column and row, so a ciphertext copied to another row doe
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 
@@ -70,15 +69,15 @@ def hmac_sha256(key: Secret | bytes, data: str | bytes) -> bytes:
     """Plain HMAC-SHA256, as CONTRACTS §2 specifies for the code's lookup id and secret."""
     raw_key = key if isinstance(key, bytes) else key.bytes()
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    return hmac.new(raw_key, raw, hashlib.sha256).digest()
+    return hmac.digest(raw_key, raw, "sha256")
 
 
 def keyed_hash(key: Secret | bytes, *parts: str | bytes) -> bytes:
     """HMAC-SHA256 over the parts, each length-prefixed so that boundaries cannot shift."""
     raw_key = key if isinstance(key, bytes) else key.bytes()
-    mac = hmac.new(raw_key, digestmod=hashlib.sha256)
+    message = bytearray()
     for part in parts:
         data = part.encode("utf-8") if isinstance(part, str) else part
-        mac.update(len(data).to_bytes(4, "big"))
-        mac.update(data)
-    return mac.digest()
+        message += len(data).to_bytes(4, "big")
+        message += data
+    return hmac.digest(raw_key, message, "sha256")

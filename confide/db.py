@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import re
@@ -9,11 +10,62 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from asyncpg import Connection, Pool
+from asyncpg import Connection
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_ID = 0x636F6E66  # "conf": one migrator at a time across processes
+
+
+class Pool:
+    """asyncpg's pool behind a first-come, first-served gate.
+
+    asyncpg hands a released connection to whichever task asks next, and a waiter it woke finds
+    the connection taken and queues again at the back. Under load a few requests wait many times
+    over while others never wait (measured: p50 0 ms, p99 157 ms for a connection at 2,200
+    submissions/s). The semaphore, sized like the pool, queues requests in arrival order, so a
+    busy pool delays every request a little instead of some a lot.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, size: int) -> None:
+        self._pool = pool
+        self._gate = asyncio.Semaphore(size)
+
+    def acquire(self) -> _Acquire:
+        return _Acquire(self._gate, self._pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    def is_closing(self) -> bool:
+        return bool(self._pool.is_closing())
+
+
+class _Acquire:
+    """``async with pool.acquire() as conn``: a place in the queue, then a connection."""
+
+    __slots__ = ("_gate", "_inner", "_pool")
+
+    def __init__(self, gate: asyncio.Semaphore, pool: asyncpg.Pool) -> None:
+        self._gate = gate
+        self._pool = pool
+        self._inner: Any = None
+
+    async def __aenter__(self) -> Connection:
+        await self._gate.acquire()
+        try:
+            self._inner = self._pool.acquire()
+            conn: Connection = await self._inner.__aenter__()
+        except BaseException:
+            self._gate.release()
+            raise
+        return conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self._inner.__aexit__(*exc)
+        finally:
+            self._gate.release()
 
 
 async def create_pool(
@@ -31,7 +83,7 @@ async def create_pool(
         server_settings={"application_name": "confide"},
     )
     assert pool is not None
-    return pool
+    return Pool(pool, max_size)
 
 
 async def _no_reset(conn: Connection) -> None:

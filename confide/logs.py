@@ -95,23 +95,36 @@ def _foreign_record(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+def _logger_name(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    event["logger"] = event.pop("logger_name", "confide")
+    return event
+
+
 def configure(component: str, level: str = "INFO", stream: Any = None) -> None:
-    """JSON lines on stdout (or ``stream``) for every logger in the process."""
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
+    """JSON lines on stdout (or ``stream``) for every logger in the process.
+
+    Our own loggers are structlog's native filtering loggers writing straight to the stream: a
+    call below the level costs nothing and one that passes skips the stdlib ``LogRecord``
+    machinery. Records of other libraries go through the stdlib root handler and end in the same
+    allow-list and JSON renderer.
+    """
+    out = stream or sys.stdout
+    timestamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*processors, _foreign_record],
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            timestamp,
+            _foreign_record,
+        ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _allow_list,
             structlog.processors.JSONRenderer(sort_keys=True),
         ],
     )
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -119,13 +132,22 @@ def configure(component: str, level: str = "INFO", stream: Any = None) -> None:
     # aiohttp's access logger is never used (our own access log has no client address).
     logging.getLogger("aiohttp.access").disabled = True
     structlog.configure(
-        processors=[*processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            _logger_name,
+            structlog.processors.add_log_level,
+            timestamp,
+            _allow_list,
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+        logger_factory=structlog.WriteLoggerFactory(file=out),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(component=component)
 
 
 def get(name: str = "confide") -> Any:
-    return structlog.get_logger(name)
+    # An initial value, not ``.bind()``: bind would build the logger now, before ``configure``.
+    # (``logger`` itself is a parameter name of ``get_logger``, hence ``logger_name``.)
+    return structlog.get_logger(logger_name=name)

@@ -101,11 +101,15 @@ def create_app(settings: Settings) -> web.Application:
         app,
         loader=jinja2.FileSystemLoader(str(ROOT / "templates")),
         autoescape=jinja2.select_autoescape(["html", "xml"], default=True),
-        extensions=["jinja2.ext.i18n"],
+        extensions=["jinja2.ext.i18n", i18n.FoldConstantGettext],
         undefined=jinja2.StrictUndefined,
-        context_processors=[_template_context],
+        # Templates are read once per process: no stat() of every template on every render.
+        auto_reload=False,
     )
-    env.install_gettext_translations(i18n.load(), newstyle=True)  # type: ignore[attr-defined]
+    i18n.install(env, i18n.load())
+    # The organisation is fixed for the life of the process: a global, not a context processor
+    # (which would add a middleware to every request).
+    env.globals["org"] = org
     env.filters["when"] = lambda dt: format_when(dt, org.timezone)
     env.filters["time_of_day"] = lambda dt: format_time(dt, org.timezone)
     env.filters["waited"] = lambda dt: format_waited(dt, app[CALENDAR])
@@ -167,11 +171,6 @@ def format_due_words(due: datetime, tz: tzinfo) -> str:
     return (
         f"{hour}{minutes}{'am' if local.hour < 12 else 'pm'} on {local:%A} {local.day} {local:%B}"
     )
-
-
-async def _template_context(request: web.Request) -> dict[str, Any]:
-    app = request.app
-    return {"org": app[ORG], "request_path": request.path}
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import time
 
-from asyncpg import Pool
-
+from confide.db import Pool
 from confide.sql import org as sql_org
 
 TTL_S = 10.0

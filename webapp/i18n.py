@@ -6,9 +6,15 @@ is used when present, so Welsh can be added without touching templates (docs/i18
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import jinja2
 from babel.support import NullTranslations, Translations
+from jinja2.ext import Extension
+from jinja2.lexer import Token, TokenStream
+from markupsafe import Markup
 
 TRANSLATIONS_DIR = Path(__file__).resolve().parent.parent / "translations"
 DEFAULT_LOCALE = "en"
@@ -26,3 +32,97 @@ def gettext(message: str) -> str:
 
 
 _ = gettext
+
+
+class FoldConstantGettext(Extension):
+    """Translate ``_("literal")`` once, when the template is compiled.
+
+    The catalogue is chosen when the environment is built and never changes for it, so a call
+    with one string literal and no values has a fixed result. The extension rewrites the tokens
+    ``_ ( "text" )`` to ``"translation" | safe``, which Jinja2's optimiser folds into template
+    data: nothing is called at render time. Calls with values, or whose text does not format
+    without them, are left to the run-time ``_`` of :func:`install`, so the output is the same.
+    """
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        super().__init__(environment)
+        environment.extend(constant_gettext=None)
+
+    def filter_stream(self, stream: TokenStream) -> Iterator[Token]:
+        gettext: Callable[[str], str] | None = getattr(self.environment, "constant_gettext", None)
+        if gettext is None:
+            yield from stream
+            return
+        window: list[Token] = []
+        for token in stream:
+            window.append(token)
+            if _is_constant_call(window):
+                folded = _fold(gettext, window[-2].value)
+                if folded is not None:
+                    line = window[-4].lineno
+                    del window[-4:]
+                    window += [
+                        Token(line, "string", folded),
+                        Token(line, "pipe", "|"),
+                        Token(line, "name", "safe"),
+                    ]
+            while len(window) > 4:
+                yield window.pop(0)
+        yield from window
+
+
+def _is_constant_call(window: list[Token]) -> bool:
+    if len(window) < 4:
+        return False
+    name, lparen, text, rparen = window[-4:]
+    after_dot = len(window) > 4 and window[-5].type == "dot"
+    return (
+        name.type == "name"
+        and name.value in ("_", "gettext")
+        and not after_dot
+        and lparen.type == "lparen"
+        and text.type == "string"
+        and rparen.type == "rparen"
+    )
+
+
+def _fold(gettext: Callable[[str], str], message: str) -> str | None:
+    try:
+        return gettext(message) % {}  # as new-style gettext does: "%%" becomes "%"
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def install(env: jinja2.Environment, translations: NullTranslations) -> None:
+    """Install ``_``/``gettext``/``ngettext`` in ``env`` with Jinja2's new-style semantics.
+
+    Same results as ``install_gettext_translations(..., newstyle=True)`` for autoescaped
+    templates: the translation is markup, ``%`` formatting always applies and its values are
+    escaped. A translated string without values is computed once, since the catalogue is fixed
+    for the life of the process; base.html alone calls ``_()`` a dozen times per page.
+    """
+    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
+    # Catalogue strings are ours and trusted like the templates (Jinja2's new-style gettext
+    # marks them safe the same way); the values put into them are escaped by ``%``.
+    plain: dict[str, Markup] = {}
+
+    def gettext(message: str, /, **values: Any) -> Markup:
+        if values:
+            return Markup(translations.gettext(message)) % values  # noqa: S704
+        found = plain.get(message)
+        if found is None:
+            found = plain[message] = Markup(translations.gettext(message)) % {}  # noqa: S704
+        return found
+
+    def ngettext(singular: str, plural: str, num: int, /, **values: Any) -> Markup:
+        values.setdefault("num", num)
+        return Markup(translations.ngettext(singular, plural, num)) % values  # noqa: S704
+
+    fast: dict[str, Callable[..., Markup]] = {
+        "_": gettext,
+        "gettext": gettext,
+        "ngettext": ngettext,
+    }
+    env.globals.update(fast)
+    # For FoldConstantGettext; templates compiled from now on get their literals translated.
+    env.constant_gettext = translations.gettext  # type: ignore[attr-defined]

@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
-from asyncpg import Pool
 from celery import Celery
 
 from confide import codes, jobs, logs
+from confide.db import Pool
 from confide.services import codes as code_service
 from confide.settings import Settings
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from asyncpg import Pool
 from celery import Celery
 
 from confide.crypto import Keyring
+from confide.db import Pool
 from confide.org import Organisation
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings

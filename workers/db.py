@@ -11,9 +11,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-import asyncpg
-
-from confide.db import create_pool
+from confide.db import Pool, create_pool
 from confide.settings import Settings
 
 T = TypeVar("T")
@@ -30,7 +28,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return loop.run_until_complete(coro)
 
 
-async def pool(settings: Settings) -> asyncpg.Pool:
+async def pool(settings: Settings) -> Pool:
     current = getattr(_state, "pool", None)
     if current is None or current.is_closing():
         current = await create_pool(settings.require_database(), min_size=0, max_size=2)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from asyncpg import Pool
-
+from confide.db import Pool
 from confide.errors import FieldError, ValidationFailed
 from confide.services.validation import email_field
 from confide.sql import audit as sql_audit

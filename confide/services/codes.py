@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Protocol
 from uuid import UUID, uuid4
 
-from asyncpg import Pool
-
 from confide import codes
+from confide.db import Pool
 from confide.errors import CodeNotIssued
 from confide.settings import Settings
 from confide.sql import codes as sql_codes

@@ -7,8 +7,9 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
-from asyncpg import Connection, Pool
+from asyncpg import Connection
 
+from confide.db import Pool
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from confide.sql import deadlines as sql_deadlines

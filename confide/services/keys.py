@@ -3,9 +3,8 @@ ones after it, run ``confide keys rotate``, then drop the old keys once it repor
 
 from __future__ import annotations
 
-from asyncpg import Pool
-
 from confide.crypto import Keyring
+from confide.db import Pool
 from confide.sql import keys as sql_keys
 
 BATCH = 500

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from asyncpg import Pool
-
 from confide import jobs
+from confide.db import Pool
 from confide.sql import audit as sql_audit
 from confide.sql import deadlines as sql_deadlines
 from confide.sql import heartbeats as sql_heartbeats

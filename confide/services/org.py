@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from asyncpg import Pool
-
+from confide.db import Pool
 from confide.org import Organisation
 from confide.sql import org as sql_org
 

@@ -11,10 +11,10 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from asyncpg import Pool
 from icalendar import Alarm, Calendar, Event
 
 from confide.crypto import keyed_hash
+from confide.db import Pool
 from confide.settings import Settings
 from confide.sql import reminders as sql_reminders
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Protocol
 from uuid import UUID
 
-from asyncpg import Pool
-
 from confide import codes
+from confide.db import Pool
 from confide.errors import CodeNotRecognised
 from confide.services import sessions
 from confide.settings import Settings

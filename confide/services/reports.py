@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 import asyncpg
-from asyncpg import Pool
 
 from confide import codes
 from confide.crypto import Keyring, keyed_hash
+from confide.db import Pool
 from confide.errors import FieldError, ValidationFailed
 from confide.services import deadlines
 from confide.services.validation import ReportDraft
@@ -36,7 +36,9 @@ class Receipt:
 
 def new_reference() -> str:
     """``R-`` and 8 random Crockford characters: never sequential, never guessable in order."""
-    return REFERENCE_PREFIX + "".join(secrets.choice(codes.ALPHABET) for _ in range(8))
+    # 32 symbols divide 256, so the low five bits of each random byte pick one uniformly.
+    alphabet = codes.ALPHABET
+    return REFERENCE_PREFIX + "".join(alphabet[b & 31] for b in secrets.token_bytes(8))
 
 
 def field_context(thread_id: UUID, column: str) -> str:
@@ -86,6 +88,11 @@ async def submit_report(
                     keyring.seal(draft.contact.email, f"outbox.recipient:{ack_id}"),
                 )
             )
+        # Encrypt before taking a connection, so the connection is held only for the statement.
+        description = keyring.seal(draft.description, field_context(thread_id, "description"))
+        occurred = keyring.seal_optional(draft.occurred, field_context(thread_id, "occurred"))
+        location = keyring.seal_optional(draft.location, field_context(thread_id, "location"))
+        sealed_contact = keyring.seal_optional(contact, field_context(thread_id, "contact"))
         try:
             async with pool.acquire() as conn:
                 # A single statement commits atomically: no BEGIN/COMMIT round trips needed.
@@ -97,16 +104,10 @@ async def submit_report(
                     category_slug=draft.category,
                     anonymous=draft.anonymous,
                     follow_up=wants_code,
-                    description=keyring.seal(
-                        draft.description, field_context(thread_id, "description")
-                    ),
-                    occurred=keyring.seal_optional(
-                        draft.occurred, field_context(thread_id, "occurred")
-                    ),
-                    location=keyring.seal_optional(
-                        draft.location, field_context(thread_id, "location")
-                    ),
-                    contact=keyring.seal_optional(contact, field_context(thread_id, "contact")),
+                    description=description,
+                    occurred=occurred,
+                    location=location,
+                    contact=sealed_contact,
                     received_at=received_at,
                     awaiting_since=since,
                     reply_due_at=due,

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from asyncpg import Pool
-
 from confide.crypto import keyed_hash
+from confide.db import Pool
 from confide.settings import Settings
 from confide.sql import sessions as sql_sessions
 

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from asyncpg import Pool
 
 from confide.crypto import keyed_hash
+from confide.db import Pool
 from confide.errors import ConfideError, FieldError, RateLimited, ValidationFailed
 from confide.services import sessions
 from confide.services.validation import email_field

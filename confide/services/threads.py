@@ -13,9 +13,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from asyncpg import Connection, Pool, Record
+from asyncpg import Connection, Record
 
 from confide.crypto import Keyring, keyed_hash
+from confide.db import Pool
 from confide.errors import ConfideError, FieldError, NotFound, ThreadClosed, ValidationFailed
 from confide.services import deadlines, validation
 from confide.services.reports import field_context
