@@ -128,18 +128,29 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+# English names, not strftime's: strftime follows the C locale and is slow in a 50-row inbox.
+MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
 def format_when(dt: datetime | None, tz: tzinfo) -> str:
     """``25 November 2026, 2:05pm`` in the organisation's time zone."""
     if dt is None:
         return ""
     local = dt.astimezone(tz)
-    return f"{local.day} {local:%B %Y}, {format_time(dt, tz)}"
+    return f"{local.day} {MONTHS[local.month - 1]} {local.year}, {_clock(local)}"
 
 
 def format_time(dt: datetime, tz: tzinfo) -> str:
-    local = dt.astimezone(tz)
-    hour = local.hour % 12 or 12
-    return f"{hour}:{local:%M}{'am' if local.hour < 12 else 'pm'}"
+    return _clock(dt.astimezone(tz))
+
+
+def _clock(local: datetime) -> str:
+    hour = local.hour
+    return f"{hour % 12 or 12}:{local.minute:02d}{'am' if hour < 12 else 'pm'}"
 
 
 def _hours(delta: timedelta) -> str:
@@ -167,9 +178,10 @@ def format_due_words(due: datetime, tz: tzinfo) -> str:
     """ "5pm on Wednesday 30 December", as reporters read it."""
     local = due.astimezone(tz)
     hour = local.hour % 12 or 12
-    minutes = f":{local:%M}" if local.minute else ""
+    minutes = f":{local.minute:02d}" if local.minute else ""
     return (
-        f"{hour}{minutes}{'am' if local.hour < 12 else 'pm'} on {local:%A} {local.day} {local:%B}"
+        f"{hour}{minutes}{'am' if local.hour < 12 else 'pm'} on "
+        f"{WEEKDAYS[local.weekday()]} {local.day} {MONTHS[local.month - 1]}"
     )
 
 

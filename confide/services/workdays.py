@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -40,20 +40,42 @@ class WorkingCalendar:
     def for_org(cls, org: Organisation, region: str | None = None) -> WorkingCalendar:
         return cls(region or org.region, org.timezone, org.opens, org.closes, org.closure_days)
 
-    @property
+    @cached_property
     def day_length(self) -> timedelta:
         return datetime.combine(date.min, self.closes) - datetime.combine(date.min, self.opens)
 
     def is_working_day(self, day: date) -> bool:
-        if day.weekday() >= 5 or day in self.closure_days:
-            return False
-        return not _is_bank_holiday(self.region, day)
+        return self._day(day)[0]
 
     def _opening(self, day: date) -> datetime:
-        return datetime.combine(day, self.opens, self.tz)
+        return self._day(day)[1]
 
     def _closing(self, day: date) -> datetime:
-        return datetime.combine(day, self.closes, self.tz)
+        return self._day(day)[2]
+
+    @cached_property
+    def _days(self) -> dict[date, tuple[bool, datetime, datetime]]:
+        return {}
+
+    def _day(self, day: date) -> tuple[bool, datetime, datetime]:
+        """Whether ``day`` is a working day, and its opening and closing, computed once per day.
+
+        A staff inbox asks about the same few days hundreds of times per page.
+        """
+        days = self._days
+        found = days.get(day)
+        if found is None:
+            working = day.weekday() < 5 and day not in self.closure_days
+            working = working and not _is_bank_holiday(self.region, day)
+            found = (
+                working,
+                datetime.combine(day, self.opens, self.tz),
+                datetime.combine(day, self.closes, self.tz),
+            )
+            if len(days) >= 20_000:  # about 55 years of days: never in practice
+                days.clear()
+            days[day] = found
+        return found
 
     def next_opening(self, moment: datetime) -> datetime:
         """``moment`` if it is inside working time, else the next opening after it."""
