@@ -191,6 +191,28 @@ async def test_escalation_alerts_managers_once_and_sends_one_digest_per_team(
         assert [t["reference"] for t in (await resp.json())["threads"]] == [first["reference"]]
 
 
+async def test_a_manager_gets_one_mail_for_all_threads_that_went_overdue_in_a_pass(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    smtp: SmtpSink,
+) -> None:
+    manager = add_staff(stack, "mia@example.org", "safety", role="manager")
+    words = f"CANARY{secrets.token_hex(6).upper()}"
+    sent = [await report(http, description=f"Report {n} {words}") for n in range(3)]
+    result = confide_cli(stack, "escalate", "--as-of", "2027-03-10T10:00")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["overdue_alerts"] == 3  # three threads, one manager
+    kick_relay(stack)
+    [alert] = smtp.wait_for(lambda m: "Overdue" in str(m["Subject"]))
+    await asyncio.sleep(1)
+    assert len(smtp.to(manager.email)) == 1
+    assert "3 threads" in str(alert["Subject"])
+    body = alert.get_content()
+    for one in sent:
+        assert f"/staff/threads/{one['reference']}" in body
+    assert words not in smtp.raw()
+
+
 async def test_digests_survive_a_killed_worker_and_an_emptied_redis(
     stack: Stack,
     http: aiohttp.ClientSession,

@@ -4,6 +4,7 @@ notes or contact details (the acknowledgement goes only to the reporter's own ad
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -25,12 +26,56 @@ def _when(calendar: WorkingCalendar, moment: Any) -> str:
     return f"{local:%a} {local.day} {local:%b} {hour}:{local:%M}{'am' if local.hour < 12 else 'pm'}"
 
 
+MAX_LISTED = 200  # a mail lists at most this many threads; the Escalations page has them all
+
+
+def _payload(row: Record) -> dict[str, Any]:
+    payload = row["payload"]
+    found = json.loads(payload) if isinstance(payload, str) else payload
+    return found if isinstance(found, dict) else {}
+
+
+async def _overdue_alert(
+    conn: Connection, settings: Settings, calendar: WorkingCalendar, row: Record
+) -> EmailMessage | None:
+    """One mail to a manager for the team's threads that went overdue in one pass."""
+    to = await sql_staff.active_email(conn, row["staff_id"])
+    team = await sql_org.team(conn, row["team_id"])
+    if not to or team is None:
+        return None
+    as_of = datetime.fromisoformat(str(_payload(row).get("as_of", "")))
+    threads = await sql_deadlines.newly_overdue(conn, team["id"], as_of)
+    if not threads:
+        return None  # every one was answered (or closed) before the mail went out
+    base = settings.base_url
+    if len(threads) == 1:
+        only = threads[0]
+        subject = f"Overdue: {only['reference']} ({only['category_name']})"
+    else:
+        subject = f"Overdue: {len(threads)} threads in {team['name']}"
+    lines = [
+        f"These threads in {team['name']} are past the 2-working-day limit for a reply:",
+        "",
+    ]
+    for t in threads[:MAX_LISTED]:
+        lines.append(
+            f"- {t['reference']}  {t['category_name']}; due {_when(calendar, t['reply_due_at'])}"
+            f"\n  {base}/staff/threads/{t['reference']}"
+        )
+    if len(threads) > MAX_LISTED:
+        lines.append(f"… and {len(threads) - MAX_LISTED} more.")
+    lines += ["", f"Escalations page: {base}/staff/escalations", ""]
+    return mail.compose(settings, row["id"], to=to, subject=subject, text="\n".join(lines))
+
+
 async def render(
     conn: Connection, settings: Settings, keyring: Keyring, calendar: WorkingCalendar, row: Record
 ) -> EmailMessage | None:
     """The mail for an outbox row, or None when there is nobody to send it to."""
     kind = row["kind"]
     base = settings.base_url
+    if kind == "overdue_alert" and row["thread_id"] is None:
+        return await _overdue_alert(conn, settings, calendar, row)
     if kind in ("new_report", "new_message", "overdue_alert"):
         thread = await sql_threads.for_mail(conn, row["thread_id"])
         if thread is None:
@@ -71,8 +116,7 @@ async def render(
         team = await sql_org.team(conn, row["team_id"])
         if team is None or not team["email"]:
             return None
-        payload = row["payload"]
-        day = (json.loads(payload) if isinstance(payload, str) else payload).get("day", "")
+        day = _payload(row).get("day", "")
         threads = await sql_deadlines.digest_threads(conn, team["id"])
         lines = [
             f"Threads nearing or past the 2-working-day limit for {team['name']} ({day}),",

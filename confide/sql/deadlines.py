@@ -39,11 +39,18 @@ async def clock(conn: Connection, thread_id: UUID) -> Record | None:
 
 
 async def escalate(conn: Connection, as_of: datetime) -> tuple[int, int]:
-    """Mark nearing and overdue threads as of ``as_of`` and queue one alert per (overdue thread,
-    deadline, manager of its team), in one statement. Returns (threads changed, alerts queued).
+    """Mark nearing and overdue threads as of ``as_of``, and alert each manager of a team once
+    about the team's threads that became overdue in this pass, in one statement.
 
-    Idempotent: a second pass (or a second beat) finds nothing left to change, and the alerts'
-    unique keys keep them single. Only counts come back, so memory stays flat.
+    A manager gets one outbox row per pass (unique key per team, manager and pass) that covers
+    every thread of the team that went overdue in it; the mail lists them from the threads'
+    ``escalated_at``. So each thread is alerted once per manager, and a pass that finds 500
+    overdue threads sends a manager one mail, not 500. Returns (threads changed, thread alerts:
+    overdue threads times the managers told about them).
+
+    Idempotent: the UPDATE changes a thread's state once (a concurrent pass waits on the row lock
+    and then finds nothing to change), and the unique key keeps a row single. Only counts come
+    back, so memory stays flat.
     """
     row = await conn.fetchrow(
         """WITH changed AS (
@@ -54,47 +61,60 @@ async def escalate(conn: Connection, as_of: datetime) -> tuple[int, int]:
                  AND t.escalation <> 'overdue'
                  AND t.escalation <> CASE WHEN t.reply_due_at <= $1 THEN 'overdue'
                                           ELSE 'nearing' END
-               RETURNING t.id, t.team_id, t.escalation, t.reply_due_at
+               RETURNING t.team_id, t.escalation
+           ), overdue AS (
+               SELECT team_id, count(*) AS threads FROM changed
+               WHERE escalation = 'overdue' GROUP BY team_id
            ), alerts AS (
-               INSERT INTO outbox (id, kind, dedupe_key, thread_id, team_id, staff_id)
+               INSERT INTO outbox (id, kind, dedupe_key, team_id, staff_id, payload)
                SELECT gen_random_uuid(), 'overdue_alert',
-                      'overdue:' || c.id || ':' || extract(epoch FROM c.reply_due_at)::bigint
-                          || ':' || s.id,
-                      c.id, c.team_id, s.id
-               FROM changed c JOIN staff_teams st ON st.team_id = c.team_id
+                      'overdue:' || o.team_id || ':' || s.id || ':'
+                          || extract(epoch FROM $1::timestamptz)::bigint,
+                      o.team_id, s.id,
+                      jsonb_build_object('as_of', $1::timestamptz, 'threads', o.threads)
+               FROM overdue o JOIN staff_teams st ON st.team_id = o.team_id
                JOIN staff s ON s.id = st.staff_id AND s.role = 'manager' AND s.active
-               WHERE c.escalation = 'overdue'
                ON CONFLICT (dedupe_key) DO NOTHING
-               RETURNING 1
+               RETURNING (payload ->> 'threads')::bigint AS threads
            )
            SELECT (SELECT count(*) FROM changed) AS changed,
-                  (SELECT count(*) FROM alerts) AS alerts""",
+                  (SELECT coalesce(sum(threads), 0) FROM alerts) AS alerts""",
         as_of,
     )
     return int(row["changed"]), int(row["alerts"])
 
 
 async def refresh_summary(conn: Connection, as_of: datetime) -> list[Record]:
-    """Recount each team's awaiting/nearing/overdue threads once, store and return the counts."""
+    """Recount each team's awaiting/nearing/overdue threads once, store and return the counts.
+
+    Two statements on purpose: a query that writes (an INSERT in a CTE) never runs in parallel,
+    and the count over every awaiting thread is the part worth two workers.
+    """
     rows: list[Record] = await conn.fetch(
-        """WITH counts AS (
-               SELECT tm.id, tm.slug,
-                      count(t.id) AS awaiting,
-                      count(t.id) FILTER (WHERE t.escalation = 'nearing') AS nearing,
-                      count(t.id) FILTER (WHERE t.escalation = 'overdue') AS overdue
-               FROM teams tm LEFT JOIN threads t
-                 ON t.team_id = tm.id AND t.reply_due_at IS NOT NULL AND t.status <> 'closed'
-               GROUP BY tm.id, tm.slug
-           ), stored AS (
-               INSERT INTO team_deadline_summary (team_id, awaiting, nearing, overdue, updated_at)
-               SELECT id, awaiting, nearing, overdue, $1 FROM counts
-               ON CONFLICT (team_id) DO UPDATE SET awaiting = EXCLUDED.awaiting,
-                   nearing = EXCLUDED.nearing, overdue = EXCLUDED.overdue,
-                   updated_at = EXCLUDED.updated_at
-               RETURNING 1
+        """WITH per_team AS (
+               SELECT team_id, count(*) AS awaiting,
+                      count(*) FILTER (WHERE escalation = 'nearing') AS nearing,
+                      count(*) FILTER (WHERE escalation = 'overdue') AS overdue
+               FROM threads WHERE reply_due_at IS NOT NULL AND status <> 'closed'
+               GROUP BY team_id
            )
-           SELECT slug, nearing, overdue, (SELECT count(*) FROM stored) AS stored
-           FROM counts ORDER BY slug""",
+           SELECT tm.id, tm.slug, coalesce(p.awaiting, 0) AS awaiting,
+                  coalesce(p.nearing, 0) AS nearing, coalesce(p.overdue, 0) AS overdue
+           FROM teams tm LEFT JOIN per_team p ON p.team_id = tm.id
+           ORDER BY tm.slug"""
+    )
+    await conn.execute(
+        """INSERT INTO team_deadline_summary (team_id, awaiting, nearing, overdue, updated_at)
+           SELECT id, awaiting, nearing, overdue, $5
+           FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::bigint[])
+                AS c(id, awaiting, nearing, overdue)
+           ON CONFLICT (team_id) DO UPDATE SET awaiting = EXCLUDED.awaiting,
+               nearing = EXCLUDED.nearing, overdue = EXCLUDED.overdue,
+               updated_at = EXCLUDED.updated_at""",
+        [r["id"] for r in rows],
+        [r["awaiting"] for r in rows],
+        [r["nearing"] for r in rows],
+        [r["overdue"] for r in rows],
         as_of,
     )
     return rows
@@ -111,20 +131,36 @@ async def summary(conn: Connection) -> list[Record]:
 
 
 async def queue_digests(conn: Connection, day: str) -> list[str]:
-    """One digest per (team, day) for every team with nearing or overdue threads."""
+    """One digest per (team, day) for every team with nearing or overdue threads.
+
+    Reads the summary that :func:`refresh_summary` wrote earlier in the same transaction, so the
+    threads are not scanned a second time.
+    """
     rows = await conn.fetch(
         """INSERT INTO outbox (id, kind, dedupe_key, team_id, payload)
            SELECT gen_random_uuid(), 'digest', 'digest:' || tm.slug || ':' || $1, tm.id,
                   jsonb_build_object('day', $1::text)
-           FROM teams tm
-           WHERE tm.active AND tm.email <> '' AND EXISTS (
-               SELECT 1 FROM threads t WHERE t.team_id = tm.id AND t.escalation <> 'none'
-                 AND t.status <> 'closed' AND t.reply_due_at IS NOT NULL)
+           FROM teams tm JOIN team_deadline_summary s ON s.team_id = tm.id
+           WHERE tm.active AND tm.email <> '' AND s.nearing + s.overdue > 0
            ON CONFLICT (dedupe_key) DO NOTHING
            RETURNING (SELECT slug FROM teams WHERE id = team_id) AS slug""",
         day,
     )
     return [r["slug"] for r in rows]
+
+
+async def newly_overdue(conn: Connection, team_id: int, as_of: datetime) -> list[Record]:
+    """The team's threads that became overdue in the pass at ``as_of`` and still are."""
+    rows: list[Record] = await conn.fetch(
+        """SELECT t.reference, c.name AS category_name, t.reply_due_at
+           FROM threads t JOIN categories c ON c.slug = t.category_slug
+           WHERE t.team_id = $1 AND t.escalation = 'overdue' AND t.escalated_at = $2
+             AND t.status <> 'closed'
+           ORDER BY t.reply_due_at, t.reference""",
+        team_id,
+        as_of,
+    )
+    return rows
 
 
 async def digest_threads(conn: Connection, team_id: int) -> list[Record]:
