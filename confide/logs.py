@@ -10,13 +10,19 @@ address or query string. Three layers make sure of that:
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
+import threading
+import time
 import traceback
 from collections.abc import MutableMapping
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+import orjson
 import structlog
 
 ALLOWED_FIELDS = frozenset(
@@ -95,12 +101,85 @@ def _foreign_record(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+class LineWriter:
+    """structlog's output: one JSON line per call, written to ``stream``.
+
+    With ``coalesce`` (the web process, whose loop runs for its whole life), lines logged on the
+    event loop's thread are written together at the end of the loop iteration, in one write and
+    one flush: a busy web process logs thousands of lines a second, and a system call per line
+    cost it more than rendering them. Other threads, and processes that run loops only briefly
+    (worker, beat, CLI), write and flush each line at once. Lines still waiting are written at exit.
+    """
+
+    def __init__(self, stream: Any, *, coalesce: bool = False) -> None:
+        self._stream = stream
+        self._coalesce = coalesce
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._scheduled = False
+        atexit.register(self.flush)
+
+    def msg(self, message: str) -> None:
+        try:
+            if not self._coalesce:
+                raise RuntimeError
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            with self._lock:
+                self._stream.write(message + "\n")
+                self._stream.flush()
+            return
+        with self._lock:
+            self._pending.append(message)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._pending = self._pending, []
+            self._scheduled = False
+            if lines:
+                self._stream.write("\n".join(lines) + "\n")
+                self._stream.flush()
+
+    debug = info = warning = warn = error = err = critical = exception = fatal = log = msg
+
+
+class _Timestamp:
+    """``timestamp``: ISO 8601 UTC with microseconds and ``Z``, as structlog's TimeStamper writes
+    it, with the date and time up to the second formatted once per second."""
+
+    def __init__(self) -> None:
+        self._cached = (-1, "")  # one tuple, so threads never see a second with another's text
+
+    def __call__(
+        self, _: Any, __: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        now = time.time()
+        second = int(now)
+        cached_second, prefix = self._cached
+        if second != cached_second:
+            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._cached = (second, prefix)
+        event["timestamp"] = f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
+        return event
+
+
+def _render(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
+    """One JSON object, keys sorted; values orjson cannot encode become their ``str``."""
+    return orjson.dumps(event, default=str, option=orjson.OPT_SORT_KEYS).decode()
+
+
 def _logger_name(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     event["logger"] = event.pop("logger_name", "confide")
     return event
 
 
-def configure(component: str, level: str = "INFO", stream: Any = None) -> None:
+def configure(
+    component: str, level: str = "INFO", stream: Any = None, *, coalesce: bool = False
+) -> None:
     """JSON lines on stdout (or ``stream``) for every logger in the process.
 
     Our own loggers are structlog's native filtering loggers writing straight to the stream: a
@@ -109,7 +188,8 @@ def configure(component: str, level: str = "INFO", stream: Any = None) -> None:
     allow-list and JSON renderer.
     """
     out = stream or sys.stdout
-    timestamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    writer = LineWriter(out, coalesce=coalesce)
+    timestamp = _Timestamp()
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
             structlog.contextvars.merge_contextvars,
@@ -121,7 +201,7 @@ def configure(component: str, level: str = "INFO", stream: Any = None) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _allow_list,
-            structlog.processors.JSONRenderer(sort_keys=True),
+            _render,
         ],
     )
     handler = logging.StreamHandler(out)
@@ -138,9 +218,9 @@ def configure(component: str, level: str = "INFO", stream: Any = None) -> None:
             structlog.processors.add_log_level,
             timestamp,
             _allow_list,
-            structlog.processors.JSONRenderer(sort_keys=True),
+            _render,
         ],
-        logger_factory=structlog.WriteLoggerFactory(file=out),
+        logger_factory=lambda *_: writer,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,
     )

@@ -17,7 +17,7 @@ from webapp.app import create_app
 def main() -> int:
     try:
         settings = Settings.from_env()
-        logs.configure("web", settings.log_level)
+        logs.configure("web", settings.log_level, coalesce=True)
         app = create_app(settings)
     except ConfigError as exc:
         print(f"confide: {exc}", file=sys.stderr)
