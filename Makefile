@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench lock messages clean browser-deps
+.PHONY: install run test lint bench chaos lock messages clean browser-deps
 
 $(STAMP): requirements/dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Confide needs CPython 3.11 or 3.12 on PATH"; exit 1; }
@@ -38,6 +38,10 @@ lint: install
 ## Benchmarks: figures printed as ratios to a bare baseline measured in the same run.
 bench: install
 	$(BIN)/python -m bench
+
+## Attack a private copy of the system (kills, restarts, outages) and print what was lost.
+chaos: install
+	$(BIN)/python -m chaos
 
 ## Regenerate the hash-pinned lock file (no index or download URLs in it).
 lock:

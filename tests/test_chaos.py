@@ -1,0 +1,45 @@
+"""Nothing accepted is lost and nothing is done twice, while the system is attacked (issue 7).
+
+The short run of ``make chaos``: 200 reports, 40 reporter messages and 40 replies from 20
+clients, while worker processes are SIGKILLed every 3–7 s, Redis is killed and restarted on its
+AOF and then empty, and PostgreSQL stops for 5 s; all on the harness's own private servers. Then
+the same attack with the outbox relay and late acks switched off, which must lose work: a
+harness that cannot see a loss proves nothing. Timings are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_an_attacked_system_loses_nothing_and_the_negative_control_does() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "chaos", "--short"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "chaos-short.txt").write_text(output)
+    print(output)
+    assert result.returncode == 0, output[-4000:]
+    product = output.split("== crash and restart: negative control", 1)[0]
+    for figure in (
+        "acknowledged_but_missing",
+        "duplicate_reports",
+        "duplicate_messages",
+        "undelivered_effects",
+        "duplicate_effects",
+        "5xx other than 503",
+    ):
+        line = next(x for x in product.splitlines() if x.strip().startswith(figure))
+        assert line.split()[-1] == "0", line
+    assert "the harness saw the control's losses" in output
