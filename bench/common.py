@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import base64
 import contextlib
 import http.client
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -30,11 +28,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from confide import devservices
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "confide_bench"
 BENCH_REDIS_DB = 12
-# Settings that would leak from the caller's shell into the processes we start.
-_OWN_ENV_PREFIXES = ("CONFIDE_", "DATABASE_URL", "REDIS_URL", "SMTP_URL", "PORT")
+# Settings that would leak from the caller's shell into the processes we start are dropped by
+# devservices.foreign_environ().
 
 
 # --- Results -----------------------------------------------------------------------------------
@@ -389,7 +389,7 @@ class Context:
 
     def base_env(self) -> dict[str, str]:
         """The caller's environment without Confide's own settings."""
-        return {k: v for k, v in os.environ.items() if not k.startswith(_OWN_ENV_PREFIXES)}
+        return devservices.foreign_environ()
 
     def confide_env(self, port: int, **extra: str) -> dict[str, str]:
         """Environment for one Confide process; every process of a run shares its keys."""
@@ -434,10 +434,7 @@ async def _execute(dsn: str, query: str) -> None:
 
 def _new_secrets() -> dict[str, str]:
     return {
-        "CONFIDE_ENCRYPTION_KEYS": "bench1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-        "CONFIDE_LOOKUP_KEY": secrets.token_urlsafe(32),
-        "CONFIDE_CODE_PEPPER": secrets.token_urlsafe(32),
-        "CONFIDE_SESSION_KEY": secrets.token_urlsafe(32),
+        **devservices.fresh_keys("bench1"),
         # The bench measures the submission path, not the abuse limits (issue 3).
         "CONFIDE_SUBMIT_PER_CLIENT_PER_HOUR": "1000000000",
         "CONFIDE_SUBMIT_GLOBAL_PER_MINUTE": "1000000000",

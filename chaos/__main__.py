@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from chaos import bruteforce, crash
+from chaos import bruteforce, canary, crash
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="the kill schedule's seed")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument(
-        "--only", choices=["crash", "bruteforce"], help="one part (default: all that apply)"
+        "--only",
+        choices=["crash", "canary", "bruteforce"],
+        help="one part (default: all; --short leaves out the brute force)",
     )
     args = parser.parse_args(argv)
     size = (200, 40, 40) if args.short else (1000, 200, 200)
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.only in (None, "crash"):
             failed += _crash(args.seed, size, duration, args.short, scratch)
+        if args.only in (None, "canary"):
+            failed += _canary(scratch)
         if args.only == "bruteforce" or (args.only is None and not args.short):
             attacks = asyncio.run(
                 bruteforce.run(scratch / "bruteforce", seconds=20.0 if args.short else 60.0)
@@ -55,6 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     for reason in failed:
         print(f"FAILED: {reason}")
     return 1 if failed else 0
+
+
+def _canary(scratch: Path) -> list[str]:
+    failed = []
+    broken = canary.self_test()
+    if broken:
+        failed.append(f"the scanner misses encodings: {', '.join(broken)}")
+    result = asyncio.run(canary.run(scratch / "canary"))
+    print(result.describe(), flush=True)
+    if result.forbidden:
+        failed.append(f"{result.forbidden} canary hits outside their allowed cells")
+    if result.planted_missing:
+        failed.append(f"the planted canary was not found in {', '.join(result.planted_missing)}")
+    return failed
 
 
 def _crash(

@@ -11,7 +11,6 @@ PostgreSQL, the SMTP server and the clients' records (see docs/reliability.md).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import random
 import secrets
@@ -29,6 +28,7 @@ import asyncpg
 
 from chaos.procs import ROOT, Proc
 from chaos.servers import PrivatePostgres, PrivateRedis, SmtpSink, free_port
+from confide import devservices
 
 MAIL_KINDS = ("new_report", "new_message", "acknowledgement", "digest", "overdue_alert")
 MAIL_DOMAIN = "chaos.example"
@@ -112,11 +112,8 @@ class System:
         self.pg.start()
         self.redis.start()
         self.smtp.start()
-        env = {
-            k: v
-            for k, v in __import__("os").environ.items()
-            if not k.startswith(("CONFIDE_", "DATABASE_URL", "REDIS_URL", "SMTP_URL"))
-        }
+        env = devservices.foreign_environ()
+        env.update(devservices.fresh_keys("c1"))
         env.update(
             DATABASE_URL=self.pg.url,
             REDIS_URL=self.redis.url,
@@ -125,10 +122,6 @@ class System:
             PORT=str(self.port),
             CONFIDE_ENV="development",
             CONFIDE_DATA_DIR=str(self.root / "data"),
-            CONFIDE_ENCRYPTION_KEYS="c1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-            CONFIDE_LOOKUP_KEY=secrets.token_urlsafe(32),
-            CONFIDE_CODE_PEPPER=secrets.token_urlsafe(32),
-            CONFIDE_SESSION_KEY=secrets.token_urlsafe(32),
             CONFIDE_ARGON2_TIME_COST="1",
             CONFIDE_ARGON2_MEMORY_KIB="1024",
             # 20 clients on one address: the limits are not what this run measures.

@@ -194,12 +194,14 @@ class SmtpSink:
 
     port: int = field(default_factory=free_port)
     received: list[Received] = field(default_factory=list)
+    raw_messages: list[bytes] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Any = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content)
         with self._lock:
+            self.raw_messages.append(bytes(envelope.content))
             self.received.append(
                 Received(str(message.get("Message-ID", "")), str(message.get("Subject", "")))
             )
@@ -212,6 +214,10 @@ class SmtpSink:
     def stop(self) -> None:
         if self._controller is not None:
             self._controller.stop()
+
+    def raw(self) -> list[bytes]:
+        with self._lock:
+            return list(self.raw_messages)
 
     def message_ids(self) -> list[str]:
         with self._lock:

@@ -9,6 +9,7 @@ folders of the data dir world-traversable (o+rx).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import secrets
@@ -34,6 +35,26 @@ class Embedded:
         while self._stops:
             with contextlib.suppress(Exception):  # best effort on shutdown
                 self._stops.pop()()
+
+
+OWN_ENV_PREFIXES = ("CONFIDE_", "DATABASE_URL", "REDIS_URL", "SMTP_URL", "PORT")
+
+
+def foreign_environ(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment without Confide's own settings, for a stack that sets its own."""
+    source = os.environ if environ is None else environ
+    return {k: v for k, v in source.items() if not k.startswith(OWN_ENV_PREFIXES)}
+
+
+def fresh_keys(key_id: str = "dev1") -> dict[str, str]:
+    """New random values for the four secret settings (tests, bench, chaos, first run)."""
+    return {
+        "CONFIDE_ENCRYPTION_KEYS": f"{key_id}:"
+        + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "CONFIDE_LOOKUP_KEY": secrets.token_urlsafe(32),
+        "CONFIDE_CODE_PEPPER": secrets.token_urlsafe(32),
+        "CONFIDE_SESSION_KEY": secrets.token_urlsafe(32),
+    }
 
 
 def free_port() -> int:

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import email
 import email.message
@@ -279,11 +278,8 @@ def stack(
     artifacts.mkdir(parents=True)
     data_dir = tmp_path_factory.mktemp("confide-data")
     port = devservices.free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CONFIDE_", "DATABASE_URL", "REDIS_URL", "SMTP_URL"))
-    }
+    env = devservices.foreign_environ()
+    env.update(devservices.fresh_keys("t1"))
     env.update(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
@@ -292,10 +288,6 @@ def stack(
         PORT=str(port),
         CONFIDE_ENV="development",
         CONFIDE_DATA_DIR=str(data_dir),
-        CONFIDE_ENCRYPTION_KEYS="t1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-        CONFIDE_LOOKUP_KEY=secrets.token_urlsafe(32),
-        CONFIDE_CODE_PEPPER=secrets.token_urlsafe(32),
-        CONFIDE_SESSION_KEY=secrets.token_urlsafe(32),
         # argon2 uses tiny parameters in tests, on the same code path.
         CONFIDE_ARGON2_TIME_COST="1",
         CONFIDE_ARGON2_MEMORY_KIB="64",

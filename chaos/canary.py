@@ -1,0 +1,355 @@
+"""Canary scan: what a reporter typed, their address, user agent and code, searched in every sink.
+
+Ten reporters each send a report, log in, write a message and get a reply, with canaries of their
+own in the report text, the message, the reply, the ``User-Agent`` and the source address
+(127.0.3.n); the wrong codes tried and the real code are canaries too. The run also downloads the
+reminder (.ics), runs the escalation pass at digest time (digest and alert mails), sends malformed
+raw HTTP that carries canaries, and a request PostgreSQL rejects (a NUL in the report text).
+
+Then every sink is collected and searched raw, case-folded, base64 (standard and URL-safe, each of
+the three alignments), quoted-printable, URL-encoded, JSON-escaped and hex, and for the sha256 of
+each address and code. A canary planted on purpose in each sink that can take one (PostgreSQL,
+Redis, the mail server, a log) must be found: that is the positive control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import os
+import quopri
+import secrets
+import socket
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import aiohttp
+import asyncpg
+import redis
+
+from chaos.crash import STAFF_EMAIL, Plan, System, _drain
+
+REPORTERS = 10
+# Where each kind of canary may appear. Every other (canary, sink) cell must stay empty; the code
+# appears only on its one receipt page, which is an HTTP response and not a sink.
+ALLOWED: dict[str, set[str]] = {"planted": {"*"}}
+
+
+@dataclass
+class Canaries:
+    by_kind: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, kind: str, value: str) -> str:
+        self.by_kind.setdefault(kind, []).append(value)
+        return value
+
+
+def _tag(kind: str) -> str:
+    return f"Cnry{kind}{secrets.token_hex(5).upper()}"
+
+
+def variants(value: str) -> dict[str, bytes]:
+    """The forms a string can take in a sink."""
+    raw = value.encode()
+    found = {
+        "raw": raw,
+        "url": quote_plus(value).encode(),
+        "url-path": quote(value).encode(),
+        "json": json.dumps(value)[1:-1].encode(),
+        "qp": quopri.encodestring(raw).rstrip(b"=\n"),
+        "hex": binascii.hexlify(raw),
+        "HEX": binascii.hexlify(raw).upper(),
+    }
+    for name, encode in (("b64", base64.b64encode), ("b64url", base64.urlsafe_b64encode)):
+        for shift in range(3):
+            encoded = encode(b"\0" * shift + raw)
+            # Drop the characters that depend on neighbouring bytes at either end.
+            start = (shift * 4 + 2) // 3 + 1 if shift else 0
+            inner = encoded[start : len(encoded) - 4]
+            # Too little left of a short value (an address) would match unrelated text.
+            if len(inner) >= 16:
+                found[f"{name}+{shift}"] = inner
+    return found
+
+
+def _hashes(value: str) -> dict[str, bytes]:
+    digest = hashlib.sha256(value.encode())
+    return {"sha256": digest.hexdigest().encode(), "sha256-raw": digest.digest()}
+
+
+def scan(blob: bytes, value: str, *, hashed: bool = False, lower: bytes | None = None) -> list[str]:
+    """The forms of ``value`` found in ``blob`` (``lower``: ``blob.lower()``, if already made)."""
+    lower = blob.lower() if lower is None else lower
+    hits = [name for name, form in variants(value).items() if form and form in blob]
+    if value.lower().encode() in lower and "raw" not in hits:
+        hits.append("casefold")
+    if hashed:
+        hits += [name for name, form in _hashes(value).items() if form in blob]
+    return hits
+
+
+# --- Driving every path --------------------------------------------------------------------------
+
+
+async def _drive(system: System, canaries: Canaries) -> None:
+    async with aiohttp.ClientSession(base_url=system.base_url) as staff_http:
+        async with staff_http.post(
+            "/api/v1/staff/session", json={"email": STAFF_EMAIL, "password": system.staff_password}
+        ) as resp:
+            staff = {"Authorization": f"Bearer {(await resp.json())['token']}"}
+        for n in range(1, REPORTERS + 1):
+            address = canaries.add("address", f"127.0.3.{n}")
+            agent = canaries.add("user_agent", _tag("UA"))
+            connector = aiohttp.TCPConnector(local_addr=(address, 0))
+            async with aiohttp.ClientSession(
+                base_url=system.base_url, connector=connector, headers={"User-Agent": agent}
+            ) as http:
+                async with http.post(
+                    "/api/v1/reports",
+                    json={
+                        "category": "safety",
+                        "description": canaries.add("report", _tag("Report")),
+                        "location": canaries.add("report", _tag("Where")),
+                        "anonymous": True,
+                        "follow_up": True,
+                    },
+                ) as resp:
+                    receipt = await resp.json()
+                code = canaries.add("code", receipt["code"])
+                canaries.add("code", code.replace("-", ""))
+                wrong = canaries.add("wrong_code", code[:-4] + "ZZZZ")
+                async with http.post("/api/v1/reporter/session", json={"code": wrong}) as resp:
+                    assert resp.status in (401, 429), resp.status
+                async with http.post("/api/v1/reporter/session", json={"code": code}) as resp:
+                    token = (await resp.json())["token"]
+                reporter = {"Authorization": f"Bearer {token}"}
+                async with http.post(
+                    "/api/v1/reporter/messages",
+                    json={"body": canaries.add("message", _tag("Msg"))},
+                    headers=reporter,
+                ) as resp:
+                    assert resp.status == 201, resp.status
+                async with staff_http.post(
+                    f"/api/v1/staff/threads/{receipt['reference']}/messages",
+                    json={"body": canaries.add("reply", _tag("Reply"))},
+                    headers=staff,
+                ) as resp:
+                    assert resp.status == 201, resp.status
+                for _ in range(30):  # the reminder is built by a worker
+                    async with http.get("/api/v1/reporter/reminder.ics", headers=reporter) as resp:
+                        if resp.status == 200:
+                            ics = await resp.read()
+                            (system.root / f"reminder-{n}.ics").write_bytes(ics)
+                            break
+                    await asyncio.sleep(0.5)
+                # A request PostgreSQL would reject: a NUL byte in the text.
+                async with http.post(
+                    "/api/v1/reports",
+                    json={
+                        "category": "safety",
+                        "description": canaries.add("report", _tag("Nul")) + "\u0000x",
+                        "anonymous": True,
+                        "follow_up": False,
+                    },
+                ) as resp:
+                    assert resp.status < 500, resp.status
+    await asyncio.to_thread(_malformed_http, system, canaries)
+    system.cli("escalate", "--as-of", "2027-03-10T10:00")  # digests and alerts
+
+
+def _malformed_http(system: System, canaries: Canaries) -> None:
+    """Broken requests that carry canaries, over a raw socket from a canary address."""
+    address = canaries.add("address", "127.0.3.200")
+    bodies = [
+        f"POST /report/submit HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        f"User-Agent: {canaries.add('user_agent', _tag('UA'))}\r\n\r\n{_tag('Junk')}",
+        f"GET /{canaries.add('report', _tag('Path'))}\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+        f"POST /api/v1/reports HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f'Content-Length: 30\r\n\r\n{{"description": "{canaries.add("report", _tag("Bad"))}',
+        f"GET / HTTP/1.1\r\nHost: x\r\nX-Bad\x01Header: {canaries.add('report', _tag('Hdr'))}\r\n\r\n",
+    ]
+    for body in bodies:
+        with socket.create_connection(
+            ("127.0.0.1", system.port), timeout=5, source_address=(address, 0)
+        ) as sock:
+            sock.sendall(body.encode("latin-1"))
+            sock.shutdown(socket.SHUT_WR)
+            try:
+                while sock.recv(65536):
+                    pass
+            except OSError:
+                pass
+
+
+# --- Sinks ---------------------------------------------------------------------------------------
+
+
+def _files(folder: Path) -> bytes:
+    parts = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            try:
+                parts.append(path.read_bytes())
+            except OSError:
+                continue
+    return b"\n".join(parts)
+
+
+async def _plant(system: System, planted: str) -> None:
+    """The positive control: the planted canary, put where each sink keeps data."""
+    conn = await asyncpg.connect(system.pg.url)
+    try:
+        await conn.execute("CREATE TABLE IF NOT EXISTS chaos_planted (value text)")
+        await conn.execute("INSERT INTO chaos_planted VALUES ($1)", planted)
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+    client = redis.Redis.from_url(system.redis.url)
+    client.set("chaos-planted", base64.b64encode(planted.encode()))
+    client.bgrewriteaof()
+    client.close()
+    with (system.root / "logs" / "web.log").open("a") as log:
+        log.write(json.dumps({"event": "planted", "value": planted}) + "\n")
+    import smtplib
+
+    with smtplib.SMTP("127.0.0.1", system.smtp.port) as smtp:
+        smtp.sendmail(
+            "a@chaos.example",
+            ["b@chaos.example"],
+            f"Subject: planted\r\nMessage-ID: <planted@x>\r\n\r\n{planted}\r\n",
+        )
+
+
+def _sinks(system: System) -> dict[str, bytes]:
+    time.sleep(2)  # Redis's AOF rewrite and the last mails
+    dump = subprocess.run(  # noqa: S603 - Debian's or the wheel's pg_dump, our own server
+        [str(system.pg.bin / "pg_dump"), "-h", "127.0.0.1", "-p", str(system.pg.port), "-U",
+         "postgres", "confide"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout  # fmt: skip
+    client = redis.Redis.from_url(system.redis.url)
+    keys = []
+    for key in client.scan_iter(count=500):
+        keys.append(key)
+        dumped = client.dump(key)
+        if dumped:
+            keys.append(dumped)
+    client.close()
+    metrics = b""
+    try:
+        import urllib.request
+
+        with urllib.request.urlopen(system.base_url + "/metrics", timeout=5) as resp:  # noqa: S310
+            metrics = resp.read()
+    except OSError:
+        pass
+    return {
+        "pg_dump": dump,
+        "postgres data and WAL": _files(system.pg.dir),
+        "postgres log": system.pg.log.read_bytes(),
+        "redis keys": b"\n".join(keys),
+        "redis AOF/RDB": _files(system.redis.dir),
+        "logs": _files(system.root / "logs"),
+        "mail": b"\n".join(system.smtp.raw()),
+        "ics": b"\n".join(p.read_bytes() for p in sorted(system.root.glob("reminder-*.ics"))),
+        "/metrics": metrics,
+    }
+
+
+@dataclass
+class ScanResult:
+    hits: dict[tuple[str, str], Counter[str]]
+    forbidden: int
+    planted_missing: list[str]
+    sinks: dict[str, int]
+    canary_count: int
+
+    def describe(self) -> str:
+        lines = ["== canary scan"]
+        lines.append("  sinks: " + ", ".join(f"{k} {v:,} B" for k, v in self.sinks.items()))
+        lines.append(f"  canaries: {self.canary_count} values in {len(ALL_KINDS)} kinds")
+        header = f"  {'canary':<12}" + "".join(f"{s[:14]:>16}" for s in self.sinks)
+        lines.append(header)
+        for kind in (*ALL_KINDS, "planted"):
+            row = f"  {kind:<12}"
+            for sink in self.sinks:
+                found = self.hits.get((kind, sink))
+                row += f"{sum(found.values()) if found else 0:>16}"
+            lines.append(row)
+        lines.append(f"  hits outside allowed cells    {self.forbidden}")
+        lines.append(
+            "  planted canary found in       "
+            + (
+                "every sink it was planted in"
+                if not self.planted_missing
+                else f"MISSING from {', '.join(self.planted_missing)}"
+            )
+        )
+        for (kind, sink), forms in sorted(self.hits.items()):
+            if kind != "planted":
+                lines.append(f"  HIT {kind} in {sink}: {dict(forms)}")
+        return "\n".join(lines)
+
+
+ALL_KINDS = ("report", "message", "reply", "user_agent", "address", "code", "wrong_code")
+PLANTED_IN = ("pg_dump", "postgres data and WAL", "redis keys", "redis AOF/RDB", "logs", "mail")
+
+
+async def run(root: Path) -> ScanResult:
+    system = System(root, Plan(0, 0, 0))
+    try:
+        await asyncio.to_thread(system.start)
+        canaries = Canaries()
+        await _drive(system, canaries)
+        planted = _tag("Planted")
+        await _plant(system, planted)
+        await _drain(system, 90)  # the relay sends the digests and alerts
+        sinks = await asyncio.to_thread(_sinks, system)
+    finally:
+        await asyncio.to_thread(system.stop)
+    hits: dict[tuple[str, str], Counter[str]] = {}
+    forbidden = 0
+    lowered = {sink: blob.lower() for sink, blob in sinks.items()}
+    for kind, values in (*canaries.by_kind.items(), ("planted", [planted])):
+        hashed = kind in ("address", "code")
+        for value in values:
+            for sink, blob in sinks.items():
+                found = scan(blob, value, hashed=hashed, lower=lowered[sink])
+                if found:
+                    hits.setdefault((kind, sink), Counter()).update(found)
+                    allowed = ALLOWED.get(kind, set())
+                    if "*" not in allowed and sink not in allowed:
+                        forbidden += len(found)
+    missing = [s for s in PLANTED_IN if ("planted", s) not in hits]
+    return ScanResult(
+        hits,
+        forbidden,
+        missing,
+        {k: len(v) for k, v in sinks.items()},
+        sum(len(v) for v in canaries.by_kind.values()),
+    )
+
+
+def self_test() -> list[str]:
+    """Every encoding of a canary, embedded in other bytes, is found (the scanner's own check)."""
+    value = _tag("Self")
+    failures = []
+    for name, form in variants(value).items():
+        blob = os.urandom(17) + form + os.urandom(13)
+        if not scan(blob, value):
+            failures.append(name)
+    for shift in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            blob = encode(os.urandom(shift) + value.encode() + os.urandom(5))
+            if not scan(blob, value):
+                failures.append(f"{encode.__name__} at offset {shift}")
+    return failures
