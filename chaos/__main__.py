@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from chaos import bruteforce, canary, crash
+from chaos import bruteforce, canary, crash, fuzz
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument(
         "--only",
-        choices=["crash", "canary", "bruteforce"],
-        help="one part (default: all; --short leaves out the brute force)",
+        choices=["crash", "canary", "fuzz", "bruteforce"],
+        help="one part (default: all; --short leaves out fuzzing and the brute force)",
     )
     args = parser.parse_args(argv)
     size = (200, 40, 40) if args.short else (1000, 200, 200)
@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             failed += _crash(args.seed, size, duration, args.short, scratch)
         if args.only in (None, "canary"):
             failed += _canary(scratch)
+        if args.only == "fuzz" or (args.only is None and not args.short):
+            failed += _fuzz(scratch, 30 if args.short else 320)
         if args.only == "bruteforce" or (args.only is None and not args.short):
             attacks = asyncio.run(
                 bruteforce.run(scratch / "bruteforce", seconds=20.0 if args.short else 60.0)
@@ -59,6 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     for reason in failed:
         print(f"FAILED: {reason}")
     return 1 if failed else 0
+
+
+def _fuzz(scratch: Path, per_endpoint: int) -> list[str]:
+    result = asyncio.run(fuzz.run(scratch / "fuzz", per_endpoint=per_endpoint))
+    print(result.describe(), flush=True)
+    failed = [f"fuzzing: {problem} ({n})" for problem, n in result.problems.items()]
+    total = sum(result.per_endpoint.values())
+    if per_endpoint >= 300 and total < 10_000:
+        failed.append(f"fuzzing sent only {total} requests (at least 10,000 asked)")
+    return failed
 
 
 def _canary(scratch: Path) -> list[str]:

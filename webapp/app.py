@@ -25,7 +25,7 @@ from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp import i18n, routes
 from webapp.categories import CategoryCache
-from webapp.errors import error_middleware
+from webapp.errors import error_middleware, prepare_parser_error_pages
 from webapp.jobs import CodeHasher, make_client
 from webapp.keys import (
     CALENDAR,
@@ -110,6 +110,7 @@ def create_app(settings: Settings) -> web.Application:
     # The organisation is fixed for the life of the process: a global, not a context processor
     # (which would add a middleware to every request).
     env.globals["org"] = org
+    prepare_parser_error_pages(env, org)
     env.filters["when"] = lambda dt: format_when(dt, org.timezone)
     env.filters["time_of_day"] = lambda dt: format_time(dt, org.timezone)
     env.filters["waited"] = lambda dt: format_waited(dt, app[CALENDAR])

@@ -185,3 +185,67 @@ async def error_middleware(
 def _route(request: web.Request) -> str:
     info = request.match_info.route
     return info.name or (info.resource.canonical if info.resource else "") or "unmatched"
+
+
+# --- Requests aiohttp's parser rejects before any handler runs ------------------------------------
+
+PARSER_STATUSES = (400, 413, 414, 431, 500)
+_parser_pages: dict[int, bytes] = {}
+
+
+def prepare_parser_error_pages(env: Any, org: Any) -> None:
+    """Render the pages for requests that never reach the application (broken request lines,
+    headers or bodies). aiohttp would answer those with a text/plain echo of the offending bytes,
+    its version in ``Server`` and none of our security headers."""
+    template = env.get_template("errors/error.html")
+    for status in PARSER_STATUSES:
+        context = {
+            "status": status,
+            "title": TITLES.get(status, "Error"),
+            "detail": None,
+            "error_id": None,
+            "org": org,
+        }
+        _parser_pages[status] = template.render(context).encode()
+    _install_parser_error_handler()
+
+
+def _parser_error_response(request: Any, status: int) -> web.Response:
+    from webapp.security import static_security_headers
+
+    try:
+        api = str(request.path).startswith("/api/")
+    except Exception:  # the request line itself may be what failed to parse
+        api = False
+    if api:
+        response = problem(status)
+    else:
+        page = _parser_pages.get(status) or _parser_pages.get(400, b"Bad request")
+        response = web.Response(status=status, body=page, content_type="text/html", charset="utf-8")
+    response.headers.update(static_security_headers())
+    response.force_close()
+    return response
+
+
+def _install_parser_error_handler() -> None:
+    from aiohttp import web_protocol
+
+    handler_class = web_protocol.RequestHandler
+    if getattr(handler_class.handle_error, "_confide", False):
+        return
+    original = handler_class.handle_error
+
+    def handle_error(
+        self: Any,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # aiohttp's own handling first: it logs (through our allow-list, without the address)
+        # and refuses when part of a response was already sent.
+        original(self, request, status, exc, message)
+        return _parser_error_response(request, status)
+
+    handle_error._confide = True  # type: ignore[attr-defined]
+    handler_class.handle_error = handle_error  # type: ignore[method-assign]

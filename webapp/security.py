@@ -26,19 +26,29 @@ CSP = (
 FORM_TOKEN_MAX_AGE_S = 24 * 3600
 
 
+_STATIC_HEADERS = {
+    "Server": "Confide",  # no versions
+    "Content-Security-Policy": CSP,
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+}
+
+
+def static_security_headers() -> dict[str, str]:
+    """The headers every response carries whatever its request, plus ``no-store``."""
+    return {**_STATIC_HEADERS, "Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
 def security_headers(
     request: web.Request, response: web.StreamResponse, *, tls: bool, onion: str | None = None
 ) -> None:
     """Strict headers on every response, errors and static files included."""
     headers = response.headers
-    headers["Server"] = "Confide"  # no versions
-    headers["Content-Security-Policy"] = CSP
-    headers["Referrer-Policy"] = "no-referrer"
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["X-Frame-Options"] = "DENY"
-    headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    headers["Cross-Origin-Resource-Policy"] = "same-origin"
-    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), interest-cohort=()"
+    headers.update(_STATIC_HEADERS)
     if not request.path.startswith("/static/"):
         headers["Cache-Control"] = "no-store"
         headers["Pragma"] = "no-cache"

@@ -1,0 +1,343 @@
+"""Fuzzing with figures: generated requests against a private system, counted per endpoint.
+
+schemathesis generates requests for every operation of the OpenAPI document; hypothesis adds what
+a schema cannot express (raw bytes under every content type, odd codes and form fields, odd
+paths). Every response is held to the same rule as ``tests/test_fuzz.py``: no 5xx but 503, no
+traceback, and every 4xx our friendly HTML page or problem JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chaos.crash import STAFF_EMAIL, Plan, System
+
+PATHS = [
+    "/report",
+    "/report/submit",
+    "/login",
+    "/messages",
+    "/logout",
+    "/staff/login",
+    "/reminder.ics",
+    "/api/v1/reports",
+    "/api/v1/reporter/session",
+    "/api/v1/reporter/messages",
+]
+CONTENT_TYPES = [
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=xyz",
+    "application/json",
+    "text/plain",
+    "application/xml",
+    "",
+    "application/x-www-form-urlencoded; charset=latin-1",
+]
+ODD_CODES = [
+    "",
+    "0" * 15,
+    "0" * 17,
+    "X" * 10_000,
+    "７ＱＫＭ２ＸＲＤ９ＨＷＢＴ４ＮＦ",
+    "7QKM-2XRD\x00",
+    "%00",
+]
+ODD_PATHS = ["../", "..%2f", "%00", "%2e%2e/", "%ff", "//", "\\..\\", "R-%00", "?q=%00"]
+
+
+# Requests aiohttp's own parser rejects (CANARY marks bytes that must not come back).
+MALFORMED = [
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad\x01Header: CANARY\r\n\r\n",
+    b"GET /CANARY\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"BLAH /CANARY HTTP/1.1\r\n\r\n",
+    b"POST /api/v1/reports HTTP/1.1\r\nHost: x\r\nContent-Length: CANARY\r\n\r\n",
+    b"GET / HTTP/9.9\r\nHost: CANARY\r\n\r\n",
+    b"POST /report HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nCANARY\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Long: " + b"CANARY" * 2000 + b"\r\n\r\n",
+]
+
+
+def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes, read the answer: (status, lower-cased headers, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except OSError:
+            pass
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body
+
+
+def header(response: Any, name: str) -> str:
+    """requests and schemathesis responses spell headers differently."""
+    value = response.headers.get(name) or response.headers.get(name.lower()) or ""
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    return str(value)
+
+
+def problems(response: Any) -> list[str]:
+    """What is wrong with an answer to generated input (nothing, for a clear answer)."""
+    found = []
+    body = response.text
+    status = response.status_code
+    if status >= 500 and status != 503:
+        found.append(f"status {status}")
+    if "Traceback" in body or 'File "/' in body:
+        found.append("traceback in body")
+    if 400 <= status < 500:
+        kind = header(response, "Content-Type")
+        if kind.startswith("application/problem+json"):
+            try:
+                problem = response.json()
+                if problem.get("status") != status or not problem.get("title"):
+                    found.append("problem JSON without status/title")
+            except ValueError:
+                found.append("problem JSON that does not parse")
+        elif kind.startswith("text/html"):
+            if '<main id="main"' not in body:
+                found.append("4xx HTML that is not our page")
+        elif kind.startswith("text/plain"):
+            found.append("4xx text/plain (aiohttp's own parser error)")
+        else:
+            found.append(f"4xx as {kind or 'no content type'}")
+    return found
+
+
+@dataclass
+class FuzzResult:
+    per_endpoint: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    problems: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+    rss_mb: tuple[float, float] = (0.0, 0.0)
+    seconds: float = 0.0
+
+    def record(self, endpoint: str, response: Any) -> None:
+        self.per_endpoint[endpoint] += 1
+        self.statuses[response.status_code] += 1
+        for problem in problems(response):
+            self.problems[problem] += 1
+            self.examples.setdefault(problem, f"{endpoint} -> {response.status_code}")
+
+    def describe(self) -> str:
+        total = sum(self.per_endpoint.values())
+        fewest = (
+            min(self.per_endpoint.items(), key=lambda kv: kv[1]) if self.per_endpoint else ("", 0)
+        )
+        server_errors = sum(n for s, n in self.statuses.items() if s >= 500 and s != 503)
+        lines = [
+            f"== fuzzing: {total:,} generated requests in {self.seconds:.0f} s, "
+            f"{len(self.per_endpoint)} endpoints",
+            f"  fewest per endpoint          {fewest[1]} ({fewest[0]})",
+            f"  responses of 5xx (not 503)   {server_errors}",
+            f"  tracebacks in bodies         {self.problems['traceback in body']}",
+            f"  unclear 4xx                  "
+            f"{sum(n for p, n in self.problems.items() if p.startswith('4xx') or 'problem' in p)}",
+            f"  statuses                     {dict(sorted(self.statuses.items()))}",
+            f"  web RSS at start, at end     {self.rss_mb[0]:.0f} MB, {self.rss_mb[1]:.0f} MB",
+        ]
+        for problem, n in self.problems.most_common():
+            lines.append(f"  PROBLEM {problem}: {n} (e.g. {self.examples[problem]})")
+        return "\n".join(lines)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _label(operation: Any) -> str:
+    return f"{operation.method.upper()} {operation.path}"
+
+
+def _auth(operation: Any, tokens: dict[str, str]) -> dict[str, str]:
+    """A valid session for the operation's side, so generation reaches past the 401."""
+    path = operation.path
+    if path.endswith("/session"):
+        return {}  # logging in or out: no session, or it would end ours
+    for side in ("staff", "reporter"):
+        if path.startswith(f"/api/v1/{side}/"):
+            return {"Authorization": f"Bearer {tokens[side]}"}
+    return {}
+
+
+def _api_cases(
+    system: System, fuzz: settings, operation: Any, result: FuzzResult, tokens: dict[str, str]
+) -> Any:
+    label = _label(operation)
+
+    @fuzz
+    @given(case=operation.as_strategy())
+    def api_case(case: Any) -> None:
+        call = case.call(base_url=system.base_url, headers=_auth(operation, tokens), timeout=30)
+        result.record(label, call)
+
+    return api_case
+
+
+def _top_up(
+    system: System, operation: Any, result: FuzzResult, tokens: dict[str, str], wanted: int
+) -> None:
+    """Operations with a small input space (no parameters at all) run out of new examples;
+    their remaining requests are drawn from the same strategy, repeats allowed."""
+    label = _label(operation)
+    strategy = operation.as_strategy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        while result.per_endpoint[label] < wanted:
+            case = strategy.example()
+            call = case.call(base_url=system.base_url, headers=_auth(operation, tokens), timeout=30)
+            result.record(label, call)
+
+
+def _raw_bodies(system: System, fuzz: settings, path: str, result: FuzzResult) -> Any:
+    @fuzz
+    @given(kind=st.sampled_from(CONTENT_TYPES), body=st.binary(max_size=2000))
+    def raw_body(kind: str, body: bytes) -> None:
+        response = requests.post(
+            system.base_url + path,
+            data=body,
+            headers={"Content-Type": kind},
+            timeout=30,
+            allow_redirects=False,
+        )
+        result.record(f"POST {path} (raw bytes)", response)
+
+    return raw_body
+
+
+def _sessions(system: System) -> dict[str, str]:
+    staff = requests.post(
+        system.base_url + "/api/v1/staff/session",
+        json={"email": STAFF_EMAIL, "password": system.staff_password},
+        timeout=30,
+    ).json()["token"]
+    receipt = requests.post(
+        system.base_url + "/api/v1/reports",
+        json={"category": "safety", "description": "Fuzz", "anonymous": True, "follow_up": True},
+        timeout=30,
+    ).json()
+    reporter = requests.post(
+        system.base_url + "/api/v1/reporter/session", json={"code": receipt["code"]}, timeout=30
+    ).json()["token"]
+    return {"staff": staff, "reporter": reporter}
+
+
+def _fuzz(system: System, per_endpoint: int, result: FuzzResult) -> None:
+    fuzz = settings(
+        max_examples=per_endpoint,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    api = schemathesis.openapi.from_url(f"{system.base_url}/api/v1/openapi.json")
+    tokens = _sessions(system)
+    for found in api.get_all_operations():
+        operation = found.ok()  # type: ignore[union-attr]  # an invalid schema raises here
+        _api_cases(system, fuzz, operation, result, tokens)()
+        _top_up(system, operation, result, tokens, per_endpoint)
+    for path in PATHS:
+        _raw_bodies(system, fuzz, path, result)()
+
+    @fuzz
+    @given(
+        code=st.one_of(
+            st.sampled_from(ODD_CODES),
+            st.text(alphabet="0123456789ABCDEFGHJKMNPQRSTVWXYZ-", max_size=40),
+        )
+    )
+    def odd_code(code: str) -> None:
+        response = requests.post(
+            system.base_url + "/api/v1/reporter/session", json={"code": code}, timeout=30
+        )
+        result.record("POST /api/v1/reporter/session (odd codes)", response)
+        response = requests.post(
+            system.base_url + "/login", data={"code": code}, timeout=30, allow_redirects=False
+        )
+        result.record("POST /login (odd codes)", response)
+
+    odd_code()
+
+    @fuzz
+    @given(
+        prefix=st.sampled_from(["/", "/static/", "/staff/threads/", "/api/v1/staff/threads/"]),
+        suffix=st.one_of(st.sampled_from(ODD_PATHS), st.text(max_size=30)),
+    )
+    def odd_path(prefix: str, suffix: str) -> None:
+        response = requests.get(
+            system.base_url + prefix + suffix.replace("#", "%23"),
+            timeout=30,
+            allow_redirects=False,
+        )
+        result.record("GET (odd paths)", response)
+
+    odd_path()
+    _malformed(system, per_endpoint, result)
+
+
+@dataclass
+class _Raw:
+    status_code: int
+    headers: dict[str, str]
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+def _malformed(system: System, count: int, result: FuzzResult) -> None:
+    """Raw malformed HTTP over a socket: our page, our headers, no echo of what was sent."""
+    for n in range(count):
+        template = MALFORMED[n % len(MALFORMED)]
+        marker = f"Echo{n:05d}x".encode()
+        status, headers, body = raw_exchange(system.port, template.replace(b"CANARY", marker))
+        answer = _Raw(status, headers, body.decode("utf-8", "replace"))
+        result.record("raw malformed HTTP", answer)
+        if marker in body:
+            result.problems["request bytes echoed back"] += 1
+            result.examples.setdefault("request bytes echoed back", f"template {n % 7}")
+        if headers.get("server") != "Confide" or "content-security-policy" not in headers:
+            result.problems["missing security headers"] += 1
+            result.examples.setdefault("missing security headers", f"template {n % 7}")
+
+
+async def run(root: Path, *, per_endpoint: int) -> FuzzResult:
+    system = System(root, Plan(0, 0, 0))
+    result = FuzzResult()
+    try:
+        await asyncio.to_thread(system.start)
+        web = system.procs["web"].proc
+        assert web is not None
+        before = _rss_mb(web.pid)
+        started = time.monotonic()
+        await asyncio.to_thread(_fuzz, system, per_endpoint, result)
+        result.seconds = time.monotonic() - started
+        result.rss_mb = (before, _rss_mb(web.pid))
+    finally:
+        await asyncio.to_thread(system.stop)
+    return result
