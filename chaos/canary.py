@@ -161,7 +161,57 @@ async def _drive(system: System, canaries: Canaries) -> None:
                 ) as resp:
                     assert resp.status < 500, resp.status
     await asyncio.to_thread(_malformed_http, system, canaries)
+    await _forced_failures(system, canaries)
     system.cli("escalate", "--as-of", "2027-03-10T10:00")  # digests and alerts
+
+
+async def _forced_failures(system: System, canaries: Canaries) -> None:
+    """A database error and a task failure, each while a canary is in flight."""
+    address = canaries.add("address", "127.0.3.201")
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with aiohttp.ClientSession(base_url=system.base_url, connector=connector) as http:
+        # The database error: the threads table locked past the web's statement timeout.
+        locker = await asyncpg.connect(system.pg.url)
+        try:
+            async with locker.transaction():
+                await locker.execute("LOCK TABLE threads IN ACCESS EXCLUSIVE MODE")
+                async with http.post(
+                    "/api/v1/reports",
+                    json={
+                        "category": "safety",
+                        "description": canaries.add("report", _tag("Locked")),
+                        "anonymous": True,
+                        "follow_up": False,
+                    },
+                ) as resp:
+                    assert resp.status == 503, resp.status
+        finally:
+            await locker.close()
+        # The task failure: the mail server away while a report's alert is sent.
+        system.smtp.stop()
+        try:
+            async with http.post(
+                "/api/v1/reports",
+                json={
+                    "category": "safety",
+                    "description": canaries.add("report", _tag("SmtpDown")),
+                    "anonymous": True,
+                    "follow_up": False,
+                },
+            ) as resp:
+                assert resp.status == 201, resp.status
+            conn = await asyncpg.connect(system.pg.url)
+            try:
+                for _ in range(60):  # until a delivery attempt has failed and been recorded
+                    if await conn.fetchval(
+                        "SELECT count(*) FROM outbox WHERE last_error IS NOT NULL"
+                    ):
+                        break
+                    await asyncio.sleep(0.5)
+            finally:
+                await conn.close()
+        finally:
+            system.smtp.start()
 
 
 def _malformed_http(system: System, canaries: Canaries) -> None:
@@ -306,6 +356,7 @@ PLANTED_IN = ("pg_dump", "postgres data and WAL", "redis keys", "redis AOF/RDB",
 
 async def run(root: Path) -> ScanResult:
     system = System(root, Plan(0, 0, 0))
+    system.env_overrides = {"CONFIDE_DB_TIMEOUT_S": "2"}  # for the forced database error
     try:
         await asyncio.to_thread(system.start)
         canaries = Canaries()
