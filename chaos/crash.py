@@ -48,7 +48,7 @@ class Plan:
 
 
 @dataclass
-class Record_:
+class ClientLog:
     """What the clients were told."""
 
     report_keys: set[str] = field(default_factory=set)
@@ -239,7 +239,7 @@ RETRY_FOR_S = 90.0
 
 async def _send(
     http: aiohttp.ClientSession,
-    record: Record_,
+    record: ClientLog,
     method: str,
     path: str,
     *,
@@ -277,7 +277,7 @@ async def _pause(pace_s: float) -> None:
 
 async def _reporter(
     http: aiohttp.ClientSession,
-    record: Record_,
+    record: ClientLog,
     n_reports: int,
     n_messages: int,
     tag: str,
@@ -331,7 +331,7 @@ async def _reporter(
 
 async def _caseworker(
     http: aiohttp.ClientSession,
-    record: Record_,
+    record: ClientLog,
     password: str,
     replies: int,
     done: asyncio.Event,
@@ -444,7 +444,7 @@ async def _drain(system: System, limit_s: float) -> float:
 
 
 async def _figures(
-    system: System, record: Record_, drain_s: float, load_s: float, events: list[str]
+    system: System, record: ClientLog, drain_s: float, load_s: float, events: list[str]
 ) -> Figures:
     conn = await asyncpg.connect(system.pg.url)
     try:
@@ -530,7 +530,7 @@ async def run(plan: Plan, root: Path) -> Figures:
     system = System(root, plan)
     try:
         await asyncio.to_thread(system.start)
-        record = Record_()
+        record = ClientLog()
         rng = random.Random(plan.seed)  # noqa: S311 - a seeded schedule, not a secret
         per_client = [plan.reports // plan.clients] * plan.clients
         for i in range(plan.reports % plan.clients):
