@@ -14,7 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chaos.fuzz import MALFORMED, problems, raw_exchange
+from chaos.fuzz import CONTENT_TYPES, MALFORMED, PATHS, problems, raw_exchange
 from tests.conftest import Stack
 
 EXAMPLES = int(os.environ.get("CONFIDE_FUZZ_EXAMPLES", "25"))
@@ -69,31 +69,8 @@ code_like = st.one_of(
 any_text = st.one_of(
     st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1"))
 )
-content_types = st.sampled_from(
-    [
-        "application/x-www-form-urlencoded",
-        "multipart/form-data; boundary=xyz",
-        "application/json",
-        "text/plain",
-        "application/xml",
-        "",
-        "application/x-www-form-urlencoded; charset=latin-1",
-    ]
-)
-paths = st.sampled_from(
-    [
-        "/report",
-        "/report/submit",
-        "/login",
-        "/messages",
-        "/logout",
-        "/staff/login",
-        "/reminder.ics",
-        "/api/v1/reports",
-        "/api/v1/reporter/session",
-        "/api/v1/reporter/messages",
-    ]
-)
+content_types = st.sampled_from(CONTENT_TYPES)
+paths = st.sampled_from(PATHS)
 
 
 @given(path=paths, kind=content_types, body=st.binary(max_size=2000))
