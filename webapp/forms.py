@@ -16,9 +16,10 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 async def read_form(request: web.Request) -> dict[str, str]:
     """A form as ``{name: text}``; the first value wins, files are refused."""
-    if request.content_type not in FORM_TYPES:
+    content_type = request.content_type  # parsed from the header on every access
+    if content_type not in FORM_TYPES:
         raise UnsupportedMediaType("a form (application/x-www-form-urlencoded)")
-    if request.content_type == FORM_TYPES[0]:
+    if content_type == FORM_TYPES[0]:
         # Parsed here, strictly: aiohttp would quietly replace invalid UTF-8.
         raw = await request.read()
         try:

@@ -41,7 +41,7 @@ def new_reference() -> str:
     return REFERENCE_PREFIX + "".join(alphabet[b & 31] for b in secrets.token_bytes(8))
 
 
-def field_context(thread_id: UUID, column: str) -> str:
+def field_context(thread_id: UUID | str, column: str) -> str:
     """Associated data that binds a ciphertext to its row and column."""
     return f"threads.{column}:{thread_id}"
 
@@ -89,10 +89,11 @@ async def submit_report(
                 )
             )
         # Encrypt before taking a connection, so the connection is held only for the statement.
-        description = keyring.seal(draft.description, field_context(thread_id, "description"))
-        occurred = keyring.seal_optional(draft.occurred, field_context(thread_id, "occurred"))
-        location = keyring.seal_optional(draft.location, field_context(thread_id, "location"))
-        sealed_contact = keyring.seal_optional(contact, field_context(thread_id, "contact"))
+        tid = str(thread_id)  # once, not once per field
+        description = keyring.seal(draft.description, field_context(tid, "description"))
+        occurred = keyring.seal_optional(draft.occurred, field_context(tid, "occurred"))
+        location = keyring.seal_optional(draft.location, field_context(tid, "location"))
+        sealed_contact = keyring.seal_optional(contact, field_context(tid, "contact"))
         try:
             async with pool.acquire() as conn:
                 # A single statement commits atomically: no BEGIN/COMMIT round trips needed.
