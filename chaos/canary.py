@@ -22,8 +22,10 @@ import json
 import os
 import quopri
 import secrets
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,6 +37,11 @@ import asyncpg
 import redis
 
 from chaos.crash import STAFF_EMAIL, Plan, System, _drain
+from chaos.inspect_web import DUMP_ENV
+from chaos.procs import Proc
+from chaos.servers import free_port
+from confide import jobs
+from confide.crypto import keyed_hash
 
 REPORTERS = 10
 # Where each kind of canary may appear. Every other (canary, sink) cell must stay empty; the code
@@ -267,6 +274,15 @@ async def _plant(system: System, planted: str) -> None:
     client.close()
     with (system.root / "logs" / "web.log").open("a") as log:
         log.write(json.dumps({"event": "planted", "value": planted}) + "\n")
+    # Flower shows a task's argsrepr: a relay run labelled with the canary (it does nothing more).
+    from celery import Celery
+
+    sender = Celery("chaos-planted", broker=system.redis.url)
+    sender.send_task(
+        jobs.RELAY_OUTBOX, argsrepr=planted, kwargsrepr="{}", queue=jobs.DEFAULT_QUEUE,
+        ignore_result=True,
+    )  # fmt: skip
+    sender.close()
     import smtplib
 
     with smtplib.SMTP("127.0.0.1", system.smtp.port) as smtp:
@@ -277,7 +293,86 @@ async def _plant(system: System, planted: str) -> None:
         )
 
 
-def _sinks(system: System) -> dict[str, bytes]:
+class Flower:
+    """Flower on the private system, as an operator would run it (docs/deploy.md)."""
+
+    def __init__(self, system: System) -> None:
+        self.port = free_port()
+        self.auth = "chaos:" + secrets.token_urlsafe(12)
+        self.proc = Proc(
+            "flower",
+            [
+                sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower",
+                "--address=127.0.0.1", f"--port={self.port}", f"--basic-auth={self.auth}",
+            ],
+            system.env,
+            system.root / "logs" / "flower.log",
+        )  # fmt: skip
+
+    def start(self) -> None:
+        self.proc.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                self.get("/api/workers?refresh=1")
+                return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("Flower did not answer within 60 s")
+
+    def get(self, path: str) -> bytes:
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            headers={"Authorization": "Basic " + base64.b64encode(self.auth.encode()).decode()},
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+            body: bytes = resp.read()
+            return body
+
+    def collect(self) -> bytes:
+        """Everything its API tells an operator: workers, every task it saw (and each task's
+        own page), queue lengths."""
+        parts = [self.get("/api/workers?refresh=1"), self.get("/api/queues/length")]
+        tasks = self.get("/api/tasks")
+        parts.append(tasks)
+        for task_id in list(json.loads(tasks))[:500]:
+            parts.append(self.get(f"/api/task/info/{task_id}"))
+        return b"\n".join(parts)
+
+
+def _limiter_state(system: System) -> bytes:
+    """The web's rate limiters, dumped by chaos.inspect_web on SIGUSR2."""
+    path = Path(system.env[DUMP_ENV])
+    path.unlink(missing_ok=True)
+    web = system.procs["web"].proc
+    assert web is not None
+    web.send_signal(signal.SIGUSR2)
+    for _ in range(100):
+        if path.exists():
+            return path.read_bytes()
+        time.sleep(0.1)
+    raise RuntimeError("the web process did not dump its limiters")
+
+
+def _limiter_control(state: bytes, addresses: list[str]) -> list[str]:
+    """Addresses whose bucket the dump lacks: each must be there under its HMAC, or the dump
+    would not show what the limiter keeps (the limiter sink's positive control)."""
+    keys = {}
+    for line in state.splitlines():
+        label, _, rest = line.partition(b" ")
+        if label in (b"submit._client_key", b"login._client_key"):
+            keys[label.decode().split(".")[0]] = bytes.fromhex(rest.decode())
+    missing = []
+    for address in addresses:
+        login = keyed_hash(keys.get("login", b""), "login", address).hex().encode()
+        if login not in state:
+            missing.append(address)
+    return missing
+
+
+def _sinks(system: System, flower: Flower) -> dict[str, bytes]:
     time.sleep(2)  # Redis's AOF rewrite and the last mails
     dump = subprocess.run(  # noqa: S603 - Debian's or the wheel's pg_dump, our own server
         [str(system.pg.bin / "pg_dump"), "-h", "127.0.0.1", "-p", str(system.pg.port), "-U",
@@ -312,6 +407,8 @@ def _sinks(system: System) -> dict[str, bytes]:
         "mail": b"\n".join(system.smtp.raw()),
         "ics": b"\n".join(p.read_bytes() for p in sorted(system.root.glob("reminder-*.ics"))),
         "/metrics": metrics,
+        "Flower API": flower.collect(),
+        "rate limiter": _limiter_state(system),
     }
 
 
@@ -322,11 +419,13 @@ class ScanResult:
     planted_missing: list[str]
     sinks: dict[str, int]
     canary_count: int
+    notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         lines = ["== canary scan"]
         lines.append("  sinks: " + ", ".join(f"{k} {v:,} B" for k, v in self.sinks.items()))
         lines.append(f"  canaries: {self.canary_count} values in {len(ALL_KINDS)} kinds")
+        lines += [f"  {note}" for note in self.notes]
         header = f"  {'canary':<12}" + "".join(f"{s[:14]:>16}" for s in self.sinks)
         lines.append(header)
         for kind in (*ALL_KINDS, "planted"):
@@ -351,21 +450,32 @@ class ScanResult:
 
 
 ALL_KINDS = ("report", "message", "reply", "user_agent", "address", "code", "wrong_code")
-PLANTED_IN = ("pg_dump", "postgres data and WAL", "redis keys", "redis AOF/RDB", "logs", "mail")
+PLANTED_IN = (
+    "pg_dump", "postgres data and WAL", "redis keys", "redis AOF/RDB", "logs", "mail", "Flower API",
+)  # fmt: skip
 
 
 async def run(root: Path) -> ScanResult:
     system = System(root, Plan(0, 0, 0))
-    system.env_overrides = {"CONFIDE_DB_TIMEOUT_S": "2"}  # for the forced database error
+    system.env_overrides = {
+        "CONFIDE_DB_TIMEOUT_S": "2",  # for the forced database error
+        DUMP_ENV: str(root / "limiter-state"),
+    }
+    system.web_module = "chaos.inspect_web"
+    flower: Flower | None = None
     try:
         await asyncio.to_thread(system.start)
+        flower = Flower(system)
+        await asyncio.to_thread(flower.start)  # before the traffic, so it sees every task
         canaries = Canaries()
         await _drive(system, canaries)
         planted = _tag("Planted")
         await _plant(system, planted)
         await _drain(system, 90)  # the relay sends the digests and alerts
-        sinks = await asyncio.to_thread(_sinks, system)
+        sinks = await asyncio.to_thread(_sinks, system, flower)
     finally:
+        if flower is not None:
+            flower.proc.stop()
         await asyncio.to_thread(system.stop)
     hits: dict[tuple[str, str], Counter[str]] = {}
     forbidden = 0
@@ -381,12 +491,23 @@ async def run(root: Path) -> ScanResult:
                     if "*" not in allowed and sink not in allowed:
                         forbidden += len(found)
     missing = [s for s in PLANTED_IN if ("planted", s) not in hits]
+    # The limiter cannot take a planted value; its control is a bucket for each canary client.
+    missing += [
+        f"rate limiter (no bucket for {a})"
+        for a in _limiter_control(sinks["rate limiter"], canaries.by_kind["address"][:REPORTERS])
+    ]
+    tasks = sinks["Flower API"].count(b'"uuid"')
+    buckets = sum(1 for line in sinks["rate limiter"].splitlines() if b"._client_key " not in line)
     return ScanResult(
         hits,
         forbidden,
         missing,
         {k: len(v) for k, v in sinks.items()},
         sum(len(v) for v in canaries.by_kind.values()),
+        [
+            f"Flower's API: {tasks:,} task records",
+            f"rate limiter: {buckets} entries; each reporter's login bucket found under its HMAC",
+        ],
     )
 
 

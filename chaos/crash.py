@@ -106,6 +106,7 @@ class System:
         self.env: dict[str, str] = {}
         self.env_overrides: dict[str, str | None] = {}  # None removes a harness default
         self.procs: dict[str, Proc] = {}
+        self.web_module = ""  # the canary scan's instrumented web (chaos.inspect_web)
 
     def start(self) -> None:
         self.pg.init()
@@ -159,7 +160,11 @@ class System:
         self.procs = {
             "web": Proc(
                 "web",
-                [python, "-m", "chaos.unsafe_web" if self.plan.unsafe else "webapp"],
+                [
+                    python,
+                    "-m",
+                    self.web_module or ("chaos.unsafe_web" if self.plan.unsafe else "webapp"),
+                ],
                 env,
                 logs / "web.log",
             ),

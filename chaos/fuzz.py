@@ -134,6 +134,8 @@ class FuzzResult:
     examples: dict[str, str] = field(default_factory=dict)
     rss_mb: tuple[float, float] = (0.0, 0.0)
     seconds: float = 0.0
+    stateful_steps: int = 0
+    stateful_chains: dict[str, int] = field(default_factory=dict)
 
     def record(self, endpoint: str, response: Any) -> None:
         self.per_endpoint[endpoint] += 1
@@ -158,6 +160,8 @@ class FuzzResult:
             f"{sum(n for p, n in self.problems.items() if p.startswith('4xx') or 'problem' in p)}",
             f"  statuses                     {dict(sorted(self.statuses.items()))}",
             f"  web RSS at start, at end     {self.rss_mb[0]:.0f} MB, {self.rss_mb[1]:.0f} MB",
+            f"  stateful steps (links)       {self.stateful_steps:,}: "
+            + ", ".join(f"{k} ×{v}" for k, v in sorted(self.stateful_chains.items())),
         ]
         for problem, n in self.problems.most_common():
             lines.append(f"  PROBLEM {problem}: {n} (e.g. {self.examples[problem]})")
@@ -248,6 +252,51 @@ def _sessions(system: System) -> dict[str, str]:
     return {"staff": staff, "reporter": reporter}
 
 
+def _stateful(system: System, api: Any, tokens: dict[str, str], result: FuzzResult, n: int) -> None:
+    """Scenarios along the document's links: submit -> log in -> message, and the staff reply to
+    the same report. The reporter's bearer token is the one the last successful login returned."""
+    session = dict(tokens)
+    chained: Counter[str] = Counter()
+
+    class Scenarios(api.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case: Any) -> None:
+            # Realistic data where a random one would stop the chain at its first step: a real
+            # category, and (mostly) an anonymous report with follow-up, which has a code.
+            if _label(case.operation) == "POST /api/v1/reports" and isinstance(case.body, dict):
+                self.draws = getattr(self, "draws", 0) + 1
+                if self.draws % 4:  # three in four
+                    case.body.update(category="safety", anonymous=True, follow_up=True)
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {
+                "base_url": system.base_url,
+                "headers": _auth(case.operation, session),
+                "timeout": 30,
+            }
+
+        def after_call(self, response: Any, case: Any) -> None:
+            label = _label(case.operation)
+            result.record(label, response)
+            result.stateful_steps += 1
+            if label == "POST /api/v1/reporter/session" and response.status_code == 200:
+                session["reporter"] = response.json()["token"]
+            chained[f"{label} {response.status_code}"] += 1
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            pass  # held to FuzzResult's rule in after_call, like every other request
+
+    Scenarios.run(
+        settings=settings(
+            max_examples=n,
+            stateful_step_count=6,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    result.stateful_chains = dict(chained)
+
+
 def _fuzz(system: System, per_endpoint: int, result: FuzzResult) -> None:
     fuzz = settings(
         max_examples=per_endpoint,
@@ -261,6 +310,7 @@ def _fuzz(system: System, per_endpoint: int, result: FuzzResult) -> None:
         operation = found.ok()  # type: ignore[union-attr]  # an invalid schema raises here
         _api_cases(system, fuzz, operation, result, tokens)()
         _top_up(system, operation, result, tokens, per_endpoint)
+    _stateful(system, api, tokens, result, max(10, per_endpoint // 3))
     for path in PATHS:
         _raw_bodies(system, fuzz, path, result)()
 

@@ -26,7 +26,7 @@ from confide.settings import Settings
 from webapp import i18n, routes
 from webapp.categories import CategoryCache
 from webapp.errors import error_middleware, prepare_parser_error_pages
-from webapp.jobs import CodeHasher, make_client
+from webapp.jobs import CodeHasher, HashResults, make_client
 from webapp.keys import (
     CALENDAR,
     CATEGORIES,
@@ -235,9 +235,12 @@ async def _queue(app: web.Application) -> AsyncIterator[None]:
     )
     client = make_client(settings)
     app[CELERY] = client
-    hasher = CodeHasher(settings, app[POOL], client)
+    results = HashResults(settings.require_redis(), app[REDIS])
+    await results.start()
+    hasher = CodeHasher(settings, app[POOL], client, results)
     app[HASHER] = hasher
     yield
     hasher.close()
+    await results.close()
     await app[REDIS].aclose()
     await asyncio.get_running_loop().run_in_executor(None, client.close)

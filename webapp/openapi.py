@@ -23,6 +23,30 @@ def _ref(name: str) -> dict[str, Any]:
 
 
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+# What a client does next with a receipt or a session (OpenAPI links; schemathesis follows them
+# in `make chaos`: submit -> log in -> message, and the staff reply to the same thread).
+RECEIPT_LINKS = {
+    "LogIn": {
+        "operationId": "reporterLogin",
+        "description": "Log in with the one-time code (anonymous reports with follow-up)",
+        "requestBody": {"code": "$response.body#/code"},
+    },
+    "StaffReply": {
+        "operationId": "staffThreadMessages",
+        "description": "A case worker replies to this report (staff bearer token)",
+        "parameters": {"path.reference": "$response.body#/reference"},
+    },
+}
+SESSION_LINKS = {
+    "Message": {
+        "operationId": "reporterMessage",
+        "description": "Send a message, with this token as the bearer token",
+    },
+    "Thread": {
+        "operationId": "reporterThread",
+        "description": "Read the report and its messages, with this token as the bearer token",
+    },
+}
 AUTH_ERRORS = {
     "401": _problem("No valid session or token"),
     "404": _problem("Not found, or not yours to see"),
@@ -91,7 +115,7 @@ def _session_paths() -> dict[str, Any]:
                     }
                 ),
                 "responses": {
-                    "200": _json(session, "Logged in"),
+                    "200": {**_json(session, "Logged in"), "links": SESSION_LINKS},
                     "401": _problem("Not recognised (reveals nothing more)"),
                     "429": _problem("Too many attempts; see Retry-After"),
                     **BODY_ERRORS,
@@ -337,6 +361,7 @@ def document() -> dict[str, Any]:
                                     "schema": {"$ref": "#/components/schemas/Receipt"}
                                 }
                             },
+                            "links": RECEIPT_LINKS,
                         },
                         "200": {
                             "description": "A retry with the same Idempotency-Key: the same "
