@@ -499,3 +499,32 @@ async def test_staff_change_their_password_with_the_current_one(
             ),
         )
         assert status == 200 and "Your password was changed" in page
+
+
+async def test_inbox_counts_are_counted_once_when_many_pages_load_at_the_same_moment() -> None:
+    """A manager's filter counts cover every thread of their teams: when they expire while many
+    inbox pages load, one query counts them and the other pages wait for it."""
+    from webapp.categories import InboxCounts
+
+    calls = 0
+
+    async def count() -> dict[str, int]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return {"awaiting": calls}
+
+    counts = InboxCounts(ttl_s=60)
+    pages = await asyncio.gather(*(counts.get(("manager", 1), count) for _ in range(20)))
+    assert calls == 1 and all(page == {"awaiting": 1} for page in pages)
+    assert await counts.get(("manager", 1), count) == {"awaiting": 1}  # still fresh
+
+    async def failing() -> dict[str, int]:
+        await asyncio.sleep(0.01)
+        raise ConnectionError("database away")
+
+    results = await asyncio.gather(
+        *(counts.get("other", failing) for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, ConnectionError) for r in results)
+    assert await counts.get("other", count) == {"awaiting": 2}  # a failure is not remembered

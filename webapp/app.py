@@ -24,7 +24,7 @@ from confide.services.org import sync_organisation
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp import i18n, routes
-from webapp.categories import CategoryCache
+from webapp.categories import CategoryCache, InboxCounts
 from webapp.errors import error_middleware, prepare_parser_error_pages
 from webapp.jobs import CodeHasher, HashResults, make_client
 from webapp.keys import (
@@ -108,7 +108,8 @@ def create_app(settings: Settings) -> web.Application:
     app[LOGIN_LIMITS] = LoginLimits(settings)
     app[CALENDAR] = WorkingCalendar.for_org(org)
     app[CATEGORIES] = CategoryCache()
-    app[INBOX_COUNTS] = {}
+    # Filter counts may lag a few seconds; the list itself never does.
+    app[INBOX_COUNTS] = InboxCounts(ttl_s=5.0)
     app[STARTED] = time.time()
 
     env = FixedGlobalsEnvironment(

@@ -11,7 +11,7 @@ from confide.db import Pool
 from confide.org import Organisation
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
-from webapp.categories import CategoryCache
+from webapp.categories import CategoryCache, InboxCounts
 from webapp.jobs import CodeHasher
 from webapp.security import LoginLimits, SubmissionLimits
 
@@ -27,6 +27,6 @@ LOGIN_LIMITS = web.AppKey("login_limits", LoginLimits)
 STARTED = web.AppKey("started", float)
 CALENDAR = web.AppKey("calendar", WorkingCalendar)
 CATEGORIES = web.AppKey("categories", CategoryCache)
-INBOX_COUNTS = web.AppKey("inbox_counts", dict)
+INBOX_COUNTS = web.AppKey("inbox_counts", InboxCounts)
 
 REQUEST_ID = "request_id"

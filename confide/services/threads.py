@@ -332,6 +332,14 @@ async def inbox(
     return InboxPage(threads, counts, page + 1 if len(rows) > PAGE_SIZE else None)
 
 
+async def inbox_counts(pool: Pool, staff: Staff) -> dict[str, int]:
+    """How many threads each inbox filter holds, among those the staff member may see."""
+    async with pool.acquire() as conn:
+        return await sql_threads.inbox_counts(
+            conn, team_ids=list(staff.team_ids), staff_id=staff.id, is_manager=staff.is_manager
+        )
+
+
 async def escalations(pool: Pool, staff: Staff) -> list[ThreadView]:
     async with pool.acquire() as conn:
         rows = await sql_threads.escalated(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
@@ -27,7 +26,6 @@ from webapp.security import check_form_token, new_form_token, same_origin
 
 log = logs.get("confide.web.staff")
 LOGIN_PURPOSE = "staff-login"
-INBOX_COUNTS_TTL_S = 5.0  # filter counts may lag a few seconds; the list itself never does
 INBOX_STATES = ("awaiting", "nearing", "overdue", "mine", "new", "open", "closed")
 StaffHandler = Callable[[web.Request, Staff, Auth], Awaitable[web.StreamResponse]]
 
@@ -164,22 +162,13 @@ async def inbox(request: web.Request, member: Staff, auth: Auth) -> web.Response
         state = "awaiting"
     reference = request.query.get("q", "").strip().upper()[:20] or None
     page = _page_number(request)
-    cache = request.app[INBOX_COUNTS]
-    key = (member.id, member.team_ids, member.role)
-    cached = cache.get(key)
-    fresh = cached is not None and time.monotonic() - cached[0] < INBOX_COUNTS_TTL_S
-    result = await threads.inbox(
-        request.app[POOL],
-        member,
-        state=state,
-        page=page,
-        reference=reference,
-        counts=cached[1] if fresh and cached else None,
+    pool = request.app[POOL]
+    counts = await request.app[INBOX_COUNTS].get(
+        (member.id, member.team_ids, member.role), lambda: threads.inbox_counts(pool, member)
     )
-    if not fresh:
-        if len(cache) > 10_000:
-            cache.clear()
-        cache[key] = (time.monotonic(), result.counts)
+    result = await threads.inbox(
+        pool, member, state=state, page=page, reference=reference, counts=counts
+    )
     return render(
         request,
         "staff/inbox.html",
