@@ -25,6 +25,7 @@ from confide import codes
 
 ATTACKERS = 200
 GENUINE = 20
+GENUINE_ATTEMPTS = 5
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Attack:
     worker_rss_mb: float = 0.0
     genuine_ms: list[float] = field(default_factory=list)
     genuine_failed: int = 0
+    genuine_retries: int = 0  # after a 429, as the page asks
+    genuine_failures: Counter[int] = field(default_factory=Counter)  # last status of each
     known_admitted: int = 0  # admitted guesses that carried a real lookup id
 
     def describe(self) -> str:
@@ -65,8 +68,10 @@ class Attack:
             ordered = sorted(self.genuine_ms)
             p95 = ordered[int(0.95 * (len(ordered) - 1))] if ordered else float("nan")
             lines.append(
-                f"  genuine logins               {len(ordered)} ok, {self.genuine_failed} failed;"
-                f" p95 {p95:.0f} ms (target < 3000 ms)"
+                f"  genuine logins               {len(ordered)} ok, {self.genuine_failed} failed,"
+                f" {self.genuine_retries} tries again after a 429;"
+                f" p95 {p95:.0f} ms from the first try (target < 3000 ms)"
+                + (f"; failed with {dict(self.genuine_failures)}" if self.genuine_failed else "")
             )
         return "\n".join(lines)
 
@@ -153,16 +158,29 @@ async def _genuine(system: System, code: str, address: str, attack: Attack) -> N
     connector = aiohttp.TCPConnector(local_addr=(address, 0))
     async with aiohttp.ClientSession(base_url=system.base_url, connector=connector) as http:
         started = time.monotonic()
-        try:
-            async with http.post("/api/v1/reporter/session", json={"code": code}) as resp:
-                await resp.read()
-                ok = resp.status == 200
-        except aiohttp.ClientError:
-            ok = False
+        ok = False
+        status = 0  # no answer
+        # As a person would: after "too many attempts, try again in N seconds", try again once
+        # N seconds have passed (the global argon2 budget answers a burst with a short wait).
+        for _ in range(GENUINE_ATTEMPTS):
+            try:
+                async with http.post("/api/v1/reporter/session", json={"code": code}) as resp:
+                    await resp.read()
+                    ok = resp.status == 200
+                    status = resp.status
+                    retry = float(resp.headers.get("Retry-After", "0") or 0)
+                    limited = resp.status == 429
+            except aiohttp.ClientError:
+                break
+            if ok or not limited:
+                break
+            attack.genuine_retries += 1
+            await asyncio.sleep(min(retry, 10.0))
         if ok:
             attack.genuine_ms.append(1000 * (time.monotonic() - started))
         else:
             attack.genuine_failed += 1
+            attack.genuine_failures[status] += 1
 
 
 async def _measure(

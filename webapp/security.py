@@ -184,7 +184,13 @@ class LoginLimits:
         self.enabled_per_client = settings.per_client_limits
         self._client_key = secrets.token_bytes(32)
         self.per_client = TokenBuckets(settings.login_per_client_per_15min, 900.0)
-        self.argon2 = TokenBuckets(settings.argon2_global_per_minute, 60.0)
+        # The per-minute budget as a rate, with a burst of at most what the workers could verify
+        # at that rate before the web stops waiting for them (hash_timeout_s). A full minute's
+        # burst let 200 addresses queue a thousand verifications in a second: the queue then
+        # outlived the timeout, the web hashed locally as well, and genuine logins waited 8 s.
+        per_second = settings.argon2_global_per_minute / 60.0
+        burst = max(1, int(per_second * settings.hash_timeout_s))
+        self.argon2 = TokenBuckets(burst, burst / per_second)
         self.limited = 0  # for confide_login_rate_limited_total (issue 6)
 
     def guard(self, request: web.Request) -> LoginGuard:
