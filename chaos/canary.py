@@ -172,6 +172,20 @@ async def _drive(system: System, canaries: Canaries) -> None:
     system.cli("escalate", "--as-of", "2027-03-10T10:00")  # digests and alerts
 
 
+async def _canary_report(http: aiohttp.ClientSession, canaries: Canaries, tag: str) -> int:
+    """An anonymous report without follow-up whose text is a canary; its HTTP status."""
+    async with http.post(
+        "/api/v1/reports",
+        json={
+            "category": "safety",
+            "description": canaries.add("report", _tag(tag)),
+            "anonymous": True,
+            "follow_up": False,
+        },
+    ) as resp:
+        return resp.status
+
+
 async def _forced_failures(system: System, canaries: Canaries) -> None:
     """A database error and a task failure, each while a canary is in flight."""
     address = canaries.add("address", "127.0.3.201")
@@ -182,31 +196,15 @@ async def _forced_failures(system: System, canaries: Canaries) -> None:
         try:
             async with locker.transaction():
                 await locker.execute("LOCK TABLE threads IN ACCESS EXCLUSIVE MODE")
-                async with http.post(
-                    "/api/v1/reports",
-                    json={
-                        "category": "safety",
-                        "description": canaries.add("report", _tag("Locked")),
-                        "anonymous": True,
-                        "follow_up": False,
-                    },
-                ) as resp:
-                    assert resp.status == 503, resp.status
+                status = await _canary_report(http, canaries, "Locked")
+                assert status == 503, status
         finally:
             await locker.close()
         # The task failure: the mail server away while a report's alert is sent.
         system.smtp.stop()
         try:
-            async with http.post(
-                "/api/v1/reports",
-                json={
-                    "category": "safety",
-                    "description": canaries.add("report", _tag("SmtpDown")),
-                    "anonymous": True,
-                    "follow_up": False,
-                },
-            ) as resp:
-                assert resp.status == 201, resp.status
+            status = await _canary_report(http, canaries, "SmtpDown")
+            assert status == 201, status
             conn = await asyncpg.connect(system.pg.url)
             try:
                 for _ in range(60):  # until a delivery attempt has failed and been recorded

@@ -222,17 +222,22 @@ def _top_up(
             result.record(label, call)
 
 
+def post_raw(base_url: str, path: str, kind: str, body: bytes) -> requests.Response:
+    """Arbitrary bytes under a claimed content type, as a broken client would send them."""
+    return requests.post(
+        base_url + path,
+        data=body,
+        headers={"Content-Type": kind},
+        timeout=30,
+        allow_redirects=False,
+    )
+
+
 def _raw_bodies(system: System, fuzz: settings, path: str, result: FuzzResult) -> Any:
     @fuzz
     @given(kind=st.sampled_from(CONTENT_TYPES), body=st.binary(max_size=2000))
     def raw_body(kind: str, body: bytes) -> None:
-        response = requests.post(
-            system.base_url + path,
-            data=body,
-            headers={"Content-Type": kind},
-            timeout=30,
-            allow_redirects=False,
-        )
+        response = post_raw(system.base_url, path, kind, body)
         result.record(f"POST {path} (raw bytes)", response)
 
     return raw_body

@@ -14,7 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chaos.fuzz import CONTENT_TYPES, MALFORMED, PATHS, problems, raw_exchange
+from chaos.fuzz import CONTENT_TYPES, MALFORMED, PATHS, post_raw, problems, raw_exchange
 from tests.conftest import Stack
 
 EXAMPLES = int(os.environ.get("CONFIDE_FUZZ_EXAMPLES", "25"))
@@ -78,14 +78,7 @@ paths = st.sampled_from(PATHS)
 def test_forms_and_api_answer_raw_bytes_clearly(
     stack: Stack, path: str, kind: str, body: bytes
 ) -> None:
-    response = requests.post(
-        stack.base_url + path,
-        data=body,
-        headers={"Content-Type": kind},
-        timeout=30,
-        allow_redirects=False,
-    )
-    assert_clear_answer(response)
+    assert_clear_answer(post_raw(stack.base_url, path, kind, body))
 
 
 @given(
