@@ -282,6 +282,54 @@ async def test_teams_and_restriction_decide_who_sees_a_thread(
             assert resp.status == 404 and "Page not found" in await resp.text()
 
 
+async def test_teams_and_categories_with_reports_are_retired_never_deleted(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    """Threads have no row-locking foreign keys to teams and categories (they made submissions
+    queue on multixacts); guard triggers keep the same promise."""
+    async with http.post(
+        "/api/v1/reports",
+        json={
+            "category": "safety",
+            "description": "a report",
+            "anonymous": True,
+            "follow_up": False,
+        },
+    ) as resp:
+        assert resp.status == 201
+    team_id = await db.fetchval("SELECT team_id FROM categories WHERE slug = 'safety'")
+    for statement in (
+        "DELETE FROM categories WHERE slug = 'safety'",
+        "UPDATE categories SET slug = 'safety-renamed' WHERE slug = 'safety'",
+        f"DELETE FROM teams WHERE id = {int(team_id)}",
+        f"UPDATE teams SET id = id + 1000 WHERE id = {int(team_id)}",
+    ):
+        try:
+            async with db.transaction():
+                await db.execute(statement)
+        except asyncpg.ForeignKeyViolationError as exc:
+            assert "threads" in str(exc) or "retire" in str(exc)
+        else:
+            raise AssertionError(f"allowed: {statement}")
+    assert await db.fetchval("SELECT count(*) FROM threads WHERE category_slug = 'safety'") == 1
+
+    # A team nobody reported to can go, and its queued mail goes with it (as ON DELETE CASCADE).
+    async with db.transaction():
+        spare = await db.fetchval(
+            "INSERT INTO teams (slug, name) VALUES ('spare', 'Spare') RETURNING id"
+        )
+        await db.execute(
+            "INSERT INTO categories (slug, name, team_id) VALUES ('spare-cat', 'Spare', $1)", spare
+        )
+        await db.execute(
+            "INSERT INTO outbox (id, kind, team_id) VALUES (gen_random_uuid(), 'digest', $1)",
+            spare,
+        )
+    await db.execute("DELETE FROM categories WHERE slug = 'spare-cat'")
+    await db.execute("DELETE FROM teams WHERE id = $1", spare)
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE team_id = $1", spare) == 0
+
+
 async def test_forged_posts_and_logout_without_csrf_are_refused(
     stack: Stack, caseworker: StaffAccount
 ) -> None:

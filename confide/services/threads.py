@@ -464,9 +464,8 @@ async def set_team(pool: Pool, staff: Staff, reference: str, team_slug: str) -> 
     async with pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, staff, reference)
         team_id = await sql_org.team_id(conn, team_slug, active_only=True)
-        if team_id is None:
+        if team_id is None or not await sql_threads.set_team(conn, row["id"], team_id):
             raise ValidationFailed([FieldError("team", "Choose one of the teams")])
-        await sql_threads.set_team(conn, row["id"], team_id)
         await sql_audit.record(conn, staff.id, row["id"], "team", {"team": team_slug})
 
 

@@ -222,13 +222,16 @@ async def set_status(conn: Connection, thread_id: UUID, status: str) -> None:
     )
 
 
-async def set_team(conn: Connection, thread_id: UUID, team_id: int) -> None:
-    await conn.execute(
+async def set_team(conn: Connection, thread_id: UUID, team_id: int) -> bool:
+    """Move a thread to a team; false if the team no longer exists (threads.team_id has no
+    foreign key, see migrations/0006_reference_guards.sql)."""
+    status = await conn.execute(
         """UPDATE threads SET team_id = $2, assignee_id = NULL, last_activity_at = now()
-           WHERE id = $1""",
+           WHERE id = $1 AND EXISTS (SELECT 1 FROM teams WHERE id = $2)""",
         thread_id,
         team_id,
     )
+    return bool(status == "UPDATE 1")
 
 
 async def set_assignee(conn: Connection, thread_id: UUID, staff_id: int | None) -> None:
