@@ -24,7 +24,7 @@ from confide.services.org import sync_organisation
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp import i18n, routes
-from webapp.categories import CategoryCache, InboxCounts
+from webapp.categories import CategoryCache, InboxCounts, InboxRows
 from webapp.errors import error_middleware, prepare_parser_error_pages
 from webapp.jobs import CodeHasher, HashResults, make_client
 from webapp.keys import (
@@ -33,6 +33,7 @@ from webapp.keys import (
     CELERY,
     HASHER,
     INBOX_COUNTS,
+    INBOX_ROWS,
     KEYRING,
     LIMITS,
     LOGIN_LIMITS,
@@ -132,6 +133,8 @@ def create_app(settings: Settings) -> web.Application:
     env.filters["waited"] = lambda dt: format_waited(dt, app[CALENDAR])
     env.filters["working_left"] = lambda dt: format_left(dt, app[CALENDAR])
     env.filters["due_words"] = lambda dt: format_due_words(dt, org.timezone)
+    # Loaded last: FixedGlobalsEnvironment fixes a template's globals when it loads.
+    app[INBOX_ROWS] = InboxRows(env.get_template("staff/_inbox_row.html"))
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         security_headers(

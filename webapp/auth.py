@@ -13,7 +13,7 @@ from aiohttp import web
 
 from confide.services import sessions
 from confide.services.sessions import ActiveSession, NewSession
-from confide.services.threads import Staff, load_staff
+from confide.services.threads import Staff, resume_staff
 from confide.settings import Settings
 from webapp.keys import POOL, SETTINGS
 from webapp.security import is_tls
@@ -80,8 +80,11 @@ def clear_session_cookie(request: web.Request, response: web.StreamResponse, kin
 
 
 async def staff_for(request: web.Request) -> tuple[Staff, Auth] | None:
-    auth = await session_for(request, "staff")
-    if auth is None or auth.session.staff_id is None:
+    token, via_cookie = _token(request, "staff")
+    if not token:
         return None
-    staff = await load_staff(request.app[POOL], auth.session.staff_id)
-    return (staff, auth) if staff else None
+    found = await resume_staff(request.app[POOL], request.app[SETTINGS], token)
+    if found is None:
+        return None
+    active, staff = found
+    return staff, Auth(active, via_cookie)

@@ -11,7 +11,7 @@ from confide.db import Pool
 from confide.org import Organisation
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
-from webapp.categories import CategoryCache, InboxCounts
+from webapp.categories import CategoryCache, InboxCounts, InboxRows
 from webapp.jobs import CodeHasher
 from webapp.security import LoginLimits, SubmissionLimits
 
@@ -28,5 +28,6 @@ STARTED = web.AppKey("started", float)
 CALENDAR = web.AppKey("calendar", WorkingCalendar)
 CATEGORIES = web.AppKey("categories", CategoryCache)
 INBOX_COUNTS = web.AppKey("inbox_counts", InboxCounts)
+INBOX_ROWS = web.AppKey("inbox_rows", InboxRows)
 
 REQUEST_ID = "request_id"

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from asyncpg import Record
+
 from confide.crypto import keyed_hash
 from confide.db import Pool
 from confide.settings import Settings
@@ -84,8 +86,10 @@ async def resume(pool: Pool, settings: Settings, kind: str, token: str) -> Activ
     mac = token_hmac(settings, token)
     async with pool.acquire() as conn:
         row = await sql_sessions.touch(conn, mac, kind)
-    if row is None:
-        return None
+    return None if row is None else active_from_row(mac, row)
+
+
+def active_from_row(mac: bytes, row: Record) -> ActiveSession:
     return ActiveSession(
         mac,
         row["thread_id"],

@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from asyncpg import Connection, Record
@@ -18,7 +18,7 @@ from asyncpg import Connection, Record
 from confide.crypto import Keyring, keyed_hash
 from confide.db import Pool
 from confide.errors import ConfideError, FieldError, NotFound, ThreadClosed, ValidationFailed
-from confide.services import deadlines, validation
+from confide.services import deadlines, sessions, validation
 from confide.services.reports import field_context
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
@@ -26,6 +26,7 @@ from confide.sql import audit as sql_audit
 from confide.sql import deadlines as sql_deadlines
 from confide.sql import org as sql_org
 from confide.sql import outbox as sql_outbox
+from confide.sql import sessions as sql_sessions
 from confide.sql import staff as sql_staff
 from confide.sql import threads as sql_threads
 
@@ -280,18 +281,46 @@ async def add_reporter_message(
 # --- Staff ---------------------------------------------------------------------------------
 
 
-async def load_staff(pool: Pool, staff_id: int) -> Staff | None:
+async def resume_staff(
+    pool: Pool, settings: Settings, token: str
+) -> tuple[sessions.ActiveSession, Staff] | None:
+    """A live staff session (its idle clock restarted) and its active staff member, in one
+    round trip; None if either is gone."""
+    if not token or len(token) > 128:
+        return None
+    mac = sessions.token_hmac(settings, token)
     async with pool.acquire() as conn:
-        row = await sql_staff.by_id(conn, staff_id)
-        if row is None or not row["active"]:
-            return None
-        team_ids = await sql_staff.team_ids(conn, staff_id)
-    return Staff(row["id"], row["email"], row["name"], row["role"], tuple(team_ids))
+        row = await sql_sessions.touch_staff(conn, mac)
+    if row is None or not row["active"]:
+        return None
+    staff = Staff(row["staff_id"], row["email"], row["name"], row["role"], tuple(row["team_ids"]))
+    return sessions.active_from_row(mac, row), staff
+
+
+class InboxRow(NamedTuple):
+    """One inbox row: what the page and the API list show (sql.threads.INBOX_COLUMNS). A tuple,
+    built straight from the record; the page's row cache uses it as its key."""
+
+    reference: str
+    category: str
+    category_name: str
+    team: str
+    anonymous: bool
+    follow_up: bool
+    status: str
+    received_at: datetime
+    last_reporter_message_at: datetime | None
+    restricted: bool
+    assignee: str | None
+    assignee_name: str | None
+    reply_due_by: datetime | None
+    escalation: str
+    awaiting_since: datetime | None
 
 
 @dataclass(frozen=True)
 class InboxPage:
-    threads: list[ThreadView]
+    threads: list[InboxRow]
     counts: dict[str, int]
     next_page: int | None
 
@@ -328,7 +357,8 @@ async def inbox(
                 staff_id=staff.id,
                 is_manager=staff.is_manager,
             )
-    threads = [_summary(r) for r in rows[:PAGE_SIZE]]
+    make = InboxRow._make
+    threads = [make(r) for r in rows[:PAGE_SIZE]]
     return InboxPage(threads, counts, page + 1 if len(rows) > PAGE_SIZE else None)
 
 

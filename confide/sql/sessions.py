@@ -44,6 +44,26 @@ async def touch(conn: Connection, token_hmac: bytes, kind: str) -> Record | None
     return row
 
 
+async def touch_staff(conn: Connection, token_hmac: bytes) -> Record | None:
+    """``touch`` for a staff session, with its staff member and their teams: every staff page
+    needs all three, in one round trip."""
+    row: Record | None = await conn.fetchrow(
+        """WITH s AS (
+               UPDATE sessions SET last_seen_at = now()
+               WHERE token_hmac = $1 AND kind = 'staff' AND expires_at > now()
+                 AND last_seen_at + make_interval(secs => idle_seconds) > now()
+               RETURNING thread_id, staff_id, last_seen_at, idle_seconds, expires_at
+           )
+           SELECT s.thread_id, s.staff_id, s.last_seen_at, s.idle_seconds, s.expires_at,
+                  st.email, st.name, st.role, st.active,
+                  ARRAY(SELECT team_id FROM staff_teams WHERE staff_id = st.id ORDER BY team_id)
+                      AS team_ids
+           FROM s JOIN staff st ON st.id = s.staff_id""",
+        token_hmac,
+    )
+    return row
+
+
 async def delete(conn: Connection, token_hmac: bytes) -> None:
     await conn.execute("DELETE FROM sessions WHERE token_hmac = $1", token_hmac)
 

@@ -222,7 +222,7 @@ async def staff_logout(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _summary(t: threads.ThreadView) -> dict[str, Any]:
+def _summary(t: threads.ThreadView | threads.InboxRow) -> dict[str, Any]:
     return {
         "reference": t.reference,
         "category": t.category,

@@ -20,7 +20,16 @@ from webapp.auth import Auth, clear_session_cookie, csrf_ok, set_session_cookie,
 from webapp.errors import error_page
 from webapp.forms import read_form
 from webapp.i18n import _
-from webapp.keys import CALENDAR, CATEGORIES, HASHER, INBOX_COUNTS, KEYRING, POOL, SETTINGS
+from webapp.keys import (
+    CALENDAR,
+    CATEGORIES,
+    HASHER,
+    INBOX_COUNTS,
+    INBOX_ROWS,
+    KEYRING,
+    POOL,
+    SETTINGS,
+)
 from webapp.report_flow import FormErrors
 from webapp.security import check_form_token, new_form_token, same_origin
 
@@ -176,6 +185,7 @@ async def inbox(request: web.Request, member: Staff, auth: Auth) -> web.Response
         auth,
         {
             "result": result,
+            "rows": request.app[INBOX_ROWS].render(result.threads),
             "state": state,
             "states": INBOX_STATES,
             "q": reference or "",
