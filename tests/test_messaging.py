@@ -104,6 +104,31 @@ async def test_reporter_and_caseworker_hold_a_conversation(
     assert {"view", "reply", "note"} <= {r["action"] for r in audit}
 
 
+async def test_inbox_rows_change_as_soon_as_their_thread_does(
+    stack: Stack, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    """Inbox rows are rendered once a minute (webapp.categories.InboxRows); a change to what a
+    row shows is a new row at once, and the filter links still point at the same page."""
+    async with client(stack) as reporter:
+        sent = await reporter_submits(reporter, "The lab door does not lock.")
+    async with client(stack) as staff:
+        await staff_logs_in(staff, caseworker.email, caseworker.password)
+        page = await form_page(staff, "/staff?state=open")
+        row = _row(page, sent.reference)
+        assert "Casey" not in row and "Restricted" not in row and "closed" not in row
+        await staff_acts(staff, sent.reference, "assign", email=caseworker.email)
+        row = _row(await form_page(staff, "/staff?state=open"), sent.reference)
+        assert "Casey" in row  # the assignee's name, at once
+        await staff_acts(staff, sent.reference, "status", status="closed")
+        row = _row(await form_page(staff, "/staff?state=closed"), sent.reference)
+        assert "closed" in row
+
+
+def _row(page: str, reference: str) -> str:
+    start = page.index(f'href="/staff/threads/{reference}"')
+    return page[start : page.index("</tr>", start)]
+
+
 async def test_wrong_and_malformed_codes_get_their_own_messages(
     stack: Stack, http: aiohttp.ClientSession
 ) -> None:
