@@ -25,7 +25,14 @@ from typing import Any
 import asyncpg
 
 from bench.common import Context, Result, Target, say
-from bench.fixtures import Team, connect, create_teams, drop_bench_rows, ensure_schema
+from bench.fixtures import (
+    LOAD_CLOCKS,
+    Team,
+    connect,
+    create_teams,
+    drop_bench_rows,
+    ensure_schema,
+)
 
 NAME = "digest"
 TITLE = "Digests for 200 teams: render time and SQL round trips per digest at 2 sizes"
@@ -35,17 +42,14 @@ AS_OF = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DAY = "2026-11-25"
 FLAT_TARGET = Target("<=", 1.0)
 
-# As escalation.LOAD_THREADS, with the escalation already marked as of AS_OF.
+# As escalation.LOAD_THREADS; their clocks (fixtures.LOAD_CLOCKS) already marked as of AS_OF.
 LOAD_THREADS = """
 INSERT INTO threads (id, reference, category_slug, team_id, anonymous, follow_up, status,
                      received_at, description, last_reporter_message_at, last_activity_at,
-                     awaiting_since, reply_due_at, nearing_at, escalation, escalated_at)
+                     awaiting_since, reply_due_at)
 SELECT gen_random_uuid(), 'R-' || lpad(g::text, 8, '0'), ($2::text[])[k], ($3::int[])[k],
        true, true, 'open', due - interval '2 days', '\\x00'::bytea, due - interval '2 days',
-       due - interval '2 days', due - interval '2 days', due, due - interval '1 day',
-       CASE WHEN due <= $5 THEN 'overdue' WHEN due - interval '1 day' <= $5 THEN 'nearing'
-            ELSE 'none' END,
-       CASE WHEN due - interval '1 day' <= $5 THEN $5 END
+       due - interval '2 days', due - interval '2 days', due
 FROM (SELECT g, 1 + g % $4 AS k,
              $5::timestamptz - interval '12 hours' + random() * interval '18.75 days' AS due
       FROM generate_series(1, $1) g) s
@@ -59,10 +63,10 @@ FROM teams WHERE id = ANY($1::int[])
 OUTBOX_ROWS = """SELECT id, kind, thread_id, team_id, staff_id, recipient, payload, attempts,
        created_at FROM outbox WHERE kind = 'digest' ORDER BY team_id"""
 BARE_DIGEST = """SELECT tm.name, tm.email, t.reference, c.name AS category_name,
-       t.awaiting_since, t.reply_due_at, t.escalation
+       t.awaiting_since, k.reply_due_at, k.escalation
 FROM teams tm
-LEFT JOIN threads t ON t.team_id = tm.id AND t.escalation <> 'none' AND t.status <> 'closed'
-     AND t.reply_due_at IS NOT NULL
+LEFT JOIN thread_clocks k ON k.team_id = tm.id AND k.escalation <> 'none'
+LEFT JOIN threads t ON t.id = k.thread_id
 LEFT JOIN categories c ON c.slug = t.category_slug
 WHERE tm.id = $1
 ORDER BY t.awaiting_since, t.reference"""
@@ -172,9 +176,12 @@ async def _load(conn: asyncpg.Connection, teams: list[Team], size: int) -> int:
     await conn.execute(
         LOAD_THREADS, size, [t.category for t in teams], [t.id for t in teams], len(teams), AS_OF
     )
+    await conn.execute(LOAD_CLOCKS, AS_OF)
     await conn.execute(QUEUE_DIGESTS, [t.id for t in teams], DAY, AS_OF)
-    await conn.execute("VACUUM ANALYZE threads, outbox")
-    listed: int = await conn.fetchval("SELECT count(*) FROM threads WHERE escalation <> 'none'")
+    await conn.execute("VACUUM ANALYZE threads, thread_clocks, outbox")
+    listed: int = await conn.fetchval(
+        "SELECT count(*) FROM thread_clocks WHERE escalation <> 'none'"
+    )
     return listed
 
 

@@ -1,7 +1,7 @@
 """The escalation pass over 1,000,000 open threads in 200 teams, about 8 % due within a day.
 
-The bench bulk-loads open threads awaiting a reply (``awaiting_since``, ``reply_due_at`` and
-``nearing_at`` set, ``escalation = 'none'``), with ``reply_due_at`` uniform over [as-of − 12 h,
+The bench bulk-loads open threads awaiting a reply (``awaiting_since`` and ``reply_due_at`` set)
+and their running clocks (``thread_clocks``: ``nearing_at`` set, ``escalation = 'none'``), with ``reply_due_at`` uniform over [as-of − 12 h,
 as-of + 18.25 days]: about 2.7 % are overdue and 5.3 % nearing (due within a working day) at the
 pass's as-of time, Wednesday 25 November 2026 12:00 UTC (after the 09:00 digest time, so the pass
 also queues one digest per team). Each team has one manager, who gets one alert per overdue thread.
@@ -26,6 +26,7 @@ from typing import Any
 from bench.common import Context, Result, Target, say
 from bench.escalation_child import BARE_TABLE
 from bench.fixtures import (
+    LOAD_CLOCKS,
     Team,
     add_managers,
     connect,
@@ -48,10 +49,10 @@ RATIO_TARGET = Target("<=", 2.0)
 LOAD_THREADS = """
 INSERT INTO threads (id, reference, category_slug, team_id, anonymous, follow_up, status,
                      received_at, description, last_reporter_message_at, last_activity_at,
-                     awaiting_since, reply_due_at, nearing_at, escalation)
+                     awaiting_since, reply_due_at)
 SELECT gen_random_uuid(), 'R-' || lpad(g::text, 8, '0'), ($2::text[])[k], ($3::int[])[k],
        true, true, 'open', due - interval '2 days', '\\x00'::bytea, due - interval '2 days',
-       due - interval '2 days', due - interval '2 days', due, due - interval '1 day', 'none'
+       due - interval '2 days', due - interval '2 days', due
 FROM (SELECT g, 1 + g % $4 AS k,
              $5::timestamptz - interval '12 hours' + random() * interval '18.75 days' AS due
       FROM generate_series(1, $1) g) s
@@ -66,7 +67,7 @@ BARE_INDEX = (
     "WHERE escalated_at IS NULL"
 )
 CONFIDE_RESET = (
-    "UPDATE threads SET escalation = 'none', escalated_at = NULL WHERE escalation <> 'none'",
+    "UPDATE thread_clocks SET escalation = 'none', escalated_at = NULL WHERE escalation <> 'none'",
     "DELETE FROM outbox",
     "DELETE FROM team_deadline_summary",
     "DELETE FROM job_runs",
@@ -173,11 +174,14 @@ async def _load(ctx: Context, teams: list[Team], size: int) -> int:
             len(teams),
             AS_OF,
         )
+        await conn.execute(LOAD_CLOCKS, None)
         await conn.execute(BARE_CREATE)
         await conn.execute(BARE_LOAD)
         await conn.execute(BARE_INDEX)
-        await conn.execute(f"VACUUM ANALYZE threads, {BARE_TABLE}")
-        due: int = await conn.fetchval("SELECT count(*) FROM threads WHERE nearing_at <= $1", AS_OF)
+        await conn.execute(f"VACUUM ANALYZE threads, thread_clocks, {BARE_TABLE}")
+        due: int = await conn.fetchval(
+            "SELECT count(*) FROM thread_clocks WHERE nearing_at <= $1", AS_OF
+        )
     return due
 
 
@@ -199,7 +203,7 @@ async def _reset(ctx: Context, which: str) -> None:
         if which == "confide":
             for statement in CONFIDE_RESET:
                 await conn.execute(statement)
-            await conn.execute("VACUUM ANALYZE threads, outbox, team_deadline_summary")
+            await conn.execute("VACUUM ANALYZE thread_clocks, outbox, team_deadline_summary")
         else:
             await conn.execute(BARE_RESET)
             await conn.execute(f"VACUUM ANALYZE {BARE_TABLE}")

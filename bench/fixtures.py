@@ -61,6 +61,21 @@ async def connect(ctx: Context) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
+# The running clocks of bulk-loaded threads (migrations/0007_thread_clocks.sql): nearing a day
+# before the due time, and marked as the escalation pass would have marked them at $1 (none
+# marked when $1 is NULL).
+LOAD_CLOCKS = """
+INSERT INTO thread_clocks (thread_id, team_id, reply_due_at, nearing_at, escalation, escalated_at)
+SELECT id, team_id, reply_due_at, reply_due_at - interval '1 day',
+       CASE WHEN $1::timestamptz IS NULL THEN 'none'
+            WHEN reply_due_at <= $1 THEN 'overdue'
+            WHEN reply_due_at - interval '1 day' <= $1 THEN 'nearing'
+            ELSE 'none' END,
+       CASE WHEN reply_due_at - interval '1 day' <= $1 THEN $1::timestamptz END
+FROM threads WHERE reply_due_at IS NOT NULL AND status <> 'closed'
+"""
+
+
 def ensure_schema(ctx: Context) -> None:
     """Migrate ``confide_bench`` and sync the demo organisation, as a web process would on start
     (for the benchmarks that run without one)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import aiohttp
@@ -22,6 +23,7 @@ import aiohttp
 from bench import bare_server
 from bench.common import Context, Result, Target, say
 from bench.fixtures import (
+    LOAD_CLOCKS,
     ServerRun,
     Team,
     Web,
@@ -50,19 +52,13 @@ BARE_BODY = urlencode({"category": "safety", "description": "Benchmark report, b
 LOAD_THREADS = """
 INSERT INTO threads (id, reference, category_slug, team_id, anonymous, follow_up, status,
                      received_at, description, last_reporter_message_at,
-                     last_caseworker_message_at, last_activity_at, awaiting_since, reply_due_at,
-                     nearing_at, escalation)
+                     last_caseworker_message_at, last_activity_at, awaiting_since, reply_due_at)
 SELECT gen_random_uuid(), 'R-' || lpad(g::text, 8, '0'), ($2::text[])[k], ($3::int[])[k],
        true, follow_up, CASE WHEN g % 10 = 0 THEN 'closed' ELSE 'open' END,
        received, '\\x00'::bytea, last_rep, last_cw,
        greatest(received, last_rep, last_cw),
        CASE WHEN awaiting THEN last_rep END,
-       CASE WHEN awaiting THEN last_rep + interval '2 days' END,
-       CASE WHEN awaiting THEN last_rep + interval '1 day' END,
-       CASE WHEN NOT awaiting THEN 'none'
-            WHEN last_rep + interval '2 days' <= now() THEN 'overdue'
-            WHEN last_rep + interval '1 day' <= now() THEN 'nearing'
-            ELSE 'none' END
+       CASE WHEN awaiting THEN last_rep + interval '2 days' END
 FROM (
     SELECT g, k, follow_up, awaiting, received, last_rep,
            CASE WHEN follow_up AND NOT awaiting THEN last_rep + (now() - last_rep) * r3
@@ -200,7 +196,8 @@ async def _load(ctx: Context) -> list[Team]:
             [t.id for t in teams],
             len(teams),
         )
-        await conn.execute("VACUUM ANALYZE threads")
+        await conn.execute(LOAD_CLOCKS, datetime.now(UTC))
+        await conn.execute("VACUUM ANALYZE threads, thread_clocks")
         counts = await conn.fetchrow(
             """SELECT count(*) AS total,
                       count(*) FILTER (WHERE status = 'open' AND follow_up

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from bench.common import Context, Result, Target, say
 from bench.escalation import LOAD_THREADS
 from bench.fixtures import (
+    LOAD_CLOCKS,
     Team,
     Web,
     connect,
@@ -65,7 +66,7 @@ INSERT INTO team_deadline_summary (team_id, awaiting, nearing, overdue, updated_
 SELECT team_id, count(*),
        count(*) FILTER (WHERE nearing_at <= $1 AND reply_due_at > $1),
        count(*) FILTER (WHERE reply_due_at <= $1), $1
-FROM threads WHERE reply_due_at IS NOT NULL GROUP BY team_id
+FROM thread_clocks GROUP BY team_id
 ON CONFLICT (team_id) DO UPDATE SET awaiting = EXCLUDED.awaiting, nearing = EXCLUDED.nearing,
     overdue = EXCLUDED.overdue, updated_at = EXCLUDED.updated_at
 """
@@ -192,6 +193,7 @@ async def _load(ctx: Context, teams: list[Team], size: int) -> int:
             len(teams),
             now,
         )
+        await conn.execute(LOAD_CLOCKS, None)
         await conn.execute(SUMMARY, now)
         await conn.execute(
             OUTBOX, [t.id for t in teams], len(teams), now, OUTBOX_PENDING, OUTBOX_DEAD
@@ -201,7 +203,8 @@ async def _load(ctx: Context, teams: list[Team], size: int) -> int:
             await conn.execute(JOB_RUN, job, now)
         # Nothing left for autovacuum to do while the bench counts transactions.
         await conn.execute(
-            "VACUUM ANALYZE threads, outbox, team_deadline_summary, heartbeats, job_runs"
+            "VACUUM ANALYZE threads, thread_clocks, outbox, team_deadline_summary, heartbeats, "
+            "job_runs"
         )
         awaiting: int = await conn.fetchval("SELECT sum(awaiting) FROM team_deadline_summary")
     return awaiting

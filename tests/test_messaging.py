@@ -601,3 +601,35 @@ async def test_inbox_counts_are_counted_once_when_many_pages_load_at_the_same_mo
     )
     assert all(isinstance(r, ConnectionError) for r in results)
     assert await counts.get("other", count) == {"awaiting": 2}  # a failure is not remembered
+
+    # Expired counts are served at once while one recount runs behind them.
+    values = iter(range(100, 200))
+    recounts = 0
+
+    async def recount() -> dict[str, int]:
+        nonlocal recounts
+        recounts += 1
+        await asyncio.sleep(0.05)
+        return {"awaiting": next(values)}
+
+    stale = InboxCounts(ttl_s=0.5)
+    assert await stale.get("team", recount) == {"awaiting": 100}
+    await asyncio.sleep(0.6)  # expired
+    pages = await asyncio.gather(*(stale.get("team", recount) for _ in range(20)))
+    assert all(page == {"awaiting": 100} for page in pages)  # nobody waited for the recount
+    assert recounts == 2  # and there was one recount
+    await asyncio.sleep(0.15)
+    assert await stale.get("team", recount) == {"awaiting": 101}
+
+    # A recount that fails keeps the old counts; counts older than max_stale_s are not served.
+    failing_db = InboxCounts(ttl_s=0.05, max_stale_s=0.3)
+    assert await failing_db.get("team", recount) == {"awaiting": 102}
+    await asyncio.sleep(0.1)
+    assert await failing_db.get("team", failing) == {"awaiting": 102}
+    await asyncio.sleep(0.3)
+    try:
+        await failing_db.get("team", failing)
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("counts older than max_stale_s were served")

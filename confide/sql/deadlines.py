@@ -11,10 +11,17 @@ from asyncpg import Connection, Record
 async def set_clock(
     conn: Connection, thread_id: UUID, since: datetime, due: datetime, nearing: datetime
 ) -> None:
+    """Start (or restart) the thread's clock: its due time on the thread, its marks reset."""
     await conn.execute(
-        """UPDATE threads SET awaiting_since = $2, reply_due_at = $3, nearing_at = $4,
-                              escalation = 'none', escalated_at = NULL
-           WHERE id = $1""",
+        """WITH t AS (
+               UPDATE threads SET awaiting_since = $2, reply_due_at = $3 WHERE id = $1
+               RETURNING id, team_id
+           )
+           INSERT INTO thread_clocks (thread_id, team_id, reply_due_at, nearing_at)
+           SELECT id, team_id, $3, $4 FROM t
+           ON CONFLICT (thread_id) DO UPDATE SET team_id = EXCLUDED.team_id,
+               reply_due_at = EXCLUDED.reply_due_at, nearing_at = EXCLUDED.nearing_at,
+               escalation = 'none', escalated_at = NULL""",
         thread_id,
         since,
         due,
@@ -24,16 +31,19 @@ async def set_clock(
 
 async def clear_clock(conn: Connection, thread_id: UUID) -> None:
     await conn.execute(
-        """UPDATE threads SET awaiting_since = NULL, reply_due_at = NULL, nearing_at = NULL,
-                              escalation = 'none', escalated_at = NULL
-           WHERE id = $1""",
+        """WITH t AS (
+               UPDATE threads SET awaiting_since = NULL, reply_due_at = NULL WHERE id = $1
+           )
+           DELETE FROM thread_clocks WHERE thread_id = $1""",
         thread_id,
     )
 
 
 async def clock(conn: Connection, thread_id: UUID) -> Record | None:
     row: Record | None = await conn.fetchrow(
-        "SELECT awaiting_since, reply_due_at, nearing_at FROM threads WHERE id = $1", thread_id
+        """SELECT t.awaiting_since, t.reply_due_at, k.nearing_at
+           FROM threads t LEFT JOIN thread_clocks k ON k.thread_id = t.id WHERE t.id = $1""",
+        thread_id,
     )
     return row
 
@@ -48,20 +58,22 @@ async def escalate(conn: Connection, as_of: datetime) -> tuple[int, int]:
     overdue threads sends a manager one mail, not 500. Returns (threads changed, thread alerts:
     overdue threads times the managers told about them).
 
+    Reads and writes only ``thread_clocks``, the narrow table of running clocks (see
+    migrations/0007_thread_clocks.sql): one row per thread whose clock runs, so no status check.
+
     Idempotent: the UPDATE changes a thread's state once (a concurrent pass waits on the row lock
     and then finds nothing to change), and the unique key keeps a row single. Only counts come
     back, so memory stays flat.
     """
     row = await conn.fetchrow(
         """WITH changed AS (
-               UPDATE threads t
-               SET escalation = CASE WHEN t.reply_due_at <= $1 THEN 'overdue' ELSE 'nearing' END,
+               UPDATE thread_clocks k
+               SET escalation = CASE WHEN k.reply_due_at <= $1 THEN 'overdue' ELSE 'nearing' END,
                    escalated_at = $1
-               WHERE t.reply_due_at IS NOT NULL AND t.nearing_at <= $1 AND t.status <> 'closed'
-                 AND t.escalation <> 'overdue'
-                 AND t.escalation <> CASE WHEN t.reply_due_at <= $1 THEN 'overdue'
+               WHERE k.nearing_at <= $1 AND k.escalation <> 'overdue'
+                 AND k.escalation <> CASE WHEN k.reply_due_at <= $1 THEN 'overdue'
                                           ELSE 'nearing' END
-               RETURNING t.team_id, t.escalation
+               RETURNING k.team_id, k.escalation
            ), overdue AS (
                SELECT team_id, count(*) AS threads FROM changed
                WHERE escalation = 'overdue' GROUP BY team_id
@@ -95,8 +107,7 @@ async def refresh_summary(conn: Connection, as_of: datetime) -> list[Record]:
                SELECT team_id, count(*) AS awaiting,
                       count(*) FILTER (WHERE escalation = 'nearing') AS nearing,
                       count(*) FILTER (WHERE escalation = 'overdue') AS overdue
-               FROM threads WHERE reply_due_at IS NOT NULL AND status <> 'closed'
-               GROUP BY team_id
+               FROM thread_clocks GROUP BY team_id
            )
            SELECT tm.id, tm.slug, coalesce(p.awaiting, 0) AS awaiting,
                   coalesce(p.nearing, 0) AS nearing, coalesce(p.overdue, 0) AS overdue
@@ -152,11 +163,11 @@ async def queue_digests(conn: Connection, day: str) -> list[str]:
 async def newly_overdue(conn: Connection, team_id: int, as_of: datetime) -> list[Record]:
     """The team's threads that became overdue in the pass at ``as_of`` and still are."""
     rows: list[Record] = await conn.fetch(
-        """SELECT t.reference, c.name AS category_name, t.reply_due_at
-           FROM threads t JOIN categories c ON c.slug = t.category_slug
-           WHERE t.team_id = $1 AND t.escalation = 'overdue' AND t.escalated_at = $2
-             AND t.status <> 'closed'
-           ORDER BY t.reply_due_at, t.reference""",
+        """SELECT t.reference, c.name AS category_name, k.reply_due_at
+           FROM thread_clocks k JOIN threads t ON t.id = k.thread_id
+           JOIN categories c ON c.slug = t.category_slug
+           WHERE k.team_id = $1 AND k.escalation = 'overdue' AND k.escalated_at = $2
+           ORDER BY k.reply_due_at, t.reference""",
         team_id,
         as_of,
     )
@@ -166,11 +177,11 @@ async def newly_overdue(conn: Connection, team_id: int, as_of: datetime) -> list
 async def digest_threads(conn: Connection, team_id: int) -> list[Record]:
     """The team's nearing and overdue threads, oldest first: one query, whatever the count."""
     rows: list[Record] = await conn.fetch(
-        """SELECT t.reference, c.name AS category_name, t.awaiting_since, t.reply_due_at,
-                  t.escalation
-           FROM threads t JOIN categories c ON c.slug = t.category_slug
-           WHERE t.team_id = $1 AND t.escalation <> 'none' AND t.status <> 'closed'
-             AND t.reply_due_at IS NOT NULL
+        """SELECT t.reference, c.name AS category_name, t.awaiting_since, k.reply_due_at,
+                  k.escalation
+           FROM thread_clocks k JOIN threads t ON t.id = k.thread_id
+           JOIN categories c ON c.slug = t.category_slug
+           WHERE k.team_id = $1 AND k.escalation <> 'none'
            ORDER BY t.awaiting_since, t.reference""",
         team_id,
     )

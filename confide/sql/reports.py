@@ -68,9 +68,9 @@ async def submit(
                INSERT INTO threads (id, reference, category_slug, team_id, anonymous, follow_up,
                                     description, occurred, location, contact, received_at,
                                     last_reporter_message_at, last_activity_at, awaiting_since,
-                                    reply_due_at, nearing_at)
+                                    reply_due_at)
                SELECT $2, $3, cat.slug, cat.team_id, $5, $6, $7, $8, $9, $10, $11, $11, $11,
-                      $12, $13, $14
+                      $12, $13
                FROM cat WHERE $1::bytea IS NULL OR EXISTS (SELECT 1 FROM claim)
                ON CONFLICT (reference) DO NOTHING
                RETURNING id, reference, received_at, team_id
@@ -79,6 +79,9 @@ async def submit(
                SELECT o.id, o.kind, ins.id, ins.team_id, o.recipient
                FROM ins, unnest($15::uuid[], $16::text[], $17::bytea[]) AS o(id, kind, recipient)
                RETURNING 1
+           ), clock AS (
+               INSERT INTO thread_clocks (thread_id, team_id, reply_due_at, nearing_at)
+               SELECT ins.id, ins.team_id, $13, $14 FROM ins WHERE $13::timestamptz IS NOT NULL
            )
            SELECT ($1::bytea IS NULL OR EXISTS (SELECT 1 FROM claim)) AS claimed,
                   EXISTS (SELECT 1 FROM cat) AS category_ok,
