@@ -129,6 +129,24 @@ def _row(page: str, reference: str) -> str:
     return page[start : page.index("</tr>", start)]
 
 
+async def test_a_used_session_stays_alive_and_an_idle_one_ends(
+    stack: Stack, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    """Each request restarts the idle clock, but writes the session row at most every 15 s."""
+    async with client(stack) as staff:
+        await staff_logs_in(staff, caseworker.email, caseworker.password)
+        await db.execute("UPDATE sessions SET last_seen_at = now() - interval '10 minutes'")
+        page = await form_page(staff, "/staff?state=open")
+        assert "Team inbox" in page
+        seen = await db.fetchval("SELECT last_seen_at FROM sessions")
+        assert await db.fetchval("SELECT now() - $1::timestamptz < interval '5 seconds'", seen)
+        await form_page(staff, "/staff?state=open")
+        assert await db.fetchval("SELECT last_seen_at FROM sessions") == seen  # not rewritten
+        await db.execute("UPDATE sessions SET last_seen_at = now() - interval '31 minutes'")
+        async with staff.get("/staff?state=open", allow_redirects=False) as resp:
+            assert resp.status in (302, 303)  # the idle timeout (30 minutes) has passed
+
+
 async def test_wrong_and_malformed_codes_get_their_own_messages(
     stack: Stack, http: aiohttp.ClientSession
 ) -> None:

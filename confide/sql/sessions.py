@@ -31,15 +31,32 @@ async def insert(
     return row
 
 
+# A live session's idle clock is restarted at most once every TOUCH_EVERY_S seconds, not on
+# every request: a busy session (a page, its API calls, several tabs) rewrote its one row on
+# each, so its requests queued on that row's lock and a WAL flush apiece. The idle timeout is
+# therefore exact to within TOUCH_EVERY_S (docs/security.md).
+TOUCH_EVERY_S = 15
+
+_LIVE = """WITH live AS (
+               SELECT token_hmac, thread_id, staff_id, last_seen_at, idle_seconds, expires_at
+               FROM sessions
+               WHERE token_hmac = $1 AND kind = $2 AND expires_at > now()
+                 AND last_seen_at + make_interval(secs => idle_seconds) > now()
+           ), touched AS (
+               UPDATE sessions s SET last_seen_at = now()
+               FROM live WHERE s.token_hmac = live.token_hmac
+                 AND s.last_seen_at < now() - make_interval(secs => $3)
+               RETURNING s.last_seen_at
+           )"""
+_SESSION_COLUMNS = """live.thread_id, live.staff_id,
+           coalesce((SELECT max(last_seen_at) FROM touched), live.last_seen_at) AS last_seen_at,
+           live.idle_seconds, live.expires_at"""
+
+
 async def touch(conn: Connection, token_hmac: bytes, kind: str) -> Record | None:
     """The live session for this token, its idle clock restarted; None if expired or unknown."""
     row: Record | None = await conn.fetchrow(
-        """UPDATE sessions SET last_seen_at = now()
-           WHERE token_hmac = $1 AND kind = $2 AND expires_at > now()
-             AND last_seen_at + make_interval(secs => idle_seconds) > now()
-           RETURNING thread_id, staff_id, last_seen_at, idle_seconds, expires_at""",
-        token_hmac,
-        kind,
+        f"{_LIVE} SELECT {_SESSION_COLUMNS} FROM live", token_hmac, kind, TOUCH_EVERY_S
     )
     return row
 
@@ -48,18 +65,14 @@ async def touch_staff(conn: Connection, token_hmac: bytes) -> Record | None:
     """``touch`` for a staff session, with its staff member and their teams: every staff page
     needs all three, in one round trip."""
     row: Record | None = await conn.fetchrow(
-        """WITH s AS (
-               UPDATE sessions SET last_seen_at = now()
-               WHERE token_hmac = $1 AND kind = 'staff' AND expires_at > now()
-                 AND last_seen_at + make_interval(secs => idle_seconds) > now()
-               RETURNING thread_id, staff_id, last_seen_at, idle_seconds, expires_at
-           )
-           SELECT s.thread_id, s.staff_id, s.last_seen_at, s.idle_seconds, s.expires_at,
-                  st.email, st.name, st.role, st.active,
+        f"""{_LIVE}
+           SELECT {_SESSION_COLUMNS}, st.email, st.name, st.role, st.active,
                   ARRAY(SELECT team_id FROM staff_teams WHERE staff_id = st.id ORDER BY team_id)
                       AS team_ids
-           FROM s JOIN staff st ON st.id = s.staff_id""",
+           FROM live JOIN staff st ON st.id = live.staff_id""",
         token_hmac,
+        "staff",
+        TOUCH_EVERY_S,
     )
     return row
 
