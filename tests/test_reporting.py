@@ -431,6 +431,8 @@ async def test_every_page_has_exit_999_notice_and_strict_headers(
             headers = resp.headers
         assert 'id="exit-this-page"' in page and 'rel="nofollow noreferrer"' in page
         assert "call 999" in page
+        if path == "/":
+            assert page.count("call 999") == 1  # in <main>, not in the banner as well
         assert '<main id="main"' in page and 'href="#main"' in page
         assert 'name="robots" content="noindex' in page
         csp = headers["Content-Security-Policy"]
