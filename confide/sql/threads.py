@@ -22,8 +22,9 @@ STATES: dict[str, str] = {
     "overdue": "t.id IN (SELECT thread_id FROM thread_clocks WHERE escalation = 'overdue')",
 }
 
-# The counts join thread_clocks once, rather than look each thread up in it twice.
-COUNT_STATES = {"nearing": "k.escalation = 'nearing'", "overdue": "k.escalation = 'overdue'"}
+# The nearing and overdue filters as conditions on thread_clocks k, for the queries that join it
+# (the counts, and the inbox pages of those two filters, which start from the clocks).
+CLOCK_STATES = {"nearing": "k.escalation = 'nearing'", "overdue": "k.escalation = 'overdue'"}
 
 # Who may see a thread: a member of its team, and for a restricted thread only its assignee and
 # the team's managers. $1 = the staff member's team ids, $2 = staff id, $3 = is a manager.
@@ -62,15 +63,21 @@ async def inbox(
     # looks so selective that the plan read and sorted every thread of every team (13 ms became
     # 100-200 ms for a manager of 50 teams).
     by_reference = "AND t.reference = $6" if reference is not None else ""
+    source, condition = "threads t", STATES[state]
+    if state in CLOCK_STATES:
+        # Nearing and overdue threads are few: start from the team's running clocks rather than
+        # walk all of the team's threads in activity order (25 ms a team at 1,000,000 threads).
+        source = "thread_clocks k JOIN threads t ON t.id = k.thread_id"
+        condition = f"k.team_id = team.id AND {CLOCK_STATES[state]}"
     rows: list[Record] = await conn.fetch(
         f"""SELECT {INBOX_COLUMNS}
             FROM (
                 SELECT t.* FROM unnest($1::int[]) AS team(id)
                 CROSS JOIN LATERAL (
-                    SELECT t.* FROM threads t
+                    SELECT t.* FROM {source}
                     WHERE t.team_id = team.id
                       AND (NOT t.restricted OR t.assignee_id = $2 OR $3)
-                      AND ({STATES[state]}) {by_reference}
+                      AND ({condition}) {by_reference}
                     ORDER BY t.last_activity_at DESC LIMIT $4::int + $5::int
                 ) AS t
                 ORDER BY t.last_activity_at DESC, t.id LIMIT $4::int OFFSET $5::int
@@ -94,7 +101,7 @@ async def inbox_counts(
     conn: Connection, *, team_ids: list[int], staff_id: int, is_manager: bool
 ) -> dict[str, int]:
     columns = ", ".join(
-        f"count(*) FILTER (WHERE {COUNT_STATES.get(name, sql)}) AS {name}"
+        f"count(*) FILTER (WHERE {CLOCK_STATES.get(name, sql)}) AS {name}"
         for name, sql in STATES.items()
     )
     row = await conn.fetchrow(
