@@ -44,6 +44,13 @@ def token_hmac(settings: Settings, token: str) -> bytes:
     return keyed_hash(settings.session_key, "session", token)
 
 
+def presented_hmac(settings: Settings, token: str) -> bytes | None:
+    """The HMAC to look a presented token up by; None for a token no session can have."""
+    if not token or len(token) > 128:
+        return None
+    return token_hmac(settings, token)
+
+
 def csrf_token(settings: Settings, session_hmac: bytes) -> str:
     """Bound to the session; cookie-authenticated forms must carry it."""
     mac = keyed_hash(settings.session_key, "csrf", session_hmac)
@@ -81,9 +88,9 @@ async def create(
 
 
 async def resume(pool: Pool, settings: Settings, kind: str, token: str) -> ActiveSession | None:
-    if not token or len(token) > 128:
+    mac = presented_hmac(settings, token)
+    if mac is None:
         return None
-    mac = token_hmac(settings, token)
     async with pool.acquire() as conn:
         row = await sql_sessions.touch(conn, mac, kind)
     return None if row is None else active_from_row(mac, row)

@@ -286,9 +286,9 @@ async def resume_staff(
 ) -> tuple[sessions.ActiveSession, Staff] | None:
     """A live staff session (its idle clock restarted) and its active staff member, in one
     round trip; None if either is gone."""
-    if not token or len(token) > 128:
+    mac = sessions.presented_hmac(settings, token)
+    if mac is None:
         return None
-    mac = sessions.token_hmac(settings, token)
     async with pool.acquire() as conn:
         row = await sql_sessions.touch_staff(conn, mac)
     if row is None or not row["active"]:
