@@ -2,7 +2,7 @@
 
 ``DATABASE_URL`` / ``REDIS_URL`` name the servers when given (CI uses the machine's own on
 127.0.0.1); otherwise embedded servers start from PyPI wheels. Tests get their own database
-(``confide_test``) and Redis db 13, and each test starts from truncated tables.
+(``confide_test``, or ``CONFIDE_TEST_DB``) and Redis db 13 (``CONFIDE_TEST_REDIS_DB``), and each test starts from truncated tables.
 """
 
 from __future__ import annotations
@@ -170,8 +170,13 @@ def services() -> Iterator[tuple[str, str]]:
             embedded.stop()
 
 
+# Overridable so that two checkouts can run their tests at once against one server.
+TEST_DB = os.environ.get("CONFIDE_TEST_DB", "confide_test")
+TEST_REDIS_DB = int(os.environ.get("CONFIDE_TEST_REDIS_DB", "13"))
+
+
 def _prepare(database_url: str, redis_url: str) -> Iterator[tuple[str, str]]:
-    test_db = with_database(database_url, "confide_test")
+    test_db = with_database(database_url, TEST_DB)
     admin_db = with_database(database_url, "postgres")
 
     async def recreate() -> None:
@@ -179,15 +184,16 @@ def _prepare(database_url: str, redis_url: str) -> Iterator[tuple[str, str]]:
         try:
             await conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = 'confide_test' AND pid <> pg_backend_pid()"
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                TEST_DB,
             )
-            await conn.execute("DROP DATABASE IF EXISTS confide_test")
-            await conn.execute("CREATE DATABASE confide_test")
+            await conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}"')
+            await conn.execute(f'CREATE DATABASE "{TEST_DB}"')
         finally:
             await conn.close()
 
     asyncio.run(recreate())
-    test_redis = with_redis_db(redis_url, 13)
+    test_redis = with_redis_db(redis_url, TEST_REDIS_DB)
     redis.Redis.from_url(test_redis).flushdb()
     yield test_db, test_redis
 
