@@ -266,7 +266,7 @@ async def _send(
                     record.status_503 += 1
                 elif resp.status >= 500:
                     record.status_5xx_other[f"{method} {path.split('/')[3]} {resp.status}"] += 1
-                elif resp.status not in (429,):
+                elif resp.status not in (409, 429):  # 409: the first try is still running
                     text = (await resp.text())[:200]
                     raise RuntimeError(f"{method} {path}: {resp.status} {text}")
         except (TimeoutError, aiohttp.ClientError):

@@ -53,3 +53,19 @@ class CodeNotIssued(ConfideError):
 
 class DatabaseUnavailable(ConfideError):
     """PostgreSQL did not answer: nothing was accepted."""
+
+
+class IdempotencyKeyReused(ConfideError):
+    """The same idempotency key came back with a different request (CONTRACTS §3): 422."""
+
+
+class RequestInProgress(ConfideError):
+    """The first request with this idempotency key is still running (CONTRACTS §3): 409."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class FormExpired(ConfideError):
+    """An HTML submit token too old to start a new submission (it may still answer a repeat)."""

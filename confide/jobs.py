@@ -13,6 +13,7 @@ CHECK_CODE = "confide.check_code"
 DELIVER = "confide.deliver_outbox_item"
 RELAY_OUTBOX = "confide.relay_outbox"
 ESCALATE = "confide.escalate_threads"
+PURGE_EXPIRED = "confide.purge_expired"
 
 BEAT_HEARTBEAT_NAME = "beat"
 BEAT_INTERVAL_S = 30

@@ -9,6 +9,7 @@ from confide.settings import Settings
 
 # Beat's own heartbeat is written by workers.scheduler.HeartbeatScheduler every 30 s.
 OUTBOX_RELAY_EVERY_S = 15.0
+PURGE_EVERY_S = 600.0
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -25,5 +26,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": jobs.RELAY_OUTBOX,
             "schedule": OUTBOX_RELAY_EVERY_S,
             "options": {"expires": OUTBOX_RELAY_EVERY_S, "queue": jobs.DEFAULT_QUEUE},
+        },
+        # Forgets expired sessions and idempotency keys older than 24 h.
+        "purge-expired": {
+            "task": jobs.PURGE_EXPIRED,
+            "schedule": PURGE_EVERY_S,
+            "options": {"expires": PURGE_EVERY_S, "queue": jobs.DEFAULT_QUEUE},
         },
     }

@@ -237,15 +237,15 @@ async def test_reporter_token_reads_only_its_own_report(http: aiohttp.ClientSess
     async with http.post(
         "/api/v1/reporter/messages",
         json={"body": "hello"},
-        headers={"Authorization": f"Bearer {tokens[0]}", "Idempotency-Key": "k1"},
+        headers={"Authorization": f"Bearer {tokens[0]}", "Idempotency-Key": "reporter-key-0001"},
     ) as resp:
         assert resp.status == 201
     async with http.post(
         "/api/v1/reporter/messages",
         json={"body": "hello"},
-        headers={"Authorization": f"Bearer {tokens[0]}", "Idempotency-Key": "k1"},
+        headers={"Authorization": f"Bearer {tokens[0]}", "Idempotency-Key": "reporter-key-0001"},
     ) as resp:
-        assert resp.status == 201  # the same receipt; one message
+        assert resp.status == 200  # a repeat: the same receipt, one message (CONTRACTS §3)
     async with http.get(
         "/api/v1/reporter/thread", headers={"Authorization": f"Bearer {tokens[0]}"}
     ) as resp:

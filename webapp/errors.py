@@ -16,8 +16,10 @@ from confide.errors import (
     CodeMalformed,
     CodeNotRecognised,
     DatabaseUnavailable,
+    IdempotencyKeyReused,
     NotFound,
     RateLimited,
+    RequestInProgress,
     ThreadClosed,
     ValidationFailed,
 )
@@ -87,14 +89,20 @@ def wants_json(request: web.Request) -> bool:
     return "json" in accept and "html" not in accept
 
 
+PROBLEM_TYPE_BASE = "tag:confide,2026:problems/"
+"""Problem ``type`` URIs (RFC 9457) that clients match by their last segment, e.g.
+``…/idempotency-key-reused``. A tag URI names no host that we would have to serve."""
+
+
 def problem(
     status: int,
     detail: str | None = None,
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
+    type_: str | None = None,
 ) -> web.Response:
     body: dict[str, Any] = {
-        "type": "about:blank",
+        "type": PROBLEM_TYPE_BASE + type_ if type_ else "about:blank",
         "title": TITLES.get(status, "Error"),
         "status": status,
     }
@@ -151,6 +159,22 @@ async def error_middleware(
                 [{"field": e.field, "message": e.message} for e in exc.errors],
             )
         return error_page(request, 422)
+    except IdempotencyKeyReused:
+        detail = (
+            "This Idempotency-Key was already used for a different request. "
+            "Use a new key for a new request."
+        )
+        if wants_json(request):
+            return problem(422, detail, type_="idempotency-key-reused")
+        return error_page(request, 422, detail)
+    except RequestInProgress as exc:
+        return error_page(
+            request,
+            409,
+            "The first request with this Idempotency-Key is still being answered. "
+            "Send it again in a moment.",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     except RateLimited as exc:
         return error_page(
             request,

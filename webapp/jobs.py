@@ -180,10 +180,10 @@ class CodeHasher:
         verifier = await loop.run_in_executor(self.local, codes.make_verifier, self.hasher, prehash)
         return await code_service.commit_verifier(self.pool, thread_id, issue_id, verifier)
 
-    async def check_code(self, thread_id: UUID, verifier: str, prehash: bytes) -> bool:
+    async def check_code(self, issue_id: UUID, verifier: str, prehash: bytes) -> bool:
         """One argon2id verification, on a ``hashing`` worker or locally after the timeout."""
         loop = asyncio.get_running_loop()
-        args = [str(thread_id), base64.b64encode(prehash).decode("ascii")]
+        args = [str(issue_id), base64.b64encode(prehash).decode("ascii")]
         try:
             result = await self._remote(jobs.CHECK_CODE, args)
             self.remote_runs += 1

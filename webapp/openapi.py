@@ -61,7 +61,10 @@ IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+    "description": "16 to 255 visible ASCII characters, scoped to its endpoint and author. "
+    "A repeat with the same request returns the first answer (200); with a different request "
+    "422 (type ending /idempotency-key-reused); while the first is still running 409.",
+    "schema": {"type": "string", "minLength": 16, "maxLength": 255, "pattern": "^[!-~]+$"},
 }
 
 
@@ -145,6 +148,7 @@ def _session_paths() -> dict[str, Any]:
                 "requestBody": _text_body(10_000),
                 "responses": {
                     "201": _json(_ref("Sent"), "Committed"),
+                    "200": _json(_ref("Sent"), "A repeat of the same Idempotency-Key and body"),
                     "409": _problem("The thread is closed"),
                     **AUTH_ERRORS,
                     **BODY_ERRORS,
@@ -250,7 +254,10 @@ def _session_paths() -> dict[str, Any]:
     for action, schema in {"messages": None, "notes": None, **staff_action}.items():
         body = _text_body(10_000) if schema is None else _body(schema)
         ok = (
-            {"201": _json(_ref("Sent"), "Committed")}
+            {
+                "201": _json(_ref("Sent"), "Committed"),
+                "200": _json(_ref("Sent"), "A repeat of the same Idempotency-Key and body"),
+            }
             if action == "messages"
             else {"201": {"description": "Committed"}}
             if action == "notes"
@@ -337,14 +344,7 @@ def document() -> dict[str, Any]:
             "/api/v1/reports": {
                 "post": {
                     "operationId": "createReport",
-                    "parameters": [
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-                        }
-                    ],
+                    "parameters": [IDEMPOTENCY],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -364,8 +364,11 @@ def document() -> dict[str, Any]:
                             "links": RECEIPT_LINKS,
                         },
                         "200": {
-                            "description": "A retry with the same Idempotency-Key: the same "
-                            "reference, and a fresh code that replaces the earlier one",
+                            "description": "A retry with the same Idempotency-Key and request: "
+                            "the same reference. `code` is an additional code that works beside "
+                            "the earlier ones within 10 minutes of the first submission, before "
+                            "any login and while the report has fewer than 3 codes; otherwise "
+                            "null (the first code still works)",
                             "content": {
                                 "application/json": {
                                     "schema": {"$ref": "#/components/schemas/Receipt"}
@@ -376,6 +379,10 @@ def document() -> dict[str, Any]:
                         "413": _problem("Body over 1 MiB"),
                         "415": _problem("Not application/json"),
                         "422": _problem("Invalid fields, listed in errors[]"),
+                        "409": _problem(
+                            "The first request with this Idempotency-Key is still running; "
+                            "see Retry-After"
+                        ),
                         "429": _problem("Too many submissions; see Retry-After"),
                         "503": _problem("A dependency is down and nothing was accepted"),
                     },

@@ -81,11 +81,11 @@ def same_origin(request: web.Request, settings: Settings) -> bool:
 # --- Signed form tokens ------------------------------------------------------------------------
 
 
-def new_form_token(settings: Settings, purpose: str) -> str:
+def new_form_token(settings: Settings, purpose: str, *, now: float | None = None) -> str:
     """``nonce.timestamp.signature``: proves the form came from us, and doubles as the
     idempotency key of the submission it guards."""
     nonce = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
-    ts = str(int(time.time()))
+    ts = str(int(time.time() if now is None else now))
     sig = _sign(settings, purpose, nonce, ts)
     return f"{nonce}.{ts}.{sig}"
 
@@ -101,6 +101,12 @@ def check_form_token(settings: Settings, purpose: str, token: str) -> str | None
     if time.time() - int(ts) > FORM_TOKEN_MAX_AGE_S:
         return None
     return nonce
+
+
+def form_token_age_s(token: str) -> float:
+    """Seconds since a token (already checked with :func:`check_form_token`) was issued."""
+    ts = token.split(".")[1] if token.count(".") == 2 else ""
+    return time.time() - int(ts) if ts.isdigit() and len(ts) < 12 else float("inf")
 
 
 def _sign(settings: Settings, purpose: str, nonce: str, ts: str) -> str:

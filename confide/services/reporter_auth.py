@@ -26,7 +26,9 @@ class LoginGuard(Protocol):
 
 
 class CodeCheck(Protocol):
-    async def __call__(self, thread_id: UUID, verifier: str, prehash: bytes) -> bool: ...
+    """One argon2id verification of ``prehash`` against the code ``issue_id``'s verifier."""
+
+    async def __call__(self, issue_id: UUID, verifier: str, prehash: bytes) -> bool: ...
 
 
 async def log_in(
@@ -40,7 +42,10 @@ async def log_in(
     if row is None or row["verifier"] is None:
         raise CodeNotRecognised()  # no argon2 work for an unknown lookup id
     guard.argon2_budget()
-    if not await check(row["thread_id"], row["verifier"], parts.prehash):
+    if not await check(row["issue_id"], row["verifier"], parts.prehash):
         raise CodeNotRecognised()
+    async with pool.acquire() as conn:
+        # From the first login on, a retried submission gets no additional code (CONTRACTS §2).
+        await sql_codes.mark_logged_in(conn, row["issue_id"])
     session = await sessions.create(pool, settings, "reporter", thread_id=row["thread_id"])
     return row["thread_id"], session

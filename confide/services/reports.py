@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
 import secrets
 from dataclasses import asdict, dataclass
@@ -10,10 +12,19 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from confide import codes
-from confide.crypto import Keyring, keyed_hash
+from confide import codes, idempotency
+from confide.crypto import Keyring
 from confide.db import Pool
-from confide.errors import FieldError, ValidationFailed
+from confide.errors import (
+    CodeNotIssued,
+    FieldError,
+    FormExpired,
+    IdempotencyKeyReused,
+    RequestInProgress,
+    ValidationFailed,
+)
+from confide.idempotency import Idempotency
+from confide.services import codes as code_service
 from confide.services import deadlines
 from confide.services.validation import ReportDraft
 from confide.services.workdays import WorkingCalendar
@@ -46,8 +57,121 @@ def field_context(thread_id: UUID | str, column: str) -> str:
     return f"threads.{column}:{thread_id}"
 
 
-def submission_key_hmac(settings: Settings, token: str) -> bytes:
-    return keyed_hash(settings.session_key, "submission", token)
+ENDPOINT = "POST /api/v1/reports"
+"""Reports submitted through the API and through the HTML form share the endpoint's scope, but
+their authors differ (``api`` and ``form``), so a key of one never finds the other's report."""
+WAIT_POLL_S = 0.2
+
+
+def canonical_draft(draft: ReportDraft) -> bytes:
+    """The canonical form of what was submitted, for the idempotency request HMAC."""
+    return idempotency.canonical(asdict(draft))
+
+
+def submission_idempotency(
+    settings: Settings, key: str | None, body: bytes, *, author: str
+) -> Idempotency | None:
+    """A report's key, scoped to the anonymous submitter's channel (``api`` or ``form``) and
+    bound to the canonical body: the API's JSON, or the form's validated answers."""
+    return idempotency.bind(
+        settings,
+        key,
+        endpoint=ENDPOINT,
+        author=author,
+        method="POST",
+        path="/api/v1/reports",
+        body=body,
+    )
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What the reporter is shown: the receipt and, for anonymous follow-up, a working code.
+
+    ``code`` is None on a repeat that may not get an additional code (the first code still
+    works) and when ``code_failed`` (the report is committed; a retry can still get one)."""
+
+    receipt: Receipt
+    code: str | None
+    code_failed: bool = False
+
+
+async def submit(
+    pool: Pool,
+    settings: Settings,
+    keyring: Keyring,
+    draft: ReportDraft,
+    *,
+    idempotency: Idempotency | None,
+    calendar: WorkingCalendar,
+    store_verifier: code_service.VerifierStore,
+    accept_new: bool = True,
+    wait_for_first: bool = False,
+) -> Submitted:
+    """Commit a report and, for anonymous follow-up, issue its code (CONTRACTS §2 "Issuing").
+
+    A repeat (same key, same request) returns the same reference; it gets an additional code
+    only inside the rules of :func:`confide.services.codes.issue_code`, and nothing it does stops
+    an earlier code from working. A repeat with another request raises
+    :class:`IdempotencyKeyReused`. A repeat that arrives while the first is still issuing its
+    code raises :class:`RequestInProgress`, or with ``wait_for_first`` (HTML forms) waits for
+    it. ``accept_new=False`` (an HTML token too old for a new report) answers repeats only.
+    """
+    receipt = await submit_report(
+        pool,
+        settings,
+        keyring,
+        draft,
+        idempotency=idempotency,
+        calendar=calendar,
+        accept_new=accept_new,
+        wait_for_first=wait_for_first,
+    )
+    if not receipt.wants_code:
+        return Submitted(receipt, None)
+    try:
+        code = await code_service.issue_code(
+            pool, settings, receipt.thread_id, store_verifier, additional=not receipt.is_new
+        )
+    except CodeNotIssued:
+        return Submitted(receipt, None, code_failed=True)
+    finally:
+        if receipt.is_new and idempotency is not None:
+            async with pool.acquire() as conn:
+                await sql_reports.finish_submission_key(conn, idempotency.key_hmac)
+    return Submitted(receipt, code)
+
+
+async def _repeat(
+    pool: Pool, idem: Idempotency, *, wait_for_first: bool, wait_s: float
+) -> Receipt | None:
+    """The first submission's receipt for this key, or None if the key is unused."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        async with pool.acquire() as conn:
+            first = await sql_reports.thread_for_submission_key(conn, idem.key_hmac)
+            if first is None:
+                return None
+            if first["request_hmac"] is not None and not hmac.compare_digest(
+                first["request_hmac"], idem.request_hmac
+            ):
+                raise IdempotencyKeyReused()
+            if first["pending"]:
+                if not wait_for_first:
+                    raise RequestInProgress(retry_after=1)
+                if loop.time() < deadline:
+                    await asyncio.sleep(WAIT_POLL_S)
+                    continue
+            clock = await sql_deadlines.clock(conn, first["id"])
+        return Receipt(
+            first["id"],
+            first["reference"],
+            first["received_at"],
+            first["anonymous"] and first["follow_up"],
+            is_new=False,
+            reply_due_by=clock["reply_due_at"] if clock else None,
+        )
 
 
 async def submit_report(
@@ -56,14 +180,23 @@ async def submit_report(
     keyring: Keyring,
     draft: ReportDraft,
     *,
-    idempotency_key: str | None,
+    idempotency: Idempotency | None,
     calendar: WorkingCalendar,
+    accept_new: bool = True,
+    wait_for_first: bool = False,
 ) -> Receipt:
     """Commit a report, encrypted at rest. Idempotent per key: a retry returns the first receipt.
 
     The receipt is returned only after the commit, so "received" is never said of a lost report.
     """
-    key_hmac = submission_key_hmac(settings, idempotency_key) if idempotency_key else None
+    key_hmac = idempotency.key_hmac if idempotency else None
+    wait_s = settings.hash_timeout_s + 2.0
+    if not accept_new:
+        assert idempotency is not None
+        earlier = await _repeat(pool, idempotency, wait_for_first=wait_for_first, wait_s=wait_s)
+        if earlier is None:
+            raise FormExpired()
+        return earlier
     received_at = datetime.now(UTC)
     wants_code = draft.anonymous and draft.follow_up
     due = nearing = since = None
@@ -100,6 +233,9 @@ async def submit_report(
                 row = await sql_reports.submit(
                     conn,
                     key_hmac=key_hmac,
+                    request_hmac=idempotency.request_hmac if idempotency else None,
+                    # A code follows: repeats wait (HTML) or get 409 (API) until it is issued.
+                    pending_s=wait_s if wants_code and idempotency else None,
                     thread_id=thread_id,
                     reference=new_reference(),
                     category_slug=draft.category,
@@ -117,22 +253,14 @@ async def submit_report(
                 )
                 if not row["category_ok"]:
                     raise ValidationFailed([FieldError("category", "Choose one of the categories")])
-                if not row["claimed"]:
-                    # A repeat: the first submission with this key committed (we waited for it).
-                    assert key_hmac is not None
-                    first = await sql_reports.thread_for_submission_key(conn, key_hmac)
-                    assert first is not None
-                    clock = await sql_deadlines.clock(conn, first["id"])
-                    return Receipt(
-                        first["id"],
-                        first["reference"],
-                        first["received_at"],
-                        first["anonymous"] and first["follow_up"],
-                        is_new=False,
-                        reply_due_by=clock["reply_due_at"] if clock else None,
-                    )
         except asyncpg.ForeignKeyViolationError:
             continue  # the drawn reference was taken (1 in 2^40): nothing was kept; draw again
+        if not row["claimed"]:
+            # A repeat: the first submission with this key committed (we waited for it).
+            assert idempotency is not None
+            earlier = await _repeat(pool, idempotency, wait_for_first=wait_for_first, wait_s=wait_s)
+            assert earlier is not None
+            return earlier
         if row["id"] is None:
             continue
         return Receipt(

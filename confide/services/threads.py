@@ -6,6 +6,7 @@ text). A thread a staff member may not see raises :class:`NotFound`, exactly lik
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 from dataclasses import dataclass, field
@@ -15,9 +16,18 @@ from uuid import UUID, uuid4
 
 from asyncpg import Connection, Record
 
-from confide.crypto import Keyring, keyed_hash
+from confide import idempotency
+from confide.crypto import Keyring
 from confide.db import Pool
-from confide.errors import ConfideError, FieldError, NotFound, ThreadClosed, ValidationFailed
+from confide.errors import (
+    ConfideError,
+    FieldError,
+    IdempotencyKeyReused,
+    NotFound,
+    ThreadClosed,
+    ValidationFailed,
+)
+from confide.idempotency import Idempotency
 from confide.services import deadlines, sessions, validation
 from confide.services.reports import field_context
 from confide.services.workdays import WorkingCalendar
@@ -197,6 +207,30 @@ def message_body(text: Any, field_name: str = "body") -> str:
     return body
 
 
+class Sent(NamedTuple):
+    """A message's receipt: when it was sent, and whether this request sent it (False for a
+    repeat of its idempotency key, answered 200 instead of 201)."""
+
+    sent_at: datetime
+    is_new: bool
+
+
+def message_idempotency(
+    settings: Settings, thread_id: UUID, key: str | None, body: str, *, author: str
+) -> Idempotency | None:
+    """A message's key, scoped to the thread and its author: the reporter, or one staff member
+    (``staff:<id>``), so a reporter's key never finds a staff reply or the other way round."""
+    return idempotency.bind(
+        settings,
+        key,
+        endpoint=f"POST messages {thread_id}",
+        author=author,
+        method="POST",
+        path="messages",
+        body=idempotency.canonical({"body": body}),
+    )
+
+
 async def _add_message(
     pool: Pool,
     settings: Settings,
@@ -208,22 +242,22 @@ async def _add_message(
     staff_id: int | None,
     idempotency_key: str | None,
     calendar: WorkingCalendar,
-) -> datetime:
-    key_hmac = (
-        keyed_hash(settings.session_key, "message", str(thread_id), idempotency_key)
-        if idempotency_key
-        else None
-    )
+) -> Sent:
+    scope = "reporter" if staff_id is None else f"staff:{staff_id}"
+    idem = message_idempotency(settings, thread_id, idempotency_key, body, author=scope)
     message_id = uuid4()
     async with pool.acquire() as conn, conn.transaction():
         thread = await sql_threads.lock_thread(conn, thread_id)
         if thread is None:
             raise NotFound()
-        if key_hmac is not None:
-            earlier = await sql_threads.message_by_key(conn, key_hmac)
+        if idem is not None:
+            earlier = await sql_threads.message_by_key(conn, idem.key_hmac)
             if earlier is not None:
-                at: datetime = earlier["sent_at"]
-                return at  # a retried POST: the same receipt, no second message
+                if earlier["request_hmac"] is not None and not hmac.compare_digest(
+                    earlier["request_hmac"], idem.request_hmac
+                ):
+                    raise IdempotencyKeyReused()
+                return Sent(earlier["sent_at"], is_new=False)  # the same receipt, no second message
         if thread["status"] == "closed":
             raise ThreadClosed()
         if not (thread["anonymous"] and thread["follow_up"]):
@@ -235,7 +269,8 @@ async def _add_message(
             author=author,
             staff_id=staff_id,
             body=keyring.seal(body, f"messages.body:{message_id}"),
-            key_hmac=key_hmac,
+            key_hmac=idem.key_hmac if idem else None,
+            request_hmac=idem.request_hmac if idem else None,
         )
         assert sent_at is not None
         if author == "reporter":
@@ -248,7 +283,7 @@ async def _add_message(
             await sql_threads.mark_caseworker_message(conn, thread_id, sent_at)
             await deadlines.stop_clock(conn, thread_id)  # only a reply stops the clock
             await sql_audit.record(conn, staff_id, thread_id, "reply")
-    return sent_at
+    return Sent(sent_at, is_new=True)
 
 
 async def add_reporter_message(
@@ -260,7 +295,7 @@ async def add_reporter_message(
     *,
     idempotency_key: str | None,
     calendar: WorkingCalendar,
-) -> datetime:
+) -> Sent:
     """Commit the reporter's message (encrypted) before anyone is told it was sent.
 
     Idempotent per key: a retried POST returns the first message's time.
@@ -426,7 +461,7 @@ async def reply(
     *,
     idempotency_key: str | None,
     calendar: WorkingCalendar,
-) -> datetime:
+) -> Sent:
     async with pool.acquire() as conn:
         row = await _visible(conn, staff, reference)
     return await _add_message(

@@ -4,34 +4,52 @@ from __future__ import annotations
 
 from uuid import UUID
 
-import asyncpg
 from asyncpg import Connection, Record
 
 
-async def set_pending(
+async def lock_for_thread(
+    conn: Connection, thread_id: UUID, pending_counts_s: float
+) -> list[Record]:
+    """The report's codes, locked, so two concurrent retries cannot both pass a count.
+
+    ``works``: its verifier is committed; ``recent``: issued within ``pending_counts_s``."""
+    rows: list[Record] = await conn.fetch(
+        """SELECT verifier IS NOT NULL AS works, logged_in_at IS NOT NULL AS used,
+                  issued_at > now() - make_interval(secs => $2) AS recent
+           FROM reporter_codes WHERE thread_id = $1 FOR UPDATE""",
+        thread_id,
+        pending_counts_s,
+    )
+    return rows
+
+
+async def received_within(conn: Connection, thread_id: UUID, seconds: float) -> bool:
+    value: bool | None = await conn.fetchval(
+        "SELECT received_at > now() - make_interval(secs => $2) FROM threads WHERE id = $1",
+        thread_id,
+        seconds,
+    )
+    return bool(value)
+
+
+async def insert_pending(
     conn: Connection, thread_id: UUID, lookup_hmac: bytes, issue_id: UUID
 ) -> bool:
-    """Issue (or replace) the thread's code with no verifier yet. False on a lookup collision."""
-    try:
-        await conn.execute(
-            """INSERT INTO reporter_codes (thread_id, lookup_hmac, issue_id, verifier)
-               VALUES ($1, $2, $3, NULL)
-               ON CONFLICT (thread_id) DO UPDATE
-               SET lookup_hmac = EXCLUDED.lookup_hmac, issue_id = EXCLUDED.issue_id,
-                   verifier = NULL, issued_at = now()""",
-            thread_id,
-            lookup_hmac,
-            issue_id,
-        )
-    except asyncpg.UniqueViolationError:
-        return False
-    return True
+    """Add a code with no verifier yet, beside any earlier ones. False on a lookup collision."""
+    added: bool | None = await conn.fetchval(
+        """INSERT INTO reporter_codes (thread_id, lookup_hmac, issue_id, verifier)
+           VALUES ($1, $2, $3, NULL) ON CONFLICT (lookup_hmac) DO NOTHING RETURNING true""",
+        thread_id,
+        lookup_hmac,
+        issue_id,
+    )
+    return bool(added)
 
 
 async def store_verifier(conn: Connection, thread_id: UUID, issue_id: UUID, verifier: str) -> bool:
     """True once this issue's verifier is committed (by us or by an earlier, equivalent writer).
 
-    False when a fresher code has replaced this issue: a late task must never overwrite it.
+    False when the issue is gone (its thread was erased): nothing is ever overwritten.
     """
     done: bool = await conn.fetchval(
         """WITH upd AS (
@@ -56,8 +74,16 @@ async def by_lookup(conn: Connection, lookup_hmac: bytes) -> Record | None:
     return row
 
 
-async def verifier_for_thread(conn: Connection, thread_id: UUID) -> str | None:
+async def verifier_for_issue(conn: Connection, issue_id: UUID) -> str | None:
     value: str | None = await conn.fetchval(
-        "SELECT verifier FROM reporter_codes WHERE thread_id = $1", thread_id
+        "SELECT verifier FROM reporter_codes WHERE issue_id = $1", issue_id
     )
     return value
+
+
+async def mark_logged_in(conn: Connection, issue_id: UUID) -> None:
+    """The first login with this code: from now on a retry gets no additional code."""
+    await conn.execute(
+        "UPDATE reporter_codes SET logged_in_at = now() WHERE issue_id = $1 AND logged_in_at IS NULL",
+        issue_id,
+    )

@@ -9,13 +9,35 @@ from asyncpg import Connection, Record
 
 
 async def thread_for_submission_key(conn: Connection, key_hmac: bytes) -> Record | None:
+    """The report a key submitted, its request's HMAC, and whether its first answer is still
+    being made (``pending``: the first submission is issuing its code)."""
     row: Record | None = await conn.fetchrow(
-        """SELECT t.id, t.reference, t.anonymous, t.follow_up, t.received_at
+        """SELECT t.id, t.reference, t.anonymous, t.follow_up, t.received_at, k.request_hmac,
+                  coalesce(k.pending_until > now(), false) AS pending
            FROM submission_keys k JOIN threads t ON t.id = k.thread_id
            WHERE k.key_hmac = $1""",
         key_hmac,
     )
     return row
+
+
+async def finish_submission_key(conn: Connection, key_hmac: bytes) -> None:
+    """The first answer is complete: repeats are answered from now on, not told to wait."""
+    await conn.execute(
+        "UPDATE submission_keys SET pending_until = NULL WHERE key_hmac = $1", key_hmac
+    )
+
+
+async def purge_submission_keys(conn: Connection, older_than_s: float, limit: int) -> int:
+    """Forget keys older than their keeping time (CONTRACTS §3: 24 h), a batch at a time."""
+    done: str = await conn.execute(
+        """DELETE FROM submission_keys WHERE key_hmac IN (
+               SELECT key_hmac FROM submission_keys
+               WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)""",
+        older_than_s,
+        limit,
+    )
+    return int(done.split()[-1])
 
 
 async def thread(conn: Connection, thread_id: UUID) -> Record | None:
@@ -32,6 +54,8 @@ async def submit(
     conn: Connection,
     *,
     key_hmac: bytes | None,
+    request_hmac: bytes | None,
+    pending_s: float | None,
     thread_id: UUID,
     reference: str,
     category_slug: str,
@@ -47,7 +71,8 @@ async def submit(
     nearing_at: datetime | None,
     outbox: list[tuple[UUID, str, bytes | None]],
 ) -> Record:
-    """One atomic statement: claim the idempotency key, insert the report with its deadline, and
+    """One atomic statement: claim the idempotency key (with its request's HMAC and, when a code
+    is to follow, how long repeats are told to wait for it), insert the report with its deadline, and
     queue its outbox rows. ``claimed`` is false for a repeat of an earlier key (nothing is
     inserted); ``category_ok`` is false for an unknown category (nothing is inserted). A taken
     reference fails the claim's deferred foreign key, so the whole statement is undone.
@@ -57,8 +82,10 @@ async def submit(
     recipients = [o[2] for o in outbox]
     row: Record = await conn.fetchrow(
         """WITH claim AS (
-               INSERT INTO submission_keys (key_hmac, thread_id)
-               SELECT $1::bytea, $2 WHERE $1::bytea IS NOT NULL
+               INSERT INTO submission_keys (key_hmac, thread_id, request_hmac, pending_until)
+               SELECT $1::bytea, $2, $18::bytea,
+                      now() + make_interval(secs => $19::float8)
+               WHERE $1::bytea IS NOT NULL
                  AND EXISTS (SELECT 1 FROM categories WHERE slug = $4 AND active)
                ON CONFLICT (key_hmac) DO NOTHING
                RETURNING thread_id
@@ -105,5 +132,7 @@ async def submit(
         ids,
         kinds,
         recipients,
+        request_hmac,
+        pending_s,
     )
     return row

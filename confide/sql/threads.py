@@ -171,26 +171,43 @@ async def insert_message(
     staff_id: int | None,
     body: bytes,
     key_hmac: bytes | None,
+    request_hmac: bytes | None,
 ) -> datetime | None:
     """The new message's time; None if this idempotency key already sent one."""
     sent_at: datetime | None = await conn.fetchval(
-        """INSERT INTO messages (id, thread_id, author, staff_id, body, key_hmac)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key_hmac) DO NOTHING RETURNING sent_at""",
+        """INSERT INTO messages (id, thread_id, author, staff_id, body, key_hmac, request_hmac)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (key_hmac) DO NOTHING RETURNING sent_at""",
         message_id,
         thread_id,
         author,
         staff_id,
         body,
         key_hmac,
+        request_hmac,
     )
     return sent_at
 
 
 async def message_by_key(conn: Connection, key_hmac: bytes) -> Record | None:
     row: Record | None = await conn.fetchrow(
-        "SELECT id, thread_id, sent_at FROM messages WHERE key_hmac = $1", key_hmac
+        "SELECT id, thread_id, sent_at, request_hmac FROM messages WHERE key_hmac = $1", key_hmac
     )
     return row
+
+
+async def purge_message_keys(conn: Connection, older_than_s: float, limit: int) -> int:
+    """Forget message idempotency keys older than their keeping time (24 h), a batch at a time:
+    the message stays, only its key and request HMACs go."""
+    done: str = await conn.execute(
+        """UPDATE messages SET key_hmac = NULL, request_hmac = NULL WHERE id IN (
+               SELECT id FROM messages
+               WHERE key_hmac IS NOT NULL AND sent_at < now() - make_interval(secs => $1)
+               LIMIT $2)""",
+        older_than_s,
+        limit,
+    )
+    return int(done.split()[-1])
 
 
 async def mark_reporter_message(conn: Connection, thread_id: UUID, at: datetime) -> None:

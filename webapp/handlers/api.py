@@ -7,9 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from confide import codes, logs
-from confide.errors import CodeNotIssued, FieldError, ValidationFailed
-from confide.services import codes as code_service
+from confide import codes, idempotency, logs
+from confide.errors import FieldError, ValidationFailed
 from confide.services import reminders, reporter_auth, reports, sessions, threads, validation
 from confide.services import staff as staff_service
 from webapp.auth import Auth, session_for, staff_for
@@ -19,7 +18,6 @@ from webapp.keys import CALENDAR, CATEGORIES, HASHER, KEYRING, LIMITS, LOGIN_LIM
 from webapp.openapi import document
 
 log = logs.get("confide.web.api")
-MAX_IDEMPOTENCY_KEY = 200
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -33,44 +31,40 @@ async def categories(request: web.Request) -> web.Response:
 
 async def create_report(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
-        return problem(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.")
+    key = idempotency.check_header(request.headers.get("Idempotency-Key"))
     data = await read_json(request)
     known = await request.app[CATEGORIES].slugs(request.app[POOL])
     draft = validation.report_from_json(data, known)
     request.app[LIMITS].check(request)
-    receipt = await reports.submit_report(
+    done = await reports.submit(
         request.app[POOL],
         settings,
         request.app[KEYRING],
         draft,
-        idempotency_key=f"api:{key}" if key else None,
+        idempotency=reports.submission_idempotency(
+            settings, key, idempotency.canonical(data), author="api"
+        ),
         calendar=request.app[CALENDAR],
+        store_verifier=request.app[HASHER].store_verifier,
     )
     request.app[HASHER].kick_outbox()
+    receipt = done.receipt
     log.debug(
         "report_submitted",
         thread_id=str(receipt.thread_id),
         outcome="new" if receipt.is_new else "repeat",
     )
-    code = None
-    if receipt.wants_code:
-        try:
-            code = await code_service.issue_code(
-                request.app[POOL], settings, receipt.thread_id, request.app[HASHER].store_verifier
-            )
-        except CodeNotIssued:
-            return problem(
-                503,
-                "The report was received, but its code could not be made yet. "
-                "Send the same request again with the same Idempotency-Key.",
-                headers={"Retry-After": "5"},
-            )
+    if done.code_failed:
+        return problem(
+            503,
+            "The report was received, but its code could not be made yet. "
+            "Send the same request again with the same Idempotency-Key.",
+            headers={"Retry-After": "5"},
+        )
     return web.json_response(
         {
             "reference": receipt.reference,
-            "code": codes.display(code) if code else None,
+            "code": codes.display(done.code) if done.code else None,
             "reply_due_by": _iso(receipt.reply_due_by),
         },
         status=201 if receipt.is_new else 200,
@@ -130,7 +124,7 @@ async def reporter_message(request: web.Request) -> web.Response:
     auth = await _reporter(request)
     body = threads.message_body(_body_field(await read_json(request)))
     assert auth.session.thread_id is not None
-    sent_at = await threads.add_reporter_message(
+    sent = await threads.add_reporter_message(
         request.app[POOL],
         request.app[SETTINGS],
         request.app[KEYRING],
@@ -140,7 +134,9 @@ async def reporter_message(request: web.Request) -> web.Response:
         calendar=request.app[CALENDAR],
     )
     request.app[HASHER].kick_outbox()
-    return web.json_response({"sent_at": sent_at.isoformat()}, status=201)
+    return web.json_response(
+        {"sent_at": sent.sent_at.isoformat()}, status=201 if sent.is_new else 200
+    )
 
 
 async def reporter_reminder(request: web.Request) -> web.Response:
@@ -182,12 +178,9 @@ def _body_field(data: Any) -> Any:
 
 
 def _idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
-        raise ValidationFailed([FieldError("Idempotency-Key", "1 to 200 printable characters")])
-    return f"api:{key}"
+    """The checked header, marked as the API's so that it never meets an HTML form token."""
+    key = idempotency.check_header(request.headers.get("Idempotency-Key"))
+    return f"api:{key}" if key is not None else None
 
 
 # --- Staff ---------------------------------------------------------------------------------
@@ -284,7 +277,7 @@ async def staff_thread_action(request: web.Request) -> web.Response:
         raise ValidationFailed([FieldError("", "The body must be a JSON object")])
     pool = request.app[POOL]
     if action == "messages":
-        sent_at = await threads.reply(
+        sent = await threads.reply(
             pool,
             request.app[SETTINGS],
             request.app[KEYRING],
@@ -295,7 +288,9 @@ async def staff_thread_action(request: web.Request) -> web.Response:
             calendar=request.app[CALENDAR],
         )
         request.app[HASHER].kick_outbox()
-        return web.json_response({"sent_at": sent_at.isoformat()}, status=201)
+        return web.json_response(
+            {"sent_at": sent.sent_at.isoformat()}, status=201 if sent.is_new else 200
+        )
     if action == "notes":
         created = await threads.add_note(
             pool, request.app[KEYRING], member, reference, threads.message_body(data.get("body"))

@@ -10,13 +10,13 @@ from aiohttp import web
 from confide import codes, logs
 from confide.errors import (
     CodeMalformed,
-    CodeNotIssued,
     CodeNotRecognised,
+    FormExpired,
+    IdempotencyKeyReused,
     RateLimited,
     ThreadClosed,
     ValidationFailed,
 )
-from confide.services import codes as code_service
 from confide.services import reminders, reporter_auth, reports, sessions, threads
 from webapp import report_flow
 from webapp.auth import Auth, clear_session_cookie, csrf_ok, session_for, set_session_cookie
@@ -25,10 +25,17 @@ from webapp.forms import read_form
 from webapp.i18n import _
 from webapp.keys import CALENDAR, CATEGORIES, HASHER, KEYRING, LIMITS, LOGIN_LIMITS, POOL, SETTINGS
 from webapp.report_flow import FormErrors
-from webapp.security import check_form_token, new_form_token, same_origin
+from webapp.security import check_form_token, form_token_age_s, new_form_token, same_origin
 
 log = logs.get("confide.web.reporter")
 SUBMIT_PURPOSE = "report-submit"
+SUBMIT_TOKEN_NEW_S = 2 * 3600
+"""A check page's token starts a new report for 2 hours (until drafts expire by idleness,
+issue 14); after that it only answers a repeat of the report it sent, for 24 h."""
+EXPIRED_NOTICE = (
+    "This page had expired, so your report was not sent yet. "
+    "Your answers are still here: check them and send the report again."
+)
 
 
 async def start(request: web.Request) -> web.Response:
@@ -131,12 +138,16 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
                 request.app[KEYRING],
                 thread_id,
                 body,
-                idempotency_key=pending.get("pending_token") or None,
+                # The same key as the message form's own submit: a message sent before the
+                # session ran out is not sent twice.
+                idempotency_key=check_form_token(
+                    settings, "message", pending.get("pending_token", "")
+                ),
                 calendar=request.app[CALENDAR],
             )
             request.app[HASHER].kick_outbox()
             target = "/messages?sent=1"
-        except (ValidationFailed, ThreadClosed, threads.NoReplyPossible):
+        except (ValidationFailed, ThreadClosed, threads.NoReplyPossible, IdempotencyKeyReused):
             target = "/messages"
     response = web.HTTPSeeOther(target)
     set_session_cookie(request, response, "reporter", session)
@@ -346,43 +357,45 @@ async def report_submit(request: web.Request) -> web.Response:
         )
     nonce = check_form_token(settings, SUBMIT_PURPOSE, form.get("form_token", ""))
     if nonce is None:
+        return await render_step(request, "check", answers, status=400, notice=EXPIRED_NOTICE)
+    request.app[LIMITS].check(request)
+    try:
+        done = await reports.submit(
+            request.app[POOL],
+            settings,
+            request.app[KEYRING],
+            draft,
+            idempotency=reports.submission_idempotency(
+                settings, nonce, reports.canonical_draft(draft), author="form"
+            ),
+            calendar=request.app[CALENDAR],
+            store_verifier=request.app[HASHER].store_verifier,
+            # Past its time for new reports, a used token still answers its repeat (CONTRACTS §3).
+            accept_new=form_token_age_s(form.get("form_token", "")) <= SUBMIT_TOKEN_NEW_S,
+            wait_for_first=True,  # a double submit waits for the first and shows its answer
+        )
+    except FormExpired:
+        return await render_step(request, "check", answers, status=400, notice=EXPIRED_NOTICE)
+    except IdempotencyKeyReused:
         return await render_step(
             request,
             "check",
             answers,
-            status=400,
-            notice="This page had expired, so your report was not sent yet. "
-            "Your answers are still here: check them and send the report again.",
+            status=422,
+            notice=_(
+                "A report was already sent from this page, and it was received. These answers "
+                "are different: if you send them, they will be a second, separate report."
+            ),
         )
-    request.app[LIMITS].check(request)
-    receipt = await reports.submit_report(
-        request.app[POOL],
-        settings,
-        request.app[KEYRING],
-        draft,
-        idempotency_key=nonce,
-        calendar=request.app[CALENDAR],
-    )
     request.app[HASHER].kick_outbox()
+    receipt = done.receipt
     log.debug(
         "report_submitted",
         thread_id=str(receipt.thread_id),
         outcome="new" if receipt.is_new else "repeat",
     )
-    code = None
-    code_failed = False
-    if receipt.wants_code:
-        try:
-            code = await code_service.issue_code(
-                request.app[POOL],
-                settings,
-                receipt.thread_id,
-                request.app[HASHER].store_verifier,
-            )
-        except CodeNotIssued:
-            code_failed = True
     reminder_token = None
-    if code and receipt.reply_due_by is not None:
+    if done.code and receipt.reply_due_by is not None:
         reminder_token = await reminders.issue_token(request.app[POOL], settings, receipt.thread_id)
     return aiohttp_jinja2.render_template(
         "reporter/confirmation.html",
@@ -391,8 +404,10 @@ async def report_submit(request: web.Request) -> web.Response:
             "reply_due_by": receipt.reply_due_by,
             "reminder_token": reminder_token,
             "reference": receipt.reference,
-            "code": codes.display(code) if code else None,
-            "code_failed": code_failed,
+            "code": codes.display(done.code) if done.code else None,
+            "code_failed": done.code_failed,
+            # A repeat that may not get another code: the code shown the first time still works.
+            "already_received": not receipt.is_new and done.code is None,
             "wants_code": receipt.wants_code,
             "anonymous": draft.anonymous,
             "answers": answers,

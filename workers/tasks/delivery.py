@@ -15,7 +15,7 @@ from uuid import UUID
 from confide import jobs, logs, mail
 from confide import org as org_file
 from confide.crypto import Keyring
-from confide.services import deadlines, notifications, reminders
+from confide.services import deadlines, housekeeping, notifications, reminders
 from confide.services.workdays import WorkingCalendar
 from confide.sql import outbox as sql_outbox
 from workers import db
@@ -100,6 +100,21 @@ def relay_outbox() -> int:
             args=[str(outbox_id)], argsrepr="(<outbox>)", kwargsrepr="{}", queue=jobs.DEFAULT_QUEUE
         )
     return len(ids)
+
+
+@app.task(name=jobs.PURGE_EXPIRED, acks_late=True, expires=600)
+def purge_expired() -> None:
+    """Forget expired sessions and idempotency keys past 24 h; idempotent."""
+
+    async def run() -> None:
+        pool = await db.pool(settings)
+        done = await housekeeping.purge_expired(pool)
+        log.info(
+            "purged",
+            count=done.sessions + done.submission_keys + done.message_keys,
+        )
+
+    db.run(run())
 
 
 @app.task(name=jobs.ESCALATE, acks_late=True, expires=240)

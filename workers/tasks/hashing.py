@@ -30,14 +30,15 @@ def store_code_verifier(thread_id: str, issue_id: str, prehash_b64: str) -> bool
 
 
 @app.task(name=jobs.CHECK_CODE, ignore_result=False, acks_late=True)
-def check_code(thread_id: str, prehash_b64: str) -> bool:
-    """One argon2id verification of a login attempt; the verifier is re-read from PostgreSQL."""
+def check_code(issue_id: str, prehash_b64: str) -> bool:
+    """One argon2id verification of a login attempt against one code (a report may have up to
+    three); the verifier is re-read from PostgreSQL."""
     prehash = codes.decode_prehash(prehash_b64)
 
     async def verifier() -> str | None:
         pool = await db.pool(settings)
         async with pool.acquire() as conn:
-            return await sql_codes.verifier_for_thread(conn, UUID(thread_id))
+            return await sql_codes.verifier_for_issue(conn, UUID(issue_id))
 
     stored = db.run(verifier())
     return stored is not None and codes.check_verifier(_hasher, stored, prehash)

@@ -1,0 +1,32 @@
+"""Forgetting on time: expired sessions and idempotency keys past their 24 h (CONTRACTS §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confide.db import Pool
+from confide.idempotency import KEPT_FOR_S
+from confide.sql import reports as sql_reports
+from confide.sql import sessions as sql_sessions
+from confide.sql import threads as sql_threads
+
+BATCH = 5_000
+
+
+@dataclass(frozen=True)
+class Purged:
+    sessions: int
+    submission_keys: int
+    message_keys: int
+
+
+async def purge_expired(pool: Pool) -> Purged:
+    """Idempotent, in batches (each its own short statement, so no long lock is held)."""
+    async with pool.acquire() as conn:
+        sessions = await sql_sessions.purge_expired(conn)
+        submission_keys = message_keys = 0
+        while n := await sql_reports.purge_submission_keys(conn, KEPT_FOR_S, BATCH):
+            submission_keys += n
+        while n := await sql_threads.purge_message_keys(conn, KEPT_FOR_S, BATCH):
+            message_keys += n
+    return Purged(sessions, submission_keys, message_keys)
