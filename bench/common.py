@@ -355,7 +355,7 @@ def require_wrk() -> bool:
     if shutil.which("wrk"):
         return True
     print(
-        "bench: wrk is not installed. Install it with `apt-get install wrk` (Debian/Ubuntu) "
+        "bench: wrk is not installed. Install it with `bash scripts/ensure-wrk` (Debian/Ubuntu) "
         "and run `make bench` again.",
         file=sys.stderr,
     )
