@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench chaos lock messages clean browser-deps
+.PHONY: install run test lint bench chaos lock messages clean browser-deps bench-deps
 
 $(STAMP): requirements/dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Confide needs CPython 3.11 or 3.12 on PATH"; exit 1; }
@@ -36,8 +36,12 @@ lint: install
 	$(BIN)/mypy
 
 ## Benchmarks: figures printed as ratios to a bare baseline measured in the same run.
-bench: install
+bench: install bench-deps
 	$(BIN)/python -m bench
+
+## Debian's wrk for the benchmarks (installed when missing and apt is available).
+bench-deps:
+	@bash scripts/ensure-wrk
 
 ## Attack a private copy of the system (kills, restarts, outages) and print what was lost.
 chaos: install

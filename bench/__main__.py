@@ -17,7 +17,7 @@ import time
 from types import FrameType, ModuleType
 from urllib.parse import urlsplit
 
-from bench.common import Result, open_context, require_wrk, say
+from bench.common import Result, open_context, require_wrk, say, settle
 
 # Name -> module with NAME, TITLE and run(ctx) -> list[Result]. Add later benchmarks here
 # in the order they should run.
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 + (f" (embedded servers for {ctx.embedded})" if ctx.embedded else "")
             )
             for module in modules:
+                settle(ctx)
                 say(f"\n== {module.NAME}: {module.TITLE}")
                 results[module.NAME] = module.run(ctx)
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ from bench.common import (
     Result,
     Target,
     WrkResult,
+    database_cpu_s,
     free_port,
     log_tail,
     machine_busy_s,
@@ -79,6 +80,7 @@ class Run:
     rows: int
     cpu_ms_per_request: float  # the server's processes
     machine_cpu_ms_per_request: float  # the whole machine: server, PostgreSQL, wrk, kernel
+    db_cpu_ms_per_request: float | None  # the PostgreSQL backends of the bench's database
     other_cpus: float  # CPU used meanwhile by processes that are not the bench's (shared VM)
     queued: int  # Celery messages the server published during the run (no worker consumes them)
 
@@ -156,6 +158,16 @@ def _measure(ctx: Context, settings: Settings, procs: int) -> list[Result]:
             tuple(c.cpu_ms_per_request / b.cpu_ms_per_request for c, b in pairs),
         ),
     ]
+    if all(r.db_cpu_ms_per_request for r in confide_runs + bare_runs):
+        results.append(
+            Result(
+                f"{name} PostgreSQL CPU ms/req Confide ÷ bare",
+                tuple(
+                    (c.db_cpu_ms_per_request or 0) / (b.db_cpu_ms_per_request or 1)
+                    for c, b in pairs
+                ),
+            )
+        )
     runs = confide_runs + bare_runs
     results.append(
         Result(f"{name} CPU used by other processes", tuple(r.other_cpus for r in runs), "CPUs")
@@ -290,6 +302,7 @@ def _warm_up(ctx: Context, settings: Settings, server: Server, bodies: Path | No
 def _timed(ctx: Context, server: Server, bodies: Path) -> Run:
     ctx.execute(f"TRUNCATE {server.table} CASCADE")
     queued_before = queued_messages(ctx.redis_url, QUEUES)
+    db_before = database_cpu_s(ctx)
     cpu_before, machine_before, other = server.cpu_s(), machine_busy_s(), OtherLoad()
     result = run_wrk(
         server.url, ctx.secs, connections=CONNECTIONS, script=LUA, script_args=[str(bodies)]
@@ -297,16 +310,23 @@ def _timed(ctx: Context, server: Server, bodies: Path) -> Run:
     time.sleep(0.5)  # requests in flight when wrk stopped still commit
     cpu, machine = server.cpu_s() - cpu_before, machine_busy_s() - machine_before
     other_cpus = other.cpus()
+    db_after = database_cpu_s(ctx)
     rows = ctx.fetchval(f"SELECT count(*) FROM {server.table}")
     queued = queued_messages(ctx.redis_url, QUEUES) - queued_before
     requests = max(1, result.requests)
-    return Run(result, rows, 1000 * cpu / requests, 1000 * machine / requests, other_cpus, queued)
+    db_ms = None
+    if db_before is not None and db_after is not None:
+        db_ms = 1000 * max(0.0, db_after - db_before) / requests
+    return Run(
+        result, rows, 1000 * cpu / requests, 1000 * machine / requests, db_ms, other_cpus, queued
+    )
 
 
 def _describe(run: Run) -> str:
     text = (
         f"{run.wrk.summary()}  CPU ms/req: server {run.cpu_ms_per_request:.2f}, "
-        f"machine {run.machine_cpu_ms_per_request:.2f}  rows +{run.rows} for {run.wrk.ok} ok  "
+        f"machine {run.machine_cpu_ms_per_request:.2f}, PostgreSQL {_ms(run.db_cpu_ms_per_request)}"
+        f"  rows +{run.rows} for {run.wrk.ok} ok  "
         f"other load {run.other_cpus:.2f} CPUs"
     )
     if run.queued:
@@ -328,6 +348,10 @@ def _warn_if_not_real(which: str, run: Run) -> None:
             f"    WARNING: {which}: {run.rows} rows for {run.wrk.ok} successful responses; "
             "the figure may not measure real commits"
         )
+
+
+def _ms(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
 
 
 def _mbs(values: list[float]) -> str:
