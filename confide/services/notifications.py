@@ -146,6 +146,8 @@ async def render(
             )
             subject = f"Confide digest {day}: {len(threads)} restricted thread(s) need a reply"
             which = "Restricted threads"
+            if not threads:
+                return None  # answered, or no longer theirs to see: nothing to tell them
         if not to:
             return None
         lines = [
