@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     add = staff_sub.add_parser("add", help="add a staff member; the password is read from stdin")
     add.add_argument("--email", required=True)
     add.add_argument("--name", required=True)
-    add.add_argument("--team", required=True)
+    add.add_argument("--team", help="required for case workers and managers; refused for ops")
     add.add_argument("--role", default="caseworker", choices=ROLES)
     disable = staff_sub.add_parser("disable", help="disable an account and end its sessions")
     disable.add_argument("--email", required=True)
@@ -205,6 +205,15 @@ async def keys_rotate() -> int:
 
 
 async def staff_command(args: argparse.Namespace) -> int:
+    if args.staff_command == "add":
+        # Usage errors before the password is read (CONTRACTS §4): ops belong to no team.
+        if args.role not in staff_service.THREAD_READER_ROLES and args.team is not None:
+            raise UsageError(
+                f"confide staff add: --team is refused for --role {args.role} "
+                f"({args.role} belong to no team)"
+            )
+        if args.role in staff_service.TEAM_ROLES and args.team is None:
+            raise UsageError(f"confide staff add: --team is required for --role {args.role}")
     settings = Settings.from_env()
     password = ""
     if args.staff_command == "add":
@@ -223,7 +232,8 @@ async def staff_command(args: argparse.Namespace) -> int:
                 role=args.role,
                 password=password,
             )
-            print(f"added {args.email} ({args.role}, team {args.team})")
+            team = f"team {args.team}" if args.team else "no team"
+            print(f"added {args.email} ({args.role}, {team})")
         elif args.staff_command == "disable":
             await staff_service.disable(pool, args.email)
             print(f"disabled {args.email}")

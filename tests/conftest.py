@@ -384,6 +384,7 @@ def confide_cli(stack: Stack, *args: str, stdin: str = "") -> subprocess.Complet
 
 
 def add_staff(stack: Stack, email: str, team: str, role: str = "caseworker") -> StaffAccount:
+    """``team`` is ignored for ops, which belong to no team (`staff add` refuses --team)."""
     password = secrets.token_urlsafe(16)
     result = confide_cli(
         stack,
@@ -393,8 +394,7 @@ def add_staff(stack: Stack, email: str, team: str, role: str = "caseworker") -> 
         email,
         "--name",
         email.split("@")[0].title(),
-        "--team",
-        team,
+        *(("--team", team) if role != "ops" else ()),
         "--role",
         role,
         stdin=password + "\n",

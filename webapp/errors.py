@@ -129,6 +129,9 @@ def error_page(
         "title": TITLES.get(status, "Error"),
         "detail": detail,
         "error_id": error_id,
+        # Set by webapp.handlers.caseworker.staff_page: staff see errors in the staff layout.
+        "staff": request.get("staff"),
+        "csrf_token": request.get("csrf_token", ""),
     }
     response = aiohttp_jinja2.render_template("errors/error.html", request, context, status=status)
     if headers:
@@ -189,6 +192,8 @@ async def error_middleware(
         return error_page(request, 400, "The request contained a character that is not allowed.")
     except UnsupportedMediaType as exc:
         return error_page(request, 415, exc.detail)
+    except Forbidden as exc:
+        return error_page(request, 403, exc.detail)
     except tuple(ERROR_STATUS) as exc:
         return error_page(request, ERROR_STATUS[type(exc)])
     except (*_DB_DOWN, asyncpg.PostgresConnectionError) as exc:

@@ -231,6 +231,7 @@ def _session_paths() -> dict[str, Any]:
                         "50 threads a page",
                     ),
                     "401": _problem("No session"),
+                    "403": _problem("Your role reads no threads (ops)"),
                     "422": _problem("Unknown filter or page"),
                 },
             }
@@ -247,7 +248,11 @@ def _session_paths() -> dict[str, Any]:
                         "schema": {"type": "string"},
                     }
                 ],
-                "responses": {"200": _json(_ref("StaffThread"), "The whole thread"), **AUTH_ERRORS},
+                "responses": {
+                    "200": _json(_ref("StaffThread"), "The whole thread"),
+                    "403": _problem("Your role reads no threads (ops)"),
+                    **AUTH_ERRORS,
+                },
             }
         },
     }
@@ -279,7 +284,10 @@ def _session_paths() -> dict[str, Any]:
                 "requestBody": body,
                 "responses": {
                     **ok,
-                    "403": _problem("Your role cannot do this"),
+                    "403": _problem(
+                        "Your role cannot do this: ops reads no thread, and on a restricted "
+                        "thread only managers change the assignee, team or restriction"
+                    ),
                     "409": _problem("The thread is closed or has no follow-up"),
                     **AUTH_ERRORS,
                     **BODY_ERRORS,

@@ -7,6 +7,7 @@ from typing import Any
 
 from confide.db import Pool
 from confide.errors import FieldError, ValidationFailed
+from confide.services.staff import THREAD_READER_ROLES
 from confide.services.validation import email_field
 from confide.sql import audit as sql_audit
 from confide.sql import org as sql_org
@@ -70,6 +71,10 @@ async def apply(pool: Pool, admin_id: int, form: dict[str, str]) -> None:
             if team_id is None:
                 raise ValidationFailed([FieldError("member_team", "Choose a team")])
             if action == "join":
+                if member["role"] not in THREAD_READER_ROLES:
+                    raise ValidationFailed(
+                        [FieldError("member_email", "Ops accounts belong to no team")]
+                    )
                 await sql_staff.add_to_team(conn, member["id"], team_id)
             else:
                 await sql_staff.remove_from_team(conn, member["id"], team_id)

@@ -10,6 +10,7 @@ from uuid import UUID
 from asyncpg import Connection
 
 from confide.db import Pool
+from confide.services.staff import THREAD_READER_ROLES
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from confide.sql import deadlines as sql_deadlines
@@ -100,7 +101,9 @@ async def escalation_pass(
                 report.teams[row["slug"]] = {"nearing": row["nearing"], "overdue": row["overdue"]}
             day = digest_due(calendar, settings, as_of)
             if day is not None:
-                report.digests = await sql_deadlines.queue_digests(conn, day)
+                report.digests = await sql_deadlines.queue_digests(
+                    conn, day, list(THREAD_READER_ROLES)
+                )
                 await sql_deadlines.record_success(conn, DIGEST_JOB, as_of)
             await sql_deadlines.record_success(conn, ESCALATION_JOB, as_of)
             if dry_run:

@@ -12,6 +12,7 @@ from asyncpg import Connection, Record
 
 from confide import mail
 from confide.crypto import Keyring
+from confide.services.staff import THREAD_READER_ROLES
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from confide.sql import deadlines as sql_deadlines
@@ -43,6 +44,8 @@ async def _overdue_alert(
     team = await sql_org.team(conn, row["team_id"])
     if not to or team is None:
         return None
+    if not await sql_staff.is_manager_of(conn, row["staff_id"], team["id"]):
+        return None  # no longer a manager of the team: they may not see its restricted threads
     as_of = datetime.fromisoformat(str(_payload(row).get("as_of", "")))
     threads = await sql_deadlines.newly_overdue(conn, team["id"], as_of)
     if not threads:
@@ -68,6 +71,16 @@ async def _overdue_alert(
     return mail.compose(settings, row["id"], to=to, subject=subject, text="\n".join(lines))
 
 
+async def _thread_recipients(conn: Connection, thread_id: Any, thread: Record) -> str:
+    """Who hears of a new report or message: the team's shared address, or for a restricted
+    thread only its assignee and the team's managers (never the shared address, never ops).
+    Decided when the mail is sent, so a thread restricted since it was queued is covered."""
+    if not thread["restricted"]:
+        return str(thread["team_email"] or "")
+    found = await sql_threads.restricted_recipients(conn, thread_id, list(THREAD_READER_ROLES))
+    return ", ".join(found)
+
+
 async def render(
     conn: Connection, settings: Settings, keyring: Keyring, calendar: WorkingCalendar, row: Record
 ) -> EmailMessage | None:
@@ -83,13 +96,17 @@ async def render(
         link = f"{base}/staff/threads/{thread['reference']}"
         if kind == "overdue_alert":
             to = await sql_staff.active_email(conn, row["staff_id"])
+            if not await sql_threads.staff_may_see(
+                conn, row["thread_id"], row["staff_id"], list(THREAD_READER_ROLES)
+            ):
+                return None
             subject = f"Overdue: {thread['reference']} ({thread['category_name']})"
             text = (
                 f"The reply to {thread['reference']} ({thread['category_name']}) in "
                 f"{thread['team_name']} is past its 2-working-day limit.\n\n{link}\n"
             )
         else:
-            to = thread["team_email"]
+            to = await _thread_recipients(conn, row["thread_id"], thread)
             what = "New report" if kind == "new_report" else "New message from the reporter on"
             subject = f"{what} {thread['reference']} ({thread['category_name']})"
             text = (
@@ -114,12 +131,27 @@ async def render(
         )
     if kind == "digest":
         team = await sql_org.team(conn, row["team_id"])
-        if team is None or not team["email"]:
+        if team is None:
             return None
         day = _payload(row).get("day", "")
-        threads = await sql_deadlines.digest_threads(conn, team["id"])
+        if row["staff_id"] is None:  # the team's digest, to its shared address
+            to = team["email"]
+            threads = await sql_deadlines.digest_threads(conn, team["id"])
+            subject = f"Confide digest {day}: {len(threads)} thread(s) need a reply"
+            which = "Threads"
+        else:  # one person's digest of the team's restricted threads they may see
+            to = await sql_staff.active_email(conn, row["staff_id"]) or ""
+            threads = await sql_deadlines.restricted_digest_threads(
+                conn, team["id"], row["staff_id"], list(THREAD_READER_ROLES)
+            )
+            subject = f"Confide digest {day}: {len(threads)} restricted thread(s) need a reply"
+            which = "Restricted threads"
+            if not threads:
+                return None  # answered, or no longer theirs to see: nothing to tell them
+        if not to:
+            return None
         lines = [
-            f"Threads nearing or past the 2-working-day limit for {team['name']} ({day}),",
+            f"{which} nearing or past the 2-working-day limit for {team['name']} ({day}),",
             "oldest first:",
             "",
         ]
@@ -136,11 +168,5 @@ async def render(
         if not threads:
             lines.append("(All of them have been answered since this digest was queued.)")
         lines += ["", f"Escalations page: {base}/staff/escalations", ""]
-        return mail.compose(
-            settings,
-            row["id"],
-            to=team["email"],
-            subject=f"Confide digest {day}: {len(threads)} thread(s) need a reply",
-            text="\n".join(lines),
-        )
+        return mail.compose(settings, row["id"], to=to, subject=subject, text="\n".join(lines))
     return None

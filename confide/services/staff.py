@@ -25,6 +25,10 @@ from confide.sql import sessions as sql_sessions
 from confide.sql import staff as sql_staff
 
 ROLES = ("caseworker", "manager", "admin", "ops")
+# The roles that read threads (docs/staff.md "Who sees what"). Ops reads none and belongs to no
+# team: services.threads.visibility refuses it, and no list or mail names it.
+THREAD_READER_ROLES = ("caseworker", "manager", "admin")
+TEAM_ROLES = ("caseworker", "manager")  # `staff add` requires --team for these
 PASSWORD_MIN = 12
 PASSWORD_MAX = 256
 FREE_FAILURES = 3
@@ -44,6 +48,7 @@ class StaffError(ConfideError):
 class StaffLogin:
     staff_id: int
     session: sessions.NewSession
+    role: str = "caseworker"
 
 
 def hasher(settings: Settings) -> PasswordHasher:
@@ -98,18 +103,30 @@ async def log_in(pool: Pool, settings: Settings, email: str, password: str) -> S
         if ph.check_needs_rehash(row["password_hash"]):
             await sql_staff.set_password(conn, row["id"], ph.hash(password))
     session = await sessions.create(pool, settings, "staff", staff_id=row["id"])
-    return StaffLogin(row["id"], session)
+    return StaffLogin(row["id"], session, row["role"])
 
 
 async def add(
-    pool: Pool, settings: Settings, *, email: str, name: str, team: str, role: str, password: str
+    pool: Pool,
+    settings: Settings,
+    *,
+    email: str,
+    name: str,
+    team: str | None,
+    role: str,
+    password: str,
 ) -> int:
+    """A new account; case workers and managers join ``team``, ops accounts join none."""
     errors: list[FieldError] = []
     normal = email_field(errors, "email", email)
     if errors or not normal:
         raise StaffError("--email is not a valid e-mail address")
     if role not in ROLES:
         raise StaffError(f"--role must be one of {', '.join(ROLES)}")
+    if role not in THREAD_READER_ROLES and team is not None:
+        raise StaffError(f"--team is refused for --role {role} ({role} belong to no team)")
+    if role in TEAM_ROLES and team is None:
+        raise StaffError(f"--team is required for --role {role}")
     if not name.strip():
         raise StaffError("--name must not be empty")
     try:
@@ -118,13 +135,14 @@ async def add(
         raise StaffError(f"password: {exc.errors[0].message}") from None
     password_hash = hasher(settings).hash(password)
     async with pool.acquire() as conn, conn.transaction():
-        team_id = await sql_org.team_id(conn, team)
-        if team_id is None:
+        team_id = await sql_org.team_id(conn, team) if team is not None else None
+        if team is not None and team_id is None:
             raise StaffError(f"no team {team!r} (see `confide teams list`)")
         if await sql_staff.by_email(conn, normal) is not None:
             raise StaffError(f"{normal} already has an account")
         staff_id = await sql_staff.insert(conn, normal, name.strip(), role, password_hash)
-        await sql_staff.add_to_team(conn, staff_id, team_id)
+        if team_id is not None:
+            await sql_staff.add_to_team(conn, staff_id, team_id)
     return staff_id
 
 

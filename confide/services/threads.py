@@ -30,6 +30,7 @@ from confide.errors import (
 from confide.idempotency import Idempotency
 from confide.services import deadlines, sessions, validation
 from confide.services.reports import field_context
+from confide.services.staff import THREAD_READER_ROLES
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from confide.sql import audit as sql_audit
@@ -42,10 +43,18 @@ from confide.sql import threads as sql_threads
 
 PAGE_SIZE = 50
 STATUSES = ("open", "closed", "contacted")
+ROLE_CANNOT_READ = "Your role cannot open this page."
+RESTRICTED_NEEDS_MANAGER = (
+    "Only managers can change the assignee, team or restriction of a restricted thread."
+)
 
 
 class Forbidden(ConfideError):
     """The action needs a role the staff member does not have (403)."""
+
+    def __init__(self, detail: str = ROLE_CANNOT_READ) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 class NoReplyPossible(ConfideError):
@@ -69,8 +78,32 @@ class Staff:
         return self.role == "admin"
 
     @property
+    def reads_threads(self) -> bool:
+        return self.role in THREAD_READER_ROLES
+
+    @property
     def can_read_audit(self) -> bool:
         return self.role in ("manager", "admin")
+
+
+class Scope(NamedTuple):
+    """Which threads a staff member may see, as the SQL visibility rule takes it
+    (sql.threads.VISIBLE): their teams, and restricted threads only as assignee or manager."""
+
+    team_ids: list[int]
+    staff_id: int
+    is_manager: bool
+
+
+def visibility(staff: Staff) -> Scope:
+    """The one place that turns a staff member into the threads they may see.
+
+    Raises :class:`Forbidden` for a role that reads no thread (ops), whatever teams the account
+    belongs to, so that no page, list, count or API call can show one of them a thread.
+    """
+    if not staff.reads_threads:
+        raise Forbidden()
+    return Scope(list(staff.team_ids), staff.id, staff.is_manager)
 
 
 @dataclass(frozen=True)
@@ -374,12 +407,13 @@ async def inbox(
         reference = "R-NONE"  # matches no thread, and is safe to send to PostgreSQL
     if state not in sql_threads.STATES:
         raise ValidationFailed([FieldError("state", "Unknown filter")])
+    scope = visibility(staff)
     async with pool.acquire() as conn:
         rows = await sql_threads.inbox(
             conn,
-            team_ids=list(staff.team_ids),
-            staff_id=staff.id,
-            is_manager=staff.is_manager,
+            team_ids=scope.team_ids,
+            staff_id=scope.staff_id,
+            is_manager=scope.is_manager,
             state=state,
             reference=reference,
             limit=PAGE_SIZE + 1,
@@ -388,9 +422,9 @@ async def inbox(
         if counts is None:
             counts = await sql_threads.inbox_counts(
                 conn,
-                team_ids=list(staff.team_ids),
-                staff_id=staff.id,
-                is_manager=staff.is_manager,
+                team_ids=scope.team_ids,
+                staff_id=scope.staff_id,
+                is_manager=scope.is_manager,
             )
     make = InboxRow._make
     threads = [make(r) for r in rows[:PAGE_SIZE]]
@@ -399,16 +433,18 @@ async def inbox(
 
 async def inbox_counts(pool: Pool, staff: Staff) -> dict[str, int]:
     """How many threads each inbox filter holds, among those the staff member may see."""
+    scope = visibility(staff)
     async with pool.acquire() as conn:
         return await sql_threads.inbox_counts(
-            conn, team_ids=list(staff.team_ids), staff_id=staff.id, is_manager=staff.is_manager
+            conn, team_ids=scope.team_ids, staff_id=scope.staff_id, is_manager=scope.is_manager
         )
 
 
 async def escalations(pool: Pool, staff: Staff) -> list[ThreadView]:
+    scope = visibility(staff)
     async with pool.acquire() as conn:
         rows = await sql_threads.escalated(
-            conn, team_ids=list(staff.team_ids), staff_id=staff.id, is_manager=staff.is_manager
+            conn, team_ids=scope.team_ids, staff_id=scope.staff_id, is_manager=scope.is_manager
         )
     return [_summary(r) for r in rows]
 
@@ -416,19 +452,30 @@ async def escalations(pool: Pool, staff: Staff) -> list[ThreadView]:
 REFERENCE = re.compile(r"^R-[0-9A-Z]{8}$")
 
 
-async def _visible(conn: Connection, staff: Staff, reference: str) -> Record:
+async def _visible(conn: Connection, staff: Staff, reference: str, *, lock: bool = False) -> Record:
+    """The thread if the staff member may see it (else NotFound, like a missing one); ``lock``
+    holds its row until the transaction ends, so a check made on it still holds at the write."""
+    scope = visibility(staff)
     if not REFERENCE.match(reference):
         raise NotFound()
     row = await sql_threads.visible_thread(
         conn,
         reference,
-        team_ids=list(staff.team_ids),
-        staff_id=staff.id,
-        is_manager=staff.is_manager,
+        team_ids=scope.team_ids,
+        staff_id=scope.staff_id,
+        is_manager=scope.is_manager,
+        lock=lock,
     )
     if row is None:
         raise NotFound()
     return row
+
+
+def _may_change_who_sees(staff: Staff, row: Record) -> None:
+    """On a restricted thread only a manager changes who can see it: its assignee, its team or
+    the restriction itself (else an assignee could hand it to a teammate)."""
+    if row["restricted"] and not staff.is_manager:
+        raise Forbidden(RESTRICTED_NEEDS_MANAGER)
 
 
 async def staff_view(pool: Pool, keyring: Keyring, staff: Staff, reference: str) -> ThreadView:
@@ -526,8 +573,10 @@ async def set_status(
 
 
 async def set_team(pool: Pool, staff: Staff, reference: str, team_slug: str) -> None:
+    """Move a thread; on a restricted one, managers only (checked on the locked row)."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await _visible(conn, staff, reference)
+        row = await _visible(conn, staff, reference, lock=True)
+        _may_change_who_sees(staff, row)
         team_id = await sql_org.team_id(conn, team_slug, active_only=True)
         if team_id is None or not await sql_threads.set_team(conn, row["id"], team_id):
             raise ValidationFailed([FieldError("team", "Choose one of the teams")])
@@ -535,8 +584,11 @@ async def set_team(pool: Pool, staff: Staff, reference: str, team_slug: str) -> 
 
 
 async def set_assignee(pool: Pool, staff: Staff, reference: str, email: str | None) -> None:
+    """Assign a member of the thread's team who reads threads (never ops); on a restricted
+    thread, managers only (checked on the locked row)."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await _visible(conn, staff, reference)
+        row = await _visible(conn, staff, reference, lock=True)
+        _may_change_who_sees(staff, row)
         assignee_id = None
         if email:
             member = await sql_staff.by_email(conn, email)
@@ -544,6 +596,7 @@ async def set_assignee(pool: Pool, staff: Staff, reference: str, email: str | No
             if (
                 member is None
                 or not member["active"]
+                or member["role"] not in THREAD_READER_ROLES
                 or team_id not in await sql_staff.team_ids(conn, member["id"])
             ):
                 raise ValidationFailed(
@@ -556,10 +609,11 @@ async def set_assignee(pool: Pool, staff: Staff, reference: str, email: str | No
 
 async def set_restricted(pool: Pool, staff: Staff, reference: str, restricted: bool) -> None:
     """Managers only: limit a thread to its assignee and the managers (conflicts of interest)."""
+    visibility(staff)
     if not staff.is_manager:
-        raise Forbidden()
+        raise Forbidden("Only managers can restrict a thread.")
     async with pool.acquire() as conn, conn.transaction():
-        row = await _visible(conn, staff, reference)
+        row = await _visible(conn, staff, reference, lock=True)
         await sql_threads.set_restricted(conn, row["id"], restricted)
         await sql_audit.record(conn, staff.id, row["id"], "restrict", {"restricted": restricted})
 
@@ -571,5 +625,6 @@ async def teams_and_members(
         row = await _visible(conn, staff, reference)
         team_id = row["team_id"]
         teams = await sql_org.active_teams(conn)
-        members = await sql_staff.team_members(conn, team_id)
+        # Who "Assign to" offers: members who read threads, so never an ops account.
+        members = await sql_staff.team_members(conn, team_id, roles=list(THREAD_READER_ROLES))
     return list(teams), members

@@ -8,6 +8,8 @@ from uuid import UUID
 
 from asyncpg import Connection, Record
 
+from confide.sql.threads import VISIBLE
+
 
 async def record(
     conn: Connection,
@@ -26,17 +28,34 @@ async def record(
 
 
 async def recent(
-    conn: Connection, *, limit: int, offset: int, reference: str | None = None
+    conn: Connection,
+    *,
+    team_ids: list[int],
+    staff_id: int,
+    is_manager: bool,
+    with_admin_events: bool,
+    limit: int,
+    offset: int,
+    reference: str | None = None,
 ) -> list[Record]:
-    # Two statements rather than "$3 IS NULL OR reference = $3", whose plan, once PostgreSQL
+    """Audit rows the viewer may read: a row about a thread only if the viewer may see that
+    thread now (sql.threads.VISIBLE: team, restriction), a row about no thread (staff and
+    admin changes, ops actions) only with ``with_admin_events``."""
+    # Two statements rather than "$7 IS NULL OR reference = $7", whose plan, once PostgreSQL
     # plans the prepared statement for any values, fits neither case (see sql.threads.inbox).
-    by_reference = "WHERE t.reference = $3" if reference is not None else ""
+    by_reference = "AND t.reference = $7" if reference is not None else ""
     rows: list[Record] = await conn.fetch(
         f"""SELECT a.at, a.action, a.detail, s.email AS staff_email, t.reference
             FROM audit_log a LEFT JOIN staff s ON s.id = a.staff_id
             LEFT JOIN threads t ON t.id = a.thread_id
+            WHERE CASE WHEN a.thread_id IS NULL THEN $4::boolean
+                       ELSE coalesce({VISIBLE}, false) END
             {by_reference}
-            ORDER BY a.at DESC, a.id DESC LIMIT $1 OFFSET $2""",
+            ORDER BY a.at DESC, a.id DESC LIMIT $5 OFFSET $6""",
+        team_ids,
+        staff_id,
+        is_manager,
+        with_admin_events,
         limit,
         offset,
         *([reference] if reference is not None else []),

@@ -141,8 +141,9 @@ async def summary(conn: Connection) -> list[Record]:
     return rows
 
 
-async def queue_digests(conn: Connection, day: str) -> list[str]:
-    """One digest per (team, day) for every team with nearing or overdue threads.
+async def queue_digests(conn: Connection, day: str, roles: list[str]) -> list[str]:
+    """One digest per (team, day) for every team with nearing or overdue unrestricted threads
+    (the teams' slugs), and the restricted threads' digests to the people who may see them.
 
     Reads the summary that :func:`refresh_summary` wrote earlier in the same transaction, so the
     threads are not scanned a second time.
@@ -153,11 +154,41 @@ async def queue_digests(conn: Connection, day: str) -> list[str]:
                   jsonb_build_object('day', $1::text)
            FROM teams tm JOIN team_deadline_summary s ON s.team_id = tm.id
            WHERE tm.active AND tm.email <> '' AND s.nearing + s.overdue > 0
+             -- The shared address hears of unrestricted threads only (see below).
+             AND EXISTS (SELECT 1 FROM thread_clocks k JOIN threads t ON t.id = k.thread_id
+                         WHERE k.team_id = tm.id AND k.escalation <> 'none'
+                           AND NOT t.restricted)
            ON CONFLICT (dedupe_key) DO NOTHING
            RETURNING (SELECT slug FROM teams WHERE id = team_id) AS slug""",
         day,
     )
+    await queue_restricted_digests(conn, day, roles)
     return [r["slug"] for r in rows]
+
+
+async def queue_restricted_digests(conn: Connection, day: str, roles: list[str]) -> None:
+    """One digest per (team, day, person) for a team's nearing and overdue restricted threads,
+    to each person who may see one of them: the team's managers and the thread's assignee,
+    active members of the team in one of ``roles`` (so never ops, never the shared address).
+    Starts from the few restricted threads (index threads_restricted, migrations/0009)."""
+    await conn.execute(
+        """INSERT INTO outbox (id, kind, dedupe_key, team_id, staff_id, payload)
+           SELECT gen_random_uuid(), 'digest',
+                  'digest:' || tm.slug || ':' || $1 || ':' || r.staff_id, tm.id, r.staff_id,
+                  jsonb_build_object('day', $1::text)
+           FROM (
+               SELECT DISTINCT t.team_id, s.id AS staff_id
+               FROM threads t JOIN thread_clocks k ON k.thread_id = t.id
+               JOIN staff_teams st ON st.team_id = t.team_id
+               JOIN staff s ON s.id = st.staff_id AND s.active AND s.role = ANY($2::text[])
+               WHERE t.restricted AND k.escalation <> 'none'
+                 AND (s.role = 'manager' OR s.id = t.assignee_id)
+           ) AS r JOIN teams tm ON tm.id = r.team_id
+           WHERE tm.active
+           ON CONFLICT (dedupe_key) DO NOTHING""",
+        day,
+        roles,
+    )
 
 
 async def newly_overdue(conn: Connection, team_id: int, as_of: datetime) -> list[Record]:
@@ -175,15 +206,38 @@ async def newly_overdue(conn: Connection, team_id: int, as_of: datetime) -> list
 
 
 async def digest_threads(conn: Connection, team_id: int) -> list[Record]:
-    """The team's nearing and overdue threads, oldest first: one query, whatever the count."""
+    """The team's nearing and overdue threads that are not restricted, oldest first: what its
+    shared address may be told. One query, whatever the count."""
     rows: list[Record] = await conn.fetch(
         """SELECT t.reference, c.name AS category_name, t.awaiting_since, k.reply_due_at,
                   k.escalation
            FROM thread_clocks k JOIN threads t ON t.id = k.thread_id
            JOIN categories c ON c.slug = t.category_slug
-           WHERE k.team_id = $1 AND k.escalation <> 'none'
+           WHERE k.team_id = $1 AND k.escalation <> 'none' AND NOT t.restricted
            ORDER BY t.awaiting_since, t.reference""",
         team_id,
+    )
+    return rows
+
+
+async def restricted_digest_threads(
+    conn: Connection, team_id: int, staff_id: int, roles: list[str]
+) -> list[Record]:
+    """The team's nearing and overdue restricted threads that one person may see now (a manager
+    of the team, or the assignee; an active member of the team in one of ``roles``)."""
+    rows: list[Record] = await conn.fetch(
+        """SELECT t.reference, c.name AS category_name, t.awaiting_since, k.reply_due_at,
+                  k.escalation
+           FROM threads t JOIN thread_clocks k ON k.thread_id = t.id
+           JOIN categories c ON c.slug = t.category_slug
+           JOIN staff_teams st ON st.team_id = t.team_id AND st.staff_id = $2
+           JOIN staff s ON s.id = st.staff_id AND s.active AND s.role = ANY($3::text[])
+           WHERE t.team_id = $1 AND t.restricted AND k.escalation <> 'none'
+             AND (s.role = 'manager' OR t.assignee_id = s.id)
+           ORDER BY t.awaiting_since, t.reference""",
+        team_id,
+        staff_id,
+        roles,
     )
     return rows
 

@@ -105,9 +105,9 @@ async def pending_stats(conn: Connection) -> Record:
 
 async def dead_letters(conn: Connection, limit: int = 200) -> list[Record]:
     rows: list[Record] = await conn.fetch(
-        """SELECT o.id, o.kind, o.thread_id, t.reference, o.team_id, o.failed_at, o.last_error,
-                  o.attempts
-           FROM outbox o LEFT JOIN threads t ON t.id = o.thread_id
+        # No thread reference: ops sees no thread, not even which one a failed mail was about.
+        """SELECT o.id, o.kind, o.team_id, o.failed_at, o.last_error, o.attempts
+           FROM outbox o
            WHERE o.failed_at IS NOT NULL AND o.dismissed_at IS NULL
            ORDER BY o.failed_at DESC LIMIT $1""",
         limit,

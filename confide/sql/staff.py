@@ -120,12 +120,14 @@ async def all_staff(conn: Connection) -> list[Record]:
     return rows
 
 
-async def team_members(conn: Connection, team_id: int) -> list[Record]:
+async def team_members(conn: Connection, team_id: int, *, roles: list[str]) -> list[Record]:
+    """The team's active members in one of ``roles``."""
     rows: list[Record] = await conn.fetch(
         """SELECT s.id, s.email, s.name, s.role FROM staff s
            JOIN staff_teams st ON st.staff_id = s.id
-           WHERE st.team_id = $1 AND s.active ORDER BY s.name""",
+           WHERE st.team_id = $1 AND s.active AND s.role = ANY($2::text[]) ORDER BY s.name""",
         team_id,
+        roles,
     )
     return rows
 
@@ -135,3 +137,13 @@ async def active_email(conn: Connection, staff_id: int) -> str | None:
         "SELECT email FROM staff WHERE id = $1 AND active", staff_id
     )
     return value
+
+
+async def is_manager_of(conn: Connection, staff_id: int, team_id: int) -> bool:
+    found = await conn.fetchval(
+        """SELECT true FROM staff s JOIN staff_teams st ON st.staff_id = s.id
+           WHERE s.id = $1 AND st.team_id = $2 AND s.active AND s.role = 'manager'""",
+        staff_id,
+        team_id,
+    )
+    return bool(found)

@@ -115,11 +115,19 @@ async def inbox_counts(
 
 
 async def visible_thread(
-    conn: Connection, reference: str, *, team_ids: list[int], staff_id: int, is_manager: bool
+    conn: Connection,
+    reference: str,
+    *,
+    team_ids: list[int],
+    staff_id: int,
+    is_manager: bool,
+    lock: bool = False,
 ) -> Record | None:
+    """``lock`` takes the thread's row lock (FOR UPDATE) until the transaction ends."""
+    for_update = "FOR UPDATE OF t" if lock else ""
     row: Record | None = await conn.fetchrow(
         f"""SELECT {SUMMARY_COLUMNS}, t.description, t.occurred, t.location, t.contact
-            FROM {FROM} WHERE {VISIBLE} AND t.reference = $4""",
+            FROM {FROM} WHERE {VISIBLE} AND t.reference = $4 {for_update}""",
         team_ids,
         staff_id,
         is_manager,
@@ -310,12 +318,44 @@ async def escalated(
 
 
 async def for_mail(conn: Connection, thread_id: UUID) -> Record | None:
-    """What a notification may say about a thread: reference, category, team. No content."""
+    """What a notification may say about a thread: reference, category, team. No content.
+    ``restricted`` decides who may be told (services.notifications)."""
     row: Record | None = await conn.fetchrow(
         """SELECT t.reference, c.name AS category_name, tm.email AS team_email,
-                  tm.name AS team_name
+                  tm.name AS team_name, t.restricted
            FROM threads t JOIN categories c ON c.slug = t.category_slug
            JOIN teams tm ON tm.id = t.team_id WHERE t.id = $1""",
         thread_id,
     )
     return row
+
+
+async def staff_may_see(conn: Connection, thread_id: UUID, staff_id: int, roles: list[str]) -> bool:
+    """The visibility rule for one staff member and one thread, read from the database (for
+    mail, where no session holds the staff member): an active member of the thread's team in
+    one of ``roles``, and for a restricted thread its assignee or a manager."""
+    found = await conn.fetchval(
+        """SELECT true FROM threads t
+           JOIN staff_teams st ON st.team_id = t.team_id AND st.staff_id = $2
+           JOIN staff s ON s.id = st.staff_id AND s.active AND s.role = ANY($3::text[])
+           WHERE t.id = $1 AND (NOT t.restricted OR t.assignee_id = s.id OR s.role = 'manager')""",
+        thread_id,
+        staff_id,
+        roles,
+    )
+    return bool(found)
+
+
+async def restricted_recipients(conn: Connection, thread_id: UUID, roles: list[str]) -> list[str]:
+    """Who may be told about a restricted thread: its assignee and the team's managers, each an
+    active member of the thread's team in one of ``roles`` (so never ops)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT s.email FROM threads t
+           JOIN staff_teams st ON st.team_id = t.team_id
+           JOIN staff s ON s.id = st.staff_id AND s.active AND s.role = ANY($2::text[])
+           WHERE t.id = $1 AND (s.id = t.assignee_id OR s.role = 'manager')
+           ORDER BY s.email""",
+        thread_id,
+        roles,
+    )
+    return [r["email"] for r in rows]

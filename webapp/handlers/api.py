@@ -11,6 +11,7 @@ from confide import codes, idempotency, logs
 from confide.errors import FieldError, ValidationFailed
 from confide.services import reminders, reporter_auth, reports, sessions, threads, validation
 from confide.services import staff as staff_service
+from confide.services.staff import ROLES, THREAD_READER_ROLES
 from webapp.auth import Auth, session_for, staff_for
 from webapp.errors import problem
 from webapp.forms import read_json
@@ -202,15 +203,21 @@ async def staff_session(request: web.Request) -> web.Response:
     )
 
 
-async def _staff(request: web.Request) -> tuple[threads.Staff, Auth]:
+async def _staff(
+    request: web.Request, roles: tuple[str, ...] = THREAD_READER_ROLES
+) -> tuple[threads.Staff, Auth]:
+    """The caller's staff session; by default only roles that read threads get further (else
+    403), so a new staff call cannot forget that ops sees none."""
     found = await staff_for(request)
     if found is None:
         raise web.HTTPUnauthorized()
+    if found[0].role not in roles:
+        raise threads.Forbidden()
     return found
 
 
 async def staff_logout(request: web.Request) -> web.Response:
-    _, auth = await _staff(request)
+    _, auth = await _staff(request, ROLES)
     await sessions.end(request.app[POOL], auth.session.token_hmac)
     return web.Response(status=204)
 

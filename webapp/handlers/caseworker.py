@@ -12,10 +12,10 @@ from aiohttp import web
 
 from confide import logs
 from confide.errors import FieldError, NotFound, RateLimited, ThreadClosed, ValidationFailed
-from confide.services import admin, ops, sessions, threads
+from confide.services import admin, audit, ops, sessions, threads
 from confide.services import staff as staff_service
+from confide.services.staff import ROLES, THREAD_READER_ROLES
 from confide.services.threads import Forbidden, NoReplyPossible, Staff
-from confide.sql import audit as sql_audit
 from webapp.auth import Auth, clear_session_cookie, csrf_ok, set_session_cookie, staff_for
 from webapp.errors import error_page
 from webapp.forms import read_form
@@ -40,9 +40,13 @@ StaffHandler = Callable[[web.Request, Staff, Auth], Awaitable[web.StreamResponse
 
 
 def staff_page(
-    *, post: bool = False, roles: tuple[str, ...] = ()
+    *, post: bool = False, roles: tuple[str, ...] = THREAD_READER_ROLES
 ) -> Callable[[StaffHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
-    """Require a staff session (and CSRF on posts); ``roles`` limits who may enter (else 403)."""
+    """Require a staff session (and CSRF on posts); ``roles`` limits who may enter (else 403).
+
+    By default a page is for the roles that read threads, so a new page cannot forget that ops
+    sees none: a page for every account (password, logout) or for ops says so with ``roles``.
+    """
 
     def wrap(handler: StaffHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         @wraps(handler)
@@ -51,7 +55,10 @@ def staff_page(
             if found is None:
                 raise web.HTTPSeeOther("/staff/login")
             member, auth = found
-            if roles and member.role not in roles:
+            # Error pages from here on are drawn in the staff layout, with this member's menu.
+            request["staff"] = member
+            request["csrf_token"] = auth.csrf(request.app[SETTINGS])
+            if member.role not in roles:
                 return error_page(request, 403, _("Your role cannot open this page."))
             if post:
                 if not same_origin(request, request.app[SETTINGS]):
@@ -140,12 +147,13 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             request, status=401, email=email, error=_("The email address or password is not right.")
         )
     log.info("staff_logged_in", outcome="ok")
-    response = web.HTTPSeeOther("/staff")
+    # Each role lands where it works: ops on its dashboard, since it reads no inbox.
+    response = web.HTTPSeeOther("/staff" if done.role in THREAD_READER_ROLES else "/ops")
     set_session_cookie(request, response, "staff", done.session)
     raise response
 
 
-@staff_page(post=True)
+@staff_page(post=True, roles=ROLES)
 async def logout(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
     await sessions.end(request.app[POOL], auth.session.token_hmac)
     response = web.HTTPSeeOther("/staff/login")
@@ -289,8 +297,8 @@ async def thread_action(request: web.Request, member: Staff, auth: Auth) -> web.
             status=422,
             typed={action: form.get("body") or form.get("note") or ""},
         )
-    except Forbidden:
-        return error_page(request, 403, _("Only managers can restrict a thread."))
+    except Forbidden as exc:
+        return error_page(request, 403, _(exc.detail))
     except ThreadClosed:
         return error_page(request, 409, _("This thread is closed. Reopen it to reply."))
     except NoReplyPossible:
@@ -310,14 +318,14 @@ async def thread_action(request: web.Request, member: Staff, auth: Auth) -> web.
 # --- Password ------------------------------------------------------------------------------
 
 
-@staff_page()
+@staff_page(roles=ROLES)
 async def password_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
     return render(
         request, "staff/password.html", member, auth, {"done": request.query.get("done") == "1"}
     )
 
 
-@staff_page(post=True)
+@staff_page(post=True, roles=ROLES)
 async def password_submit(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
     form = request["form"]
     try:
@@ -387,19 +395,13 @@ async def set_password_submit(request: web.Request) -> web.StreamResponse:
 async def audit_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
     page = _page_number(request)
     reference = request.query.get("q", "").strip().upper()[:20] or None
-    async with request.app[POOL].acquire() as conn:
-        rows = await sql_audit.recent(conn, limit=101, offset=(page - 1) * 100, reference=reference)
+    found = await audit.recent(request.app[POOL], member, page=page, reference=reference)
     return render(
         request,
         "staff/audit.html",
         member,
         auth,
-        {
-            "rows": rows[:100],
-            "page": page,
-            "next_page": page + 1 if len(rows) > 100 else None,
-            "q": reference or "",
-        },
+        {"rows": found.rows, "page": page, "next_page": found.next_page, "q": reference or ""},
     )
 
 
