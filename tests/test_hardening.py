@@ -14,7 +14,7 @@ import aiohttp
 import asyncpg
 
 from tests import html
-from tests.conftest import StaffAccount, Stack
+from tests.conftest import Stack, StaffAccount
 from tests.journeys import (
     form_page,
     reach_check_answers,
