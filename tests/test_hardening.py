@@ -67,7 +67,7 @@ async def test_attacker_cannot_log_a_victims_browser_into_the_attackers_thread(
 ) -> None:
     """Login CSRF: the attacker's own code and a form token fetched by the attacker, posted from
     the victim's browser, do not log it in, since the token is bound to the attacker's cookie."""
-    mine = await reporter_submits(http, "Attacker's decoy report")
+    mine = await reporter_submits(http, "A decoy report of the attacker")
     assert mine.code
     attacker_form = html.main_form(await form_page(http, "/login"))
     jar = aiohttp.CookieJar(unsafe=True)
@@ -82,7 +82,7 @@ async def test_attacker_cannot_log_a_victims_browser_into_the_attackers_thread(
             assert resp.status == 303 and resp.headers["Location"] == "/login"
         # The victim's own form still works, without JavaScript, as for anyone.
         status, page = await reporter_logs_in(victim, mine.code)
-        assert status == 200 and "Attacker's decoy report" in page
+        assert status == 200 and "A decoy report of the attacker" in page
 
 
 async def test_reporter_without_cookies_is_told_logging_in_needs_one(
