@@ -22,13 +22,14 @@ install: $(STAMP)
 run: install
 	$(BIN)/confide run
 
-## Run the tests against real PostgreSQL, Redis, Celery, SMTP and Chromium.
+## Run the tests against real PostgreSQL, Redis, Celery, SMTP, Chromium and nginx.
 test: install browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Debian's chromium for the browser tests (installed when missing and apt is available).
 browser-deps:
 	@bash scripts/ensure-chromium
+	@bash scripts/ensure-nginx
 
 lint: install
 	$(BIN)/ruff check .

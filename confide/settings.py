@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -18,6 +19,11 @@ from urllib.parse import urlsplit
 from confide.errors import ConfigError
 
 DEFAULT_ORG_FILE = Path(__file__).parent / "data" / "demo-org.toml"
+MIN_KEY_BYTES = 32  # production: HMAC and signing keys (CONTRACTS §1)
+# OWASP's argon2id minimums: (memory KiB, time cost); any parallelism (CONTRACTS §1).
+ARGON2_MINIMUMS = ((19456, 2), (47104, 1))
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Secret:
@@ -63,6 +69,7 @@ class Settings:
     session_key: Secret
     metrics_token: Secret | None
     trust_proxy: bool
+    trusted_proxies: tuple[Network, ...] = ()
     # Not in CONTRACTS §1, documented in docs/configuration.md.
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19456
@@ -133,6 +140,7 @@ class Settings:
             session_key=secret("CONFIDE_SESSION_KEY"),
             metrics_token=_read_secret(env, "CONFIDE_METRICS_TOKEN", data_dir, production=False),
             trust_proxy=_bool(env, "CONFIDE_TRUST_PROXY", False),
+            trusted_proxies=_networks(env, "CONFIDE_TRUSTED_PROXIES"),
             argon2_time_cost=_int(env, "CONFIDE_ARGON2_TIME_COST", 2, 1, 20),
             argon2_memory_kib=_int(env, "CONFIDE_ARGON2_MEMORY_KIB", 19456, 8, 4_194_304),
             argon2_parallelism=_int(env, "CONFIDE_ARGON2_PARALLELISM", 1, 1, 16),
@@ -176,9 +184,35 @@ class Settings:
         )
         if not settings.org_file.is_file():
             raise ConfigError(f"CONFIDE_ORG_FILE: no such file: {settings.org_file}")
-        if settings.is_production and settings.argon2_memory_kib < 19456:
-            raise ConfigError("CONFIDE_ARGON2_MEMORY_KIB must be at least 19456 in production")
+        if settings.is_production:
+            settings._check_production()
         return settings
+
+    def _check_production(self) -> None:
+        """What production refuses beyond missing keys (CONTRACTS §1), one line each."""
+        for name, value in (
+            ("CONFIDE_LOOKUP_KEY", self.lookup_key),
+            ("CONFIDE_CODE_PEPPER", self.code_pepper),
+            ("CONFIDE_SESSION_KEY", self.session_key),
+        ):
+            if len(decoded_key(value.get())) < MIN_KEY_BYTES:
+                raise ConfigError(
+                    f"{name} must hold at least {MIN_KEY_BYTES} random bytes in production "
+                    "(e.g. `openssl rand -base64 32`)"
+                )
+        if not any(
+            self.argon2_memory_kib >= memory and self.argon2_time_cost >= time_cost
+            for memory, time_cost in ARGON2_MINIMUMS
+        ):
+            raise ConfigError(
+                "CONFIDE_ARGON2_MEMORY_KIB and CONFIDE_ARGON2_TIME_COST are below OWASP's minimum "
+                "in production (19456 KiB with time cost 2, or 47104 KiB with time cost 1)"
+            )
+        if self.trust_proxy and self.per_client_limits and not self.trusted_proxies:
+            raise ConfigError(
+                "CONFIDE_TRUSTED_PROXIES must name the proxy when CONFIDE_TRUST_PROXY=1 and "
+                "per-client limits are on: every reporter would share the proxy's bucket"
+            )
 
     def require_database(self) -> str:
         if not self.database_url:
@@ -212,6 +246,36 @@ def parse_keyring(text: str) -> list[tuple[str, bytes]]:
     if not keys:
         raise ConfigError("CONFIDE_ENCRYPTION_KEYS holds no key")
     return keys
+
+
+def decoded_key(text: str) -> bytes:
+    """The bytes a key stands for: hex, else base64 (either alphabet, padding optional), else its
+    UTF-8 text. Hex first, so that 64 hex digits count as the 32 bytes they are."""
+    value = text.strip()
+    if value and len(value) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in value):
+        return bytes.fromhex(value)
+    padded = value + "=" * (-len(value) % 4)
+    for altchars in (b"+/", b"-_"):
+        try:
+            return base64.b64decode(padded, altchars=altchars, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+    return value.encode("utf-8")
+
+
+def _networks(env: dict[str, str], name: str) -> tuple[Network, ...]:
+    """Comma-separated CIDRs (a bare address is a /32 or /128)."""
+    networks: list[Network] = []
+    for part in (p.strip() for p in env.get(name, "").split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=True))
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be comma-separated CIDRs like 172.28.0.0/24 (not {part[:60]!r})"
+            ) from None
+    return tuple(networks)
 
 
 def _read_secret(

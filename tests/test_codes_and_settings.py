@@ -181,3 +181,84 @@ def test_confide_command_names_a_bad_setting_in_one_line(tmp_path: Path) -> None
     )
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def production(tmp_path: Path, **extra: str) -> dict[str, str]:
+    values = env(
+        tmp_path,
+        CONFIDE_ENV="production",
+        CONFIDE_LOOKUP_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
+        CONFIDE_CODE_PEPPER=secrets.token_hex(32),
+        CONFIDE_SESSION_KEY=secrets.token_urlsafe(32),
+    )
+    values.update(extra)
+    return values
+
+
+def test_production_refuses_short_keys(tmp_path: Path) -> None:
+    assert Settings.from_env(production(tmp_path)).is_production
+    short = {
+        "CONFIDE_LOOKUP_KEY": base64.b64encode(secrets.token_bytes(31)).decode(),
+        "CONFIDE_CODE_PEPPER": secrets.token_hex(16),  # 32 characters, 16 bytes
+        "CONFIDE_SESSION_KEY": "session-key-for-tests",
+    }
+    for name, value in short.items():
+        with pytest.raises(ConfigError, match=rf"^{name} must hold at least 32 random bytes"):
+            Settings.from_env(production(tmp_path, **{name: value}))
+        Settings.from_env(env(tmp_path, **{name: value}))  # development takes what it is given
+
+
+@pytest.mark.parametrize(
+    ("memory_kib", "time_cost", "accepted"),
+    [
+        (19456, 2, True),
+        (47104, 1, True),
+        (65536, 3, True),
+        (19456, 1, False),
+        (47103, 1, False),
+        (19455, 5, False),
+    ],
+)
+def test_production_refuses_argon2_below_owasp(
+    tmp_path: Path, memory_kib: int, time_cost: int, accepted: bool
+) -> None:
+    values = production(
+        tmp_path,
+        CONFIDE_ARGON2_MEMORY_KIB=str(memory_kib),
+        CONFIDE_ARGON2_TIME_COST=str(time_cost),
+        CONFIDE_ARGON2_PARALLELISM="4",
+    )
+    if accepted:
+        Settings.from_env(values)
+    else:
+        with pytest.raises(ConfigError, match=r"^CONFIDE_ARGON2_MEMORY_KIB and .* OWASP"):
+            Settings.from_env(values)
+
+
+def test_production_behind_a_proxy_refuses_to_pool_every_reporter(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^CONFIDE_TRUSTED_PROXIES must name the proxy"):
+        Settings.from_env(production(tmp_path, CONFIDE_TRUST_PROXY="1"))
+    named = Settings.from_env(
+        production(tmp_path, CONFIDE_TRUST_PROXY="1", CONFIDE_TRUSTED_PROXIES="172.28.0.1, ::1")
+    )
+    assert [str(n) for n in named.trusted_proxies] == ["172.28.0.1/32", "::1/128"]
+    # An onion service: per-client limits off, nothing to name.
+    Settings.from_env(production(tmp_path, CONFIDE_TRUST_PROXY="1", CONFIDE_PER_CLIENT_LIMITS="0"))
+    for bad in ("10.0.0.0/33", "proxy.example", "10.0.0.1/24"):
+        with pytest.raises(ConfigError, match=r"^CONFIDE_TRUSTED_PROXIES must be"):
+            Settings.from_env(env(tmp_path, CONFIDE_TRUSTED_PROXIES=bad))
+
+
+def test_web_names_a_bad_trusted_proxies_setting_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "webapp"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+        env={**os.environ, **env(tmp_path, CONFIDE_TRUSTED_PROXIES="nginx")},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("confide: CONFIDE_TRUSTED_PROXIES must be")
+    assert len(result.stderr.strip().splitlines()) == 1

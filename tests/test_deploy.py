@@ -125,3 +125,21 @@ def test_alert_rules_use_metrics_that_exist() -> None:
         "ConfideBeatStale",
         "ConfideThreadsOverdue",
     } <= names
+
+
+def test_compose_names_its_proxy_so_reporters_do_not_share_one_bucket() -> None:
+    """Finding 2 of issue 12: the pinned gateway is the trusted proxy, inside the pinned subnet."""
+    import ipaddress
+
+    from confide.settings import _networks
+
+    config = compose()
+    env = config["x-confide"]["environment"]
+    assert env["CONFIDE_TRUST_PROXY"] == "1"
+    trusted = _networks(env, "CONFIDE_TRUSTED_PROXIES")
+    (pool,) = config["networks"]["default"]["ipam"]["config"]
+    subnet = ipaddress.ip_network(pool["subnet"])
+    gateway = ipaddress.ip_address(pool["gateway"])
+    assert trusted and all(net.subnet_of(subnet) for net in trusted)  # type: ignore[arg-type]
+    assert any(gateway in net for net in trusted)
+    assert "CONFIDE_PER_CLIENT_LIMITS" not in env  # per-client limits on: the proxy must be named

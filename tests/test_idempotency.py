@@ -17,7 +17,12 @@ from tests.journeys import post, reach_check_answers, reporter_logs_in, send_rep
 from tests.test_reporting import code_works
 from webapp.security import new_form_token
 
-REPORT = {"category": "safety", "description": "Loose handrail", "anonymous": True, "follow_up": True}
+REPORT = {
+    "category": "safety",
+    "description": "Loose handrail",
+    "anonymous": True,
+    "follow_up": True,
+}
 
 
 def new_key() -> str:
@@ -125,9 +130,7 @@ async def test_api_repeat_while_the_first_is_still_issuing_its_code_gets_409(
     first = asyncio.create_task(submit(http, REPORT, key))
     while await db.fetchval("SELECT count(*) FROM submission_keys") == 0:
         await asyncio.sleep(0.05)
-    async with http.post(
-        "/api/v1/reports", json=REPORT, headers={"Idempotency-Key": key}
-    ) as resp:
+    async with http.post("/api/v1/reports", json=REPORT, headers={"Idempotency-Key": key}) as resp:
         assert resp.status == 409
         assert int(resp.headers["Retry-After"]) >= 1
     status, body = await first

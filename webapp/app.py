@@ -25,7 +25,7 @@ from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp import i18n, routes
 from webapp.categories import CategoryCache, InboxCounts, InboxRows
-from webapp.errors import error_middleware, prepare_parser_error_pages
+from webapp.errors import error_middleware, error_page, prepare_parser_error_pages
 from webapp.jobs import CodeHasher, HashResults, make_client
 from webapp.keys import (
     CALENDAR,
@@ -45,6 +45,7 @@ from webapp.keys import (
     STARTED,
 )
 from webapp.security import LoginLimits, SubmissionLimits, is_tls, security_headers
+from webapp.slow_clients import body_rate_middleware, install_header_timeout
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BODY = 1024 * 1024  # 1 MiB (CONTRACTS §3: 413 above it)
@@ -100,7 +101,8 @@ def create_app(settings: Settings) -> web.Application:
     org = org_file.load(settings.org_file)
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[access_middleware, error_middleware],
+        # Inside the error middleware: a body cut off for its rate is answered 408, not 503.
+        middlewares=[access_middleware, error_middleware, body_rate_middleware(_slow_body)],
     )
     app[SETTINGS] = settings
     app[ORG] = org
@@ -128,6 +130,7 @@ def create_app(settings: Settings) -> web.Application:
     # (which would add a middleware to every request).
     env.globals["org"] = org
     prepare_parser_error_pages(env, org)
+    install_header_timeout()
     env.filters["when"] = lambda dt: format_when(dt, org.timezone)
     env.filters["time_of_day"] = lambda dt: format_time(dt, org.timezone)
     env.filters["waited"] = lambda dt: format_waited(dt, app[CALENDAR])
@@ -146,6 +149,10 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_queue)
     routes.setup(app, ROOT / "webapp" / "static")
     return app
+
+
+def _slow_body(request: web.Request) -> web.StreamResponse:
+    return error_page(request, 408, "The connection was too slow to send this. Please try again.")
 
 
 # English names, not strftime's: strftime follows the C locale and is slow in a 50-row inbox.

@@ -47,6 +47,7 @@ TITLES = {
     403: "Forbidden",
     404: "Page not found",
     405: "Method not allowed",
+    408: "Too slow",
     409: "Conflict",
     413: "Too much to send",
     415: "Unsupported content type",
@@ -197,6 +198,11 @@ async def error_middleware(
     except tuple(ERROR_STATUS) as exc:
         return error_page(request, ERROR_STATUS[type(exc)])
     except (*_DB_DOWN, asyncpg.PostgresConnectionError) as exc:
+        if isinstance(exc, OSError) and client_gone(request):
+            # The client hung up mid-request (a reset, or a body cut short): nothing of ours
+            # is down, and there is no one left to answer. aiohttp drops ConnectionErrors.
+            log.info("client_disconnected", route=_route(request))
+            raise ConnectionResetError("client disconnected") from None
         log.error("dependency_down", exc_info=exc, route=_route(request))
         return error_page(
             request,
@@ -209,6 +215,12 @@ async def error_middleware(
         # The traceback goes to the log only, as frames without messages or request data.
         log.error("unhandled_error", exc_info=exc, error_id=error_id, route=_route(request))
         return error_page(request, 500, error_id=error_id)
+
+
+def client_gone(request: web.Request) -> bool:
+    """True once the client's connection is closed or closing (it disconnected)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _route(request: web.Request) -> str:

@@ -1,4 +1,5 @@
-"""GET /metrics: Prometheus text for ops (issue 6). Loopback, or a bearer token from elsewhere.
+"""GET /metrics: Prometheus text for ops (issue 6). Loopback, or a bearer token from elsewhere;
+the token only, whatever the peer, behind a proxy (``CONFIDE_TRUST_PROXY=1``).
 
 Every figure comes from a fixed number of round trips, whatever the number of threads: one SQL
 query over small summary tables and one Redis pipeline. No label carries personal data.
@@ -129,11 +130,17 @@ def allowed(request: web.Request) -> bool:
         and hmac.compare_digest(header[7:].strip(), token.get())
     ):
         return True
+    settings = request.app[SETTINGS]
+    if settings.trust_proxy:
+        # A same-host proxy makes every client look local (CONTRACTS §3 "Ops"): token only.
+        return False
     try:
         # Read only to decide; never stored or logged.
-        return ipaddress.ip_address(request.remote or "").is_loopback
+        peer = ipaddress.ip_address(request.remote or "")
     except ValueError:
         return False
+    # A proxy named in CONFIDE_TRUSTED_PROXIES forwards others' requests, loopback or not.
+    return peer.is_loopback and not any(peer in net for net in settings.trusted_proxies)
 
 
 async def metrics(request: web.Request) -> web.Response:

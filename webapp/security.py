@@ -2,21 +2,24 @@
 
 Rate limits keep no client address: a per-client bucket is keyed by an HMAC of the address under a
 key that exists only in this process's memory, and the buckets themselves live only in memory.
+Behind a trusted proxy the address is the one it forwarded (:func:`client_address`).
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
+import ipaddress
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from confide.crypto import keyed_hash
 from confide.errors import RateLimited
-from confide.settings import Settings
+from confide.settings import Network, Settings
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -49,7 +52,8 @@ def security_headers(
     """Strict headers on every response, errors and static files included."""
     headers = response.headers
     headers.update(_STATIC_HEADERS)
-    if not request.path.startswith("/static/"):
+    if not (request.path.startswith("/static/") and response.status < 400):
+        # Only a static file that was found may be cached: a 404 for one is an answer like any.
         headers["Cache-Control"] = "no-store"
         headers["Pragma"] = "no-cache"
     if tls:
@@ -66,14 +70,22 @@ def is_tls(request: web.Request, settings: Settings) -> bool:
 
 
 def same_origin(request: web.Request, settings: Settings) -> bool:
-    """Reject cross-site form posts. Works without Referer, which reporter pages never send."""
-    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+    """Reject cross-site form posts. Works without Referer, which reporter pages never send.
+
+    Every form this guards also carries a signed token (CSRF or form token): where this answers
+    True for want of evidence, the token decides.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("Origin")
-    if origin is None or origin == "null":
-        # No Origin: a non-browser client or an old browser. A browser that sends "null" for
-        # our own pages does so only under no-referrer on some versions, so accept it.
-        return True
+    if origin is None:
+        return True  # a non-browser client or an old browser: the token decides
+    if origin == "null":
+        # Our own Referrer-Policy: no-referrer makes browsers send "null" on our own forms, and
+        # so do sandboxed frames and data: pages anywhere. Only Fetch metadata tells them apart;
+        # without it (old browsers) the token decides.
+        return site is None or site == "same-origin"
     scheme = "https" if is_tls(request, settings) else "http"
     return hmac.compare_digest(origin, f"{scheme}://{request.host}")
 
@@ -112,6 +124,63 @@ def form_token_age_s(token: str) -> float:
 def _sign(settings: Settings, purpose: str, nonce: str, ts: str) -> str:
     mac = keyed_hash(settings.session_key, "form-token", purpose, nonce, ts)
     return base64.urlsafe_b64encode(mac[:24]).decode()
+
+
+# --- The client behind a trusted proxy ----------------------------------------------------------
+
+
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _is_trusted(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, trusted: Iterable[Network]
+) -> bool:
+    return any(address in network for network in trusted)
+
+
+def client_address(
+    peer: str | None, forwarded_for: Iterable[str], trusted: Iterable[Network]
+) -> str:
+    """The client for per-client limits, as text that is HMACed at once (never kept).
+
+    When the peer is a trusted proxy, the client is the right-most ``X-Forwarded-For`` address
+    that is not a trusted proxy: a client can forge the left of the header, never what the
+    proxies appended. A header that is missing, malformed where it matters, or that names only
+    trusted proxies leaves the peer. IPv6 clients are bucketed by their /64, which one host
+    usually holds whole.
+    """
+    trusted = tuple(trusted)
+    address = _parse_ip(peer or "")
+    if address is not None and trusted and _is_trusted(address, trusted):
+        hops = [hop for value in forwarded_for for hop in value.split(",")]
+        for hop in reversed(hops):
+            forwarded = _parse_ip(hop)
+            if forwarded is None:
+                break  # malformed before any client: the peer
+            if not _is_trusted(forwarded, trusted):
+                address = forwarded
+                break
+    if address is None:
+        return peer or ""
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def client_key(
+    request: web.Request, trusted: tuple[Network, ...], key: bytes, purpose: str
+) -> bytes:
+    """The one place that reads the client address: the key of its per-client bucket, an HMAC
+    under a key that lives only in process memory. Every per-client limit goes through here."""
+    address = client_address(request.remote, request.headers.getall("X-Forwarded-For", ()), trusted)
+    return keyed_hash(key, purpose, address)
 
 
 # --- Rate limits -------------------------------------------------------------------------------
@@ -166,15 +235,14 @@ class SubmissionLimits:
     """Per-client and global limits on report submissions (issue 3)."""
 
     def __init__(self, settings: Settings) -> None:
+        self.trusted_proxies = settings.trusted_proxies
         self.enabled_per_client = settings.per_client_limits
         self._client_key = secrets.token_bytes(32)  # never leaves this process's memory
         self.per_client = TokenBuckets(settings.submit_per_client_per_hour, 3600.0)
         self.global_ = TokenBuckets(settings.submit_global_per_minute, 60.0)
 
     def client_key(self, request: web.Request) -> bytes:
-        # The only place that reads the client address: it is HMACed at once and never kept.
-        address = request.remote or ""
-        return keyed_hash(self._client_key, "client", address)
+        return client_key(request, self.trusted_proxies, self._client_key, "client")
 
     def check(self, request: web.Request) -> None:
         if self.enabled_per_client:
@@ -187,6 +255,7 @@ class LoginLimits:
     verifications only, so a flood of guesses at unknown codes cannot lock genuine reporters out."""
 
     def __init__(self, settings: Settings) -> None:
+        self.trusted_proxies = settings.trusted_proxies
         self.enabled_per_client = settings.per_client_limits
         self._client_key = secrets.token_bytes(32)
         self.per_client = TokenBuckets(settings.login_per_client_per_15min, 900.0)
@@ -211,9 +280,11 @@ class LoginGuard:
     def per_client(self) -> None:
         if not self.limits.enabled_per_client:
             return
-        address = self.request.remote or ""  # HMACed at once, never kept
+        key = client_key(
+            self.request, self.limits.trusted_proxies, self.limits._client_key, "login"
+        )
         try:
-            self.limits.per_client.take(keyed_hash(self.limits._client_key, "login", address))
+            self.limits.per_client.take(key)
         except RateLimited:
             self.limits.limited += 1
             raise

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from confide import codes, logs
+from confide.crypto import keyed_hash
 from confide.errors import (
     CodeMalformed,
     CodeNotRecognised,
@@ -19,13 +21,26 @@ from confide.errors import (
 )
 from confide.services import reminders, reporter_auth, reports, sessions, threads
 from webapp import report_flow
-from webapp.auth import Auth, clear_session_cookie, csrf_ok, session_for, set_session_cookie
+from webapp.auth import (
+    Auth,
+    clear_session_cookie,
+    cookie_name,
+    csrf_ok,
+    session_for,
+    set_session_cookie,
+)
 from webapp.errors import error_page
 from webapp.forms import read_form
 from webapp.i18n import _
 from webapp.keys import CALENDAR, CATEGORIES, HASHER, KEYRING, LIMITS, LOGIN_LIMITS, POOL, SETTINGS
 from webapp.report_flow import FormErrors
-from webapp.security import check_form_token, form_token_age_s, new_form_token, same_origin
+from webapp.security import (
+    check_form_token,
+    form_token_age_s,
+    is_tls,
+    new_form_token,
+    same_origin,
+)
 
 log = logs.get("confide.web.reporter")
 SUBMIT_PURPOSE = "report-submit"
@@ -47,6 +62,27 @@ async def accessibility(request: web.Request) -> web.Response:
 
 
 LOGIN_PURPOSE = "reporter-login"
+# Login CSRF (docs/security.md): the login form's token is bound to a random cookie of this
+# browser, which a cross-site page can neither read nor set, so a token fetched by an attacker
+# does not log a victim's browser into the attacker's thread.
+LOGIN_COOKIE = "login"
+
+
+def _login_binding(request: web.Request) -> tuple[str | None, bool]:
+    """The browser's login cookie, or a new one (``True``) when it sent none that is ours."""
+    value = request.cookies.get(cookie_name(request, LOGIN_COOKIE), "")
+    if (
+        40 <= len(value) <= 64
+        and value.isascii()
+        and value.replace("-", "").replace("_", "").isalnum()
+    ):
+        return value, False
+    return None, True
+
+
+def _login_purpose(request: web.Request, binding: str) -> str:
+    mac = keyed_hash(request.app[SETTINGS].session_key, "login-binding", binding).hex()
+    return f"{LOGIN_PURPOSE}:{mac}"
 
 
 def render_login(
@@ -58,11 +94,14 @@ def render_login(
     notice: str | None = None,
     typed: str = "",
 ) -> web.Response:
-    return aiohttp_jinja2.render_template(
+    binding, fresh = _login_binding(request)
+    if binding is None:
+        binding = secrets.token_urlsafe(32)
+    response = aiohttp_jinja2.render_template(
         "reporter/login.html",
         request,
         {
-            "form_token": new_form_token(request.app[SETTINGS], LOGIN_PURPOSE),
+            "form_token": new_form_token(request.app[SETTINGS], _login_purpose(request, binding)),
             "errors": FormErrors([("code", error)] if error else []),
             "pending": pending or {},
             "notice": notice,
@@ -71,6 +110,16 @@ def render_login(
         },
         status=status,
     )
+    if fresh:
+        response.set_cookie(
+            cookie_name(request, LOGIN_COOKIE),
+            binding,
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=is_tls(request, request.app[SETTINGS]),
+        )
+    return response
 
 
 async def login(request: web.Request) -> web.Response:
@@ -85,7 +134,20 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     pending = {k: form[k] for k in ("pending_body", "pending_token") if form.get(k)}
     typed = form.get("code", "")[:200]
-    if check_form_token(settings, LOGIN_PURPOSE, form.get("form_token", "")) is None:
+    binding, _fresh = _login_binding(request)
+    if binding is None:
+        return render_login(
+            request,
+            status=400,
+            pending=pending,
+            notice=_(
+                "Logging in needs a cookie, and your browser did not send it back. "
+                "Allow cookies for this site (they last until you close the browser), "
+                "then enter your code again."
+            ),
+        )
+    token = form.get("form_token", "")
+    if check_form_token(settings, _login_purpose(request, binding), token) is None:
         return render_login(
             request,
             status=400,
