@@ -82,6 +82,13 @@ class Settings:
     reply_target_workdays: int = 2
     login_per_client_per_15min: int = 10
     argon2_global_per_minute: int = 1200
+    # Staff password sign-in (docs/security.md "Staff sign-in limits"), per web process:
+    # attempts per (client, e-mail typed) and per client per 15 minutes, and the global budget a
+    # minute that only clients with a failure in the last 15 minutes spend. A correct password
+    # gives its attempt back.
+    staff_login_per_client_account_per_15min: int = 5
+    staff_login_per_client_per_15min: int = 20
+    staff_login_global_per_minute: int = 60
     reporter_idle_minutes: int = 30
     reporter_max_hours: int = 8
     staff_idle_minutes: int = 30
@@ -156,6 +163,15 @@ class Settings:
                 env, "CONFIDE_LOGIN_PER_CLIENT_PER_15MIN", 10, 1, 10**9
             ),
             argon2_global_per_minute=_int(env, "CONFIDE_ARGON2_GLOBAL_PER_MINUTE", 1200, 1, 10**9),
+            staff_login_per_client_account_per_15min=_int(
+                env, "CONFIDE_STAFF_LOGIN_PER_CLIENT_ACCOUNT_PER_15MIN", 5, 1, 10**9
+            ),
+            staff_login_per_client_per_15min=_int(
+                env, "CONFIDE_STAFF_LOGIN_PER_CLIENT_PER_15MIN", 20, 1, 10**9
+            ),
+            staff_login_global_per_minute=_int(
+                env, "CONFIDE_STAFF_LOGIN_GLOBAL_PER_MINUTE", 60, 1, 10**9
+            ),
             reporter_idle_minutes=_int(env, "CONFIDE_REPORTER_IDLE_MINUTES", 30, 1, 24 * 60),
             reporter_max_hours=_int(env, "CONFIDE_REPORTER_MAX_HOURS", 8, 1, 24 * 7),
             staff_idle_minutes=_int(env, "CONFIDE_STAFF_IDLE_MINUTES", 30, 1, 24 * 60),

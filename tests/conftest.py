@@ -300,6 +300,10 @@ def stack(
         CONFIDE_SUBMIT_PER_CLIENT_PER_HOUR="100000",
         CONFIDE_SUBMIT_GLOBAL_PER_MINUTE="100000",
         CONFIDE_LOGIN_PER_CLIENT_PER_15MIN="100000",
+        # Staff sign-in limits are tested on their own web process (test_staff_sign_in.py).
+        CONFIDE_STAFF_LOGIN_PER_CLIENT_ACCOUNT_PER_15MIN="100000",
+        CONFIDE_STAFF_LOGIN_PER_CLIENT_PER_15MIN="100000",
+        CONFIDE_STAFF_LOGIN_GLOBAL_PER_MINUTE="100000",
         CONFIDE_WORKER_HEARTBEAT_S="1",
         CONFIDE_WORKER_METRICS_PORT=str(devservices.free_port()),
         PYTHONUNBUFFERED="1",

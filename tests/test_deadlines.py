@@ -117,8 +117,10 @@ async def test_reporter_sees_when_a_reply_is_due_and_a_reply_stops_the_clock(
     _status, page = await reporter_logs_in(http, sent.code)
     assert "We aim to reply by " in page
     headers = await staff_token(http, caseworker)
-    async with http.get("/api/v1/reporter/thread", headers={}) as resp:
-        assert resp.status == 200  # the cookie session from the login
+    async with http.post("/api/v1/reporter/session", json={"code": sent.code}) as resp:
+        reporter = {"Authorization": f"Bearer {(await resp.json())['token']}"}
+    async with http.get("/api/v1/reporter/thread", headers=reporter) as resp:
+        assert resp.status == 200  # the API takes the bearer token, never the cookie
         assert (await resp.json())["reply_due_by"] is not None
     # A note does not stop the clock; a reply does.
     async with http.post(
@@ -131,7 +133,7 @@ async def test_reporter_sees_when_a_reply_is_due_and_a_reply_stops_the_clock(
     ) as resp:
         assert resp.status == 201
     assert await db.fetchval("SELECT reply_due_at FROM threads") is None
-    async with http.get("/api/v1/reporter/thread") as resp:
+    async with http.get("/api/v1/reporter/thread", headers=reporter) as resp:
         assert (await resp.json())["reply_due_by"] is None
     # Anonymous without follow-up: no deadline at all, listed as new.
     await report(http, follow_up=False)
@@ -347,7 +349,7 @@ async def test_reporter_downloads_a_discreet_reminder_that_a_calendar_server_acc
 
     # Logged in: the latest file; with the address when asked; a new due time bumps SEQUENCE.
     await reporter_logs_in(http, sent.code)
-    async with http.get("/api/v1/reporter/reminder.ics?include_address=1") as resp:
+    async with http.get("/reminder.ics?include_address=1") as resp:
         with_address = await resp.read()
     assert f"{stack.settings.base_url}/login" in with_address.decode().replace("\r\n ", "")
     uid = str(event["UID"])

@@ -42,9 +42,16 @@ from webapp.keys import (
     REDIS,
     REQUEST_ID,
     SETTINGS,
+    STAFF_LOGIN_LIMITS,
     STARTED,
 )
-from webapp.security import LoginLimits, SubmissionLimits, is_tls, security_headers
+from webapp.security import (
+    LoginLimits,
+    StaffLoginLimits,
+    SubmissionLimits,
+    is_tls,
+    security_headers,
+)
 from webapp.slow_clients import body_rate_middleware, install_header_timeout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +116,7 @@ def create_app(settings: Settings) -> web.Application:
     app[KEYRING] = Keyring.from_secret(settings.encryption_keys)
     app[LIMITS] = SubmissionLimits(settings)
     app[LOGIN_LIMITS] = LoginLimits(settings)
+    app[STAFF_LOGIN_LIMITS] = StaffLoginLimits(settings)
     app[CALENDAR] = WorkingCalendar.for_org(org)
     app[CATEGORIES] = CategoryCache()
     # Filter counts may lag a few seconds; the list itself never does.

@@ -1,7 +1,9 @@
 """Who is asking: reporter and staff sessions from a cookie or a bearer token, and CSRF.
 
 Cookies are HttpOnly, SameSite=Strict, and over HTTPS Secure with the ``__Host-`` prefix.
-Cookie-authenticated forms must carry the session's CSRF token; bearer calls need none.
+Cookie-authenticated forms must carry the session's CSRF token; bearer calls need none. Everything
+under ``/api/`` authenticates by Bearer token only and ignores cookies (CONTRACTS §3 "Tokens"),
+so a browser's cookie can never carry a cross-site call there.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from webapp.keys import POOL, SETTINGS
 from webapp.security import is_tls
 
 CLEAR_SITE_DATA = '"cache", "cookies", "storage"'
+API_PREFIX = "/api/"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ def _token(request: web.Request, kind: str) -> tuple[str | None, bool]:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return header[7:].strip(), False
+    if request.path.startswith(API_PREFIX):
+        return None, False  # the API takes no cookie: it asks for no CSRF token
     return request.cookies.get(cookie_name(request, kind)), True
 
 

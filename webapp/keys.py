@@ -13,7 +13,7 @@ from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp.categories import CategoryCache, InboxCounts, InboxRows
 from webapp.jobs import CodeHasher
-from webapp.security import LoginLimits, SubmissionLimits
+from webapp.security import LoginLimits, StaffLoginLimits, SubmissionLimits
 
 SETTINGS = web.AppKey("settings", Settings)
 ORG = web.AppKey("org", Organisation)
@@ -24,6 +24,7 @@ CELERY = web.AppKey("celery", Celery)
 HASHER = web.AppKey("hasher", CodeHasher)
 LIMITS = web.AppKey("limits", SubmissionLimits)
 LOGIN_LIMITS = web.AppKey("login_limits", LoginLimits)
+STAFF_LOGIN_LIMITS = web.AppKey("staff_login_limits", StaffLoginLimits)
 STARTED = web.AppKey("started", float)
 CALENDAR = web.AppKey("calendar", WorkingCalendar)
 CATEGORIES = web.AppKey("categories", CategoryCache)

@@ -215,6 +215,22 @@ class TokenBuckets:
             raise RateLimited(int((1 - bucket.tokens) / rate) + 1)
         bucket.tokens -= 1
 
+    def wait_s(self, key: bytes, now: float | None = None) -> int:
+        """0 if ``take`` would succeed now, else the seconds until it would; takes nothing."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0
+        now = time.monotonic() if now is None else now
+        rate = self.capacity / self.period_s
+        tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * rate)
+        return 0 if tokens >= 1 else int((1 - tokens) / rate) + 1
+
+    def give_back(self, key: bytes) -> None:
+        """Return one token taken from ``key`` (its attempt turned out not to count)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.tokens = min(float(self.capacity), bucket.tokens + 1)
+
     def _evict(self, now: float) -> None:
         full_after = self.period_s
         for key in [k for k, b in self._buckets.items() if now - b.updated > full_after]:
@@ -295,3 +311,101 @@ class LoginGuard:
         except RateLimited:
             self.limits.limited += 1
             raise
+
+
+# --- Staff sign-in (docs/security.md "Staff sign-in limits") -------------------------------------
+
+
+@dataclass
+class RecentKeys:
+    """Keys marked within the last ``period_s`` seconds, in memory and bounded."""
+
+    period_s: float
+    max_keys: int = 100_000
+    _marked: dict[bytes, float] = field(default_factory=dict)
+
+    def mark(self, key: bytes, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if key not in self._marked and len(self._marked) >= self.max_keys:
+            self._evict(now)
+        self._marked[key] = now
+
+    def is_recent(self, key: bytes, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        marked = self._marked.get(key)
+        return marked is not None and now - marked < self.period_s
+
+    def _evict(self, now: float) -> None:
+        for key in [k for k, t in self._marked.items() if now - t >= self.period_s]:
+            del self._marked[key]
+        if len(self._marked) >= self.max_keys:  # still full: forget the oldest half
+            oldest = sorted(self._marked, key=self._marked.__getitem__)
+            for key in oldest[: len(oldest) // 2]:
+                del self._marked[key]
+
+
+class StaffLoginLimits:
+    """Staff password sign-in: buckets per (client, account) and per client, and a global budget
+    of its own (not the reporters') that only clients with a failure in the last 15 minutes
+    spend. Nothing is kept per account alone, so no one can lock a chosen account; and the keys
+    are HMACs of what was typed, so an unknown e-mail address is limited exactly like a known
+    one. An attempt takes its tokens before the password is checked (concurrent guesses cannot
+    overrun a bucket) and a correct password gives them back."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.trusted_proxies = settings.trusted_proxies
+        self.enabled_per_client = settings.per_client_limits
+        self._key = secrets.token_bytes(32)  # never leaves this process's memory
+        self.per_account = TokenBuckets(settings.staff_login_per_client_account_per_15min, 900.0)
+        self.per_client = TokenBuckets(settings.staff_login_per_client_per_15min, 900.0)
+        self.global_ = TokenBuckets(settings.staff_login_global_per_minute, 60.0)
+        self.failed_recently = RecentKeys(900.0)
+        self.limited = 0
+
+    def guard(self, request: web.Request) -> StaffLoginGuard:
+        return StaffLoginGuard(self, request)
+
+
+@dataclass
+class StaffLoginGuard:
+    """One sign-in attempt's limits (``confide.services.staff.LoginGuard``)."""
+
+    limits: StaffLoginLimits
+    request: web.Request
+    _taken: list[tuple[TokenBuckets, bytes]] = field(default_factory=list)
+    _client: bytes | None = None
+
+    def admit(self, account: str) -> None:
+        """Take this attempt's tokens, or raise RateLimited taking none."""
+        limits, now = self.limits, time.monotonic()
+        steps: list[tuple[TokenBuckets, bytes]] = []
+        if limits.enabled_per_client:
+            self._client = client_key(
+                self.request, limits.trusted_proxies, limits._key, "staff-client"
+            )
+            typed = account.encode("utf-8", "surrogatepass")
+            steps.append(
+                (limits.per_account, keyed_hash(limits._key, "staff-pair", self._client, typed))
+            )
+            steps.append((limits.per_client, self._client))
+            if limits.failed_recently.is_recent(self._client, now):
+                steps.append((limits.global_, b"staff"))
+        else:
+            # Every client shares one address (an onion service): the budget is all there is.
+            steps.append((limits.global_, b"staff"))
+        wait = max(buckets.wait_s(key, now) for buckets, key in steps)
+        if wait:
+            limits.limited += 1
+            raise RateLimited(wait)
+        for buckets, key in steps:
+            buckets.take(key, now)
+        self._taken = steps
+
+    def failed(self) -> None:
+        if self._client is not None:
+            self.limits.failed_recently.mark(self._client)
+
+    def succeeded(self) -> None:
+        for buckets, key in self._taken:
+            buckets.give_back(key)
+        self._taken = []

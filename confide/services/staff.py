@@ -1,22 +1,27 @@
 """Staff accounts: created by `confide staff add`, passwords hashed with argon2id.
 
-Login failures slow the account down progressively (1 s, 2 s, 4 s … up to 15 minutes between
-attempts after the third failure) and never lock it permanently.
+Sign-in is limited per (client, account), per client and by a global budget (the web's
+``StaffLoginLimits``), never per account alone, so nobody can lock a chosen account. Every
+argon2 call of the web runs in its bounded local executor, never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
+import threading
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from confide.crypto import keyed_hash
 from confide.db import Pool
-from confide.errors import ConfideError, FieldError, RateLimited, ValidationFailed
+from confide.errors import ConfideError, FieldError, ValidationFailed
 from confide.services import sessions
 from confide.services.validation import email_field
 from confide.settings import Settings
@@ -31,8 +36,6 @@ THREAD_READER_ROLES = ("caseworker", "manager", "admin")
 TEAM_ROLES = ("caseworker", "manager")  # `staff add` requires --team for these
 PASSWORD_MIN = 12
 PASSWORD_MAX = 256
-FREE_FAILURES = 3
-MAX_DELAY_S = 900
 RESET_VALID = timedelta(hours=24)
 
 
@@ -67,41 +70,80 @@ def check_password_rules(password: str, field: str = "password") -> None:
 
 
 def _verify(ph: PasswordHasher, stored: str | None, password: str) -> bool:
+    """Exactly one argon2id verification, against the dummy hash when there is no account.
+
+    Runs in the bounded local executor, never on the event loop."""
     try:
-        return stored is not None and ph.verify(stored, password)
+        return ph.verify(stored or _dummy_hash(ph), password) and stored is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
 
-_DUMMY: dict[int, str] = {}
+_DUMMY_LOCK = threading.Lock()
 
 
-async def log_in(pool: Pool, settings: Settings, email: str, password: str) -> StaffLogin:
+@functools.cache
+def _dummy_hash_for(time_cost: int, memory_cost: int, parallelism: int) -> str:
+    ph = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
+    return ph.hash(secrets.token_urlsafe(16))
+
+
+def _dummy_hash(ph: PasswordHasher) -> str:
+    """A hash of a random password with the current parameters, made once per process, so an
+    unknown address costs one verification like a known one (and no hash of its own)."""
+    with _DUMMY_LOCK:  # two first logins at once must not both hash it
+        return _dummy_hash_for(ph.time_cost, ph.memory_cost, ph.parallelism)
+
+
+def _hash(ph: PasswordHasher, password: str) -> str:
+    return ph.hash(password)
+
+
+def login_key(email: str) -> str:
+    """The e-mail address as the limits key it: as the account lookup matches it, or wider."""
+    return email.strip().casefold()
+
+
+class LoginGuard(Protocol):
+    def admit(self, account: str) -> None:
+        """Raise RateLimited when this client, or this client on this account, tried too often,
+        or when the global budget is spent and this client failed recently."""
+
+    def failed(self) -> None:
+        """The attempt failed: this client now spends the global budget for a while."""
+
+    def succeeded(self) -> None:
+        """The attempt succeeded: it gives back what it took."""
+
+
+async def log_in(
+    pool: Pool,
+    settings: Settings,
+    executor: Executor,
+    guard: LoginGuard,
+    email: str,
+    password: str,
+) -> StaffLogin:
+    """Sign a staff member in by password; StaffLoginFailed (never says why) or RateLimited.
+
+    An unknown address, a disabled account and a wrong password get the same answer, the same
+    limits and one argon2id verification each, in ``executor`` (the bounded local executor)."""
+    guard.admit(login_key(email))  # 429 before any work
     ph = hasher(settings)
-    loop = asyncio.get_running_loop()
     async with pool.acquire() as conn:
         usable = len(email) <= 254 and email.isprintable()
         row = await sql_staff.by_email(conn, email.strip()) if usable else None
-    if row is not None and row["failed_logins"] >= FREE_FAILURES and row["last_failed_at"]:
-        delay = min(2 ** (row["failed_logins"] - FREE_FAILURES), MAX_DELAY_S)
-        wait = row["last_failed_at"] + timedelta(seconds=delay) - datetime.now(UTC)
-        if wait.total_seconds() > 0:
-            raise RateLimited(int(wait.total_seconds()) + 1)
-    if row is None:
-        # Spend the same argon2 work for an unknown address, so timing does not tell.
-        dummy = _DUMMY.setdefault(id(settings), ph.hash(secrets.token_urlsafe(16)))
-        await loop.run_in_executor(None, _verify, ph, dummy, password[:PASSWORD_MAX])
+    loop = asyncio.get_running_loop()
+    stored = row["password_hash"] if row is not None else None
+    ok = await loop.run_in_executor(executor, _verify, ph, stored, password[:PASSWORD_MAX])
+    if row is None or not ok or not row["active"]:
+        guard.failed()
         raise StaffLoginFailed()
-    ok = await loop.run_in_executor(
-        None, _verify, ph, row["password_hash"], password[:PASSWORD_MAX]
-    )
-    async with pool.acquire() as conn:
-        if not ok or not row["active"]:
-            await sql_staff.record_failure(conn, row["id"])
-            raise StaffLoginFailed()
-        await sql_staff.clear_failures(conn, row["id"])
-        if ph.check_needs_rehash(row["password_hash"]):
-            await sql_staff.set_password(conn, row["id"], ph.hash(password))
+    guard.succeeded()
+    if ph.check_needs_rehash(row["password_hash"]):
+        new_hash = await loop.run_in_executor(executor, _hash, ph, password)
+        async with pool.acquire() as conn:
+            await sql_staff.set_password(conn, row["id"], new_hash)
     session = await sessions.create(pool, settings, "staff", staff_id=row["id"])
     return StaffLogin(row["id"], session, row["role"])
 
@@ -169,9 +211,13 @@ async def start_reset(pool: Pool, settings: Settings, email: str) -> str:
     return token
 
 
-async def finish_reset(pool: Pool, settings: Settings, token: str, password: str) -> None:
+async def finish_reset(
+    pool: Pool, settings: Settings, executor: Executor, token: str, password: str
+) -> None:
+    """Set the password from a reset link; ends every session of the account."""
     check_password_rules(password)
-    password_hash = hasher(settings).hash(password)
+    loop = asyncio.get_running_loop()
+    password_hash = await loop.run_in_executor(executor, _hash, hasher(settings), password)
     async with pool.acquire() as conn, conn.transaction():
         row = await sql_staff.by_reset_token(conn, keyed_hash(settings.session_key, "reset", token))
         if row is None:
@@ -183,15 +229,27 @@ async def finish_reset(pool: Pool, settings: Settings, token: str, password: str
 
 
 async def change_password(
-    pool: Pool, settings: Settings, staff_id: int, current: str, new: str
+    pool: Pool,
+    settings: Settings,
+    executor: Executor,
+    staff_id: int,
+    current: str,
+    new: str,
+    *,
+    keep_session: bytes,
 ) -> None:
+    """Change the password, checked against the current one; ends every other session of the
+    account (browsers and API tokens alike) and keeps ``keep_session``, the one that asked."""
     ph = hasher(settings)
     async with pool.acquire() as conn:
         row = await sql_staff.by_id(conn, staff_id)
     assert row is not None
     loop = asyncio.get_running_loop()
-    if not await loop.run_in_executor(None, _verify, ph, row["password_hash"], current):
+    stored = row["password_hash"]
+    if not await loop.run_in_executor(executor, _verify, ph, stored, current[:PASSWORD_MAX]):
         raise ValidationFailed([FieldError("current", "Your current password is not right")])
     check_password_rules(new, "new")
-    async with pool.acquire() as conn:
-        await sql_staff.set_password(conn, staff_id, ph.hash(new))
+    new_hash = await loop.run_in_executor(executor, _hash, ph, new)
+    async with pool.acquire() as conn, conn.transaction():
+        await sql_staff.set_password(conn, staff_id, new_hash)
+        await sql_sessions.delete_for_staff_except(conn, staff_id, keep_session)

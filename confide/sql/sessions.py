@@ -85,6 +85,12 @@ async def delete_for_staff(conn: Connection, staff_id: int) -> None:
     await conn.execute("DELETE FROM sessions WHERE staff_id = $1", staff_id)
 
 
+async def delete_for_staff_except(conn: Connection, staff_id: int, keep_hmac: bytes) -> None:
+    await conn.execute(
+        "DELETE FROM sessions WHERE staff_id = $1 AND token_hmac <> $2", staff_id, keep_hmac
+    )
+
+
 async def purge_expired(conn: Connection) -> int:
     result: str = await conn.execute(
         """DELETE FROM sessions WHERE expires_at < now()

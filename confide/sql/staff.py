@@ -6,9 +6,7 @@ from datetime import datetime
 
 from asyncpg import Connection, Record
 
-COLUMNS = (
-    "s.id, s.email, s.name, s.role, s.active, s.password_hash, s.failed_logins, s.last_failed_at"
-)
+COLUMNS = "s.id, s.email, s.name, s.role, s.active, s.password_hash"
 
 
 async def by_email(conn: Connection, email: str) -> Record | None:
@@ -67,23 +65,11 @@ async def set_active(conn: Connection, email: str, active: bool) -> int | None:
 
 async def set_password(conn: Connection, staff_id: int, password_hash: str) -> None:
     await conn.execute(
-        """UPDATE staff SET password_hash = $2, failed_logins = 0, reset_token_hmac = NULL,
-                            reset_expires_at = NULL
+        """UPDATE staff SET password_hash = $2, reset_token_hmac = NULL, reset_expires_at = NULL
            WHERE id = $1""",
         staff_id,
         password_hash,
     )
-
-
-async def record_failure(conn: Connection, staff_id: int) -> None:
-    await conn.execute(
-        "UPDATE staff SET failed_logins = failed_logins + 1, last_failed_at = now() WHERE id = $1",
-        staff_id,
-    )
-
-
-async def clear_failures(conn: Connection, staff_id: int) -> None:
-    await conn.execute("UPDATE staff SET failed_logins = 0 WHERE id = $1", staff_id)
 
 
 async def set_reset_token(

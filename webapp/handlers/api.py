@@ -15,7 +15,17 @@ from confide.services.staff import ROLES, THREAD_READER_ROLES
 from webapp.auth import Auth, session_for, staff_for
 from webapp.errors import problem
 from webapp.forms import read_json
-from webapp.keys import CALENDAR, CATEGORIES, HASHER, KEYRING, LIMITS, LOGIN_LIMITS, POOL, SETTINGS
+from webapp.keys import (
+    CALENDAR,
+    CATEGORIES,
+    HASHER,
+    KEYRING,
+    LIMITS,
+    LOGIN_LIMITS,
+    POOL,
+    SETTINGS,
+    STAFF_LOGIN_LIMITS,
+)
 from webapp.openapi import document
 
 log = logs.get("confide.web.api")
@@ -196,7 +206,12 @@ async def staff_session(request: web.Request) -> web.Response:
     ):
         raise ValidationFailed([FieldError("email", "Send email and password as strings")])
     done = await staff_service.log_in(
-        request.app[POOL], request.app[SETTINGS], data["email"], data["password"]
+        request.app[POOL],
+        request.app[SETTINGS],
+        request.app[HASHER].local,
+        request.app[STAFF_LOGIN_LIMITS].guard(request),
+        data["email"],
+        data["password"],
     )
     return web.json_response(
         {"token": done.session.token, "expires_at": done.session.expires_at.isoformat()}

@@ -29,6 +29,7 @@ from webapp.keys import (
     KEYRING,
     POOL,
     SETTINGS,
+    STAFF_LOGIN_LIMITS,
 )
 from webapp.report_flow import FormErrors
 from webapp.security import check_form_token, new_form_token, same_origin
@@ -130,7 +131,12 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         )
     try:
         done = await staff_service.log_in(
-            request.app[POOL], settings, email, form.get("password", "")
+            request.app[POOL],
+            settings,
+            request.app[HASHER].local,
+            request.app[STAFF_LOGIN_LIMITS].guard(request),
+            email,
+            form.get("password", ""),
         )
     except RateLimited as exc:
         response = render_login(
@@ -334,9 +340,11 @@ async def password_submit(request: web.Request, member: Staff, auth: Auth) -> we
         await staff_service.change_password(
             request.app[POOL],
             request.app[SETTINGS],
+            request.app[HASHER].local,
             member.id,
             form.get("current", ""),
             form.get("new", ""),
+            keep_session=auth.session.token_hmac,
         )
     except ValidationFailed as exc:
         return render(
@@ -369,7 +377,11 @@ async def set_password_submit(request: web.Request) -> web.StreamResponse:
         if form.get("new", "") != form.get("confirm", ""):
             raise ValidationFailed([FieldError("confirm", _("The passwords do not match"))])
         await staff_service.finish_reset(
-            request.app[POOL], request.app[SETTINGS], token, form.get("new", "")
+            request.app[POOL],
+            request.app[SETTINGS],
+            request.app[HASHER].local,
+            token,
+            form.get("new", ""),
         )
     except ValidationFailed as exc:
         return render(
