@@ -7,14 +7,13 @@ key that exists only in this process's memory, and the buckets themselves live o
 from __future__ import annotations
 
 import base64
-import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from confide.crypto import keyed_hash
+from confide.crypto import keyed_hash, same_text
 from confide.errors import RateLimited
 from confide.settings import Settings
 
@@ -75,7 +74,7 @@ def same_origin(request: web.Request, settings: Settings) -> bool:
         # our own pages does so only under no-referrer on some versions, so accept it.
         return True
     scheme = "https" if is_tls(request, settings) else "http"
-    return hmac.compare_digest(origin, f"{scheme}://{request.host}")
+    return same_text(origin, f"{scheme}://{request.host}")
 
 
 # --- Signed form tokens ------------------------------------------------------------------------
@@ -96,7 +95,9 @@ def check_form_token(settings: Settings, purpose: str, token: str) -> str | None
     if len(parts) != 3 or len(token) > 200:
         return None
     nonce, ts, sig = parts
-    if not ts.isdigit() or not hmac.compare_digest(sig, _sign(settings, purpose, nonce, ts)):
+    if not (ts.isascii() and ts.isdigit()) or not same_text(
+        sig, _sign(settings, purpose, nonce, ts)
+    ):
         return None
     if time.time() - int(ts) > FORM_TOKEN_MAX_AGE_S:
         return None
