@@ -100,7 +100,7 @@ async def escalation_pass(
                 report.teams[row["slug"]] = {"nearing": row["nearing"], "overdue": row["overdue"]}
             day = digest_due(calendar, settings, as_of)
             if day is not None:
-                report.digests = await sql_deadlines.queue_digests(conn, day)
+                report.digests = await sql_deadlines.queue_digests(conn, day, as_of)
                 await sql_deadlines.record_success(conn, DIGEST_JOB, as_of)
             await sql_deadlines.record_success(conn, ESCALATION_JOB, as_of)
             if dry_run:

@@ -141,8 +141,9 @@ async def summary(conn: Connection) -> list[Record]:
     return rows
 
 
-async def queue_digests(conn: Connection, day: str) -> list[str]:
-    """One digest per (team, day) for every team with nearing or overdue threads.
+async def queue_digests(conn: Connection, day: str, as_of: datetime) -> list[str]:
+    """One digest per (team, day) for every team with nearing or overdue threads. The pass's
+    ``as_of`` goes in the payload: the digest measures "waited" to it, not to when it is sent.
 
     Reads the summary that :func:`refresh_summary` wrote earlier in the same transaction, so the
     threads are not scanned a second time.
@@ -150,12 +151,13 @@ async def queue_digests(conn: Connection, day: str) -> list[str]:
     rows = await conn.fetch(
         """INSERT INTO outbox (id, kind, dedupe_key, team_id, payload)
            SELECT gen_random_uuid(), 'digest', 'digest:' || tm.slug || ':' || $1, tm.id,
-                  jsonb_build_object('day', $1::text)
+                  jsonb_build_object('day', $1::text, 'as_of', $2::timestamptz)
            FROM teams tm JOIN team_deadline_summary s ON s.team_id = tm.id
            WHERE tm.active AND tm.email <> '' AND s.nearing + s.overdue > 0
            ON CONFLICT (dedupe_key) DO NOTHING
            RETURNING (SELECT slug FROM teams WHERE id = team_id) AS slug""",
         day,
+        as_of,
     )
     return [r["slug"] for r in rows]
 
