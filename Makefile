@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench chaos lock messages clean browser-deps bench-deps
+.PHONY: install run test lint bench chaos lock messages clean browser-deps bench-deps ops-deps
 
 $(STAMP): requirements/dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Confide needs CPython 3.11 or 3.12 on PATH"; exit 1; }
@@ -22,14 +22,18 @@ install: $(STAMP)
 run: install
 	$(BIN)/confide run
 
-## Run the tests against real PostgreSQL, Redis, Celery, SMTP, Chromium and nginx.
-test: install browser-deps
+## Run the tests against real PostgreSQL, Redis, Celery, SMTP, Chromium, nginx and promtool.
+test: install browser-deps ops-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Debian's chromium for the browser tests (installed when missing and apt is available).
 browser-deps:
 	@bash scripts/ensure-chromium
 	@bash scripts/ensure-nginx
+
+## Debian's promtool for the alert-rule unit tests (installed when missing and apt is available).
+ops-deps:
+	@bash scripts/ensure-promtool
 
 lint: install
 	$(BIN)/ruff check .

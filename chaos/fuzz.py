@@ -2,14 +2,16 @@
 
 schemathesis generates requests for every operation of the OpenAPI document; hypothesis adds what
 a schema cannot express (raw bytes under every content type, odd codes and form fields, odd
-paths). Every response is held to the same rule as ``tests/test_fuzz.py``: no 5xx but 503, no
-traceback, and every 4xx our friendly HTML page or problem JSON.
+paths, JSON that Python parses but nothing can store, non-ASCII header values). Every response is
+held to the same rule as ``tests/test_fuzz.py``: no 5xx but 503, no traceback, and every 4xx our
+friendly HTML page or problem JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import socket
 import time
 import warnings
@@ -58,6 +60,101 @@ ODD_CODES = [
 ]
 ODD_PATHS = ["../", "..%2f", "%00", "%2e%2e/", "%ff", "//", "\\..\\", "R-%00", "?q=%00"]
 
+# --- What a schema cannot generate: JSON Python accepts but nothing can store, odd headers -----
+# (issue 12, finding 11: each of these was once a 500.)
+JSON_PATHS = [
+    "/api/v1/reports",
+    "/api/v1/reporter/session",
+    "/api/v1/reporter/messages",
+    "/api/v1/staff/session",
+    "/api/v1/staff/threads/{reference}/notes",  # a real one, from the fuzzer's sessions
+]
+JSON_FIELDS = [
+    "category",
+    "description",
+    "anonymous",
+    "follow_up",
+    "occurred",
+    "location",
+    "code",
+    "body",
+    "email",
+    "password",
+    "status",
+    "team",
+]
+HEADER_PATHS = [
+    "/metrics",
+    "/api/v1/staff/threads",
+    "/api/v1/reporter/thread",
+    "/staff",
+    "/messages",
+    "/ops",
+]
+HEADER_NAMES = [b"Authorization", b"Origin", b"Cookie", b"Idempotency-Key", b"Sec-Fetch-Site"]
+ODD_HEADER_VALUES = [
+    "Bearer é".encode("latin-1"),
+    "Bearer é€".encode(),
+    b"Bearer \xff\xfe",
+    b"\xff",
+    "http://évil.example".encode(),
+    "confide_reporter=\u00e9\u20ac".encode(),
+    "Bearer ２５６".encode(),
+]
+
+
+def _json_string(text: str) -> str:
+    return json.dumps(text)
+
+
+def _with_surrogate(pair: tuple[str, int, bool]) -> str:
+    """A JSON string holding a lone surrogate escape (before or after other text)."""
+    text, code_point, first = pair
+    escape = f"\\u{code_point:04x}"
+    body = _json_string(text)[1:-1]
+    return f'"{escape}{body}"' if first else f'"{body}{escape}"'
+
+
+def odd_json_values() -> st.SearchStrategy[str]:
+    """JSON text of values Python's parser takes but no field can hold: lone surrogates,
+    numbers past the 4,300-digit conversion limit, NaN and Infinity, next to ordinary ones."""
+    surrogate = st.tuples(st.text(max_size=20), st.integers(0xD800, 0xDFFF), st.booleans()).map(
+        _with_surrogate
+    )
+    huge = st.tuples(st.integers(4301, 6000), st.sampled_from(["", "-", "0.", "1e"])).map(
+        lambda t: (t[1] + "9" * t[0]) if t[1] != "1e" else "1e" + "9" * t[0]
+    )
+    long_number = st.integers(10**30, 10**60).map(str)
+    constants = st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "-0"])
+    ordinary = st.one_of(
+        st.text(max_size=40).map(_json_string), st.booleans().map(json.dumps), st.just("null")
+    )
+    return st.one_of(surrogate, huge, long_number, constants, ordinary)
+
+
+def odd_json_bodies() -> st.SearchStrategy[str]:
+    """Whole JSON documents: an object of our field names (values odd or not, keys sometimes a
+    lone surrogate), a nested contact, or a bare odd value."""
+    key = st.one_of(st.sampled_from(JSON_FIELDS).map(_json_string), st.just('"\\ud800"'))
+    member = st.tuples(key, odd_json_values()).map(lambda kv: f"{kv[0]}: {kv[1]}")
+    contact = odd_json_values().map(lambda v: f'"contact": {{"name": {v}, "email": {v}}}')
+    obj = st.lists(st.one_of(member, contact), max_size=6).map(lambda m: "{" + ", ".join(m) + "}")
+    array = st.lists(odd_json_values(), max_size=4).map(lambda v: "[" + ", ".join(v) + "]")
+    return st.one_of(obj, array, odd_json_values())
+
+
+def odd_header_values() -> st.SearchStrategy[bytes]:
+    """Header values with bytes beyond ASCII (aiohttp hands them on with surrogateescape)."""
+    raw = st.binary(min_size=1, max_size=40).map(
+        lambda b: bytes(c for c in b if c not in b"\r\n\x00") or b"\xff"
+    )
+    return st.one_of(
+        st.sampled_from(ODD_HEADER_VALUES),
+        raw,
+        raw.map(lambda b: b"Bearer " + b),
+        st.text(min_size=1, max_size=20).map(lambda t: b"Bearer " + t.encode("utf-8", "replace")),
+    )
+
 
 # Requests aiohttp's own parser rejects (CANARY marks bytes that must not come back).
 MALFORMED = [
@@ -89,6 +186,58 @@ def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return status, headers, body
+
+
+@dataclass
+class RawAnswer:
+    status_code: int
+    headers: dict[str, str]
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+def raw_request(
+    port: int, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b""
+) -> RawAnswer:
+    """One request with header bytes exactly as given (requests would re-encode them)."""
+    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close"]
+    lines += [name + b": " + value for name, value in headers]
+    if body or method == "POST":
+        lines.append(b"Content-Length: " + str(len(body)).encode())
+    status, answer_headers, answer = raw_exchange(port, b"\r\n".join(lines) + b"\r\n\r\n" + body)
+    return RawAnswer(status, answer_headers, answer.decode("utf-8", "replace"))
+
+
+def odd_header_request(
+    port: int, path: str, name: bytes, value: bytes, tokens: dict[str, str] | None = None
+) -> RawAnswer:
+    """A GET (or, for /messages, a form POST) carrying one odd header value."""
+    headers = [(name, value)]
+    if name != b"Authorization" and tokens and path.startswith("/api/v1/"):
+        side = "staff" if path.startswith("/api/v1/staff/") else "reporter"
+        headers.append((b"Authorization", f"Bearer {tokens[side]}".encode()))
+    if path == "/messages":
+        headers.append((b"Content-Type", b"application/x-www-form-urlencoded"))
+        return raw_request(port, "POST", path, headers, b"body=Hello&csrf_token=x")
+    return raw_request(port, "GET", path, headers)
+
+
+def json_auth(path: str, tokens: dict[str, str]) -> dict[str, str]:
+    """The session a JSON path needs to get past its 401 (none for logins and reports)."""
+    for side in ("staff", "reporter"):
+        if path.startswith(f"/api/v1/{side}/") and not path.endswith("/session"):
+            return {"Authorization": f"Bearer {tokens[side]}"}
+    return {}
+
+
+def post_json_text(
+    base_url: str, path: str, text: str, tokens: dict[str, str] | None = None
+) -> requests.Response:
+    """JSON text sent as written (``requests`` would re-encode a parsed value)."""
+    headers = {"Content-Type": "application/json", **json_auth(path, tokens or {})}
+    return requests.post(base_url + path, data=text.encode(), headers=headers, timeout=30)
 
 
 def header(response: Any, name: str) -> str:
@@ -257,7 +406,7 @@ def _sessions(system: System) -> dict[str, str]:
     reporter = requests.post(
         system.base_url + "/api/v1/reporter/session", json={"code": receipt["code"]}, timeout=30
     ).json()["token"]
-    return {"staff": staff, "reporter": reporter}
+    return {"staff": staff, "reporter": reporter, "reference": receipt["reference"]}
 
 
 def _stateful(system: System, api: Any, tokens: dict[str, str], result: FuzzResult, n: int) -> None:
@@ -363,17 +512,27 @@ def _fuzz(system: System, per_endpoint: int, result: FuzzResult) -> None:
         result.record("GET (odd paths)", response)
 
     odd_path()
+
+    @fuzz
+    @given(path=st.sampled_from(JSON_PATHS), body=odd_json_bodies())
+    def odd_json(path: str, body: str) -> None:
+        response = post_json_text(system.base_url, path.format(**tokens), body, tokens)
+        result.record(f"POST {path} (odd JSON)", response)
+
+    odd_json()
+
+    @fuzz
+    @given(
+        path=st.sampled_from(HEADER_PATHS),
+        name=st.sampled_from(HEADER_NAMES),
+        value=odd_header_values(),
+    )
+    def odd_header(path: str, name: bytes, value: bytes) -> None:
+        response = odd_header_request(system.port, path, name, value, tokens)
+        result.record(f"{path} (odd {name.decode()})", response)
+
+    odd_header()
     _malformed(system, per_endpoint, result)
-
-
-@dataclass
-class _Raw:
-    status_code: int
-    headers: dict[str, str]
-    text: str
-
-    def json(self) -> Any:
-        return json.loads(self.text)
 
 
 def _malformed(system: System, count: int, result: FuzzResult) -> None:
@@ -382,7 +541,7 @@ def _malformed(system: System, count: int, result: FuzzResult) -> None:
         template = MALFORMED[n % len(MALFORMED)]
         marker = f"Echo{n:05d}x".encode()
         status, headers, body = raw_exchange(system.port, template.replace(b"CANARY", marker))
-        answer = _Raw(status, headers, body.decode("utf-8", "replace"))
+        answer = RawAnswer(status, headers, body.decode("utf-8", "replace"))
         result.record("raw malformed HTTP", answer)
         if marker in body:
             result.problems["request bytes echoed back"] += 1
@@ -394,6 +553,8 @@ def _malformed(system: System, count: int, result: FuzzResult) -> None:
 
 async def run(root: Path, *, per_endpoint: int) -> FuzzResult:
     system = System(root, Plan(0, 0, 0))
+    # With a token, /metrics compares what the odd Authorization headers carry.
+    system.env_overrides["CONFIDE_METRICS_TOKEN"] = secrets.token_urlsafe(32)
     result = FuzzResult()
     try:
         await asyncio.to_thread(system.start)

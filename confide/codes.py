@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from confide.crypto import hmac_sha256
+from confide.crypto import hmac_sha256, keyed_hash, same_text
 from confide.errors import CodeMalformed
 from confide.settings import Settings
 
@@ -91,3 +91,35 @@ def decode_prehash(prehash_b64: str) -> bytes:
     if len(raw) != 32:
         raise ValueError("pre-hash must be 32 bytes")
     return raw
+
+
+# --- Hashing results on Redis (CONTRACTS §2) ----------------------------------------------------
+# A worker's answer travels through Redis, which anyone able to write to Redis could forge. So
+# the answer carries an HMAC over the task's name, its id and the answer, under a key derived
+# from the pepper that Redis never sees. An answer that does not verify counts as no answer.
+
+
+def result_key(settings: Settings) -> bytes:
+    return keyed_hash(settings.code_pepper, "hashing-result")
+
+
+def _result_mac(key: bytes, task_name: str, task_id: str, answer: bool) -> str:
+    mac = keyed_hash(key, task_name, task_id, "true" if answer else "false")
+    return base64.b64encode(mac).decode("ascii")
+
+
+def seal_result(key: bytes, task_name: str, task_id: str, answer: bool) -> dict[str, object]:
+    """What a hashing task returns: the boolean and its HMAC, bound to this very task."""
+    return {"answer": answer, "mac": _result_mac(key, task_name, task_id, answer)}
+
+
+def open_result(key: bytes, task_name: str, task_id: str, result: object) -> bool | None:
+    """The boolean of a sealed result, or None when it does not verify (treat as no answer)."""
+    if not isinstance(result, dict):
+        return None
+    answer, mac = result.get("answer"), result.get("mac")
+    if not isinstance(answer, bool) or not isinstance(mac, str):
+        return None
+    if not same_text(mac, _result_mac(key, task_name, task_id, answer)):
+        return None
+    return answer

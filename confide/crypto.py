@@ -72,6 +72,18 @@ def hmac_sha256(key: Secret | bytes, data: str | bytes) -> bytes:
     return hmac.digest(raw_key, raw, "sha256")
 
 
+def same_text(presented: str, expected: str) -> bool:
+    """Constant-time equality of two strings, whatever they hold.
+
+    ``hmac.compare_digest`` raises TypeError on a non-ASCII ``str``, and a header aiohttp decoded
+    with ``surrogateescape`` holds lone surrogates; compared as bytes, a stranger's token is just
+    unequal.
+    """
+    return hmac.compare_digest(
+        presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
 def keyed_hash(key: Secret | bytes, *parts: str | bytes) -> bytes:
     """HMAC-SHA256 over the parts, each length-prefixed so that boundaries cannot shift."""
     raw_key = key if isinstance(key, bytes) else key.bytes()

@@ -6,16 +6,32 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from chaos.fuzz import CONTENT_TYPES, MALFORMED, PATHS, post_raw, problems, raw_exchange
-from tests.conftest import Stack
+from chaos.fuzz import (
+    CONTENT_TYPES,
+    HEADER_NAMES,
+    HEADER_PATHS,
+    JSON_PATHS,
+    MALFORMED,
+    PATHS,
+    odd_header_request,
+    odd_header_values,
+    odd_json_bodies,
+    post_json_text,
+    post_raw,
+    problems,
+    raw_exchange,
+)
+from tests.conftest import Stack, add_staff
 
 EXAMPLES = int(os.environ.get("CONFIDE_FUZZ_EXAMPLES", "25"))
 FUZZ = settings(
@@ -163,3 +179,56 @@ def test_malformed_http_gets_our_page_and_headers_not_an_echo(
         assert headers["content-type"].startswith("text/html")
         assert b'<main id="main"' in body
     assert b"CanaryEcho" not in body
+
+
+@pytest.fixture(scope="module")
+def sessions(stack: Stack) -> Iterator[dict[str, str]]:
+    """A staff and a reporter session and a real reference, so odd input reaches past the 401s;
+    and a web with a metrics token, so /metrics compares the odd Authorization values."""
+    account = add_staff(stack, f"fuzz-{secrets.token_hex(4)}@example.org", "safety")
+    staff = requests.post(
+        stack.base_url + "/api/v1/staff/session",
+        json={"email": account.email, "password": account.password},
+        timeout=30,
+    ).json()["token"]
+    receipt = requests.post(
+        stack.base_url + "/api/v1/reports",
+        json={"category": "safety", "description": "Fuzz", "anonymous": True, "follow_up": True},
+        timeout=30,
+    ).json()
+    reporter = requests.post(
+        stack.base_url + "/api/v1/reporter/session", json={"code": receipt["code"]}, timeout=30
+    ).json()["token"]
+    _, base = stack.start_web("web-fuzz-token", CONFIDE_METRICS_TOKEN=secrets.token_urlsafe(32))
+    yield {"staff": staff, "reporter": reporter, "reference": receipt["reference"], "base": base}
+
+
+@given(path=st.sampled_from(JSON_PATHS), body=odd_json_bodies())
+@example(path="/api/v1/reports", body='{"category": "safety", "description": "\\ud800"}')
+@example(path="/api/v1/reports", body='{"category": ' + "9" * 5000 + "}")
+@example(path="/api/v1/staff/session", body='{"email": "\\udfff", "password": "x"}')
+@FUZZ
+def test_json_endpoints_answer_unstorable_json_clearly(
+    sessions: dict[str, str], path: str, body: str
+) -> None:
+    """Lone surrogates, numbers past the conversion limit, NaN: valid to Python's parser, but
+    nothing can store or convert them (each was a 500)."""
+    response = post_json_text(sessions["base"], path.format(**sessions), body, sessions)
+    assert_clear_answer(response)
+
+
+@given(
+    path=st.sampled_from(HEADER_PATHS),
+    name=st.sampled_from(HEADER_NAMES),
+    value=odd_header_values(),
+)
+@example(path="/metrics", name=b"Authorization", value="Bearer é".encode())
+@FUZZ
+def test_credentials_and_headers_with_non_ascii_bytes_answer_clearly(
+    sessions: dict[str, str], path: str, name: bytes, value: bytes
+) -> None:
+    port = int(sessions["base"].rsplit(":", 1)[1])
+    answer = odd_header_request(port, path, name, value, sessions)
+    assert not problems(answer), (path, name, value, answer.status_code, answer.text[:300])
+    if name == b"Authorization" and path == "/metrics":
+        assert answer.status_code == 401

@@ -8,11 +8,11 @@ so a browser's cookie can never carry a cross-site call there.
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from confide.crypto import same_text
 from confide.services import sessions
 from confide.services.sessions import ActiveSession, NewSession
 from confide.services.threads import Staff, resume_staff
@@ -58,7 +58,7 @@ def csrf_ok(request: web.Request, auth: Auth, form: dict[str, str]) -> bool:
     if not auth.via_cookie:
         return True
     expected = auth.csrf(request.app[SETTINGS])
-    return hmac.compare_digest(form.get("csrf_token", ""), expected)
+    return same_text(form.get("csrf_token", ""), expected)
 
 
 def set_session_cookie(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -12,6 +13,17 @@ from multidict import MultiDictProxy
 from webapp.errors import BadRequest, UnsupportedMediaType
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# A code point no UTF-8 text can hold: a lone surrogate (from a JSON "\ud800" escape, or bytes
+# decoded with surrogateescape). It would fail later, when the text is encoded to be stored.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# No field takes a number this long; beyond 4,300 digits Python refuses to convert it at all.
+MAX_NUMBER_DIGITS = 30
+NOT_UNICODE = "The text holds a character that is not valid Unicode (a lone surrogate)."
+
+
+def is_unicode_text(text: str) -> bool:
+    """True when ``text`` can be stored as UTF-8 (it holds no lone surrogate)."""
+    return _SURROGATE.search(text) is None
 
 
 async def read_form(request: web.Request) -> dict[str, str]:
@@ -33,7 +45,7 @@ async def read_form(request: web.Request) -> dict[str, str]:
         form: dict[str, str] = {}
         for key, value in pairs:
             form.setdefault(key, value)
-        return form
+        return _unicode_form(form)
     try:
         data: MultiDictProxy[Any] = await request.post()
     except UnicodeDecodeError:
@@ -45,10 +57,54 @@ async def read_form(request: web.Request) -> dict[str, str]:
         if not isinstance(value, str):
             raise BadRequest("Files cannot be uploaded here.")
         form.setdefault(key, value)
+    return _unicode_form(form)
+
+
+def _unicode_form(form: dict[str, str]) -> dict[str, str]:
+    if not all(is_unicode_text(key) and is_unicode_text(value) for key, value in form.items()):
+        raise BadRequest(NOT_UNICODE)
     return form
 
 
+class _NotJson(ValueError):
+    """Valid JSON syntax that no field of ours can hold; carries the 400's detail."""
+
+
+def _number(kind: type[int] | type[float]) -> Any:
+    def parse(digits: str) -> int | float:
+        if len(digits) > MAX_NUMBER_DIGITS:
+            raise _NotJson(f"The body holds a number longer than {MAX_NUMBER_DIGITS} characters.")
+        return kind(digits)
+
+    return parse
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"The body holds {name}, which is not JSON.")
+
+
+def _unicode_strings(value: Any) -> Any:
+    """Every string of the parsed body, keys included, checked for lone surrogates."""
+    if isinstance(value, str):
+        if not is_unicode_text(value):
+            raise _NotJson(NOT_UNICODE)
+    elif isinstance(value, list):
+        for item in value:
+            _unicode_strings(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _unicode_strings(key)
+            _unicode_strings(item)
+    return value
+
+
 async def read_json(request: web.Request) -> Any:
+    """The body as JSON, or a 400 problem: never an exception from deep inside a handler.
+
+    Beyond syntax, it refuses what Python's parser accepts but nothing of ours can use: lone
+    surrogates (``"\\ud800"``, which cannot be stored as UTF-8), numbers too long to convert
+    (``int`` refuses over 4,300 digits with a ValueError) and ``NaN``/``Infinity``.
+    """
     if request.content_type != "application/json":
         raise UnsupportedMediaType("application/json")
     raw = await request.read()
@@ -57,6 +113,15 @@ async def read_json(request: web.Request) -> Any:
     except UnicodeDecodeError:
         raise BadRequest("The body is not valid UTF-8.") from None
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        return _unicode_strings(
+            json.loads(
+                text,
+                parse_int=_number(int),
+                parse_float=_number(float),
+                parse_constant=_no_constant,
+            )
+        )
+    except _NotJson as exc:
+        raise BadRequest(str(exc)) from None
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         raise BadRequest("The body is not valid JSON.") from None

@@ -52,7 +52,8 @@ def make_client(settings: Settings) -> Celery:
 
 
 class HashingFailed(Exception):
-    """A hashing task ended in another state than SUCCESS (its details stay on the worker)."""
+    """A hashing task ended in another state than SUCCESS (its details stay on the worker), or
+    its result did not verify: no answer either way, so the web hashes locally."""
 
 
 class HashResults:
@@ -155,6 +156,7 @@ class CodeHasher:
         self.client = client
         self.results = results
         self.hasher = codes.hasher(settings)
+        self.result_key = codes.result_key(settings)  # verifies the workers' answers
         self.local = ThreadPoolExecutor(settings.local_hash_threads, thread_name_prefix="argon2")
         # Celery's client is blocking; its calls run here, never on the event loop.
         self.io = ThreadPoolExecutor(8, thread_name_prefix="celery-io")
@@ -173,7 +175,7 @@ class CodeHasher:
         try:
             result = await self._remote(jobs.STORE_CODE_VERIFIER, args)
             self.remote_runs += 1
-            return bool(result)
+            return result
         except Exception as exc:  # no worker answered, or Redis is away: hash here instead
             log.warning("hashing_fallback", fallback="local", exc_type=type(exc).__name__)
         self.local_runs += 1
@@ -187,7 +189,7 @@ class CodeHasher:
         try:
             result = await self._remote(jobs.CHECK_CODE, args)
             self.remote_runs += 1
-            return result is True
+            return result
         except Exception as exc:
             log.warning("hashing_fallback", fallback="local", exc_type=type(exc).__name__)
         self.local_runs += 1
@@ -225,8 +227,13 @@ class CodeHasher:
         except Exception as exc:  # Redis away: the outbox row waits in PostgreSQL
             log.warning("outbox_kick_failed", exc_type=type(exc).__name__)
 
-    async def _remote(self, name: str, args: list[str]) -> Any:
-        """Send one hashing task and await its result, all within ``hash_timeout_s``."""
+    async def _remote(self, name: str, args: list[str]) -> bool:
+        """Send one hashing task and await its verified answer, all within ``hash_timeout_s``.
+
+        Raises (so the caller hashes locally) when none came, the task failed, or the answer's
+        HMAC does not verify: anyone who can write to Redis can publish a result, but not one
+        bound to this task id under a key that Redis never sees.
+        """
         loop = asyncio.get_running_loop()
         timeout = self.settings.hash_timeout_s
         deadline = loop.time() + timeout
@@ -236,9 +243,14 @@ class CodeHasher:
             await asyncio.wait_for(
                 loop.run_in_executor(self.io, self._send, name, args, task_id, timeout), timeout
             )
-            return await self.results.wait(task_id, future, max(0.0, deadline - loop.time()))
+            result = await self.results.wait(task_id, future, max(0.0, deadline - loop.time()))
         finally:
             self.results.forget(task_id)
+        answer = codes.open_result(self.result_key, name, task_id, result)
+        if answer is None:
+            log.warning("hashing_result_unverified", task=name)
+            raise HashingFailed("unverified")
+        return answer
 
     def _send(self, name: str, args: list[str], task_id: str, timeout: float) -> None:
         self.client.send_task(

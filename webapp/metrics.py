@@ -7,7 +7,6 @@ query over small summary tables and one Redis pipeline. No label carries persona
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import json
 from typing import Any
@@ -18,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from confide import jobs
+from confide.crypto import same_text
 from webapp.keys import LOGIN_LIMITS, POOL, REDIS, SETTINGS
 
 QUEUES = (jobs.HASHING_QUEUE, jobs.DEFAULT_QUEUE)
@@ -127,7 +127,7 @@ def allowed(request: web.Request) -> bool:
     if (
         token is not None
         and header.startswith("Bearer ")
-        and hmac.compare_digest(header[7:].strip(), token.get())
+        and same_text(header[7:].strip(), token.get())
     ):
         return True
     settings = request.app[SETTINGS]
@@ -143,7 +143,18 @@ def allowed(request: web.Request) -> bool:
     return peer.is_loopback and not any(peer in net for net in settings.trusted_proxies)
 
 
+def wrong_token(request: web.Request) -> bool:
+    """A credential was presented and it is not the metrics token: 401, wherever it came from."""
+    token = request.app[SETTINGS].metrics_token
+    header = request.headers.get("Authorization")
+    if token is None or header is None:
+        return False
+    return not (header.startswith("Bearer ") and same_text(header[7:].strip(), token.get()))
+
+
 async def metrics(request: web.Request) -> web.Response:
+    if wrong_token(request):
+        raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
     if not allowed(request):
         raise web.HTTPForbidden()
     async with request.app[POOL].acquire() as conn:

@@ -8,7 +8,6 @@ Behind a trusted proxy the address is the one it forwarded (:func:`client_addres
 from __future__ import annotations
 
 import base64
-import hmac
 import ipaddress
 import secrets
 import time
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from confide.crypto import keyed_hash
+from confide.crypto import keyed_hash, same_text
 from confide.errors import RateLimited
 from confide.settings import Network, Settings
 
@@ -87,7 +86,7 @@ def same_origin(request: web.Request, settings: Settings) -> bool:
         # without it (old browsers) the token decides.
         return site is None or site == "same-origin"
     scheme = "https" if is_tls(request, settings) else "http"
-    return hmac.compare_digest(origin, f"{scheme}://{request.host}")
+    return same_text(origin, f"{scheme}://{request.host}")
 
 
 # --- Signed form tokens ------------------------------------------------------------------------
@@ -108,7 +107,9 @@ def check_form_token(settings: Settings, purpose: str, token: str) -> str | None
     if len(parts) != 3 or len(token) > 200:
         return None
     nonce, ts, sig = parts
-    if not ts.isdigit() or not hmac.compare_digest(sig, _sign(settings, purpose, nonce, ts)):
+    if not (ts.isascii() and ts.isdigit()) or not same_text(
+        sig, _sign(settings, purpose, nonce, ts)
+    ):
         return None
     if time.time() - int(ts) > FORM_TOKEN_MAX_AGE_S:
         return None

@@ -96,6 +96,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     """The worker's main process marks itself alive in PostgreSQL every 30 s (for /readyz)."""
     name = f"worker:{getattr(sender, 'hostname', 'worker')}"
     if METRICS:
+        worker_metrics.start_at_zero(sorted(n for n in app.tasks if n.startswith("confide.")))
         worker_metrics.serve()
 
     consumer = getattr(sender, "consumer", None)

@@ -61,6 +61,21 @@ def _metrics(pid: int) -> tuple[Any, Any, Any, Any] | None:
     )
 
 
+def start_at_zero(task_names: list[str]) -> None:
+    """Expose every task's counters at 0 from the worker's start.
+
+    A counter that first appears at 1 has no earlier sample, so ``increase()`` over it is 0 and
+    ``ConfideTaskFailing`` would miss a task's first failure (issue 12, finding 15).
+    """
+    metrics = _metrics(os.getpid())
+    if metrics is None:
+        return
+    succeeded, failed, retried, _ = metrics
+    for name in task_names:
+        for counter in (succeeded, failed, retried):
+            counter.labels(name)  # creating the child writes its 0 to this process's file
+
+
 class MeasuredTask(Task):  # type: ignore[misc]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Every log line of this run carries the task name and id (docs/logging.md).

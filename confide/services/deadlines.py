@@ -102,7 +102,7 @@ async def escalation_pass(
             day = digest_due(calendar, settings, as_of)
             if day is not None:
                 report.digests = await sql_deadlines.queue_digests(
-                    conn, day, list(THREAD_READER_ROLES)
+                    conn, day, as_of, list(THREAD_READER_ROLES)
                 )
                 await sql_deadlines.record_success(conn, DIGEST_JOB, as_of)
             await sql_deadlines.record_success(conn, ESCALATION_JOB, as_of)

@@ -36,6 +36,15 @@ def _payload(row: Record) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
+def _digest_as_of(payload: dict[str, Any], queued_at: datetime) -> datetime:
+    """The moment a digest describes: its pass's ``as_of`` (``confide escalate --as-of`` may be
+    days from now), or, for a row queued before the payload carried it, when it was queued."""
+    try:
+        return datetime.fromisoformat(str(payload["as_of"]))
+    except (KeyError, ValueError):
+        return queued_at
+
+
 async def _overdue_alert(
     conn: Connection, settings: Settings, calendar: WorkingCalendar, row: Record
 ) -> EmailMessage | None:
@@ -133,7 +142,8 @@ async def render(
         team = await sql_org.team(conn, row["team_id"])
         if team is None:
             return None
-        day = _payload(row).get("day", "")
+        payload = _payload(row)
+        day = payload.get("day", "")
         if row["staff_id"] is None:  # the team's digest, to its shared address
             to = team["email"]
             threads = await sql_deadlines.digest_threads(conn, team["id"])
@@ -155,9 +165,9 @@ async def render(
             "oldest first:",
             "",
         ]
-        now = row["created_at"]
+        as_of = _digest_as_of(payload, row["created_at"])
         for t in threads:
-            waited = calendar.working_time_between(t["awaiting_since"], now)
+            waited = calendar.working_time_between(t["awaiting_since"], as_of)
             hours = waited.total_seconds() / 3600
             lines.append(
                 f"- {t['reference']}  {t['category_name']}  "

@@ -46,7 +46,7 @@ def token_hmac(settings: Settings, token: str) -> bytes:
 
 def presented_hmac(settings: Settings, token: str) -> bytes | None:
     """The HMAC to look a presented token up by; None for a token no session can have."""
-    if not token or len(token) > 128:
+    if not token or len(token) > 128 or not token.isascii():  # ours are URL-safe base64
         return None
     return token_hmac(settings, token)
 

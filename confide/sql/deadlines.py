@@ -141,9 +141,11 @@ async def summary(conn: Connection) -> list[Record]:
     return rows
 
 
-async def queue_digests(conn: Connection, day: str, roles: list[str]) -> list[str]:
+async def queue_digests(conn: Connection, day: str, as_of: datetime, roles: list[str]) -> list[str]:
     """One digest per (team, day) for every team with nearing or overdue unrestricted threads
     (the teams' slugs), and the restricted threads' digests to the people who may see them.
+    The pass's ``as_of`` goes in the payload: the digest measures "waited" to it, not to when
+    it is sent.
 
     Reads the summary that :func:`refresh_summary` wrote earlier in the same transaction, so the
     threads are not scanned a second time.
@@ -151,7 +153,7 @@ async def queue_digests(conn: Connection, day: str, roles: list[str]) -> list[st
     rows = await conn.fetch(
         """INSERT INTO outbox (id, kind, dedupe_key, team_id, payload)
            SELECT gen_random_uuid(), 'digest', 'digest:' || tm.slug || ':' || $1, tm.id,
-                  jsonb_build_object('day', $1::text)
+                  jsonb_build_object('day', $1::text, 'as_of', $2::timestamptz)
            FROM teams tm JOIN team_deadline_summary s ON s.team_id = tm.id
            WHERE tm.active AND tm.email <> '' AND s.nearing + s.overdue > 0
              -- The shared address hears of unrestricted threads only (see below).
@@ -161,12 +163,15 @@ async def queue_digests(conn: Connection, day: str, roles: list[str]) -> list[st
            ON CONFLICT (dedupe_key) DO NOTHING
            RETURNING (SELECT slug FROM teams WHERE id = team_id) AS slug""",
         day,
+        as_of,
     )
-    await queue_restricted_digests(conn, day, roles)
+    await queue_restricted_digests(conn, day, as_of, roles)
     return [r["slug"] for r in rows]
 
 
-async def queue_restricted_digests(conn: Connection, day: str, roles: list[str]) -> None:
+async def queue_restricted_digests(
+    conn: Connection, day: str, as_of: datetime, roles: list[str]
+) -> None:
     """One digest per (team, day, person) for a team's nearing and overdue restricted threads,
     to each person who may see one of them: the team's managers and the thread's assignee,
     active members of the team in one of ``roles`` (so never ops, never the shared address).
@@ -175,7 +180,7 @@ async def queue_restricted_digests(conn: Connection, day: str, roles: list[str])
         """INSERT INTO outbox (id, kind, dedupe_key, team_id, staff_id, payload)
            SELECT gen_random_uuid(), 'digest',
                   'digest:' || tm.slug || ':' || $1 || ':' || r.staff_id, tm.id, r.staff_id,
-                  jsonb_build_object('day', $1::text)
+                  jsonb_build_object('day', $1::text, 'as_of', $3::timestamptz)
            FROM (
                SELECT DISTINCT t.team_id, s.id AS staff_id
                FROM threads t JOIN thread_clocks k ON k.thread_id = t.id
@@ -188,6 +193,7 @@ async def queue_restricted_digests(conn: Connection, day: str, roles: list[str])
            ON CONFLICT (dedupe_key) DO NOTHING""",
         day,
         roles,
+        as_of,
     )
 
 

@@ -1,12 +1,15 @@
 """argon2id work on the ``hashing`` queue (CONTRACTS §2).
 
 Arguments are ids and the peppered pre-hash, never a code; ``argsrepr`` is redacted by the sender.
-Each task returns a boolean, kept 60 s.
+Each task returns a boolean sealed with an HMAC bound to the task (``codes.seal_result``), kept
+60 s: a writer to Redis cannot forge a "true" that the web would accept.
 """
 
 from __future__ import annotations
 
 from uuid import UUID
+
+from celery import Task
 
 from confide import codes, jobs
 from confide.services import codes as code_service
@@ -15,10 +18,13 @@ from workers import db
 from workers.celery_app import app, settings
 
 _hasher = codes.hasher(settings)
+_result_key = codes.result_key(settings)  # never sent to Redis
 
 
-@app.task(name=jobs.STORE_CODE_VERIFIER, ignore_result=False, acks_late=True)
-def store_code_verifier(thread_id: str, issue_id: str, prehash_b64: str) -> bool:
+@app.task(bind=True, name=jobs.STORE_CODE_VERIFIER, ignore_result=False, acks_late=True)
+def store_code_verifier(
+    self: Task, thread_id: str, issue_id: str, prehash_b64: str
+) -> dict[str, object]:
     """Hash and commit the verifier for one issued code. Idempotent: a rerun finds it stored."""
     verifier = codes.make_verifier(_hasher, codes.decode_prehash(prehash_b64))
 
@@ -26,11 +32,12 @@ def store_code_verifier(thread_id: str, issue_id: str, prehash_b64: str) -> bool
         pool = await db.pool(settings)
         return await code_service.commit_verifier(pool, UUID(thread_id), UUID(issue_id), verifier)
 
-    return db.run(commit())
+    stored = db.run(commit())
+    return codes.seal_result(_result_key, jobs.STORE_CODE_VERIFIER, self.request.id, stored)
 
 
-@app.task(name=jobs.CHECK_CODE, ignore_result=False, acks_late=True)
-def check_code(issue_id: str, prehash_b64: str) -> bool:
+@app.task(bind=True, name=jobs.CHECK_CODE, ignore_result=False, acks_late=True)
+def check_code(self: Task, issue_id: str, prehash_b64: str) -> dict[str, object]:
     """One argon2id verification of a login attempt against one code (a report may have up to
     three); the verifier is re-read from PostgreSQL."""
     prehash = codes.decode_prehash(prehash_b64)
@@ -41,4 +48,5 @@ def check_code(issue_id: str, prehash_b64: str) -> bool:
             return await sql_codes.verifier_for_issue(conn, UUID(issue_id))
 
     stored = db.run(verifier())
-    return stored is not None and codes.check_verifier(_hasher, stored, prehash)
+    matches = stored is not None and codes.check_verifier(_hasher, stored, prehash)
+    return codes.seal_result(_result_key, jobs.CHECK_CODE, self.request.id, matches)
