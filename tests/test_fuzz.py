@@ -231,4 +231,5 @@ def test_credentials_and_headers_with_non_ascii_bytes_answer_clearly(
     answer = odd_header_request(port, path, name, value, sessions)
     assert not problems(answer), (path, name, value, answer.status_code, answer.text[:300])
     if name == b"Authorization" and path == "/metrics":
-        assert answer.status_code == 401
+        # 401 for a wrong token; 400 when aiohttp's parser refuses the header's bytes outright.
+        assert answer.status_code in (400, 401)

@@ -64,8 +64,9 @@ WAIT_POLL_S = 0.2
 
 
 def canonical_draft(draft: ReportDraft) -> bytes:
-    """The canonical form of what was submitted, for the idempotency request HMAC."""
-    return idempotency.canonical(asdict(draft))
+    """The canonical form of what was submitted, for the idempotency request HMAC (orjson
+    serialises the dataclasses natively, several times faster than ``asdict``)."""
+    return idempotency.canonical(draft)
 
 
 def submission_idempotency(

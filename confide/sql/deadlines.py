@@ -86,7 +86,7 @@ async def escalate(conn: Connection, as_of: datetime) -> tuple[int, int]:
                       jsonb_build_object('as_of', $1::timestamptz, 'threads', o.threads)
                FROM overdue o JOIN staff_teams st ON st.team_id = o.team_id
                JOIN staff s ON s.id = st.staff_id AND s.role = 'manager' AND s.active
-               ON CONFLICT (dedupe_key) DO NOTHING
+               ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
                RETURNING (payload ->> 'threads')::bigint AS threads
            )
            SELECT (SELECT count(*) FROM changed) AS changed,
@@ -160,7 +160,7 @@ async def queue_digests(conn: Connection, day: str, as_of: datetime, roles: list
              AND EXISTS (SELECT 1 FROM thread_clocks k JOIN threads t ON t.id = k.thread_id
                          WHERE k.team_id = tm.id AND k.escalation <> 'none'
                            AND NOT t.restricted)
-           ON CONFLICT (dedupe_key) DO NOTHING
+           ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
            RETURNING (SELECT slug FROM teams WHERE id = team_id) AS slug""",
         day,
         as_of,
@@ -190,7 +190,7 @@ async def queue_restricted_digests(
                  AND (s.role = 'manager' OR s.id = t.assignee_id)
            ) AS r JOIN teams tm ON tm.id = r.team_id
            WHERE tm.active
-           ON CONFLICT (dedupe_key) DO NOTHING""",
+           ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING""",
         day,
         roles,
         as_of,

@@ -34,7 +34,7 @@ async def enqueue(
         """INSERT INTO outbox (id, kind, thread_id, team_id, staff_id, recipient, payload,
                                dedupe_key)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-           ON CONFLICT (dedupe_key) DO NOTHING RETURNING id""",
+           ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING id""",
         outbox_id,
         kind,
         thread_id,
