@@ -77,7 +77,8 @@ async def test_slow_client_cannot_hold_a_connection_by_trickling_headers(stack: 
     answer = await trickle_until_closed(reader, writer, b"X-Slow: " + b"a" * 200, every_s=1.0)
     assert time.monotonic() - started < PATIENCE_S
     assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:100]
-    assert reader.at_eof()
+    # Closed by the server: a clean end, or a reset when unread bytes were still in flight.
+    assert reader.at_eof() or isinstance(reader.exception(), ConnectionResetError)
 
 
 async def test_slow_client_cannot_hold_a_connection_by_trickling_a_body(
