@@ -89,7 +89,8 @@ def render(
     context = dict(
         context,
         staff=member,
-        csrf_token=auth.csrf(request.app[SETTINGS]) if auth else "",
+        # staff_page has put this session's token on the request; the login page has none.
+        csrf_token=request.get("csrf_token") or (auth.csrf(request.app[SETTINGS]) if auth else ""),
         errors=context.get("errors") or FormErrors([]),
     )
     return aiohttp_jinja2.render_template(template, request, context, status=status)
