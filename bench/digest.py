@@ -33,6 +33,7 @@ from bench.fixtures import (
     drop_bench_rows,
     ensure_schema,
 )
+from confide.context import Context as ServiceContext
 
 NAME = "digest"
 TITLE = "Digests for 200 teams: render time and SQL round trips per digest at 2 sizes"
@@ -193,7 +194,11 @@ async def _confide(
     listed = 0
     started = time.perf_counter()
     for row in rows:
-        message = await render(conn, settings, keyring, calendar, row)
+        message = await render(
+            ServiceContext(None, settings, keyring, calendar),  # type: ignore[arg-type]  # no pool used
+            conn,
+            row,
+        )
         if message is None:
             raise RuntimeError(f"no digest for team {row['team_id']}")
         listed += message.get_content().count("/staff/threads/R-")

@@ -28,6 +28,8 @@ import asyncpg
 
 from confide import db
 from confide import org as org_file
+from confide.context import Context
+from confide.crypto import Keyring
 from confide.services import deadlines
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
@@ -121,7 +123,8 @@ async def _confide(meter: Meter, as_of: datetime) -> dict[str, Any]:
         async with pool.acquire() as conn:  # the worker's pool is warm between passes
             await conn.fetchval("SELECT 1")
         meter.start()
-        report = await deadlines.escalation_pass(pool, calendar, settings, as_of)
+        ctx = Context(pool, settings, Keyring.from_secret(settings.encryption_keys), calendar)
+        report = await deadlines.escalation_pass(ctx, as_of)
         meter.stop()
     finally:
         await pool.close()

@@ -36,6 +36,9 @@ from bench.common import (
     say,
     wait_http,
 )
+from confide.context import Context as ServiceContext
+from confide.crypto import Keyring
+from confide.services.workdays import WorkingCalendar
 
 REQUESTS_LUA = Path(__file__).resolve().parent / "requests.lua"
 # Code logins measured, not the abuse limits: the per-client and argon2 budgets never trigger.
@@ -91,7 +94,12 @@ def ensure_schema(ctx: Context) -> None:
             await db.migrate(conn)
         pool = await db.create_pool(ctx.database_url, min_size=1, max_size=1)
         try:
-            await sync_organisation(pool, org_file.load(settings.org_file))
+            await sync_organisation(
+                ServiceContext(
+                    pool, settings, Keyring.from_secret(settings.encryption_keys), WorkingCalendar()
+                ),
+                org_file.load(settings.org_file),
+            )
         finally:
             await pool.close()
 

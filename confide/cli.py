@@ -21,6 +21,8 @@ from typing import Any
 
 from confide import db, devservices
 from confide import org as org_file
+from confide.context import Context
+from confide.crypto import Keyring
 from confide.errors import ConfideError, ConfigError
 from confide.org import REGIONS
 from confide.services import deadlines, workdays
@@ -128,13 +130,25 @@ async def _connect(settings: Settings) -> Any:
         ) from None
 
 
+def _context(settings: Settings, pool: Any) -> Context:
+    """The service context of one command: its own small pool; no outbox wake-up (the workers'
+    relay finds every committed row)."""
+    return Context(
+        pool,
+        settings,
+        Keyring.from_secret(settings.encryption_keys),
+        WorkingCalendar.for_org(org_file.load(settings.org_file)),
+    )
+
+
 async def migrate_command() -> int:
     settings = Settings.from_env()
     pool = await _connect(settings)
+    ctx = _context(settings, pool)
     try:
         async with pool.acquire() as conn:
             applied = await db.migrate(conn)
-        await sync_organisation(pool, org_file.load(settings.org_file))
+        await sync_organisation(ctx, org_file.load(settings.org_file))
     finally:
         await pool.close()
     print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
@@ -180,10 +194,9 @@ async def escalate_command(args: argparse.Namespace) -> int:
     else:
         as_of = datetime.now(UTC)
     pool = await _connect(settings)
+    ctx = _context(settings, pool)
     try:
-        report = await deadlines.escalation_pass(
-            pool, _calendar(), settings, as_of, dry_run=args.dry_run
-        )
+        report = await deadlines.escalation_pass(ctx, as_of, dry_run=args.dry_run)
     finally:
         await pool.close()
     print(json.dumps(report.as_json(), sort_keys=True))
@@ -191,13 +204,13 @@ async def escalate_command(args: argparse.Namespace) -> int:
 
 
 async def keys_rotate() -> int:
-    from confide.crypto import Keyring
     from confide.services import keys as key_service
 
     settings = Settings.from_env()
     pool = await _connect(settings)
+    ctx = _context(settings, pool)
     try:
-        counts = await key_service.rotate(pool, Keyring.from_secret(settings.encryption_keys))
+        counts = await key_service.rotate(ctx)
     finally:
         await pool.close()
     print(json.dumps({"re_encrypted": counts}, sort_keys=True))
@@ -221,11 +234,11 @@ async def staff_command(args: argparse.Namespace) -> int:
             sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass("Password: ")
         )
     pool = await _connect(settings)
+    ctx = _context(settings, pool)
     try:
         if args.staff_command == "add":
             await staff_service.add(
-                pool,
-                settings,
+                ctx,
                 email=args.email,
                 name=args.name,
                 team=args.team,
@@ -235,10 +248,10 @@ async def staff_command(args: argparse.Namespace) -> int:
             team = f"team {args.team}" if args.team else "no team"
             print(f"added {args.email} ({args.role}, {team})")
         elif args.staff_command == "disable":
-            await staff_service.disable(pool, args.email)
+            await staff_service.disable(ctx, args.email)
             print(f"disabled {args.email}")
         elif args.staff_command == "reset":
-            token = await staff_service.start_reset(pool, settings, args.email)
+            token = await staff_service.start_reset(ctx, args.email)
             base = os.environ.get("CONFIDE_BASE_URL", f"http://127.0.0.1:{settings.port}")
             print(f"{base.rstrip('/')}/staff/set-password?token={token}")
     finally:
@@ -262,6 +275,7 @@ async def seed_demo_staff(settings: Settings) -> list[str]:
         secret.chmod(0o600)
     password = secret.read_text().strip()
     pool = await _connect(settings)
+    ctx = _context(settings, pool)
     try:
         async with pool.acquire() as conn:
             teams = await _team_slugs(conn)
@@ -269,13 +283,7 @@ async def seed_demo_staff(settings: Settings) -> list[str]:
                 if await conn.fetchval("SELECT 1 FROM staff WHERE lower(email) = $1", email):
                     continue
                 staff_id = await staff_service.add(
-                    pool,
-                    settings,
-                    email=email,
-                    name=name,
-                    team=teams[0],
-                    role=role,
-                    password=password,
+                    ctx, email=email, name=name, team=teams[0], role=role, password=password
                 )
                 for slug in teams[1:]:
                     await conn.execute(

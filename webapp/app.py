@@ -18,6 +18,7 @@ from aiohttp import web
 
 from confide import db, logs
 from confide import org as org_file
+from confide.context import Context
 from confide.crypto import Keyring
 from confide.errors import ConfigError
 from confide.services.org import sync_organisation
@@ -26,11 +27,12 @@ from confide.settings import Settings
 from webapp import i18n, routes
 from webapp.categories import CategoryCache, InboxCounts, InboxRows
 from webapp.errors import error_middleware, error_page, prepare_parser_error_pages
-from webapp.jobs import CodeHasher, HashResults, make_client
+from webapp.jobs import CodeHasher, HashResults, OutboxKicker, make_client
 from webapp.keys import (
     CALENDAR,
     CATEGORIES,
     CELERY,
+    CTX,
     HASHER,
     INBOX_COUNTS,
     INBOX_ROWS,
@@ -38,6 +40,7 @@ from webapp.keys import (
     LIMITS,
     LOGIN_LIMITS,
     ORG,
+    OUTBOX_KICKER,
     POOL,
     REDIS,
     REQUEST_ID,
@@ -118,6 +121,7 @@ def create_app(settings: Settings) -> web.Application:
     app[LOGIN_LIMITS] = LoginLimits(settings)
     app[STAFF_LOGIN_LIMITS] = StaffLoginLimits(settings)
     app[CALENDAR] = WorkingCalendar.for_org(org)
+    app[OUTBOX_KICKER] = OutboxKicker()
     app[CATEGORIES] = CategoryCache()
     # Filter counts may lag a few seconds; the list itself never does.
     app[INBOX_COUNTS] = InboxCounts(ttl_s=5.0)
@@ -233,8 +237,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
                 raise ConfigError(f"database schema is behind: run `confide migrate` ({pending})")
         else:
             await db.migrate(conn)
-    await sync_organisation(pool, app[ORG])
     app[POOL] = pool
+    ctx = app[CTX] = Context(
+        pool, settings, app[KEYRING], app[CALENDAR], wake_outbox=app[OUTBOX_KICKER]
+    )
+    await sync_organisation(ctx, app[ORG])
     yield
     await pool.close()
 
@@ -256,9 +263,11 @@ async def _queue(app: web.Application) -> AsyncIterator[None]:
     app[CELERY] = client
     results = HashResults(settings.require_redis(), app[REDIS])
     await results.start()
-    hasher = CodeHasher(settings, app[POOL], client, results)
+    hasher = CodeHasher(app[CTX], client, results)
     app[HASHER] = hasher
+    app[OUTBOX_KICKER].attach(client)
     yield
+    app[OUTBOX_KICKER].detach()
     hasher.close()
     await results.close()
     await app[REDIS].aclose()

@@ -17,7 +17,7 @@ from confide.services import sessions
 from confide.services.sessions import ActiveSession, NewSession
 from confide.services.threads import Staff, resume_staff
 from confide.settings import Settings
-from webapp.keys import POOL, SETTINGS
+from webapp.keys import CTX, SETTINGS
 from webapp.security import is_tls
 
 CLEAR_SITE_DATA = '"cache", "cookies", "storage"'
@@ -50,7 +50,7 @@ async def session_for(request: web.Request, kind: str) -> Auth | None:
     token, via_cookie = _token(request, kind)
     if not token:
         return None
-    active = await sessions.resume(request.app[POOL], request.app[SETTINGS], kind, token)
+    active = await sessions.resume(request.app[CTX], kind, token)
     return Auth(active, via_cookie) if active else None
 
 
@@ -88,7 +88,7 @@ async def staff_for(request: web.Request) -> tuple[Staff, Auth] | None:
     token, via_cookie = _token(request, "staff")
     if not token:
         return None
-    found = await resume_staff(request.app[POOL], request.app[SETTINGS], token)
+    found = await resume_staff(request.app[CTX], token)
     if found is None:
         return None
     active, staff = found

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from celery import Celery, states
 
 from confide import codes, jobs, logs
-from confide.db import Pool
+from confide.context import Context
 from confide.services import codes as code_service
 from confide.settings import Settings
 
@@ -148,11 +148,10 @@ class HashResults:
 class CodeHasher:
     """argon2id on the ``hashing`` workers, or in a bounded local executor if none answers."""
 
-    def __init__(
-        self, settings: Settings, pool: Pool, client: Celery, results: HashResults
-    ) -> None:
+    def __init__(self, ctx: Context, client: Celery, results: HashResults) -> None:
+        settings = ctx.settings
+        self.ctx = ctx
         self.settings = settings
-        self.pool = pool
         self.client = client
         self.results = results
         self.hasher = codes.hasher(settings)
@@ -162,8 +161,6 @@ class CodeHasher:
         self.io = ThreadPoolExecutor(8, thread_name_prefix="celery-io")
         self.local_runs = 0
         self.remote_runs = 0
-        self._kick_pending = False
-        self._last_kick = 0.0
 
     def close(self) -> None:
         self.local.shutdown(wait=False, cancel_futures=True)
@@ -180,7 +177,7 @@ class CodeHasher:
             log.warning("hashing_fallback", fallback="local", exc_type=type(exc).__name__)
         self.local_runs += 1
         verifier = await loop.run_in_executor(self.local, codes.make_verifier, self.hasher, prehash)
-        return await code_service.commit_verifier(self.pool, thread_id, issue_id, verifier)
+        return await code_service.commit_verifier(self.ctx, thread_id, issue_id, verifier)
 
     async def check_code(self, issue_id: UUID, verifier: str, prehash: bytes) -> bool:
         """One argon2id verification, on a ``hashing`` worker or locally after the timeout."""
@@ -196,36 +193,6 @@ class CodeHasher:
         return await loop.run_in_executor(
             self.local, codes.check_verifier, self.hasher, verifier, prehash
         )
-
-    def kick_outbox(self) -> None:
-        """After a commit: ask for the outbox to be relayed soon. Best effort (beat relays every
-        15 s anyway); coalesced to at most one publish per second per process, since one relay
-        run picks up every due row."""
-        if self._kick_pending:
-            return
-        self._kick_pending = True
-        loop = asyncio.get_running_loop()
-        wait = max(0.0, self._last_kick + KICK_EVERY_S - loop.time())
-
-        def publish() -> None:
-            self._last_kick = loop.time()
-            future = loop.run_in_executor(self.io, self._kick)
-            future.add_done_callback(lambda _: setattr(self, "_kick_pending", False))
-
-        loop.call_later(wait, publish)
-
-    def _kick(self) -> None:
-        try:
-            self.client.send_task(
-                jobs.RELAY_OUTBOX,
-                argsrepr="()",
-                kwargsrepr="{}",
-                queue=jobs.DEFAULT_QUEUE,
-                ignore_result=True,
-                expires=60,
-            )
-        except Exception as exc:  # Redis away: the outbox row waits in PostgreSQL
-            log.warning("outbox_kick_failed", exc_type=type(exc).__name__)
 
     async def _remote(self, name: str, args: list[str]) -> bool:
         """Send one hashing task and await its verified answer, all within ``hash_timeout_s``.
@@ -265,3 +232,58 @@ class CodeHasher:
             # (the workers' result_expires), so no forget() round trip.
             ignore_result=False,
         )
+
+
+class OutboxKicker:
+    """The web's ``Context.wake_outbox``: after a commit, ask for the outbox to be relayed soon.
+
+    Best effort (beat relays every 15 s anyway), and coalesced to at most one publish per second
+    per process, since one relay run picks up every due row. Until the Celery client is attached
+    at start-up, and after it is detached at shutdown, a wake-up does nothing.
+    """
+
+    def __init__(self) -> None:
+        self._client: Celery | None = None
+        self._io: ThreadPoolExecutor | None = None
+        self._pending = False
+        self._last = 0.0
+
+    def attach(self, client: Celery) -> None:
+        self._client = client
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="outbox-kick")
+
+    def detach(self) -> None:
+        if self._io is not None:
+            self._io.shutdown(wait=False, cancel_futures=True)
+        self._client, self._io = None, None
+
+    def __call__(self) -> None:
+        if self._pending or self._io is None:
+            return
+        self._pending = True
+        loop = asyncio.get_running_loop()
+        wait = max(0.0, self._last + KICK_EVERY_S - loop.time())
+        io = self._io
+
+        def publish() -> None:
+            self._last = loop.time()
+            future = loop.run_in_executor(io, self._send)
+            future.add_done_callback(lambda _: setattr(self, "_pending", False))
+
+        loop.call_later(wait, publish)
+
+    def _send(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        try:
+            client.send_task(
+                jobs.RELAY_OUTBOX,
+                argsrepr="()",
+                kwargsrepr="{}",
+                queue=jobs.DEFAULT_QUEUE,
+                ignore_result=True,
+                expires=60,
+            )
+        except Exception as exc:  # Redis away: the outbox row waits in PostgreSQL
+            log.warning("outbox_kick_failed", exc_type=type(exc).__name__)

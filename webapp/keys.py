@@ -6,19 +6,23 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from celery import Celery
 
+from confide.context import Context
 from confide.crypto import Keyring
 from confide.db import Pool
 from confide.org import Organisation
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp.categories import CategoryCache, InboxCounts, InboxRows
-from webapp.jobs import CodeHasher
+from webapp.jobs import CodeHasher, OutboxKicker
 from webapp.security import LoginLimits, StaffLoginLimits, SubmissionLimits
 
 SETTINGS = web.AppKey("settings", Settings)
 ORG = web.AppKey("org", Organisation)
 KEYRING = web.AppKey("keyring", Keyring)
 POOL = web.AppKey("pool", Pool)
+# The service context (confide.context), built once the pool exists; every service takes it.
+CTX = web.AppKey("ctx", Context)
+OUTBOX_KICKER = web.AppKey("outbox_kicker", OutboxKicker)
 REDIS = web.AppKey("redis", aioredis.Redis)
 CELERY = web.AppKey("celery", Celery)
 HASHER = web.AppKey("hasher", CodeHasher)

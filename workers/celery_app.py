@@ -11,13 +11,19 @@ import time
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger, worker_process_init, worker_ready
+from celery.signals import (
+    after_setup_logger,
+    beat_init,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+)
 
 from confide import jobs, logs
 from confide.settings import Settings
 from confide.sql import heartbeats
 from schedules.beat import beat_schedule
-from workers import db
+from workers import context, db
 from workers import metrics as worker_metrics
 
 settings = Settings.from_env()
@@ -89,6 +95,16 @@ def _setup_logging(**_: Any) -> None:
 @worker_process_init.connect
 def _fresh_process(**_: Any) -> None:
     db.reset_after_fork()
+    context.reset_after_fork()
+    context.init(settings)
+
+
+@worker_init.connect
+@beat_init.connect
+def _context(**_: Any) -> None:
+    """The solo and threads pools run tasks in the worker's own process, and beat runs none but
+    shares the code: each gets its context here (prefork children in ``_fresh_process``)."""
+    context.init(settings)
 
 
 @worker_ready.connect

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from confide.db import Pool
+from confide.context import Context
 from confide.errors import FieldError, ValidationFailed
 from confide.services.staff import THREAD_READER_ROLES
 from confide.services.validation import email_field
@@ -16,8 +16,8 @@ from confide.sql import staff as sql_staff
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-async def overview(pool: Pool) -> dict[str, Any]:
-    async with pool.acquire() as conn:
+async def overview(ctx: Context) -> dict[str, Any]:
+    async with ctx.pool.acquire() as conn:
         teams = await sql_org.all_teams(conn)
         categories = await sql_org.all_categories(conn)
         staff = await sql_staff.all_staff(conn)
@@ -38,10 +38,10 @@ def _text(form: dict[str, str], field: str, label: str) -> str:
     return value
 
 
-async def apply(pool: Pool, admin_id: int, form: dict[str, str]) -> None:
+async def apply(ctx: Context, admin_id: int, form: dict[str, str]) -> None:
     """One admin action from the admin page's forms; audited."""
     action = form.get("action", "")
-    async with pool.acquire() as conn, conn.transaction():
+    async with ctx.pool.acquire() as conn, conn.transaction():
         if action == "team":
             errors: list[FieldError] = []
             email = email_field(errors, "team_email", form.get("team_email", "")) or ""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from asyncpg import Record
 
-from confide.db import Pool
+from confide.context import Context
 from confide.services.threads import REFERENCE, Forbidden, Staff, visibility
 from confide.sql import audit as sql_audit
 
@@ -19,7 +19,7 @@ class AuditPage:
     next_page: int | None
 
 
-async def recent(pool: Pool, staff: Staff, *, page: int, reference: str | None) -> AuditPage:
+async def recent(ctx: Context, staff: Staff, *, page: int, reference: str | None) -> AuditPage:
     """Managers and admins: rows about threads they may see (their teams; restricted ones for
     managers, or as assignee), newest first. Rows about no thread are for admins only."""
     if not staff.can_read_audit:
@@ -27,7 +27,7 @@ async def recent(pool: Pool, staff: Staff, *, page: int, reference: str | None) 
     scope = visibility(staff)
     if reference is not None and not REFERENCE.match(reference):
         reference = "R-NONE"  # matches no thread, and is safe to send to PostgreSQL
-    async with pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn:
         rows = await sql_audit.recent(
             conn,
             team_ids=scope.team_ids,

@@ -8,9 +8,8 @@ from uuid import UUID, uuid4
 from asyncpg import Connection, Record
 
 from confide import codes
-from confide.db import Pool
+from confide.context import Context
 from confide.errors import CodeNotIssued
-from confide.settings import Settings
 from confide.sql import codes as sql_codes
 
 
@@ -29,12 +28,7 @@ PENDING_COUNTS_S = 60.0
 
 
 async def issue_code(
-    pool: Pool,
-    settings: Settings,
-    thread_id: UUID,
-    store_verifier: VerifierStore,
-    *,
-    additional: bool = False,
+    ctx: Context, thread_id: UUID, store_verifier: VerifierStore, *, additional: bool = False
 ) -> str | None:
     """Draw a code for the thread, beside any earlier ones, and return it once it works.
 
@@ -48,9 +42,9 @@ async def issue_code(
     """
     for _ in range(8):
         code = codes.generate()
-        parts = codes.split(settings, code)
+        parts = codes.split(ctx.settings, code)
         issue_id = uuid4()
-        async with pool.acquire() as conn, conn.transaction():
+        async with ctx.pool.acquire() as conn, conn.transaction():
             rows = await sql_codes.lock_for_thread(conn, thread_id, PENDING_COUNTS_S)
             if additional and not await _may_add(conn, thread_id, rows):
                 return None
@@ -73,6 +67,6 @@ async def _may_add(conn: Connection, thread_id: UUID, rows: list[Record]) -> boo
     return await sql_codes.received_within(conn, thread_id, ADDITIONAL_WITHIN_S)
 
 
-async def commit_verifier(pool: Pool, thread_id: UUID, issue_id: UUID, verifier: str) -> bool:
-    async with pool.acquire() as conn:
+async def commit_verifier(ctx: Context, thread_id: UUID, issue_id: UUID, verifier: str) -> bool:
+    async with ctx.pool.acquire() as conn:
         return await sql_codes.store_verifier(conn, thread_id, issue_id, verifier)

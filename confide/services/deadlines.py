@@ -9,7 +9,7 @@ from uuid import UUID
 
 from asyncpg import Connection
 
-from confide.db import Pool
+from confide.context import Context
 from confide.services.staff import THREAD_READER_ROLES
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
@@ -35,7 +35,8 @@ async def start_clock(
     thread_id: UUID,
     since: datetime,
 ) -> datetime:
-    """The clock runs from the earliest unanswered reporter report or message."""
+    """The clock runs from the earliest unanswered reporter report or message. Inside the
+    caller's transaction, so it takes the connection (and the two parts of the context it uses)."""
     due, nearing = due_and_nearing(calendar, settings, since)
     await sql_deadlines.set_clock(conn, thread_id, since, due, nearing)
     await queue_reminder(conn, thread_id)
@@ -82,24 +83,17 @@ def digest_due(calendar: WorkingCalendar, settings: Settings, as_of: datetime) -
     return local.date().isoformat()
 
 
-async def escalation_pass(
-    pool: Pool,
-    calendar: WorkingCalendar,
-    settings: Settings,
-    as_of: datetime,
-    *,
-    dry_run: bool = False,
-) -> PassReport:
+async def escalation_pass(ctx: Context, as_of: datetime, *, dry_run: bool = False) -> PassReport:
     """Mark nearing/overdue threads, alert managers once per overdue thread, keep the per-team
     summary, and at digest time queue one digest per (team, day). Idempotent; ``dry_run``
     computes the same report and changes nothing."""
     report = PassReport(as_of)
     try:
-        async with pool.acquire() as conn, conn.transaction():
+        async with ctx.pool.acquire() as conn, conn.transaction():
             _, report.overdue_alerts = await sql_deadlines.escalate(conn, as_of)
             for row in await sql_deadlines.refresh_summary(conn, as_of):
                 report.teams[row["slug"]] = {"nearing": row["nearing"], "overdue": row["overdue"]}
-            day = digest_due(calendar, settings, as_of)
+            day = digest_due(ctx.calendar, ctx.settings, as_of)
             if day is not None:
                 report.digests = await sql_deadlines.queue_digests(
                     conn, day, as_of, list(THREAD_READER_ROLES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from confide.db import Pool
+from confide.context import Context
 from confide.idempotency import KEPT_FOR_S
 from confide.sql import reports as sql_reports
 from confide.sql import sessions as sql_sessions
@@ -20,9 +20,9 @@ class Purged:
     message_keys: int
 
 
-async def purge_expired(pool: Pool) -> Purged:
+async def purge_expired(ctx: Context) -> Purged:
     """Idempotent, in batches (each its own short statement, so no long lock is held)."""
-    async with pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn:
         sessions = await sql_sessions.purge_expired(conn)
         submission_keys = message_keys = 0
         while n := await sql_reports.purge_submission_keys(conn, KEPT_FOR_S, BATCH):

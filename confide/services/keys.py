@@ -3,8 +3,7 @@ ones after it, run ``confide keys rotate``, then drop the old keys once it repor
 
 from __future__ import annotations
 
-from confide.crypto import Keyring
-from confide.db import Pool
+from confide.context import Context
 from confide.sql import keys as sql_keys
 
 BATCH = 500
@@ -17,15 +16,15 @@ def context_for(table: str, column: str, row_id: object) -> str:
     return f"{table}.{column}:{row_id}"
 
 
-async def rotate(pool: Pool, keyring: Keyring) -> dict[str, int]:
+async def rotate(ctx: Context) -> dict[str, int]:
     """Re-encrypt every sealed value that is not under the primary key. Idempotent; resumable."""
-    prefix = keyring.primary_prefix
+    prefix = ctx.keyring.primary_prefix
     counts: dict[str, int] = {}
     for table, id_col, column in sql_keys.SEALED:
         done = 0
         after = None
         while True:
-            async with pool.acquire() as conn:
+            async with ctx.pool.acquire() as conn:
                 rows = await sql_keys.batch_not_under(
                     conn, table, id_col, column, prefix, after, BATCH
                 )
@@ -34,7 +33,7 @@ async def rotate(pool: Pool, keyring: Keyring) -> dict[str, int]:
                 async with conn.transaction():
                     for row in rows:
                         context = context_for(table, column, row["id"])
-                        plain = keyring.open(bytes(row["sealed"]), context)
+                        plain = ctx.keyring.open(bytes(row["sealed"]), context)
                         if await sql_keys.replace(
                             conn,
                             table,
@@ -42,7 +41,7 @@ async def rotate(pool: Pool, keyring: Keyring) -> dict[str, int]:
                             column,
                             row["id"],
                             row["sealed"],
-                            keyring.seal(plain, context),
+                            ctx.keyring.seal(plain, context),
                         ):
                             done += 1
                 after = rows[-1]["id"]

@@ -11,7 +11,7 @@ from typing import Any
 from asyncpg import Connection, Record
 
 from confide import mail
-from confide.crypto import Keyring
+from confide.context import Context
 from confide.services.staff import THREAD_READER_ROLES
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
@@ -90,14 +90,12 @@ async def _thread_recipients(conn: Connection, thread_id: Any, thread: Record) -
     return ", ".join(found)
 
 
-async def render(
-    conn: Connection, settings: Settings, keyring: Keyring, calendar: WorkingCalendar, row: Record
-) -> EmailMessage | None:
+async def render(ctx: Context, conn: Connection, row: Record) -> EmailMessage | None:
     """The mail for an outbox row, or None when there is nobody to send it to."""
     kind = row["kind"]
-    base = settings.base_url
+    base = ctx.settings.base_url
     if kind == "overdue_alert" and row["thread_id"] is None:
-        return await _overdue_alert(conn, settings, calendar, row)
+        return await _overdue_alert(conn, ctx.settings, ctx.calendar, row)
     if kind in ("new_report", "new_message", "overdue_alert"):
         thread = await sql_threads.for_mail(conn, row["thread_id"])
         if thread is None:
@@ -124,19 +122,19 @@ async def render(
             )
         if not to:
             return None
-        return mail.compose(settings, row["id"], to=to, subject=subject, text=text)
+        return mail.compose(ctx.settings, row["id"], to=to, subject=subject, text=text)
     if kind == "acknowledgement":
         thread = await sql_threads.for_mail(conn, row["thread_id"])
         if thread is None or row["recipient"] is None:
             return None
-        to = keyring.open(row["recipient"], f"outbox.recipient:{row['id']}")
+        to = ctx.keyring.open(row["recipient"], f"outbox.recipient:{row['id']}")
         text = (
             f"We have received your report. Your reference is {thread['reference']}.\n\n"
             "The right team will read it and aim to contact you within 2 working days.\n"
             "If you or anyone else is in danger, call 999.\n"
         )
         return mail.compose(
-            settings, row["id"], to=to, subject="We have received your report", text=text
+            ctx.settings, row["id"], to=to, subject="We have received your report", text=text
         )
     if kind == "digest":
         team = await sql_org.team(conn, row["team_id"])
@@ -167,16 +165,16 @@ async def render(
         ]
         as_of = _digest_as_of(payload, row["created_at"])
         for t in threads:
-            waited = calendar.working_time_between(t["awaiting_since"], as_of)
+            waited = ctx.calendar.working_time_between(t["awaiting_since"], as_of)
             hours = waited.total_seconds() / 3600
             lines.append(
                 f"- {t['reference']}  {t['category_name']}  "
                 f"{'OVERDUE' if t['escalation'] == 'overdue' else 'nearing'}; "
-                f"waited {hours:.1f} working hours; due {_when(calendar, t['reply_due_at'])}"
+                f"waited {hours:.1f} working hours; due {_when(ctx.calendar, t['reply_due_at'])}"
                 f"\n  {base}/staff/threads/{t['reference']}"
             )
         if not threads:
             lines.append("(All of them have been answered since this digest was queued.)")
         lines += ["", f"Escalations page: {base}/staff/escalations", ""]
-        return mail.compose(settings, row["id"], to=to, subject=subject, text="\n".join(lines))
+        return mail.compose(ctx.settings, row["id"], to=to, subject=subject, text="\n".join(lines))
     return None

@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from confide import jobs
-from confide.db import Pool
+from confide.context import Context
 from confide.sql import audit as sql_audit
 from confide.sql import deadlines as sql_deadlines
 from confide.sql import heartbeats as sql_heartbeats
@@ -54,9 +54,9 @@ class Overview:
         return "degraded" if self.dead_letters else "ok"
 
 
-async def overview(pool: Pool, down_after_s: float = WORKER_DOWN_AFTER_S) -> Overview:
+async def overview(ctx: Context, down_after_s: float = WORKER_DOWN_AFTER_S) -> Overview:
     result = Overview()
-    async with pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn:
         for row in await sql_heartbeats.all_workers(conn):
             detail = row["detail"]
             detail = json.loads(detail) if isinstance(detail, str) else detail
@@ -79,16 +79,18 @@ async def overview(pool: Pool, down_after_s: float = WORKER_DOWN_AFTER_S) -> Ove
     return result
 
 
-async def retry_dead_letter(pool: Pool, staff_id: int, outbox_id: UUID) -> bool:
-    async with pool.acquire() as conn, conn.transaction():
+async def retry_dead_letter(ctx: Context, staff_id: int, outbox_id: UUID) -> bool:
+    async with ctx.pool.acquire() as conn, conn.transaction():
         done = await sql_outbox.retry_dead(conn, outbox_id)
         if done:
             await sql_audit.record(conn, staff_id, None, "ops_retry", {"outbox_id": str(outbox_id)})
+    if done:
+        ctx.after_commit()
     return done
 
 
-async def dismiss_dead_letter(pool: Pool, staff_id: int, outbox_id: UUID) -> bool:
-    async with pool.acquire() as conn, conn.transaction():
+async def dismiss_dead_letter(ctx: Context, staff_id: int, outbox_id: UUID) -> bool:
+    async with ctx.pool.acquire() as conn, conn.transaction():
         done = await sql_outbox.dismiss_dead(conn, outbox_id)
         if done:
             await sql_audit.record(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from confide.db import Pool
+from confide.context import Context
 from confide.org import Organisation
 from confide.sql import org as sql_org
 
 
-async def sync_organisation(pool: Pool, org: Organisation) -> None:
+async def sync_organisation(ctx: Context, org: Organisation) -> None:
     """Idempotent upsert of the file's teams and categories (admin-made ones are kept)."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with ctx.pool.acquire() as conn, conn.transaction():
         team_ids = {}
         for team in org.teams:
             team_ids[team.slug] = await sql_org.upsert_team(conn, team.slug, team.name, team.email)

@@ -13,8 +13,8 @@ from uuid import UUID
 
 from icalendar import Alarm, Calendar, Event
 
+from confide.context import Context
 from confide.crypto import keyed_hash
-from confide.db import Pool
 from confide.settings import Settings
 from confide.sql import reminders as sql_reminders
 
@@ -92,9 +92,9 @@ def validate(data: bytes) -> list[str]:
     return problems
 
 
-async def regenerate(pool: Pool, settings: Settings, thread_id: UUID) -> bool:
+async def regenerate(ctx: Context, thread_id: UUID) -> bool:
     """Rebuild the files if the due time changed. Idempotent: the same due time is a no-op."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with ctx.pool.acquire() as conn, conn.transaction():
         due = await sql_reminders.lock_due(conn, thread_id)
         row = await sql_reminders.stored(conn, thread_id)
         if row is not None and row["ics"] is not None and row["generated_for"] == due:
@@ -111,19 +111,19 @@ async def regenerate(pool: Pool, settings: Settings, thread_id: UUID) -> bool:
             due_at=when,
             sequence=sequence,
             ics=build(
-                settings, thread_id, when, sequence, include_address=False, cancelled=cancelled
+                ctx.settings, thread_id, when, sequence, include_address=False, cancelled=cancelled
             ),
             ics_with_address=build(
-                settings, thread_id, when, sequence, include_address=True, cancelled=cancelled
+                ctx.settings, thread_id, when, sequence, include_address=True, cancelled=cancelled
             ),
             generated_for=due,
         )
     return True
 
 
-async def latest(pool: Pool, thread_id: UUID, *, include_address: bool) -> bytes | None:
+async def latest(ctx: Context, thread_id: UUID, *, include_address: bool) -> bytes | None:
     """The current file, or None if it is not ready yet (the page says: try again in a moment)."""
-    async with pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn:
         row = await sql_reminders.current(conn, thread_id)
     if row is None or row["ics"] is None or row["generated_for"] != row["reply_due_at"]:
         return None
@@ -138,28 +138,28 @@ def _token_hmac(settings: Settings, token: str) -> bytes:
     return keyed_hash(settings.session_key, "reminder", token[:100])
 
 
-async def issue_token(pool: Pool, settings: Settings, thread_id: UUID) -> str:
+async def issue_token(ctx: Context, thread_id: UUID) -> str:
     """A single-use token for the confirmation page's download form (never in a URL)."""
     token = secrets.token_urlsafe(32)
-    async with pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn:
         await sql_reminders.insert_token(
-            conn, _token_hmac(settings, token), thread_id, TOKEN_LIFETIME.total_seconds()
+            conn, _token_hmac(ctx.settings, token), thread_id, TOKEN_LIFETIME.total_seconds()
         )
     return token
 
 
 async def file_for_token(
-    pool: Pool, settings: Settings, token: str, *, include_address: bool
+    ctx: Context, token: str, *, include_address: bool
 ) -> tuple[bool, bytes | None]:
     """(token valid, file). The token is used up only when a file is actually served."""
-    mac = _token_hmac(settings, token)
-    async with pool.acquire() as conn:
+    mac = _token_hmac(ctx.settings, token)
+    async with ctx.pool.acquire() as conn:
         thread_id = await sql_reminders.token_thread(conn, mac)
     if thread_id is None:
         return False, None
-    data = await latest(pool, thread_id, include_address=include_address)
+    data = await latest(ctx, thread_id, include_address=include_address)
     if data is not None:
-        async with pool.acquire() as conn:
+        async with ctx.pool.acquire() as conn:
             if not await sql_reminders.use_token(conn, mac):
                 return False, None
     return True, data

@@ -10,10 +10,9 @@ from typing import Protocol
 from uuid import UUID
 
 from confide import codes
-from confide.db import Pool
+from confide.context import Context
 from confide.errors import CodeNotRecognised
 from confide.services import sessions
-from confide.settings import Settings
 from confide.sql import codes as sql_codes
 
 
@@ -32,20 +31,20 @@ class CodeCheck(Protocol):
 
 
 async def log_in(
-    pool: Pool, settings: Settings, typed: str, guard: LoginGuard, check: CodeCheck
+    ctx: Context, typed: str, guard: LoginGuard, check: CodeCheck
 ) -> tuple[UUID, sessions.NewSession]:
     code = codes.normalise(typed)  # CodeMalformed -> 422
     guard.per_client()  # -> 429
-    parts = codes.split(settings, code)
-    async with pool.acquire() as conn:
+    parts = codes.split(ctx.settings, code)
+    async with ctx.pool.acquire() as conn:
         row = await sql_codes.by_lookup(conn, parts.lookup_hmac)
     if row is None or row["verifier"] is None:
         raise CodeNotRecognised()  # no argon2 work for an unknown lookup id
     guard.argon2_budget()
     if not await check(row["issue_id"], row["verifier"], parts.prehash):
         raise CodeNotRecognised()
-    async with pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn:
         # From the first login on, a retried submission gets no additional code (CONTRACTS §2).
         await sql_codes.mark_logged_in(conn, row["issue_id"])
-    session = await sessions.create(pool, settings, "reporter", thread_id=row["thread_id"])
+    session = await sessions.create(ctx, "reporter", thread_id=row["thread_id"])
     return row["thread_id"], session

@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from confide import codes, idempotency
-from confide.crypto import Keyring
+from confide.context import Context
 from confide.db import Pool
 from confide.errors import (
     CodeNotIssued,
@@ -27,7 +27,6 @@ from confide.idempotency import Idempotency
 from confide.services import codes as code_service
 from confide.services import deadlines
 from confide.services.validation import ReportDraft
-from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from confide.sql import deadlines as sql_deadlines
 from confide.sql import reports as sql_reports
@@ -98,13 +97,10 @@ class Submitted:
 
 
 async def submit(
-    pool: Pool,
-    settings: Settings,
-    keyring: Keyring,
+    ctx: Context,
     draft: ReportDraft,
     *,
     idempotency: Idempotency | None,
-    calendar: WorkingCalendar,
     store_verifier: code_service.VerifierStore,
     accept_new: bool = True,
     wait_for_first: bool = False,
@@ -119,26 +115,19 @@ async def submit(
     it. ``accept_new=False`` (an HTML token too old for a new report) answers repeats only.
     """
     receipt = await submit_report(
-        pool,
-        settings,
-        keyring,
-        draft,
-        idempotency=idempotency,
-        calendar=calendar,
-        accept_new=accept_new,
-        wait_for_first=wait_for_first,
+        ctx, draft, idempotency=idempotency, accept_new=accept_new, wait_for_first=wait_for_first
     )
     if not receipt.wants_code:
         return Submitted(receipt, None)
     try:
         code = await code_service.issue_code(
-            pool, settings, receipt.thread_id, store_verifier, additional=not receipt.is_new
+            ctx, receipt.thread_id, store_verifier, additional=not receipt.is_new
         )
     except CodeNotIssued:
         return Submitted(receipt, None, code_failed=True)
     finally:
         if receipt.is_new and idempotency is not None:
-            async with pool.acquire() as conn:
+            async with ctx.pool.acquire() as conn:
                 await sql_reports.finish_submission_key(conn, idempotency.key_hmac)
     return Submitted(receipt, code)
 
@@ -176,13 +165,10 @@ async def _repeat(
 
 
 async def submit_report(
-    pool: Pool,
-    settings: Settings,
-    keyring: Keyring,
+    ctx: Context,
     draft: ReportDraft,
     *,
     idempotency: Idempotency | None,
-    calendar: WorkingCalendar,
     accept_new: bool = True,
     wait_for_first: bool = False,
 ) -> Receipt:
@@ -191,10 +177,10 @@ async def submit_report(
     The receipt is returned only after the commit, so "received" is never said of a lost report.
     """
     key_hmac = idempotency.key_hmac if idempotency else None
-    wait_s = settings.hash_timeout_s + 2.0
+    wait_s = ctx.settings.hash_timeout_s + 2.0
     if not accept_new:
         assert idempotency is not None
-        earlier = await _repeat(pool, idempotency, wait_for_first=wait_for_first, wait_s=wait_s)
+        earlier = await _repeat(ctx.pool, idempotency, wait_for_first=wait_for_first, wait_s=wait_s)
         if earlier is None:
             raise FormExpired()
         return earlier
@@ -204,7 +190,7 @@ async def submit_report(
     if not (draft.anonymous and not draft.follow_up):
         # Anonymous reports without follow-up have no deadline (CONTRACTS §5).
         since = received_at
-        due, nearing = deadlines.due_and_nearing(calendar, settings, received_at)
+        due, nearing = deadlines.due_and_nearing(ctx.calendar, ctx.settings, received_at)
     contact = None
     if draft.contact is not None:
         contact = json.dumps(asdict(draft.contact), ensure_ascii=False)
@@ -219,17 +205,17 @@ async def submit_report(
                 (
                     ack_id,
                     "acknowledgement",
-                    keyring.seal(draft.contact.email, f"outbox.recipient:{ack_id}"),
+                    ctx.keyring.seal(draft.contact.email, f"outbox.recipient:{ack_id}"),
                 )
             )
         # Encrypt before taking a connection, so the connection is held only for the statement.
         tid = str(thread_id)  # once, not once per field
-        description = keyring.seal(draft.description, field_context(tid, "description"))
-        occurred = keyring.seal_optional(draft.occurred, field_context(tid, "occurred"))
-        location = keyring.seal_optional(draft.location, field_context(tid, "location"))
-        sealed_contact = keyring.seal_optional(contact, field_context(tid, "contact"))
+        description = ctx.keyring.seal(draft.description, field_context(tid, "description"))
+        occurred = ctx.keyring.seal_optional(draft.occurred, field_context(tid, "occurred"))
+        location = ctx.keyring.seal_optional(draft.location, field_context(tid, "location"))
+        sealed_contact = ctx.keyring.seal_optional(contact, field_context(tid, "contact"))
         try:
-            async with pool.acquire() as conn:
+            async with ctx.pool.acquire() as conn:
                 # A single statement commits atomically: no BEGIN/COMMIT round trips needed.
                 row = await sql_reports.submit(
                     conn,
@@ -259,11 +245,14 @@ async def submit_report(
         if not row["claimed"]:
             # A repeat: the first submission with this key committed (we waited for it).
             assert idempotency is not None
-            earlier = await _repeat(pool, idempotency, wait_for_first=wait_for_first, wait_s=wait_s)
+            earlier = await _repeat(
+                ctx.pool, idempotency, wait_for_first=wait_for_first, wait_s=wait_s
+            )
             assert earlier is not None
             return earlier
         if row["id"] is None:
             continue
+        ctx.after_commit()  # the new_report mail, the reminder, the acknowledgement
         return Receipt(
             thread_id,
             row["reference"],

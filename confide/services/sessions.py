@@ -14,8 +14,8 @@ from uuid import UUID
 
 from asyncpg import Record
 
+from confide.context import Context
 from confide.crypto import keyed_hash
-from confide.db import Pool
 from confide.settings import Settings
 from confide.sql import sessions as sql_sessions
 
@@ -64,20 +64,15 @@ def lifetimes(settings: Settings, kind: str) -> tuple[int, int]:
 
 
 async def create(
-    pool: Pool,
-    settings: Settings,
-    kind: str,
-    *,
-    thread_id: UUID | None = None,
-    staff_id: int | None = None,
+    ctx: Context, kind: str, *, thread_id: UUID | None = None, staff_id: int | None = None
 ) -> NewSession:
     """A brand-new session id on every login (never reuses one)."""
     token = secrets.token_urlsafe(32)
-    idle, absolute = lifetimes(settings, kind)
-    async with pool.acquire() as conn:
+    idle, absolute = lifetimes(ctx.settings, kind)
+    async with ctx.pool.acquire() as conn:
         row = await sql_sessions.insert(
             conn,
-            token_hmac(settings, token),
+            token_hmac(ctx.settings, token),
             kind=kind,
             thread_id=thread_id,
             staff_id=staff_id,
@@ -87,11 +82,11 @@ async def create(
     return NewSession(token, row["expires_at"], row["last_seen_at"] + timedelta(seconds=idle))
 
 
-async def resume(pool: Pool, settings: Settings, kind: str, token: str) -> ActiveSession | None:
-    mac = presented_hmac(settings, token)
+async def resume(ctx: Context, kind: str, token: str) -> ActiveSession | None:
+    mac = presented_hmac(ctx.settings, token)
     if mac is None:
         return None
-    async with pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn:
         row = await sql_sessions.touch(conn, mac, kind)
     return None if row is None else active_from_row(mac, row)
 
@@ -106,6 +101,6 @@ def active_from_row(mac: bytes, row: Record) -> ActiveSession:
     )
 
 
-async def end(pool: Pool, session_hmac: bytes) -> None:
-    async with pool.acquire() as conn:
+async def end(ctx: Context, session_hmac: bytes) -> None:
+    async with ctx.pool.acquire() as conn:
         await sql_sessions.delete(conn, session_hmac)

@@ -19,8 +19,8 @@ from typing import Protocol
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from confide.context import Context
 from confide.crypto import keyed_hash
-from confide.db import Pool
 from confide.errors import ConfideError, FieldError, ValidationFailed
 from confide.services import sessions
 from confide.services.validation import email_field
@@ -117,20 +117,15 @@ class LoginGuard(Protocol):
 
 
 async def log_in(
-    pool: Pool,
-    settings: Settings,
-    executor: Executor,
-    guard: LoginGuard,
-    email: str,
-    password: str,
+    ctx: Context, executor: Executor, guard: LoginGuard, email: str, password: str
 ) -> StaffLogin:
     """Sign a staff member in by password; StaffLoginFailed (never says why) or RateLimited.
 
     An unknown address, a disabled account and a wrong password get the same answer, the same
     limits and one argon2id verification each, in ``executor`` (the bounded local executor)."""
     guard.admit(login_key(email))  # 429 before any work
-    ph = hasher(settings)
-    async with pool.acquire() as conn:
+    ph = hasher(ctx.settings)
+    async with ctx.pool.acquire() as conn:
         usable = len(email) <= 254 and email.isprintable()
         row = await sql_staff.by_email(conn, email.strip()) if usable else None
     loop = asyncio.get_running_loop()
@@ -142,21 +137,14 @@ async def log_in(
     guard.succeeded()
     if ph.check_needs_rehash(row["password_hash"]):
         new_hash = await loop.run_in_executor(executor, _hash, ph, password)
-        async with pool.acquire() as conn:
+        async with ctx.pool.acquire() as conn:
             await sql_staff.set_password(conn, row["id"], new_hash)
-    session = await sessions.create(pool, settings, "staff", staff_id=row["id"])
+    session = await sessions.create(ctx, "staff", staff_id=row["id"])
     return StaffLogin(row["id"], session, row["role"])
 
 
 async def add(
-    pool: Pool,
-    settings: Settings,
-    *,
-    email: str,
-    name: str,
-    team: str | None,
-    role: str,
-    password: str,
+    ctx: Context, *, email: str, name: str, team: str | None, role: str, password: str
 ) -> int:
     """A new account; case workers and managers join ``team``, ops accounts join none."""
     errors: list[FieldError] = []
@@ -175,8 +163,8 @@ async def add(
         check_password_rules(password)
     except ValidationFailed as exc:
         raise StaffError(f"password: {exc.errors[0].message}") from None
-    password_hash = hasher(settings).hash(password)
-    async with pool.acquire() as conn, conn.transaction():
+    password_hash = hasher(ctx.settings).hash(password)
+    async with ctx.pool.acquire() as conn, conn.transaction():
         team_id = await sql_org.team_id(conn, team) if team is not None else None
         if team is not None and team_id is None:
             raise StaffError(f"no team {team!r} (see `confide teams list`)")
@@ -188,22 +176,22 @@ async def add(
     return staff_id
 
 
-async def disable(pool: Pool, email: str) -> None:
-    async with pool.acquire() as conn, conn.transaction():
+async def disable(ctx: Context, email: str) -> None:
+    async with ctx.pool.acquire() as conn, conn.transaction():
         staff_id = await sql_staff.set_active(conn, email, False)
         if staff_id is None:
             raise StaffError(f"no account for {email}")
         await sql_sessions.delete_for_staff(conn, staff_id)
 
 
-async def start_reset(pool: Pool, settings: Settings, email: str) -> str:
+async def start_reset(ctx: Context, email: str) -> str:
     """A one-time set-password token, valid 24 h; only its HMAC is stored."""
     token = secrets.token_urlsafe(32)
-    async with pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn:
         staff_id = await sql_staff.set_reset_token(
             conn,
             email,
-            keyed_hash(settings.session_key, "reset", token),
+            keyed_hash(ctx.settings.session_key, "reset", token),
             datetime.now(UTC) + RESET_VALID,
         )
     if staff_id is None:
@@ -211,15 +199,15 @@ async def start_reset(pool: Pool, settings: Settings, email: str) -> str:
     return token
 
 
-async def finish_reset(
-    pool: Pool, settings: Settings, executor: Executor, token: str, password: str
-) -> None:
+async def finish_reset(ctx: Context, executor: Executor, token: str, password: str) -> None:
     """Set the password from a reset link; ends every session of the account."""
     check_password_rules(password)
     loop = asyncio.get_running_loop()
-    password_hash = await loop.run_in_executor(executor, _hash, hasher(settings), password)
-    async with pool.acquire() as conn, conn.transaction():
-        row = await sql_staff.by_reset_token(conn, keyed_hash(settings.session_key, "reset", token))
+    password_hash = await loop.run_in_executor(executor, _hash, hasher(ctx.settings), password)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        row = await sql_staff.by_reset_token(
+            conn, keyed_hash(ctx.settings.session_key, "reset", token)
+        )
         if row is None:
             raise ValidationFailed(
                 [FieldError("password", "This link has expired or was already used")]
@@ -229,19 +217,12 @@ async def finish_reset(
 
 
 async def change_password(
-    pool: Pool,
-    settings: Settings,
-    executor: Executor,
-    staff_id: int,
-    current: str,
-    new: str,
-    *,
-    keep_session: bytes,
+    ctx: Context, executor: Executor, staff_id: int, current: str, new: str, *, keep_session: bytes
 ) -> None:
     """Change the password, checked against the current one; ends every other session of the
     account (browsers and API tokens alike) and keeps ``keep_session``, the one that asked."""
-    ph = hasher(settings)
-    async with pool.acquire() as conn:
+    ph = hasher(ctx.settings)
+    async with ctx.pool.acquire() as conn:
         row = await sql_staff.by_id(conn, staff_id)
     assert row is not None
     loop = asyncio.get_running_loop()
@@ -250,6 +231,6 @@ async def change_password(
         raise ValidationFailed([FieldError("current", "Your current password is not right")])
     check_password_rules(new, "new")
     new_hash = await loop.run_in_executor(executor, _hash, ph, new)
-    async with pool.acquire() as conn, conn.transaction():
+    async with ctx.pool.acquire() as conn, conn.transaction():
         await sql_staff.set_password(conn, staff_id, new_hash)
         await sql_sessions.delete_for_staff_except(conn, staff_id, keep_session)

@@ -17,8 +17,8 @@ from uuid import UUID, uuid4
 from asyncpg import Connection, Record
 
 from confide import idempotency
+from confide.context import Context
 from confide.crypto import Keyring
-from confide.db import Pool
 from confide.errors import (
     ConfideError,
     FieldError,
@@ -31,7 +31,6 @@ from confide.idempotency import Idempotency
 from confide.services import deadlines, sessions, validation
 from confide.services.reports import field_context
 from confide.services.staff import THREAD_READER_ROLES
-from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from confide.sql import audit as sql_audit
 from confide.sql import deadlines as sql_deadlines
@@ -213,14 +212,14 @@ async def _messages(conn: Connection, keyring: Keyring, thread_id: UUID) -> list
 # --- Reporters -----------------------------------------------------------------------------
 
 
-async def reporter_view(pool: Pool, keyring: Keyring, thread_id: UUID) -> ThreadView:
-    async with pool.acquire() as conn:
+async def reporter_view(ctx: Context, thread_id: UUID) -> ThreadView:
+    async with ctx.pool.acquire() as conn:
         row = await sql_threads.reporter_thread(conn, thread_id)
         if row is None:
             raise NotFound()
         view = _summary(row)
-        _open_report(view, row, keyring, contact=False)
-        view.messages = await _messages(conn, keyring, thread_id)
+        _open_report(view, row, ctx.keyring, contact=False)
+        view.messages = await _messages(conn, ctx.keyring, thread_id)
     return view
 
 
@@ -265,21 +264,18 @@ def message_idempotency(
 
 
 async def _add_message(
-    pool: Pool,
-    settings: Settings,
-    keyring: Keyring,
+    ctx: Context,
     thread_id: UUID,
     body: str,
     *,
     author: str,
     staff_id: int | None,
     idempotency_key: str | None,
-    calendar: WorkingCalendar,
 ) -> Sent:
     scope = "reporter" if staff_id is None else f"staff:{staff_id}"
-    idem = message_idempotency(settings, thread_id, idempotency_key, body, author=scope)
+    idem = message_idempotency(ctx.settings, thread_id, idempotency_key, body, author=scope)
     message_id = uuid4()
-    async with pool.acquire() as conn, conn.transaction():
+    async with ctx.pool.acquire() as conn, conn.transaction():
         thread = await sql_threads.lock_thread(conn, thread_id)
         if thread is None:
             raise NotFound()
@@ -301,7 +297,7 @@ async def _add_message(
             thread_id=thread_id,
             author=author,
             staff_id=staff_id,
-            body=keyring.seal(body, f"messages.body:{message_id}"),
+            body=ctx.keyring.seal(body, f"messages.body:{message_id}"),
             key_hmac=idem.key_hmac if idem else None,
             request_hmac=idem.request_hmac if idem else None,
         )
@@ -310,54 +306,43 @@ async def _add_message(
             await sql_threads.mark_reporter_message(conn, thread_id, sent_at)
             clock = await sql_deadlines.clock(conn, thread_id)
             if clock is not None and clock["awaiting_since"] is None:
-                await deadlines.start_clock(conn, calendar, settings, thread_id, sent_at)
+                await deadlines.start_clock(conn, ctx.calendar, ctx.settings, thread_id, sent_at)
             await sql_outbox.enqueue(conn, "new_message", thread_id=thread_id)
         else:
             await sql_threads.mark_caseworker_message(conn, thread_id, sent_at)
             await deadlines.stop_clock(conn, thread_id)  # only a reply stops the clock
             await sql_audit.record(conn, staff_id, thread_id, "reply")
+    ctx.after_commit()  # the new_message mail, or the reminder the clock queued
     return Sent(sent_at, is_new=True)
 
 
 async def add_reporter_message(
-    pool: Pool,
-    settings: Settings,
-    keyring: Keyring,
-    thread_id: UUID,
-    body: str,
-    *,
-    idempotency_key: str | None,
-    calendar: WorkingCalendar,
+    ctx: Context, thread_id: UUID, body: str, *, idempotency_key: str | None
 ) -> Sent:
     """Commit the reporter's message (encrypted) before anyone is told it was sent.
 
     Idempotent per key: a retried POST returns the first message's time.
     """
     return await _add_message(
-        pool,
-        settings,
-        keyring,
+        ctx,
         thread_id,
         body,
         author="reporter",
         staff_id=None,
         idempotency_key=idempotency_key,
-        calendar=calendar,
     )
 
 
 # --- Staff ---------------------------------------------------------------------------------
 
 
-async def resume_staff(
-    pool: Pool, settings: Settings, token: str
-) -> tuple[sessions.ActiveSession, Staff] | None:
+async def resume_staff(ctx: Context, token: str) -> tuple[sessions.ActiveSession, Staff] | None:
     """A live staff session (its idle clock restarted) and its active staff member, in one
     round trip; None if either is gone."""
-    mac = sessions.presented_hmac(settings, token)
+    mac = sessions.presented_hmac(ctx.settings, token)
     if mac is None:
         return None
-    async with pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn:
         row = await sql_sessions.touch_staff(conn, mac)
     if row is None or not row["active"]:
         return None
@@ -424,7 +409,7 @@ class InboxPage:
 
 
 async def inbox(
-    pool: Pool,
+    ctx: Context,
     staff: Staff,
     *,
     state: str,
@@ -438,7 +423,7 @@ async def inbox(
     if state not in sql_threads.STATES:
         raise ValidationFailed([FieldError("state", "Unknown filter")])
     scope = visibility(staff)
-    async with pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn:
         rows = await sql_threads.inbox(
             conn,
             team_ids=scope.team_ids,
@@ -461,18 +446,18 @@ async def inbox(
     return InboxPage(threads, counts, page + 1 if len(rows) > PAGE_SIZE else None)
 
 
-async def inbox_counts(pool: Pool, staff: Staff) -> dict[str, int]:
+async def inbox_counts(ctx: Context, staff: Staff) -> dict[str, int]:
     """How many threads each inbox filter holds, among those the staff member may see."""
     scope = visibility(staff)
-    async with pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn:
         return await sql_threads.inbox_counts(
             conn, team_ids=scope.team_ids, staff_id=scope.staff_id, is_manager=scope.is_manager
         )
 
 
-async def escalations(pool: Pool, staff: Staff) -> list[ThreadView]:
+async def escalations(ctx: Context, staff: Staff) -> list[ThreadView]:
     scope = visibility(staff)
-    async with pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn:
         rows = await sql_threads.escalated(
             conn, team_ids=scope.team_ids, staff_id=scope.staff_id, is_manager=scope.is_manager
         )
@@ -508,18 +493,18 @@ def _may_change_who_sees(staff: Staff, row: Record) -> None:
         raise Forbidden(RESTRICTED_NEEDS_MANAGER)
 
 
-async def staff_view(pool: Pool, keyring: Keyring, staff: Staff, reference: str) -> ThreadView:
+async def staff_view(ctx: Context, staff: Staff, reference: str) -> ThreadView:
     """The whole thread for a staff member who may see it. The view itself is audited."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, staff, reference)
         view = _summary(row)
-        _open_report(view, row, keyring, contact=not row["anonymous"])
-        view.messages = await _messages(conn, keyring, view.id)
+        _open_report(view, row, ctx.keyring, contact=not row["anonymous"])
+        view.messages = await _messages(conn, ctx.keyring, view.id)
         view.notes = [
             Note(
                 r["author"],
                 r["author_name"],
-                keyring.open(r["body"], f"notes.body:{r['id']}"),
+                ctx.keyring.open(r["body"], f"notes.body:{r['id']}"),
                 r["created_at"],
             )
             for r in await sql_threads.notes(conn, view.id)
@@ -529,60 +514,39 @@ async def staff_view(pool: Pool, keyring: Keyring, staff: Staff, reference: str)
 
 
 async def reply(
-    pool: Pool,
-    settings: Settings,
-    keyring: Keyring,
-    staff: Staff,
-    reference: str,
-    body: str,
-    *,
-    idempotency_key: str | None,
-    calendar: WorkingCalendar,
+    ctx: Context, staff: Staff, reference: str, body: str, *, idempotency_key: str | None
 ) -> Sent:
-    async with pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn:
         row = await _visible(conn, staff, reference)
     return await _add_message(
-        pool,
-        settings,
-        keyring,
+        ctx,
         row["id"],
         body,
         author="caseworker",
         staff_id=staff.id,
         idempotency_key=idempotency_key,
-        calendar=calendar,
     )
 
 
-async def add_note(
-    pool: Pool, keyring: Keyring, staff: Staff, reference: str, body: str
-) -> datetime:
+async def add_note(ctx: Context, staff: Staff, reference: str, body: str) -> datetime:
     note_id = uuid4()
-    async with pool.acquire() as conn, conn.transaction():
+    async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, staff, reference)
         created = await sql_threads.insert_note(
             conn,
             note_id=note_id,
             thread_id=row["id"],
             staff_id=staff.id,
-            body=keyring.seal(body, f"notes.body:{note_id}"),
+            body=ctx.keyring.seal(body, f"notes.body:{note_id}"),
         )
         await sql_audit.record(conn, staff.id, row["id"], "note")
     return created
 
 
-async def set_status(
-    pool: Pool,
-    staff: Staff,
-    reference: str,
-    status: str,
-    *,
-    settings: Settings,
-    calendar: WorkingCalendar,
-) -> None:
+async def set_status(ctx: Context, staff: Staff, reference: str, status: str) -> None:
     if status not in STATUSES:
         raise ValidationFailed([FieldError("status", "Choose open, closed or contacted")])
-    async with pool.acquire() as conn, conn.transaction():
+    async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, staff, reference)
         if status == "contacted" and row["anonymous"]:
             raise ValidationFailed(
@@ -598,13 +562,14 @@ async def set_status(
         elif row["status"] != "open":
             since = await sql_threads.earliest_unanswered(conn, row["id"])
             if since is not None and not (row["anonymous"] and not row["follow_up"]):
-                await deadlines.start_clock(conn, calendar, settings, row["id"], since)
+                await deadlines.start_clock(conn, ctx.calendar, ctx.settings, row["id"], since)
         await sql_audit.record(conn, staff.id, row["id"], "status", {"status": status})
+    ctx.after_commit()  # a reopened or closed clock queues a reminder
 
 
-async def set_team(pool: Pool, staff: Staff, reference: str, team_slug: str) -> None:
+async def set_team(ctx: Context, staff: Staff, reference: str, team_slug: str) -> None:
     """Move a thread; on a restricted one, managers only (checked on the locked row)."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, staff, reference, lock=True)
         _may_change_who_sees(staff, row)
         team_id = await sql_org.team_id(conn, team_slug, active_only=True)
@@ -613,10 +578,10 @@ async def set_team(pool: Pool, staff: Staff, reference: str, team_slug: str) -> 
         await sql_audit.record(conn, staff.id, row["id"], "team", {"team": team_slug})
 
 
-async def set_assignee(pool: Pool, staff: Staff, reference: str, email: str | None) -> None:
+async def set_assignee(ctx: Context, staff: Staff, reference: str, email: str | None) -> None:
     """Assign a member of the thread's team who reads threads (never ops); on a restricted
     thread, managers only (checked on the locked row)."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, staff, reference, lock=True)
         _may_change_who_sees(staff, row)
         assignee_id = None
@@ -637,21 +602,21 @@ async def set_assignee(pool: Pool, staff: Staff, reference: str, email: str | No
         await sql_audit.record(conn, staff.id, row["id"], "assign", {"assignee_id": assignee_id})
 
 
-async def set_restricted(pool: Pool, staff: Staff, reference: str, restricted: bool) -> None:
+async def set_restricted(ctx: Context, staff: Staff, reference: str, restricted: bool) -> None:
     """Managers only: limit a thread to its assignee and the managers (conflicts of interest)."""
     visibility(staff)
     if not staff.is_manager:
         raise Forbidden("Only managers can restrict a thread.")
-    async with pool.acquire() as conn, conn.transaction():
+    async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, staff, reference, lock=True)
         await sql_threads.set_restricted(conn, row["id"], restricted)
         await sql_audit.record(conn, staff.id, row["id"], "restrict", {"restricted": restricted})
 
 
 async def teams_and_members(
-    pool: Pool, staff: Staff, reference: str
+    ctx: Context, staff: Staff, reference: str
 ) -> tuple[list[Record], list[Record]]:
-    async with pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn:
         row = await _visible(conn, staff, reference)
         team_id = row["team_id"]
         teams = await sql_org.active_teams(conn)

@@ -16,10 +16,9 @@ from webapp.auth import Auth, session_for, staff_for
 from webapp.errors import problem
 from webapp.forms import read_json
 from webapp.keys import (
-    CALENDAR,
     CATEGORIES,
+    CTX,
     HASHER,
-    KEYRING,
     LIMITS,
     LOGIN_LIMITS,
     POOL,
@@ -48,17 +47,13 @@ async def create_report(request: web.Request) -> web.Response:
     draft = validation.report_from_json(data, known)
     request.app[LIMITS].check(request)
     done = await reports.submit(
-        request.app[POOL],
-        settings,
-        request.app[KEYRING],
+        request.app[CTX],
         draft,
         idempotency=reports.submission_idempotency(
             settings, key, idempotency.canonical(data), author="api"
         ),
-        calendar=request.app[CALENDAR],
         store_verifier=request.app[HASHER].store_verifier,
     )
-    request.app[HASHER].kick_outbox()
     receipt = done.receipt
     log.debug(
         "report_submitted",
@@ -91,8 +86,7 @@ async def reporter_session(request: web.Request) -> web.Response:
     if not isinstance(code, str):
         raise ValidationFailed([FieldError("code", "Send the code as a string")])
     thread_id, session = await reporter_auth.log_in(
-        request.app[POOL],
-        request.app[SETTINGS],
+        request.app[CTX],
         code,
         request.app[LOGIN_LIMITS].guard(request),
         request.app[HASHER].check_code,
@@ -115,9 +109,7 @@ def _message(m: threads.Message, *, staff_names: bool) -> dict[str, Any]:
 async def reporter_thread(request: web.Request) -> web.Response:
     auth = await _reporter(request)
     assert auth.session.thread_id is not None
-    view = await threads.reporter_view(
-        request.app[POOL], request.app[KEYRING], auth.session.thread_id
-    )
+    view = await threads.reporter_view(request.app[CTX], auth.session.thread_id)
     return web.json_response(
         {
             "reference": view.reference,
@@ -136,15 +128,8 @@ async def reporter_message(request: web.Request) -> web.Response:
     body = threads.message_body(_body_field(await read_json(request)))
     assert auth.session.thread_id is not None
     sent = await threads.add_reporter_message(
-        request.app[POOL],
-        request.app[SETTINGS],
-        request.app[KEYRING],
-        auth.session.thread_id,
-        body,
-        idempotency_key=_idempotency_key(request),
-        calendar=request.app[CALENDAR],
+        request.app[CTX], auth.session.thread_id, body, idempotency_key=_idempotency_key(request)
     )
-    request.app[HASHER].kick_outbox()
     return web.json_response(
         {"sent_at": sent.sent_at.isoformat()}, status=201 if sent.is_new else 200
     )
@@ -154,7 +139,7 @@ async def reporter_reminder(request: web.Request) -> web.Response:
     auth = await _reporter(request)
     assert auth.session.thread_id is not None
     data = await reminders.latest(
-        request.app[POOL],
+        request.app[CTX],
         auth.session.thread_id,
         include_address=request.query.get("include_address") == "1",
     )
@@ -174,7 +159,7 @@ async def reporter_reminder(request: web.Request) -> web.Response:
 
 async def reporter_logout(request: web.Request) -> web.Response:
     auth = await _reporter(request)
-    await sessions.end(request.app[POOL], auth.session.token_hmac)
+    await sessions.end(request.app[CTX], auth.session.token_hmac)
     return web.Response(status=204)
 
 
@@ -206,8 +191,7 @@ async def staff_session(request: web.Request) -> web.Response:
     ):
         raise ValidationFailed([FieldError("email", "Send email and password as strings")])
     done = await staff_service.log_in(
-        request.app[POOL],
-        request.app[SETTINGS],
+        request.app[CTX],
         request.app[HASHER].local,
         request.app[STAFF_LOGIN_LIMITS].guard(request),
         data["email"],
@@ -233,7 +217,7 @@ async def _staff(
 
 async def staff_logout(request: web.Request) -> web.Response:
     _, auth = await _staff(request, ROLES)
-    await sessions.end(request.app[POOL], auth.session.token_hmac)
+    await sessions.end(request.app[CTX], auth.session.token_hmac)
     return web.Response(status=204)
 
 
@@ -265,7 +249,7 @@ async def staff_threads(request: web.Request) -> web.Response:
     if page < 1 or page > 100_000:
         raise ValidationFailed([FieldError("page", "A whole number from 1")])
     result = await threads.inbox(
-        request.app[POOL], member, state=state, page=page, reference=request.query.get("q") or None
+        request.app[CTX], member, state=state, page=page, reference=request.query.get("q") or None
     )
     return web.json_response(
         {"threads": [_summary(t) for t in result.threads], "next_page": result.next_page}
@@ -274,9 +258,7 @@ async def staff_threads(request: web.Request) -> web.Response:
 
 async def staff_thread(request: web.Request) -> web.Response:
     member, _ = await _staff(request)
-    view = await threads.staff_view(
-        request.app[POOL], request.app[KEYRING], member, request.match_info["reference"]
-    )
+    view = await threads.staff_view(request.app[CTX], member, request.match_info["reference"])
     body = _summary(view)
     body.update(
         description=view.description,
@@ -297,46 +279,35 @@ async def staff_thread_action(request: web.Request) -> web.Response:
     data = await read_json(request)
     if not isinstance(data, dict):
         raise ValidationFailed([FieldError("", "The body must be a JSON object")])
-    pool = request.app[POOL]
     if action == "messages":
         sent = await threads.reply(
-            pool,
-            request.app[SETTINGS],
-            request.app[KEYRING],
+            request.app[CTX],
             member,
             reference,
             threads.message_body(data.get("body")),
             idempotency_key=_idempotency_key(request),
-            calendar=request.app[CALENDAR],
         )
-        request.app[HASHER].kick_outbox()
         return web.json_response(
             {"sent_at": sent.sent_at.isoformat()}, status=201 if sent.is_new else 200
         )
     if action == "notes":
         created = await threads.add_note(
-            pool, request.app[KEYRING], member, reference, threads.message_body(data.get("body"))
+            request.app[CTX], member, reference, threads.message_body(data.get("body"))
         )
         return web.json_response({"created_at": created.isoformat()}, status=201)
     if action == "status":
-        await threads.set_status(
-            pool,
-            member,
-            reference,
-            str(data.get("status", "")),
-            settings=request.app[SETTINGS],
-            calendar=request.app[CALENDAR],
-        )
-        request.app[HASHER].kick_outbox()
+        await threads.set_status(request.app[CTX], member, reference, str(data.get("status", "")))
     elif action == "team":
-        await threads.set_team(pool, member, reference, str(data.get("team", "")))
+        await threads.set_team(request.app[CTX], member, reference, str(data.get("team", "")))
     elif action == "assignee":
         email = data.get("email")
         if email is not None and not isinstance(email, str):
             raise ValidationFailed([FieldError("email", "A string or null")])
-        await threads.set_assignee(pool, member, reference, email)
+        await threads.set_assignee(request.app[CTX], member, reference, email)
     elif action == "restricted":
-        await threads.set_restricted(pool, member, reference, data.get("restricted") is True)
+        await threads.set_restricted(
+            request.app[CTX], member, reference, data.get("restricted") is True
+        )
     else:
         raise web.HTTPNotFound()
     return web.json_response({"status": "ok"})

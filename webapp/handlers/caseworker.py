@@ -21,13 +21,11 @@ from webapp.errors import error_page
 from webapp.forms import read_form
 from webapp.i18n import _
 from webapp.keys import (
-    CALENDAR,
     CATEGORIES,
+    CTX,
     HASHER,
     INBOX_COUNTS,
     INBOX_ROWS,
-    KEYRING,
-    POOL,
     SETTINGS,
     STAFF_LOGIN_LIMITS,
 )
@@ -132,8 +130,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         )
     try:
         done = await staff_service.log_in(
-            request.app[POOL],
-            settings,
+            request.app[CTX],
             request.app[HASHER].local,
             request.app[STAFF_LOGIN_LIMITS].guard(request),
             email,
@@ -162,7 +159,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 @staff_page(post=True, roles=ROLES)
 async def logout(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
-    await sessions.end(request.app[POOL], auth.session.token_hmac)
+    await sessions.end(request.app[CTX], auth.session.token_hmac)
     response = web.HTTPSeeOther("/staff/login")
     clear_session_cookie(request, response, "staff")
     raise response
@@ -186,12 +183,12 @@ async def inbox(request: web.Request, member: Staff, auth: Auth) -> web.Response
         state = "awaiting"
     reference = request.query.get("q", "").strip().upper()[:20] or None
     page = _page_number(request)
-    pool = request.app[POOL]
     counts = await request.app[INBOX_COUNTS].get(
-        (member.id, member.team_ids, member.role), lambda: threads.inbox_counts(pool, member)
+        (member.id, member.team_ids, member.role),
+        lambda: threads.inbox_counts(request.app[CTX], member),
     )
     result = await threads.inbox(
-        pool, member, state=state, page=page, reference=reference, counts=counts
+        request.app[CTX], member, state=state, page=page, reference=reference, counts=counts
     )
     return render(
         request,
@@ -211,7 +208,7 @@ async def inbox(request: web.Request, member: Staff, auth: Auth) -> web.Response
 
 @staff_page()
 async def escalations(request: web.Request, member: Staff, auth: Auth) -> web.Response:
-    rows = await threads.escalations(request.app[POOL], member)
+    rows = await threads.escalations(request.app[CTX], member)
     return render(request, "staff/escalations.html", member, auth, {"threads": rows})
 
 
@@ -230,8 +227,8 @@ async def render_thread(
     status: int = 200,
 ) -> web.Response:
     reference = request.match_info["reference"]
-    view = await threads.staff_view(request.app[POOL], request.app[KEYRING], member, reference)
-    teams, members = await threads.teams_and_members(request.app[POOL], member, reference)
+    view = await threads.staff_view(request.app[CTX], member, reference)
+    teams, members = await threads.teams_and_members(request.app[CTX], member, reference)
     return render(
         request,
         "staff/thread.html",
@@ -256,39 +253,26 @@ async def thread_action(request: web.Request, member: Staff, auth: Auth) -> web.
     form: dict[str, str] = request["form"]
     reference = request.match_info["reference"]
     action = request.match_info["action"]
-    pool = request.app[POOL]
     try:
         if action == "reply":
             body = threads.message_body(form.get("body"))
             token = check_form_token(request.app[SETTINGS], "reply", form.get("message_token", ""))
-            await threads.reply(
-                pool,
-                request.app[SETTINGS],
-                request.app[KEYRING],
-                member,
-                reference,
-                body,
-                idempotency_key=token,
-                calendar=request.app[CALENDAR],
-            )
+            await threads.reply(request.app[CTX], member, reference, body, idempotency_key=token)
         elif action == "note":
             body = threads.message_body(form.get("note"), "note")
-            await threads.add_note(pool, request.app[KEYRING], member, reference, body)
+            await threads.add_note(request.app[CTX], member, reference, body)
         elif action == "status":
-            await threads.set_status(
-                pool,
-                member,
-                reference,
-                form.get("status", ""),
-                settings=request.app[SETTINGS],
-                calendar=request.app[CALENDAR],
-            )
+            await threads.set_status(request.app[CTX], member, reference, form.get("status", ""))
         elif action == "assign":
-            await threads.set_assignee(pool, member, reference, form.get("email") or None)
+            await threads.set_assignee(
+                request.app[CTX], member, reference, form.get("email") or None
+            )
         elif action == "restrict":
-            await threads.set_restricted(pool, member, reference, form.get("restricted") == "1")
+            await threads.set_restricted(
+                request.app[CTX], member, reference, form.get("restricted") == "1"
+            )
         elif action == "team":
-            await threads.set_team(pool, member, reference, form.get("team", ""))
+            await threads.set_team(request.app[CTX], member, reference, form.get("team", ""))
         else:
             raise NotFound()
     except ValidationFailed as exc:
@@ -314,7 +298,6 @@ async def thread_action(request: web.Request, member: Staff, auth: Auth) -> web.
             409,
             _("This report has no anonymous follow-up, so there is nobody to reply to here."),
         )
-    request.app[HASHER].kick_outbox()
     if action == "team" or (
         action == "restrict" and form.get("restricted") == "1" and not member.is_manager
     ):
@@ -339,8 +322,7 @@ async def password_submit(request: web.Request, member: Staff, auth: Auth) -> we
         if form.get("new", "") != form.get("confirm", ""):
             raise ValidationFailed([FieldError("confirm", _("The new passwords do not match"))])
         await staff_service.change_password(
-            request.app[POOL],
-            request.app[SETTINGS],
+            request.app[CTX],
             request.app[HASHER].local,
             member.id,
             form.get("current", ""),
@@ -378,11 +360,7 @@ async def set_password_submit(request: web.Request) -> web.StreamResponse:
         if form.get("new", "") != form.get("confirm", ""):
             raise ValidationFailed([FieldError("confirm", _("The passwords do not match"))])
         await staff_service.finish_reset(
-            request.app[POOL],
-            request.app[SETTINGS],
-            request.app[HASHER].local,
-            token,
-            form.get("new", ""),
+            request.app[CTX], request.app[HASHER].local, token, form.get("new", "")
         )
     except ValidationFailed as exc:
         return render(
@@ -408,7 +386,7 @@ async def set_password_submit(request: web.Request) -> web.StreamResponse:
 async def audit_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
     page = _page_number(request)
     reference = request.query.get("q", "").strip().upper()[:20] or None
-    found = await audit.recent(request.app[POOL], member, page=page, reference=reference)
+    found = await audit.recent(request.app[CTX], member, page=page, reference=reference)
     return render(
         request,
         "staff/audit.html",
@@ -420,18 +398,16 @@ async def audit_page(request: web.Request, member: Staff, auth: Auth) -> web.Res
 
 @staff_page(roles=("admin",))
 async def admin_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
-    return render(
-        request, "staff/admin.html", member, auth, await admin.overview(request.app[POOL])
-    )
+    return render(request, "staff/admin.html", member, auth, await admin.overview(request.app[CTX]))
 
 
 @staff_page(post=True, roles=("admin",))
 async def admin_submit(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
     form = request["form"]
     try:
-        await admin.apply(request.app[POOL], member.id, form)
+        await admin.apply(request.app[CTX], member.id, form)
     except ValidationFailed as exc:
-        context = await admin.overview(request.app[POOL])
+        context = await admin.overview(request.app[CTX])
         context["errors"] = FormErrors([(e.field, e.message) for e in exc.errors])
         return render(request, "staff/admin.html", member, auth, context, status=422)
     request.app[CATEGORIES].invalidate()
@@ -445,7 +421,7 @@ async def admin_submit(request: web.Request, member: Staff, auth: Auth) -> web.S
 async def ops_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
     from webapp.metrics import queue_lengths
 
-    view = await ops.overview(request.app[POOL], request.app[SETTINGS].worker_down_after_s)
+    view = await ops.overview(request.app[CTX], request.app[SETTINGS].worker_down_after_s)
     try:
         queues: dict[str, int] | None = await queue_lengths(request)
     except Exception:  # Redis away: say so
@@ -471,8 +447,7 @@ async def ops_action(request: web.Request, member: Staff, auth: Auth) -> web.Str
     except ValueError:
         return error_page(request, 422, _("That failed job was not recognised."))
     if request.match_info["action"] == "retry":
-        await ops.retry_dead_letter(request.app[POOL], member.id, outbox_id)
-        request.app[HASHER].kick_outbox()
+        await ops.retry_dead_letter(request.app[CTX], member.id, outbox_id)
     else:
-        await ops.dismiss_dead_letter(request.app[POOL], member.id, outbox_id)
+        await ops.dismiss_dead_letter(request.app[CTX], member.id, outbox_id)
     raise web.HTTPSeeOther(f"/ops?done={request.match_info['action']}")

@@ -32,7 +32,15 @@ from webapp.auth import (
 from webapp.errors import error_page
 from webapp.forms import read_form
 from webapp.i18n import _
-from webapp.keys import CALENDAR, CATEGORIES, HASHER, KEYRING, LIMITS, LOGIN_LIMITS, POOL, SETTINGS
+from webapp.keys import (
+    CATEGORIES,
+    CTX,
+    HASHER,
+    LIMITS,
+    LOGIN_LIMITS,
+    POOL,
+    SETTINGS,
+)
 from webapp.report_flow import FormErrors
 from webapp.security import (
     check_form_token,
@@ -156,8 +164,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         )
     try:
         thread_id, session = await reporter_auth.log_in(
-            request.app[POOL],
-            settings,
+            request.app[CTX],
             typed,
             request.app[LOGIN_LIMITS].guard(request),
             request.app[HASHER].check_code,
@@ -195,19 +202,13 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         try:
             body = threads.message_body(pending["pending_body"])
             await threads.add_reporter_message(
-                request.app[POOL],
-                settings,
-                request.app[KEYRING],
+                request.app[CTX],
                 thread_id,
                 body,
-                # The same key as the message form's own submit: a message sent before the
-                # session ran out is not sent twice.
                 idempotency_key=check_form_token(
                     settings, "message", pending.get("pending_token", "")
                 ),
-                calendar=request.app[CALENDAR],
             )
-            request.app[HASHER].kick_outbox()
             target = "/messages?sent=1"
         except (ValidationFailed, ThreadClosed, threads.NoReplyPossible, IdempotencyKeyReused):
             target = "/messages"
@@ -237,9 +238,7 @@ async def render_thread(
     status: int = 200,
 ) -> web.Response:
     assert auth.session.thread_id is not None
-    view = await threads.reporter_view(
-        request.app[POOL], request.app[KEYRING], auth.session.thread_id
-    )
+    view = await threads.reporter_view(request.app[CTX], auth.session.thread_id)
     settings = request.app[SETTINGS]
     return aiohttp_jinja2.render_template(
         "reporter/thread.html",
@@ -294,15 +293,8 @@ async def messages_submit(request: web.Request) -> web.StreamResponse:
     token = check_form_token(settings, "message", form.get("message_token", ""))
     assert auth.session.thread_id is not None
     await threads.add_reporter_message(
-        request.app[POOL],
-        settings,
-        request.app[KEYRING],
-        auth.session.thread_id,
-        body,
-        idempotency_key=token,
-        calendar=request.app[CALENDAR],
+        request.app[CTX], auth.session.thread_id, body, idempotency_key=token
     )
-    request.app[HASHER].kick_outbox()
     log.info("reporter_message_added", thread_id=str(auth.session.thread_id))
     raise web.HTTPSeeOther("/messages?sent=1")
 
@@ -316,7 +308,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/login?logged_out=1")
     if not csrf_ok(request, auth, form):
         return error_page(request, 403, "This form has expired. Go back, reload and try again.")
-    await sessions.end(request.app[POOL], auth.session.token_hmac)
+    await sessions.end(request.app[CTX], auth.session.token_hmac)
     response = web.HTTPSeeOther("/login?logged_out=1")
     clear_session_cookie(request, response, "reporter")
     raise response
@@ -423,18 +415,14 @@ async def report_submit(request: web.Request) -> web.Response:
     request.app[LIMITS].check(request)
     try:
         done = await reports.submit(
-            request.app[POOL],
-            settings,
-            request.app[KEYRING],
+            request.app[CTX],
             draft,
             idempotency=reports.submission_idempotency(
                 settings, nonce, reports.canonical_draft(draft), author="form"
             ),
-            calendar=request.app[CALENDAR],
             store_verifier=request.app[HASHER].store_verifier,
-            # Past its time for new reports, a used token still answers its repeat (CONTRACTS §3).
             accept_new=form_token_age_s(form.get("form_token", "")) <= SUBMIT_TOKEN_NEW_S,
-            wait_for_first=True,  # a double submit waits for the first and shows its answer
+            wait_for_first=True,
         )
     except FormExpired:
         return await render_step(request, "check", answers, status=400, notice=EXPIRED_NOTICE)
@@ -449,7 +437,6 @@ async def report_submit(request: web.Request) -> web.Response:
                 "are different: if you send them, they will be a second, separate report."
             ),
         )
-    request.app[HASHER].kick_outbox()
     receipt = done.receipt
     log.debug(
         "report_submitted",
@@ -458,7 +445,7 @@ async def report_submit(request: web.Request) -> web.Response:
     )
     reminder_token = None
     if done.code and receipt.reply_due_by is not None:
-        reminder_token = await reminders.issue_token(request.app[POOL], settings, receipt.thread_id)
+        reminder_token = await reminders.issue_token(request.app[CTX], receipt.thread_id)
     return aiohttp_jinja2.render_template(
         "reporter/confirmation.html",
         request,
@@ -502,7 +489,7 @@ async def reminder_download(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/login")
     assert auth.session.thread_id is not None
     data = await reminders.latest(
-        request.app[POOL],
+        request.app[CTX],
         auth.session.thread_id,
         include_address=request.query.get("include_address") == "1",
     )
@@ -515,8 +502,7 @@ async def reminder_from_confirmation(request: web.Request) -> web.StreamResponse
         return error_page(request, 403, "This form must be sent from this site.")
     form = await read_form(request)
     valid, data = await reminders.file_for_token(
-        request.app[POOL],
-        request.app[SETTINGS],
+        request.app[CTX],
         form.get("reminder_token", ""),
         include_address=form.get("include_address") == "1",
     )

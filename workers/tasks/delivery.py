@@ -13,17 +13,13 @@ from typing import Any
 from uuid import UUID
 
 from confide import jobs, logs, mail
-from confide import org as org_file
-from confide.crypto import Keyring
+from confide.context import Context
 from confide.services import deadlines, housekeeping, notifications, reminders
-from confide.services.workdays import WorkingCalendar
 from confide.sql import outbox as sql_outbox
-from workers import db
-from workers.celery_app import app, settings
+from workers import context, db
+from workers.celery_app import app
 
 log = logs.get("confide.worker.delivery")
-keyring = Keyring.from_secret(settings.encryption_keys)
-calendar = WorkingCalendar.for_org(org_file.load(settings.org_file))
 TRANSIENT = (smtplib.SMTPException, OSError)
 
 
@@ -38,24 +34,25 @@ def deliver_outbox_item(outbox_id: str) -> None:
 
 
 async def _deliver(outbox_id: UUID) -> None:
-    pool = await db.pool(settings)
+    ctx = await context.current()
+    pool = ctx.pool
     async with pool.acquire() as conn:
         row = await sql_outbox.claim(conn, outbox_id)
     if row is None:
         return
     try:
         if row["kind"] == "reminder":
-            await reminders.regenerate(pool, settings, row["thread_id"])
+            await reminders.regenerate(ctx, row["thread_id"])
         else:
             async with pool.acquire() as conn:
-                message = await notifications.render(conn, settings, keyring, calendar, row)
+                message = await notifications.render(ctx, conn, row)
             if message is not None:
-                mail.send(settings, message)
+                mail.send(ctx.settings, message)
     except TRANSIENT as exc:
-        await _record_failure(pool, row, exc)
+        await _record_failure(ctx, row, exc)
         return
     except Exception as exc:  # a bug: record it on the row (dead after N), then fail loudly
-        await _record_failure(pool, row, exc)
+        await _record_failure(ctx, row, exc)
         raise DeliveryFailed(type(exc).__name__) from None
     async with pool.acquire() as conn:
         await sql_outbox.mark_sent(conn, outbox_id)
@@ -66,9 +63,9 @@ class DeliveryFailed(Exception):
     """Carries only the original exception's type name: never a message with user data."""
 
 
-async def _record_failure(pool: Any, row: Any, exc: BaseException) -> None:
-    give_up = row["attempts"] >= settings.outbox_max_attempts
-    async with pool.acquire() as conn:
+async def _record_failure(ctx: Context, row: Any, exc: BaseException) -> None:
+    give_up = row["attempts"] >= ctx.settings.outbox_max_attempts
+    async with ctx.pool.acquire() as conn:
         await sql_outbox.schedule_retry(
             conn,
             row["id"],
@@ -90,8 +87,8 @@ def relay_outbox() -> int:
     """Publish every due outbox row. Redis is only the wake-up signal: this finds them all."""
 
     async def due() -> list[UUID]:
-        pool = await db.pool(settings)
-        async with pool.acquire() as conn:
+        ctx = await context.current()
+        async with ctx.pool.acquire() as conn:
             return await sql_outbox.due_ids(conn, 500)
 
     ids = db.run(due())
@@ -107,8 +104,7 @@ def purge_expired() -> None:
     """Forget expired sessions and idempotency keys past 24 h; idempotent."""
 
     async def run() -> None:
-        pool = await db.pool(settings)
-        done = await housekeeping.purge_expired(pool)
+        done = await housekeeping.purge_expired(await context.current())
         log.info(
             "purged",
             count=done.sessions + done.submission_keys + done.message_keys,
@@ -122,8 +118,7 @@ def escalate_threads() -> None:
     """One escalation pass as of now; idempotent, safe from two beats at once."""
 
     async def run() -> None:
-        pool = await db.pool(settings)
-        report = await deadlines.escalation_pass(pool, calendar, settings, datetime.now(UTC))
+        report = await deadlines.escalation_pass(await context.current(), datetime.now(UTC))
         log.info("escalation_pass", count=report.overdue_alerts)
 
     db.run(run())

@@ -14,7 +14,7 @@ from celery import Task
 from confide import codes, jobs
 from confide.services import codes as code_service
 from confide.sql import codes as sql_codes
-from workers import db
+from workers import context, db
 from workers.celery_app import app, settings
 
 _hasher = codes.hasher(settings)
@@ -29,8 +29,8 @@ def store_code_verifier(
     verifier = codes.make_verifier(_hasher, codes.decode_prehash(prehash_b64))
 
     async def commit() -> bool:
-        pool = await db.pool(settings)
-        return await code_service.commit_verifier(pool, UUID(thread_id), UUID(issue_id), verifier)
+        ctx = await context.current()
+        return await code_service.commit_verifier(ctx, UUID(thread_id), UUID(issue_id), verifier)
 
     stored = db.run(commit())
     return codes.seal_result(_result_key, jobs.STORE_CODE_VERIFIER, self.request.id, stored)
@@ -43,8 +43,8 @@ def check_code(self: Task, issue_id: str, prehash_b64: str) -> dict[str, object]
     prehash = codes.decode_prehash(prehash_b64)
 
     async def verifier() -> str | None:
-        pool = await db.pool(settings)
-        async with pool.acquire() as conn:
+        ctx = await context.current()
+        async with ctx.pool.acquire() as conn:
             return await sql_codes.verifier_for_issue(conn, UUID(issue_id))
 
     stored = db.run(verifier())
