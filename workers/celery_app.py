@@ -20,21 +20,19 @@ from celery.signals import (
 )
 
 from confide import jobs, logs
-from confide.settings import Settings
 from confide.sql import heartbeats
 from schedules.beat import beat_schedule
 from workers import context, db
 from workers import metrics as worker_metrics
 
-settings = Settings.from_env()
-METRICS = worker_metrics.prepare(settings.data_dir)
-
 VISIBILITY_TIMEOUT_S = 600  # longer than any task may run (task_time_limit), so none runs twice
+# The task modules: Celery imports them when the app is finalised. They use ``shared_task`` and
+# never import this module, so importing any worker module first works, without an import loop.
+TASK_MODULES = ["workers.tasks.delivery", "workers.tasks.hashing"]
 
 app = Celery(
     "confide",
-    broker=settings.require_redis(),
-    backend=settings.require_redis(),
+    include=TASK_MODULES,
     task_cls="workers.metrics:MeasuredTask",  # counts outcomes for the worker metrics port
 )
 app.conf.update(
@@ -76,42 +74,59 @@ app.conf.update(
         jobs.CHECK_CODE: {"queue": jobs.HASHING_QUEUE},
     },
     worker_hijack_root_logger=False,
-    beat_schedule=beat_schedule(settings),
     beat_scheduler="workers.scheduler:HeartbeatScheduler",
     beat_max_loop_interval=10,
-    beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
     timezone="UTC",
     enable_utc=True,
 )
-import workers.tasks.delivery  # noqa: E402  (register the tasks)
-import workers.tasks.hashing  # noqa: E402,F401
+
+
+@app.on_configure.connect
+def _configure(sender: Celery, **_: Any) -> None:
+    """What comes from the settings, read when Celery first needs its configuration (not at
+    import, so importing a worker module needs no environment)."""
+    settings = context.settings()
+    sender.conf.update(
+        broker_url=settings.require_redis(),
+        result_backend=settings.require_redis(),
+        beat_schedule=beat_schedule(settings),
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+    )
 
 
 @after_setup_logger.connect
 def _setup_logging(**_: Any) -> None:
-    logs.configure("worker", settings.log_level)
+    logs.configure("worker", context.settings().log_level)
+
+
+@worker_init.connect
+def _worker_starting(**_: Any) -> None:
+    """In the worker's main process, before any pool child forks: the metrics folder (before
+    prometheus_client is used in this process tree), and the context for the solo and threads
+    pools, which run tasks in this process."""
+    worker_metrics.prepare(context.settings().data_dir)
+    context.init()
 
 
 @worker_process_init.connect
 def _fresh_process(**_: Any) -> None:
+    """Each prefork child: its own loop and pool, and its own context."""
     db.reset_after_fork()
     context.reset_after_fork()
-    context.init(settings)
+    context.init()
 
 
-@worker_init.connect
 @beat_init.connect
-def _context(**_: Any) -> None:
-    """The solo and threads pools run tasks in the worker's own process, and beat runs none but
-    shares the code: each gets its context here (prefork children in ``_fresh_process``)."""
-    context.init(settings)
+def _beat_starting(**_: Any) -> None:
+    context.init()
 
 
 @worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     """The worker's main process marks itself alive in PostgreSQL every 30 s (for /readyz)."""
+    settings = context.settings()
     name = f"worker:{getattr(sender, 'hostname', 'worker')}"
-    if METRICS:
+    if worker_metrics.prepared():
         worker_metrics.start_at_zero(sorted(n for n in app.tasks if n.startswith("confide.")))
         worker_metrics.serve()
 

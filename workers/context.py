@@ -28,27 +28,32 @@ class _Parts:
     calendar: WorkingCalendar
 
 
+_settings: Settings | None = None
 _parts: _Parts | None = None
-_lock = threading.Lock()
+_lock = threading.RLock()
 _local = threading.local()
 
 
-def init(settings: Settings) -> None:
-    """Build this process's parts (idempotent: a second call for the same settings keeps them)."""
+def settings() -> Settings:
+    """This process's settings, read from the environment on first use."""
+    global _settings
+    with _lock:
+        if _settings is None:
+            _settings = Settings.from_env()
+        return _settings
+
+
+def init() -> None:
+    """Build this process's parts (idempotent)."""
     global _parts
     with _lock:
-        if _parts is None or _parts.settings is not settings:
+        if _parts is None:
+            current = settings()
             _parts = _Parts(
-                settings,
-                Keyring.from_secret(settings.encryption_keys),
-                WorkingCalendar.for_org(org_file.load(settings.org_file)),
+                current,
+                Keyring.from_secret(current.encryption_keys),
+                WorkingCalendar.for_org(org_file.load(current.org_file)),
             )
-
-
-def settings() -> Settings:
-    if _parts is None:
-        raise RuntimeError("workers.context.init() has not run in this process")
-    return _parts.settings
 
 
 async def current() -> Context:

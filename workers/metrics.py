@@ -20,8 +20,15 @@ from celery import Task
 from celery.exceptions import Retry
 
 
+def prepared() -> bool:
+    """Whether :func:`prepare` set up the multiprocess folder for this worker."""
+    return bool(os.environ.get("CONFIDE_WORKER_METRICS_PORT")) and bool(
+        os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    )
+
+
 def prepare(data_dir: Path) -> bool:
-    """Call before prometheus_client is imported in this process tree."""
+    """Call in the worker's main process before its pool starts (``worker_init``)."""
     port = os.environ.get("CONFIDE_WORKER_METRICS_PORT")
     if not port:
         return False

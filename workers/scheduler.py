@@ -13,8 +13,7 @@ from celery.beat import PersistentScheduler
 
 from confide import jobs, logs
 from confide.sql import heartbeats
-from workers import db
-from workers.celery_app import settings
+from workers import context, db
 
 log = logs.get("confide.beat")
 
@@ -36,6 +35,6 @@ class HeartbeatScheduler(PersistentScheduler):  # type: ignore[misc]
 
     @staticmethod
     async def _write() -> None:
-        pool = await db.pool(settings)
+        pool = await db.pool(context.settings())
         async with pool.acquire() as conn:
             await heartbeats.beat(conn, jobs.BEAT_HEARTBEAT_NAME)

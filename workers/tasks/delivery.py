@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from celery import shared_task
+
 from confide import jobs, logs, mail
 from confide.context import Context
 from confide.services import deadlines, housekeeping, notifications, reminders
 from confide.sql import outbox as sql_outbox
 from workers import context, db
-from workers.celery_app import app
 
 log = logs.get("confide.worker.delivery")
 TRANSIENT = (smtplib.SMTPException, OSError)
@@ -27,7 +28,7 @@ def backoff_s(attempts: int) -> float:
     return float(min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
-@app.task(name=jobs.DELIVER, acks_late=True)
+@shared_task(name=jobs.DELIVER, acks_late=True)
 def deliver_outbox_item(outbox_id: str) -> None:
     """Idempotent: a redelivered or duplicate message finds the row claimed or sent."""
     db.run(_deliver(UUID(outbox_id)))
@@ -82,7 +83,7 @@ async def _record_failure(ctx: Context, row: Any, exc: BaseException) -> None:
     )
 
 
-@app.task(name=jobs.RELAY_OUTBOX, acks_late=True, expires=60)
+@shared_task(name=jobs.RELAY_OUTBOX, acks_late=True, expires=60)
 def relay_outbox() -> int:
     """Publish every due outbox row. Redis is only the wake-up signal: this finds them all."""
 
@@ -99,7 +100,7 @@ def relay_outbox() -> int:
     return len(ids)
 
 
-@app.task(name=jobs.PURGE_EXPIRED, acks_late=True, expires=600)
+@shared_task(name=jobs.PURGE_EXPIRED, acks_late=True, expires=600)
 def purge_expired() -> None:
     """Forget expired sessions and idempotency keys past 24 h; idempotent."""
 
@@ -113,7 +114,7 @@ def purge_expired() -> None:
     db.run(run())
 
 
-@app.task(name=jobs.ESCALATE, acks_late=True, expires=240)
+@shared_task(name=jobs.ESCALATE, acks_late=True, expires=240)
 def escalate_threads() -> None:
     """One escalation pass as of now; idempotent, safe from two beats at once."""
 

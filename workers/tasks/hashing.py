@@ -7,39 +7,46 @@ Each task returns a boolean sealed with an HMAC bound to the task (``codes.seal_
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
 from uuid import UUID
 
-from celery import Task
+from celery import Task, shared_task
 
 from confide import codes, jobs
 from confide.services import codes as code_service
 from confide.sql import codes as sql_codes
 from workers import context, db
-from workers.celery_app import app, settings
-
-_hasher = codes.hasher(settings)
-_result_key = codes.result_key(settings)  # never sent to Redis
 
 
-@app.task(bind=True, name=jobs.STORE_CODE_VERIFIER, ignore_result=False, acks_late=True)
+@cache
+def _tools() -> tuple[Any, bytes]:
+    """The argon2 hasher and the results' HMAC key (never sent to Redis), once per process."""
+    settings = context.settings()
+    return codes.hasher(settings), codes.result_key(settings)
+
+
+@shared_task(bind=True, name=jobs.STORE_CODE_VERIFIER, ignore_result=False, acks_late=True)
 def store_code_verifier(
     self: Task, thread_id: str, issue_id: str, prehash_b64: str
 ) -> dict[str, object]:
     """Hash and commit the verifier for one issued code. Idempotent: a rerun finds it stored."""
-    verifier = codes.make_verifier(_hasher, codes.decode_prehash(prehash_b64))
+    hasher, result_key = _tools()
+    verifier = codes.make_verifier(hasher, codes.decode_prehash(prehash_b64))
 
     async def commit() -> bool:
         ctx = await context.current()
         return await code_service.commit_verifier(ctx, UUID(thread_id), UUID(issue_id), verifier)
 
     stored = db.run(commit())
-    return codes.seal_result(_result_key, jobs.STORE_CODE_VERIFIER, self.request.id, stored)
+    return codes.seal_result(result_key, jobs.STORE_CODE_VERIFIER, self.request.id, stored)
 
 
-@app.task(bind=True, name=jobs.CHECK_CODE, ignore_result=False, acks_late=True)
+@shared_task(bind=True, name=jobs.CHECK_CODE, ignore_result=False, acks_late=True)
 def check_code(self: Task, issue_id: str, prehash_b64: str) -> dict[str, object]:
     """One argon2id verification of a login attempt against one code (a report may have up to
     three); the verifier is re-read from PostgreSQL."""
+    hasher, result_key = _tools()
     prehash = codes.decode_prehash(prehash_b64)
 
     async def verifier() -> str | None:
@@ -48,5 +55,5 @@ def check_code(self: Task, issue_id: str, prehash_b64: str) -> dict[str, object]
             return await sql_codes.verifier_for_issue(conn, UUID(issue_id))
 
     stored = db.run(verifier())
-    matches = stored is not None and codes.check_verifier(_hasher, stored, prehash)
-    return codes.seal_result(_result_key, jobs.CHECK_CODE, self.request.id, matches)
+    matches = stored is not None and codes.check_verifier(hasher, stored, prehash)
+    return codes.seal_result(result_key, jobs.CHECK_CODE, self.request.id, matches)
