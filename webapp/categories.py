@@ -12,8 +12,8 @@ from markupsafe import Markup
 
 from confide import logs
 from confide.db import Pool
+from confide.services import org
 from confide.services.threads import InboxRow
-from confide.sql import org as sql_org
 
 TTL_S = 10.0
 log = logs.get("confide.web.caches")
@@ -26,8 +26,7 @@ class CategoryCache:
 
     async def get(self, pool: Pool) -> list[dict[str, str]]:
         if time.monotonic() - self._loaded > TTL_S:
-            async with pool.acquire() as conn:
-                rows = await sql_org.active_categories(conn)
+            rows = await org.active_categories(pool)
             self._items = [{"slug": r["slug"], "name": r["name"]} for r in rows]
             self._loaded = time.monotonic()
         return self._items
