@@ -39,6 +39,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## Benchmarks: figures printed as ratios to a bare baseline measured in the same run.
 bench: install bench-deps

@@ -31,6 +31,8 @@ from confide.services.org import sync_organisation
 from confide.services.staff import ROLES
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
+from confide.sql import org as sql_org
+from confide.sql import staff as sql_staff
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -280,18 +282,15 @@ async def seed_demo_staff(settings: Settings) -> list[str]:
         async with pool.acquire() as conn:
             teams = await _team_slugs(conn)
             for email, name, role in DEMO_STAFF:
-                if await conn.fetchval("SELECT 1 FROM staff WHERE lower(email) = $1", email):
+                if await sql_staff.by_email(conn, email) is not None:
                     continue
                 staff_id = await staff_service.add(
                     ctx, email=email, name=name, team=teams[0], role=role, password=password
                 )
                 for slug in teams[1:]:
-                    await conn.execute(
-                        """INSERT INTO staff_teams (staff_id, team_id)
-                           SELECT $1, id FROM teams WHERE slug = $2 ON CONFLICT DO NOTHING""",
-                        staff_id,
-                        slug,
-                    )
+                    team_id = await sql_org.team_id(conn, slug)
+                    if team_id is not None:
+                        await sql_staff.add_to_team(conn, staff_id, team_id)
     finally:
         await pool.close()
     emails = ", ".join(email for email, _, _ in DEMO_STAFF)
@@ -299,8 +298,6 @@ async def seed_demo_staff(settings: Settings) -> list[str]:
 
 
 async def _team_slugs(conn: Any) -> list[str]:
-    from confide.sql import org as sql_org
-
     return await sql_org.team_slugs(conn)
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import asyncpg
 from asyncpg import Connection
 
+from confide.sql import migrations as sql_migrations
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_ID = 0x636F6E66  # "conf": one migrator at a time across processes
@@ -106,16 +108,10 @@ def migration_files(folder: Path = MIGRATIONS_DIR) -> list[tuple[int, str, str]]
 async def migrate(conn: Connection, folder: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations, each in its own transaction. Safe to run twice or concurrently."""
     applied_now: list[str] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
+    await sql_migrations.lock(conn, _LOCK_ID)
     try:
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migrations (
-                   version integer PRIMARY KEY,
-                   name text NOT NULL,
-                   checksum text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        done = {r["version"]: r for r in await conn.fetch("SELECT * FROM schema_migrations")}
+        await sql_migrations.create_table(conn)
+        done = await sql_migrations.applied(conn)
         for version, name, sql in migration_files(folder):
             checksum = hashlib.sha256(sql.encode()).hexdigest()
             if version in done:
@@ -123,17 +119,18 @@ async def migrate(conn: Connection, folder: Path = MIGRATIONS_DIR) -> list[str]:
                     raise RuntimeError(f"migration {name} was edited after it was applied")
                 continue
             async with conn.transaction():
-                await conn.execute(sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    version,
-                    name,
-                    checksum,
-                )
+                await conn.execute(sql)  # the migration file itself: plain SQL, no parameters
+                await sql_migrations.record(conn, version, name, checksum)
             applied_now.append(name)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
+        await sql_migrations.unlock(conn, _LOCK_ID)
     return applied_now
+
+
+async def pending_migrations(conn: Connection, folder: Path = MIGRATIONS_DIR) -> list[str]:
+    """The names of the migration files not applied yet (all of them on an empty database)."""
+    done = await sql_migrations.applied(conn) if await sql_migrations.table_exists(conn) else {}
+    return [name for version, name, _ in migration_files(folder) if version not in done]
 
 
 async def ensure_database(dsn: str) -> None:

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
+
+from confide import db as confide_db
 from tests.conftest import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,3 +41,14 @@ def test_ops_can_list_teams_one_slug_a_line(stack: Stack) -> None:
     # The demo organisation's teams, sorted, one a line (an admin test may have added one).
     assert {"hr", "safety", "wellbeing"} <= set(slugs) and slugs == sorted(slugs)
     assert all(slug and slug == slug.strip() for slug in slugs)
+
+
+async def test_a_production_web_is_told_which_migrations_it_lacks(
+    db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    # What the app factory checks before a production web starts (it never migrates itself).
+    assert await confide_db.pending_migrations(db) == []
+    for path in confide_db.MIGRATIONS_DIR.glob("*.sql"):
+        (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "9999_later.sql").write_text("SELECT 1;\n", encoding="utf-8")
+    assert await confide_db.pending_migrations(db, tmp_path) == ["9999_later.sql"]

@@ -503,6 +503,33 @@ async def test_admin_and_audit_pages_are_for_their_roles(
     assert "estates" in result.stdout.split()
 
 
+async def test_admin_cannot_add_a_malformed_team_nor_put_ops_in_one(
+    stack: Stack, db: asyncpg.Connection
+) -> None:
+    admin = add_staff(stack, "ada@example.org", "safety", role="admin")
+    ops = add_staff(stack, "olly@example.org", "", role="ops")
+    async with client(stack) as browser:
+        await staff_logs_in(browser, admin.email, admin.password)
+        page = await form_page(browser, "/staff/admin")
+        form = next(f for f in html.forms(page) if f.fields.get("action") == "team")
+        status, page = await post(
+            browser, form.action, form.data(team_slug="Not a slug", team_name="Odd", team_email="")
+        )
+        # The error sits next to the field that was wrong.
+        assert status == 422 and 'id="team_slug-error"' in page
+        assert "Use lower-case letters, digits and hyphens" in page
+        form = next(f for f in html.forms(page) if "member_email" in f.fields)
+        status, page = await post(
+            browser,
+            form.action,
+            form.data(member_email=ops.email, member_team="safety", action="join"),
+        )
+        assert status == 422 and 'id="member_email-error"' in page
+        assert "Ops accounts belong to no team" in page
+    assert await db.fetchval("SELECT count(*) FROM teams WHERE name = 'Odd'") == 0
+    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action LIKE 'admin_%'") == 0
+
+
 async def test_staff_accounts_are_managed_from_the_command_line(
     stack: Stack, http: aiohttp.ClientSession, caseworker: StaffAccount
 ) -> None:

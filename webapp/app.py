@@ -232,7 +232,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     pool = await db.create_pool(dsn, timeout_s=settings.db_timeout_s)
     async with pool.acquire() as conn:
         if settings.is_production:
-            pending = await _pending_migrations(conn)
+            pending = ", ".join(await db.pending_migrations(conn))
             if pending:
                 raise ConfigError(f"database schema is behind: run `confide migrate` ({pending})")
         else:
@@ -244,14 +244,6 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await sync_organisation(ctx, app[ORG])
     yield
     await pool.close()
-
-
-async def _pending_migrations(conn: Any) -> str:
-    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    done = set()
-    if exists:
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-    return ", ".join(name for version, name, _ in db.migration_files() if version not in done)
 
 
 async def _queue(app: web.Application) -> AsyncIterator[None]:

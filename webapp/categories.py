@@ -11,9 +11,9 @@ import jinja2
 from markupsafe import Markup
 
 from confide import logs
-from confide.db import Pool
+from confide.context import Context
+from confide.services import org
 from confide.services.threads import InboxRow
-from confide.sql import org as sql_org
 
 TTL_S = 10.0
 log = logs.get("confide.web.caches")
@@ -24,16 +24,15 @@ class CategoryCache:
         self._items: list[dict[str, str]] = []
         self._loaded = 0.0
 
-    async def get(self, pool: Pool) -> list[dict[str, str]]:
+    async def get(self, ctx: Context) -> list[dict[str, str]]:
         if time.monotonic() - self._loaded > TTL_S:
-            async with pool.acquire() as conn:
-                rows = await sql_org.active_categories(conn)
+            rows = await org.active_categories(ctx)
             self._items = [{"slug": r["slug"], "name": r["name"]} for r in rows]
             self._loaded = time.monotonic()
         return self._items
 
-    async def slugs(self, pool: Pool) -> set[str]:
-        return {c["slug"] for c in await self.get(pool)}
+    async def slugs(self, ctx: Context) -> set[str]:
+        return {c["slug"] for c in await self.get(ctx)}
 
     def invalidate(self) -> None:
         self._loaded = 0.0

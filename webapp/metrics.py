@@ -2,7 +2,8 @@
 the token only, whatever the peer, behind a proxy (``CONFIDE_TRUST_PROXY=1``).
 
 Every figure comes from a fixed number of round trips, whatever the number of threads: one SQL
-query over small summary tables and one Redis pipeline. No label carries personal data.
+query over small summary tables (``confide/sql/metrics.py``) and one Redis pipeline. No label
+carries personal data.
 """
 
 from __future__ import annotations
@@ -18,26 +19,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from confide import jobs
 from confide.crypto import same_text
-from webapp.keys import LOGIN_LIMITS, POOL, REDIS, SETTINGS
+from confide.services import ops
+from webapp.keys import CTX, LOGIN_LIMITS, REDIS, SETTINGS
 
 QUEUES = (jobs.HASHING_QUEUE, jobs.DEFAULT_QUEUE)
-
-SNAPSHOT_SQL = """
-SELECT
-  (SELECT coalesce(sum(awaiting), 0) FROM team_deadline_summary) AS awaiting,
-  (SELECT coalesce(sum(nearing), 0) FROM team_deadline_summary) AS nearing,
-  (SELECT coalesce(sum(overdue), 0) FROM team_deadline_summary) AS overdue,
-  (SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL) AS outbox_pending,
-  (SELECT extract(epoch FROM now() - min(created_at)) FROM outbox
-     WHERE sent_at IS NULL AND failed_at IS NULL) AS outbox_oldest,
-  (SELECT count(*) FROM outbox WHERE failed_at IS NOT NULL) AS dead_letters,
-  (SELECT extract(epoch FROM last_success) FROM job_runs WHERE name = 'escalation') AS escalation,
-  (SELECT extract(epoch FROM last_success) FROM job_runs WHERE name = 'digest') AS digest,
-  (SELECT extract(epoch FROM last_tick) FROM heartbeats WHERE name = 'beat') AS beat,
-  (SELECT coalesce(json_agg(json_build_object('name', substr(name, 8),
-                                              'age', extract(epoch FROM now() - last_tick))), '[]')
-     FROM heartbeats WHERE name LIKE 'worker:%') AS workers
-"""
 
 
 async def queue_lengths(request: web.Request) -> dict[str, int]:
@@ -157,8 +142,7 @@ async def metrics(request: web.Request) -> web.Response:
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
     if not allowed(request):
         raise web.HTTPForbidden()
-    async with request.app[POOL].acquire() as conn:
-        row = await conn.fetchrow(SNAPSHOT_SQL)
+    row = await ops.metrics_snapshot(request.app[CTX])
     try:
         queues: dict[str, int] | None = await queue_lengths(request)
     except Exception:  # Redis away: the queue gauges are absent rather than wrong

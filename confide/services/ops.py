@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
+
+from asyncpg import Record
 
 from confide import jobs
 from confide.context import Context
 from confide.sql import audit as sql_audit
 from confide.sql import deadlines as sql_deadlines
 from confide.sql import heartbeats as sql_heartbeats
+from confide.sql import metrics as sql_metrics
 from confide.sql import outbox as sql_outbox
 
 WORKER_DOWN_AFTER_S = 45
@@ -97,3 +101,26 @@ async def dismiss_dead_letter(ctx: Context, staff_id: int, outbox_id: UUID) -> b
                 conn, staff_id, None, "ops_dismiss", {"outbox_id": str(outbox_id)}
             )
     return done
+
+
+@dataclass(frozen=True)
+class LastTicks:
+    """When beat and the latest worker last wrote a heartbeat (``None``: never)."""
+
+    beat: datetime | None
+    worker: datetime | None
+
+
+async def last_ticks(ctx: Context) -> LastTicks:
+    """For ``/readyz``; raises what the pool raises when PostgreSQL does not answer."""
+    async with ctx.pool.acquire() as conn:
+        return LastTicks(
+            beat=await sql_heartbeats.last_tick(conn, jobs.BEAT_HEARTBEAT_NAME),
+            worker=await sql_heartbeats.latest_worker_tick(conn),
+        )
+
+
+async def metrics_snapshot(ctx: Context) -> Record:
+    """Every database figure of ``GET /metrics`` from one query over small summary tables."""
+    async with ctx.pool.acquire() as conn:
+        return await sql_metrics.snapshot(conn)

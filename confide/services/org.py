@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from asyncpg import Record
+
 from confide.context import Context
 from confide.org import Organisation
 from confide.sql import org as sql_org
@@ -17,3 +19,9 @@ async def sync_organisation(ctx: Context, org: Organisation) -> None:
             await sql_org.upsert_category(
                 conn, category.slug, category.name, team_ids[category.team], position
             )
+
+
+async def active_categories(ctx: Context) -> list[Record]:
+    """The categories a reporter may choose, in the organisation's order."""
+    async with ctx.pool.acquire() as conn:
+        return await sql_org.active_categories(conn)

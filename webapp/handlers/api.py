@@ -21,7 +21,6 @@ from webapp.keys import (
     HASHER,
     LIMITS,
     LOGIN_LIMITS,
-    POOL,
     SETTINGS,
     STAFF_LOGIN_LIMITS,
 )
@@ -35,7 +34,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def categories(request: web.Request) -> web.Response:
-    items = await request.app[CATEGORIES].get(request.app[POOL])
+    items = await request.app[CATEGORIES].get(request.app[CTX])
     return web.json_response([{"id": c["slug"], "name": c["name"]} for c in items])
 
 
@@ -43,7 +42,7 @@ async def create_report(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     key = idempotency.check_header(request.headers.get("Idempotency-Key"))
     data = await read_json(request)
-    known = await request.app[CATEGORIES].slugs(request.app[POOL])
+    known = await request.app[CATEGORIES].slugs(request.app[CTX])
     draft = validation.report_from_json(data, known)
     request.app[LIMITS].check(request)
     done = await reports.submit(

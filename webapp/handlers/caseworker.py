@@ -11,6 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from confide import logs
+from confide.context import Context
 from confide.errors import FieldError, NotFound, RateLimited, ThreadClosed, ValidationFailed
 from confide.services import admin, audit, ops, sessions, threads
 from confide.services import staff as staff_service
@@ -401,11 +402,40 @@ async def admin_page(request: web.Request, member: Staff, auth: Auth) -> web.Res
     return render(request, "staff/admin.html", member, auth, await admin.overview(request.app[CTX]))
 
 
+# The admin page's forms name their fields ``<form>_<argument>``: team_slug, member_email, ...
+ADMIN_FORMS = {"team": "team", "category": "category", "join": "member", "leave": "member"}
+
+
+async def _admin_change(ctx: Context, admin_id: int, form: dict[str, str]) -> None:
+    """Map one of the admin page's forms to its service call, and errors back to its fields."""
+    action = form.get("action", "")
+    prefix = ADMIN_FORMS.get(action)
+    if prefix is None:
+        raise ValidationFailed([FieldError("action", "Unknown action")])
+    field = {name: form.get(f"{prefix}_{name}", "") for name in ("slug", "name", "email", "team")}
+    try:
+        if action == "team":
+            await admin.save_team(
+                ctx, admin_id, slug=field["slug"], name=field["name"], email=field["email"]
+            )
+        elif action == "category":
+            await admin.save_category(
+                ctx, admin_id, slug=field["slug"], name=field["name"], team=field["team"]
+            )
+        else:
+            change = admin.join_team if action == "join" else admin.leave_team
+            await change(ctx, admin_id, email=field["email"], team=field["team"])
+    except ValidationFailed as exc:
+        raise ValidationFailed(
+            [FieldError(f"{prefix}_{e.field}", e.message) for e in exc.errors]
+        ) from None
+
+
 @staff_page(post=True, roles=("admin",))
 async def admin_submit(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
     form = request["form"]
     try:
-        await admin.apply(request.app[CTX], member.id, form)
+        await _admin_change(request.app[CTX], member.id, form)
     except ValidationFailed as exc:
         context = await admin.overview(request.app[CTX])
         context["errors"] = FormErrors([(e.field, e.message) for e in exc.errors])

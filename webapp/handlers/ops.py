@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from confide import jobs
-from confide.sql import heartbeats
-from webapp.keys import POOL, REDIS
+from confide.services import ops
+from webapp.keys import CTX, REDIS
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -22,10 +22,8 @@ async def readyz(request: web.Request) -> web.Response:
     worker_at = None
     try:
         async with asyncio.timeout(2.0):
-            async with request.app[POOL].acquire() as conn:
-                await conn.fetchval("SELECT 1")
-                beat_at = await heartbeats.last_tick(conn, jobs.BEAT_HEARTBEAT_NAME)
-                worker_at = await heartbeats.latest_worker_tick(conn)
+            ticks = await ops.last_ticks(request.app[CTX])
+            beat_at, worker_at = ticks.beat, ticks.worker
         checks["postgres"] = "ok"
     except Exception:  # noqa: S110 - any failure means "down"; details would name hosts
         pass

@@ -38,7 +38,6 @@ from webapp.keys import (
     HASHER,
     LIMITS,
     LOGIN_LIMITS,
-    POOL,
     SETTINGS,
 )
 from webapp.report_flow import FormErrors
@@ -315,7 +314,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def _categories(request: web.Request) -> list[dict[str, str]]:
-    return await request.app[CATEGORIES].get(request.app[POOL])
+    return await request.app[CATEGORIES].get(request.app[CTX])
 
 
 async def render_step(
