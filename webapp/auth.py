@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from confide.crypto import same_text
+from confide.domain import SessionKind
 from confide.services import sessions
 from confide.services.sessions import ActiveSession, NewSession
 from confide.services.threads import Staff, resume_staff
@@ -46,7 +47,7 @@ def _token(request: web.Request, kind: str) -> tuple[str | None, bool]:
     return request.cookies.get(cookie_name(request, kind)), True
 
 
-async def session_for(request: web.Request, kind: str) -> Auth | None:
+async def session_for(request: web.Request, kind: SessionKind) -> Auth | None:
     token, via_cookie = _token(request, kind)
     if not token:
         return None

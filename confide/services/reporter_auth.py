@@ -11,6 +11,7 @@ from uuid import UUID
 
 from confide import codes
 from confide.context import Context
+from confide.domain import SessionKind
 from confide.errors import CodeNotRecognised
 from confide.services import sessions
 from confide.sql import codes as sql_codes
@@ -46,5 +47,5 @@ async def log_in(
     async with ctx.pool.acquire() as conn:
         # From the first login on, a retried submission gets no additional code (CONTRACTS §2).
         await sql_codes.mark_logged_in(conn, row["issue_id"])
-    session = await sessions.create(ctx, "reporter", thread_id=row["thread_id"])
+    session = await sessions.create(ctx, SessionKind.REPORTER, thread_id=row["thread_id"])
     return row["thread_id"], session

@@ -16,6 +16,7 @@ from asyncpg import Record
 
 from confide.context import Context
 from confide.crypto import keyed_hash
+from confide.domain import SessionKind
 from confide.settings import Settings
 from confide.sql import sessions as sql_sessions
 
@@ -57,14 +58,14 @@ def csrf_token(settings: Settings, session_hmac: bytes) -> str:
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
-def lifetimes(settings: Settings, kind: str) -> tuple[int, int]:
-    if kind == "reporter":
+def lifetimes(settings: Settings, kind: SessionKind) -> tuple[int, int]:
+    if kind is SessionKind.REPORTER:
         return settings.reporter_idle_minutes * 60, settings.reporter_max_hours * 3600
     return settings.staff_idle_minutes * 60, settings.staff_max_hours * 3600
 
 
 async def create(
-    ctx: Context, kind: str, *, thread_id: UUID | None = None, staff_id: int | None = None
+    ctx: Context, kind: SessionKind, *, thread_id: UUID | None = None, staff_id: int | None = None
 ) -> NewSession:
     """A brand-new session id on every login (never reuses one)."""
     token = secrets.token_urlsafe(32)
@@ -82,7 +83,7 @@ async def create(
     return NewSession(token, row["expires_at"], row["last_seen_at"] + timedelta(seconds=idle))
 
 
-async def resume(ctx: Context, kind: str, token: str) -> ActiveSession | None:
+async def resume(ctx: Context, kind: SessionKind, token: str) -> ActiveSession | None:
     mac = presented_hmac(ctx.settings, token)
     if mac is None:
         return None

@@ -19,8 +19,10 @@ from typing import Protocol
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from confide import domain
 from confide.context import Context
 from confide.crypto import keyed_hash
+from confide.domain import Role, SessionKind
 from confide.errors import ConfideError, FieldError, ValidationFailed
 from confide.services import sessions
 from confide.services.validation import email_field
@@ -29,11 +31,11 @@ from confide.sql import org as sql_org
 from confide.sql import sessions as sql_sessions
 from confide.sql import staff as sql_staff
 
-ROLES = ("caseworker", "manager", "admin", "ops")
+ROLES: tuple[Role, ...] = tuple(Role)
 # The roles that read threads (docs/staff.md "Who sees what"). Ops reads none and belongs to no
 # team: services.threads.visibility refuses it, and no list or mail names it.
-THREAD_READER_ROLES = ("caseworker", "manager", "admin")
-TEAM_ROLES = ("caseworker", "manager")  # `staff add` requires --team for these
+THREAD_READER_ROLES = domain.THREAD_READER_ROLES
+TEAM_ROLES = domain.TEAM_ROLES  # `staff add` requires --team for these
 PASSWORD_MIN = 12
 PASSWORD_MAX = 256
 RESET_VALID = timedelta(hours=24)
@@ -139,7 +141,7 @@ async def log_in(
         new_hash = await loop.run_in_executor(executor, _hash, ph, password)
         async with ctx.pool.acquire() as conn:
             await sql_staff.set_password(conn, row["id"], new_hash)
-    session = await sessions.create(ctx, "staff", staff_id=row["id"])
+    session = await sessions.create(ctx, SessionKind.STAFF, staff_id=row["id"])
     return StaffLogin(row["id"], session, row["role"])
 
 

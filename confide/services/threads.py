@@ -19,6 +19,7 @@ from asyncpg import Connection, Record
 from confide import idempotency
 from confide.context import Context
 from confide.crypto import Keyring
+from confide.domain import Author, Role, ThreadStatus
 from confide.errors import (
     ConfideError,
     FieldError,
@@ -41,7 +42,7 @@ from confide.sql import staff as sql_staff
 from confide.sql import threads as sql_threads
 
 PAGE_SIZE = 50
-STATUSES = ("open", "closed", "contacted")
+STATUSES: tuple[ThreadStatus, ...] = tuple(ThreadStatus)
 ROLE_CANNOT_READ = "Your role cannot open this page."
 RESTRICTED_NEEDS_MANAGER = (
     "Only managers can change the assignee, team or restriction of a restricted thread."
@@ -65,16 +66,16 @@ class Staff:
     id: int
     email: str
     name: str
-    role: str
+    role: Role
     team_ids: tuple[int, ...]
 
     @property
     def is_manager(self) -> bool:
-        return self.role == "manager"
+        return self.role is Role.MANAGER
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return self.role is Role.ADMIN
 
     @property
     def reads_threads(self) -> bool:
@@ -82,7 +83,7 @@ class Staff:
 
     @property
     def can_read_audit(self) -> bool:
-        return self.role in ("manager", "admin")
+        return self.role in (Role.MANAGER, Role.ADMIN)
 
 
 class Scope(NamedTuple):
@@ -107,7 +108,7 @@ def visibility(staff: Staff) -> Scope:
 
 @dataclass(frozen=True)
 class Message:
-    author: str  # "reporter" or "caseworker"
+    author: str  # an Author value, as read from the row
     body: str
     sent_at: datetime
     staff_name: str | None = None
@@ -302,7 +303,7 @@ async def _add_message(
             request_hmac=idem.request_hmac if idem else None,
         )
         assert sent_at is not None
-        if author == "reporter":
+        if author == Author.REPORTER:
             await sql_threads.mark_reporter_message(conn, thread_id, sent_at)
             clock = await sql_deadlines.clock(conn, thread_id)
             if clock is not None and clock["awaiting_since"] is None:
@@ -327,7 +328,7 @@ async def add_reporter_message(
         ctx,
         thread_id,
         body,
-        author="reporter",
+        author=Author.REPORTER,
         staff_id=None,
         idempotency_key=idempotency_key,
     )
@@ -346,7 +347,9 @@ async def resume_staff(ctx: Context, token: str) -> tuple[sessions.ActiveSession
         row = await sql_sessions.touch_staff(conn, mac)
     if row is None or not row["active"]:
         return None
-    staff = Staff(row["staff_id"], row["email"], row["name"], row["role"], tuple(row["team_ids"]))
+    staff = Staff(
+        row["staff_id"], row["email"], row["name"], Role(row["role"]), tuple(row["team_ids"])
+    )
     return sessions.active_from_row(mac, row), staff
 
 
@@ -522,7 +525,7 @@ async def reply(
         ctx,
         row["id"],
         body,
-        author="caseworker",
+        author=Author.CASEWORKER,
         staff_id=staff.id,
         idempotency_key=idempotency_key,
     )

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from confide import codes, idempotency, logs
+from confide.domain import SessionKind
 from confide.errors import FieldError, ValidationFailed
 from confide.services import reminders, reporter_auth, reports, sessions, threads, validation
 from confide.services import staff as staff_service
@@ -95,7 +96,7 @@ async def reporter_session(request: web.Request) -> web.Response:
 
 
 async def _reporter(request: web.Request) -> Auth:
-    auth = await session_for(request, "reporter")
+    auth = await session_for(request, SessionKind.REPORTER)
     if auth is None or auth.session.thread_id is None:
         raise web.HTTPUnauthorized()
     return auth

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from confide import codes, logs
 from confide.crypto import keyed_hash
+from confide.domain import SessionKind
 from confide.errors import (
     CodeMalformed,
     CodeNotRecognised,
@@ -217,7 +218,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def _reporter(request: web.Request) -> Auth | None:
-    auth = await session_for(request, "reporter")
+    auth = await session_for(request, SessionKind.REPORTER)
     return auth if auth and auth.session.thread_id else None
 
 
