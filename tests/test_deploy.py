@@ -1,12 +1,19 @@
-"""Deployment files: compose.yaml has the services of CONTRACTS §6, and the Procfile matches."""
+"""Deployment files: compose.yaml has the services of CONTRACTS §6, and the Procfile matches.
+
+The lock files are hash-pinned, free of URLs, in step with pyproject.toml and with each other.
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"postgres", "redis", "migrate", "web", "worker-hashing", "worker", "beat", "flower"}
@@ -143,3 +150,47 @@ def test_compose_names_its_proxy_so_reporters_do_not_share_one_bucket() -> None:
     assert trusted and all(net.subnet_of(subnet) for net in trusted)  # type: ignore[arg-type]
     assert any(gateway in net for net in trusted)
     assert "CONFIDE_PER_CLIENT_LIMITS" not in env  # per-client limits on: the proxy must be named
+
+
+LOCKS = ("main", "dev")
+
+
+def pins(lock: str) -> dict[str, str]:
+    text = (ROOT / "requirements" / f"{lock}.txt").read_text()
+    return {
+        canonicalize_name(name): version
+        for name, version in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", text, re.M)
+    }
+
+
+def test_lock_files_are_hash_pinned_without_urls() -> None:
+    for lock in LOCKS:
+        text = (ROOT / "requirements" / f"{lock}.txt").read_text()
+        command = text.split("\n", 6)[4]  # the header names the exact pip-compile command
+        assert command.startswith("#    pip-compile --allow-unsafe"), (lock, command)
+        assert ("--constraint=requirements/main.txt" in command) == (lock == "dev"), command
+        body = [line for line in text.splitlines() if line and not line.lstrip().startswith("#")]
+        assert not [line for line in body if "://" in line or line.startswith("-")], lock
+        assert body, lock
+        for line, following in zip(body, [*body[1:], ""], strict=True):
+            if not line.startswith(" "):  # a requirement, with its hashes on the next lines
+                assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*==\S+ \\", line), (lock, line)
+                assert following.startswith("    --hash=sha256:"), (lock, line)
+
+
+def test_runtime_lock_holds_production_and_the_dev_lock_the_rest() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(specs: list[str]) -> set[str]:
+        return {canonicalize_name(Requirement(spec).name) for spec in specs}
+
+    extras = project["optional-dependencies"]
+    runtime = names(project["dependencies"] + extras["ops"])
+    development = names(extras["dev"] + extras["embedded"])
+    main, dev = pins("main"), pins("dev")
+    assert runtime <= set(main), runtime - set(main)
+    assert development <= set(dev), development - set(dev)
+    assert not development & set(main), development & set(main)  # pytest, playwright, ...
+    assert {
+        name: (main[name], dev[name]) for name in set(main) & set(dev) if main[name] != dev[name]
+    } == {}
