@@ -1,6 +1,7 @@
 """Deployment files: compose.yaml has the services of CONTRACTS §6, and the Procfile matches.
 
-The lock files are hash-pinned, free of URLs, in step with pyproject.toml and with each other.
+The image and the lock files: production installs the runtime lock only, and both locks are
+hash-pinned, free of URLs, in step with pyproject.toml and with each other.
 """
 
 from __future__ import annotations
@@ -150,6 +151,43 @@ def test_compose_names_its_proxy_so_reporters_do_not_share_one_bucket() -> None:
     assert trusted and all(net.subnet_of(subnet) for net in trusted)  # type: ignore[arg-type]
     assert any(gateway in net for net in trusted)
     assert "CONFIDE_PER_CLIENT_LIMITS" not in env  # per-client limits on: the proxy must be named
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        (word.upper(), rest.strip())
+        for word, _, rest in (line.partition(" ") for line in lines if line and line[0] != "#")
+    ]
+
+
+def test_image_installs_the_runtime_lock_only_and_not_editable() -> None:
+    """Production carries no pytest, playwright or schemathesis: never requirements/dev.txt."""
+    steps = dockerfile()
+    assert "dev.txt" not in (ROOT / "Dockerfile").read_text()
+    assert ("COPY", "requirements/main.txt /tmp/main.txt") in steps
+    installs = [
+        command.strip()
+        for word, args in steps
+        if word == "RUN"
+        for command in args.split("&&")
+        if "pip install" in command
+    ]
+    assert any("--require-hashes -r /tmp/main.txt" in r for r in installs), installs
+    lists = {f for r in installs for f in re.findall(r"\s(?:-r|--requirement)[ =](\S+)", r)}
+    assert lists == {"/tmp/main.txt"}, installs
+    assert not any(re.search(r"\s(-e|--editable)\s", f" {r} ") for r in installs), installs
+    assert any("--no-deps" in r and ".whl" in r for r in installs), installs  # Confide's wheel
+    final = steps[max(i for i, (word, _) in enumerate(steps) if word == "FROM") :]
+    copies = [args.split() for word, args in final if word == "COPY"]
+    assert ["."] not in [c[:1] for c in copies], copies  # no source tree, tests or var/ in it
+    for folder in ("templates/", "migrations/", "translations/"):
+        assert [folder, folder] in copies, folder
+    assert ("USER", "confide") in final
+    assert ("EXPOSE", "8080") in final
+    assert ("CMD", '["python", "-m", "webapp"]') in final
 
 
 LOCKS = ("main", "dev")
