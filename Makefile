@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint bench chaos lock messages clean browser-deps bench-deps ops-deps
 
-$(STAMP): requirements/dev.txt pyproject.toml
+## A developer's venv: the runtime lock and the dev lock (embedded servers, tests, bench, lint).
+$(STAMP): requirements/main.txt requirements/dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Confide needs CPython 3.11 or 3.12 on PATH"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements/main.txt -r requirements/dev.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
@@ -53,11 +54,14 @@ bench-deps:
 chaos: install
 	$(BIN)/python -m chaos
 
-## Regenerate the hash-pinned lock file (no index or download URLs in it).
-lock:
-	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
-	  --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
-	  --extra embedded --extra dev --extra ops -o requirements/dev.txt pyproject.toml
+## Regenerate the hash-pinned lock files (no index or download URLs in them): first what
+## production runs (with setuptools, to build the project without network), then the dev lock,
+## constrained by it so that shared pins agree. Existing pins stay; `-U`/`-P` in LOCK_ARGS move them.
+LOCK := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --no-emit-trusted-host $(LOCK_ARGS)
+lock: install
+	$(LOCK) --extra ops --build-deps-for wheel -o requirements/main.txt pyproject.toml
+	$(LOCK) --extra embedded --extra dev -c requirements/main.txt -o requirements/dev.txt pyproject.toml
 
 ## Extract user-facing strings into translations/messages.pot (Babel).
 messages: install

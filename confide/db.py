@@ -153,7 +153,3 @@ def _ident(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_]+", name):
         raise ValueError("database names may use letters, digits and _ only")
     return name
-
-
-def record(row: Any) -> dict[str, Any]:
-    return dict(row) if row is not None else {}

@@ -154,7 +154,6 @@ def wait_worker(redis_url: str, worker: Proc, timeout: float = 60) -> None:
 
 @pytest.fixture(scope="session")
 def services() -> Iterator[tuple[str, str]]:
-    base_env: dict[str, str] = {}
     database_url = os.environ.get("DATABASE_URL")
     redis_url = os.environ.get("REDIS_URL")
     embedded = None
@@ -162,7 +161,6 @@ def services() -> Iterator[tuple[str, str]]:
         env = {"DATABASE_URL": database_url or "", "REDIS_URL": redis_url or ""}
         embedded = devservices.start_missing(ROOT / "var" / "test-services", env)
         database_url, redis_url = env["DATABASE_URL"], env["REDIS_URL"]
-    del base_env
     try:
         yield from _prepare(database_url, redis_url)
     finally:

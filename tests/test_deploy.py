@@ -1,12 +1,20 @@
-"""Deployment files: compose.yaml has the services of CONTRACTS §6, and the Procfile matches."""
+"""Deployment files: compose.yaml has the services of CONTRACTS §6, and the Procfile matches.
+
+The image and the lock files: production installs the runtime lock only, and both locks are
+hash-pinned, free of URLs, in step with pyproject.toml and with each other.
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"postgres", "redis", "migrate", "web", "worker-hashing", "worker", "beat", "flower"}
@@ -143,3 +151,84 @@ def test_compose_names_its_proxy_so_reporters_do_not_share_one_bucket() -> None:
     assert trusted and all(net.subnet_of(subnet) for net in trusted)  # type: ignore[arg-type]
     assert any(gateway in net for net in trusted)
     assert "CONFIDE_PER_CLIENT_LIMITS" not in env  # per-client limits on: the proxy must be named
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        (word.upper(), rest.strip())
+        for word, _, rest in (line.partition(" ") for line in lines if line and line[0] != "#")
+    ]
+
+
+def test_image_installs_the_runtime_lock_only_and_not_editable() -> None:
+    """Production carries no pytest, playwright or schemathesis: never requirements/dev.txt."""
+    steps = dockerfile()
+    assert "dev.txt" not in (ROOT / "Dockerfile").read_text()
+    assert ("COPY", "requirements/main.txt /tmp/main.txt") in steps
+    installs = [
+        command.strip()
+        for word, args in steps
+        if word == "RUN"
+        for command in args.split("&&")
+        if "pip install" in command
+    ]
+    assert any("--require-hashes -r /tmp/main.txt" in r for r in installs), installs
+    lists = {f for r in installs for f in re.findall(r"\s(?:-r|--requirement)[ =](\S+)", r)}
+    assert lists == {"/tmp/main.txt"}, installs
+    assert not any(re.search(r"\s(-e|--editable)\s", f" {r} ") for r in installs), installs
+    assert any("--no-deps" in r and ".whl" in r for r in installs), installs  # Confide's wheel
+    final = steps[max(i for i, (word, _) in enumerate(steps) if word == "FROM") :]
+    copies = [args.split() for word, args in final if word == "COPY"]
+    assert ["."] not in [c[:1] for c in copies], copies  # no source tree, tests or var/ in it
+    for folder in ("templates/", "migrations/", "translations/"):
+        assert [folder, folder] in copies, folder
+    assert ("USER", "confide") in final
+    assert ("EXPOSE", "8080") in final
+    assert ("CMD", '["python", "-m", "webapp"]') in final
+
+
+LOCKS = ("main", "dev")
+
+
+def pins(lock: str) -> dict[str, str]:
+    text = (ROOT / "requirements" / f"{lock}.txt").read_text()
+    return {
+        canonicalize_name(name): version
+        for name, version in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", text, re.M)
+    }
+
+
+def test_lock_files_are_hash_pinned_without_urls() -> None:
+    for lock in LOCKS:
+        text = (ROOT / "requirements" / f"{lock}.txt").read_text()
+        command = text.split("\n", 6)[4]  # the header names the exact pip-compile command
+        assert command.startswith("#    pip-compile --allow-unsafe"), (lock, command)
+        assert ("--constraint=requirements/main.txt" in command) == (lock == "dev"), command
+        body = [line for line in text.splitlines() if line and not line.lstrip().startswith("#")]
+        assert not [line for line in body if "://" in line or line.startswith("-")], lock
+        assert body, lock
+        for line, following in zip(body, [*body[1:], ""], strict=True):
+            if not line.startswith(" "):  # a requirement, with its hashes on the next lines
+                assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*==\S+ \\", line), (lock, line)
+                assert following.startswith("    --hash=sha256:"), (lock, line)
+
+
+def test_runtime_lock_holds_production_and_the_dev_lock_the_rest() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(specs: list[str]) -> set[str]:
+        return {canonicalize_name(Requirement(spec).name) for spec in specs}
+
+    extras = project["optional-dependencies"]
+    runtime = names(project["dependencies"] + extras["ops"])
+    development = names(extras["dev"] + extras["embedded"])
+    main, dev = pins("main"), pins("dev")
+    assert runtime <= set(main), runtime - set(main)
+    assert development <= set(dev), development - set(dev)
+    assert not development & set(main), development & set(main)  # pytest, playwright, ...
+    assert {
+        name: (main[name], dev[name]) for name in set(main) & set(dev) if main[name] != dev[name]
+    } == {}

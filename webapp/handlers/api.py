@@ -102,7 +102,7 @@ async def _reporter(request: web.Request) -> Auth:
     return auth
 
 
-def _message(m: threads.Message, *, staff_names: bool) -> dict[str, Any]:
+def _message(m: threads.Message) -> dict[str, Any]:
     return {"from": m.author, "body": m.body, "sent_at": m.sent_at.isoformat()}
 
 
@@ -118,7 +118,7 @@ async def reporter_thread(request: web.Request) -> web.Response:
             "submitted_at": view.received_at.isoformat(),
             "status": "closed" if view.status == "closed" else "open",
             "reply_due_by": _iso(view.reply_due_by),
-            "messages": [_message(m, staff_names=False) for m in view.messages],
+            "messages": [_message(m) for m in view.messages],
         }
     )
 
@@ -263,7 +263,7 @@ async def staff_thread(request: web.Request) -> web.Response:
     body.update(
         description=view.description,
         contact=view.contact,
-        messages=[_message(m, staff_names=True) for m in view.messages],
+        messages=[_message(m) for m in view.messages],
         notes=[
             {"author": n.author, "body": n.body, "created_at": n.created_at.isoformat()}
             for n in view.notes
