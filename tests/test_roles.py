@@ -135,12 +135,22 @@ async def test_ops_reaches_no_thread_in_any_page_list_search_or_api_call(
     assert {n for n, _, _ in walked} >= {
         "staff_inbox",
         "staff_thread",
-        "staff_thread_action",
+        "staff_thread_reply",
+        "staff_thread_note",
+        "staff_thread_status",
+        "staff_thread_assign",
+        "staff_thread_restrict",
+        "staff_thread_team",
         "staff_escalations",
         "staff_audit",
         "api_staff_threads",
         "api_staff_thread",
-        "api_staff_thread_action",
+        "api_staff_thread_messages",
+        "api_staff_thread_notes",
+        "api_staff_thread_status",
+        "api_staff_thread_team",
+        "api_staff_thread_assignee",
+        "api_staff_thread_restricted",
     }
     secrets_ = (reference, words, name, phone, "reporter@example.net")
     async with browser(stack) as ops_browser:

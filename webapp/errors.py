@@ -25,6 +25,7 @@ from confide.errors import (
 )
 from confide.services.staff import StaffLoginFailed
 from confide.services.threads import Forbidden, NoReplyPossible
+from webapp.i18n import _
 
 log = logs.get("confide.web")
 
@@ -39,6 +40,13 @@ ERROR_STATUS: dict[type[Exception], int] = {
     Forbidden: 403,
     NoReplyPossible: 409,
     StaffLoginFailed: 401,
+}
+
+# What an HTML page says for a domain error, beside its status (JSON keeps the bare problem of
+# CONTRACTS §3). The one table for every handler: none catches these itself.
+PAGE_DETAILS: dict[type[Exception], str] = {
+    ThreadClosed: "This thread is closed. Reopen it to reply.",
+    NoReplyPossible: "This report has no anonymous follow-up, so there is nobody to reply to here.",
 }
 
 TITLES = {
@@ -194,9 +202,12 @@ async def error_middleware(
     except UnsupportedMediaType as exc:
         return error_page(request, 415, exc.detail)
     except Forbidden as exc:
-        return error_page(request, 403, exc.detail)
+        return error_page(request, 403, _(exc.detail))
     except tuple(ERROR_STATUS) as exc:
-        return error_page(request, ERROR_STATUS[type(exc)])
+        page_detail = PAGE_DETAILS.get(type(exc))
+        if page_detail is None or wants_json(request):
+            return error_page(request, ERROR_STATUS[type(exc)])
+        return error_page(request, ERROR_STATUS[type(exc)], _(page_detail))
     except (*_DB_DOWN, asyncpg.PostgresConnectionError) as exc:
         if isinstance(exc, OSError) and client_gone(request):
             # The client hung up mid-request (a reset, or a body cut short): nothing of ours

@@ -46,9 +46,34 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.get("/api/v1/staff/threads", api.staff_threads, name="api_staff_threads"),
             web.get("/api/v1/staff/threads/{reference}", api.staff_thread, name="api_staff_thread"),
             web.post(
-                r"/api/v1/staff/threads/{reference}/{action:messages|notes|status|team|assignee|restricted}",
-                api.staff_thread_action,
-                name="api_staff_thread_action",
+                "/api/v1/staff/threads/{reference}/messages",
+                api.staff_thread_messages,
+                name="api_staff_thread_messages",
+            ),
+            web.post(
+                "/api/v1/staff/threads/{reference}/notes",
+                api.staff_thread_notes,
+                name="api_staff_thread_notes",
+            ),
+            web.post(
+                "/api/v1/staff/threads/{reference}/status",
+                api.staff_thread_status,
+                name="api_staff_thread_status",
+            ),
+            web.post(
+                "/api/v1/staff/threads/{reference}/team",
+                api.staff_thread_team,
+                name="api_staff_thread_team",
+            ),
+            web.post(
+                "/api/v1/staff/threads/{reference}/assignee",
+                api.staff_thread_assignee,
+                name="api_staff_thread_assignee",
+            ),
+            web.post(
+                "/api/v1/staff/threads/{reference}/restricted",
+                api.staff_thread_restricted,
+                name="api_staff_thread_restricted",
             ),
             web.get("/staff/login", caseworker.login, name="staff_login"),
             web.post("/staff/login", caseworker.login_submit, name="staff_login_submit"),
@@ -56,10 +81,21 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.get("/staff", caseworker.inbox, name="staff_inbox"),
             web.get("/staff/threads/{reference}", caseworker.thread_page, name="staff_thread"),
             web.post(
-                r"/staff/threads/{reference}/{action:reply|note|status|assign|restrict|team}",
-                caseworker.thread_action,
-                name="staff_thread_action",
+                "/staff/threads/{reference}/reply", caseworker.reply, name="staff_thread_reply"
             ),
+            web.post("/staff/threads/{reference}/note", caseworker.note, name="staff_thread_note"),
+            web.post(
+                "/staff/threads/{reference}/status", caseworker.status, name="staff_thread_status"
+            ),
+            web.post(
+                "/staff/threads/{reference}/assign", caseworker.assign, name="staff_thread_assign"
+            ),
+            web.post(
+                "/staff/threads/{reference}/restrict",
+                caseworker.restrict,
+                name="staff_thread_restrict",
+            ),
+            web.post("/staff/threads/{reference}/team", caseworker.team, name="staff_thread_team"),
             web.get("/staff/password", caseworker.password_page, name="staff_password"),
             web.post("/staff/password", caseworker.password_submit, name="staff_password_submit"),
             web.get("/staff/set-password", caseworker.set_password_page, name="staff_set_password"),

@@ -272,42 +272,55 @@ async def staff_thread(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-async def staff_thread_action(request: web.Request) -> web.Response:
+async def _thread_body(request: web.Request) -> tuple[threads.Staff, str, dict[str, Any]]:
+    """A staff thread action's caller, thread reference and JSON object body."""
     member, _ = await _staff(request)
-    reference = request.match_info["reference"]
-    action = request.match_info["action"]
     data = await read_json(request)
     if not isinstance(data, dict):
         raise ValidationFailed([FieldError("", "The body must be a JSON object")])
-    if action == "messages":
-        sent = await threads.reply(
-            request.app[CTX],
-            member,
-            reference,
-            threads.message_body(data.get("body")),
-            idempotency_key=_idempotency_key(request),
-        )
-        return web.json_response(
-            {"sent_at": sent.sent_at.isoformat()}, status=201 if sent.is_new else 200
-        )
-    if action == "notes":
-        created = await threads.add_note(
-            request.app[CTX], member, reference, threads.message_body(data.get("body"))
-        )
-        return web.json_response({"created_at": created.isoformat()}, status=201)
-    if action == "status":
-        await threads.set_status(request.app[CTX], member, reference, str(data.get("status", "")))
-    elif action == "team":
-        await threads.set_team(request.app[CTX], member, reference, str(data.get("team", "")))
-    elif action == "assignee":
-        email = data.get("email")
-        if email is not None and not isinstance(email, str):
-            raise ValidationFailed([FieldError("email", "A string or null")])
-        await threads.set_assignee(request.app[CTX], member, reference, email)
-    elif action == "restricted":
-        await threads.set_restricted(
-            request.app[CTX], member, reference, data.get("restricted") is True
-        )
-    else:
-        raise web.HTTPNotFound()
+    return member, request.match_info["reference"], data
+
+
+async def staff_thread_messages(request: web.Request) -> web.Response:
+    member, reference, data = await _thread_body(request)
+    body = threads.message_body(data.get("body"))
+    key = _idempotency_key(request)
+    sent = await threads.reply(request.app[CTX], member, reference, body, idempotency_key=key)
+    return web.json_response(
+        {"sent_at": sent.sent_at.isoformat()}, status=201 if sent.is_new else 200
+    )
+
+
+async def staff_thread_notes(request: web.Request) -> web.Response:
+    member, reference, data = await _thread_body(request)
+    body = threads.message_body(data.get("body"))
+    created = await threads.add_note(request.app[CTX], member, reference, body)
+    return web.json_response({"created_at": created.isoformat()}, status=201)
+
+
+async def staff_thread_status(request: web.Request) -> web.Response:
+    member, reference, data = await _thread_body(request)
+    await threads.set_status(request.app[CTX], member, reference, str(data.get("status", "")))
+    return web.json_response({"status": "ok"})
+
+
+async def staff_thread_team(request: web.Request) -> web.Response:
+    member, reference, data = await _thread_body(request)
+    await threads.set_team(request.app[CTX], member, reference, str(data.get("team", "")))
+    return web.json_response({"status": "ok"})
+
+
+async def staff_thread_assignee(request: web.Request) -> web.Response:
+    member, reference, data = await _thread_body(request)
+    email = data.get("email")
+    if email is not None and not isinstance(email, str):
+        raise ValidationFailed([FieldError("email", "A string or null")])
+    await threads.set_assignee(request.app[CTX], member, reference, email)
+    return web.json_response({"status": "ok"})
+
+
+async def staff_thread_restricted(request: web.Request) -> web.Response:
+    member, reference, data = await _thread_body(request)
+    restricted = data.get("restricted") is True
+    await threads.set_restricted(request.app[CTX], member, reference, restricted)
     return web.json_response({"status": "ok"})

@@ -12,11 +12,11 @@ from aiohttp import web
 
 from confide import logs
 from confide.context import Context
-from confide.errors import FieldError, NotFound, RateLimited, ThreadClosed, ValidationFailed
+from confide.errors import FieldError, RateLimited, ValidationFailed
 from confide.services import admin, audit, ops, sessions, threads
 from confide.services import staff as staff_service
 from confide.services.staff import ROLES, THREAD_READER_ROLES
-from confide.services.threads import Forbidden, NoReplyPossible, Staff
+from confide.services.threads import Staff
 from webapp.auth import Auth, clear_session_cookie, csrf_ok, set_session_cookie, staff_for
 from webapp.errors import error_page
 from webapp.forms import read_form
@@ -248,62 +248,86 @@ async def render_thread(
     )
 
 
-@staff_page(post=True)
-async def thread_action(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
-    """Reply, note, status, assign, restrict or team: one form each, all CSRF-protected."""
-    form: dict[str, str] = request["form"]
-    reference = request.match_info["reference"]
-    action = request.match_info["action"]
-    try:
-        if action == "reply":
-            body = threads.message_body(form.get("body"))
-            token = check_form_token(request.app[SETTINGS], "reply", form.get("message_token", ""))
-            await threads.reply(request.app[CTX], member, reference, body, idempotency_key=token)
-        elif action == "note":
-            body = threads.message_body(form.get("note"), "note")
-            await threads.add_note(request.app[CTX], member, reference, body)
-        elif action == "status":
-            await threads.set_status(request.app[CTX], member, reference, form.get("status", ""))
-        elif action == "assign":
-            await threads.set_assignee(
-                request.app[CTX], member, reference, form.get("email") or None
-            )
-        elif action == "restrict":
-            await threads.set_restricted(
-                request.app[CTX], member, reference, form.get("restricted") == "1"
-            )
-        elif action == "team":
-            await threads.set_team(request.app[CTX], member, reference, form.get("team", ""))
-        else:
-            raise NotFound()
-    except ValidationFailed as exc:
-        items = [
-            (e.field if e.field != "body" or action == "reply" else action, e.message)
-            for e in exc.errors
-        ]
-        return await render_thread(
-            request,
-            member,
-            auth,
-            errors=FormErrors(items),
-            status=422,
-            typed={action: form.get("body") or form.get("note") or ""},
-        )
-    except Forbidden as exc:
-        return error_page(request, 403, _(exc.detail))
-    except ThreadClosed:
-        return error_page(request, 409, _("This thread is closed. Reopen it to reply."))
-    except NoReplyPossible:
-        return error_page(
-            request,
-            409,
-            _("This report has no anonymous follow-up, so there is nobody to reply to here."),
-        )
-    if action == "team" or (
-        action == "restrict" and form.get("restricted") == "1" and not member.is_manager
-    ):
-        raise web.HTTPSeeOther("/staff")
-    raise web.HTTPSeeOther(f"/staff/threads/{reference}?done={action}#{action}")
+ThreadForm = Callable[[web.Request, Staff, dict[str, str], str], Awaitable[None]]
+
+
+def thread_form(
+    action: str,
+) -> Callable[[ThreadForm], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    """One form of the thread page (``/staff/threads/{reference}/<action>``), each its own route.
+
+    The wrapped function reads its fields and calls one service. A ValidationFailed draws the
+    thread page again with the errors and what was typed; the other domain errors (Forbidden,
+    ThreadClosed, NoReplyPossible) are drawn by the error middleware's table. Then the thread
+    page again, or the inbox once the thread has left this member's sight.
+    """
+
+    def wrap(do: ThreadForm) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        @staff_page(post=True)
+        @wraps(do)
+        async def handler(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
+            form: dict[str, str] = request["form"]
+            reference = request.match_info["reference"]
+            try:
+                await do(request, member, form, reference)
+            except ValidationFailed as exc:
+                items = [
+                    (e.field if e.field != "body" or action == "reply" else action, e.message)
+                    for e in exc.errors
+                ]
+                return await render_thread(
+                    request,
+                    member,
+                    auth,
+                    errors=FormErrors(items),
+                    status=422,
+                    typed={action: form.get("body") or form.get("note") or ""},
+                )
+            if action == "team" or (
+                action == "restrict" and form.get("restricted") == "1" and not member.is_manager
+            ):
+                raise web.HTTPSeeOther("/staff")
+            raise web.HTTPSeeOther(f"/staff/threads/{reference}?done={action}#{action}")
+
+        return handler
+
+    return wrap
+
+
+@thread_form("reply")
+async def reply(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> None:
+    body = threads.message_body(form.get("body"))
+    token = check_form_token(request.app[SETTINGS], "reply", form.get("message_token", ""))
+    await threads.reply(request.app[CTX], member, reference, body, idempotency_key=token)
+
+
+@thread_form("note")
+async def note(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> None:
+    body = threads.message_body(form.get("note"), "note")
+    await threads.add_note(request.app[CTX], member, reference, body)
+
+
+@thread_form("status")
+async def status(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> None:
+    await threads.set_status(request.app[CTX], member, reference, form.get("status", ""))
+
+
+@thread_form("assign")
+async def assign(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> None:
+    await threads.set_assignee(request.app[CTX], member, reference, form.get("email") or None)
+
+
+@thread_form("restrict")
+async def restrict(
+    request: web.Request, member: Staff, form: dict[str, str], reference: str
+) -> None:
+    restricted = form.get("restricted") == "1"
+    await threads.set_restricted(request.app[CTX], member, reference, restricted)
+
+
+@thread_form("team")
+async def team(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> None:
+    await threads.set_team(request.app[CTX], member, reference, form.get("team", ""))
 
 
 # --- Password ------------------------------------------------------------------------------
