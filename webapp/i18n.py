@@ -18,6 +18,8 @@ from markupsafe import Markup
 
 TRANSLATIONS_DIR = Path(__file__).resolve().parent.parent / "translations"
 DEFAULT_LOCALE = "en"
+DATE_LOCALE = "en_GB"
+"""The locale of dates and numbers for English pages (:mod:`webapp.dates`)."""
 
 
 def load(locale: str = DEFAULT_LOCALE) -> NullTranslations:
@@ -26,9 +28,30 @@ def load(locale: str = DEFAULT_LOCALE) -> NullTranslations:
     return Translations.load(str(TRANSLATIONS_DIR), [locale], domain="messages")
 
 
+_active: NullTranslations = NullTranslations()
+
+
+def activate(translations: NullTranslations) -> None:
+    """Make ``translations`` the catalogue of Python's :func:`gettext` in this process.
+
+    :func:`webapp.app.create_app` activates the catalogue it installs in the templates, so a
+    message written in a handler is translated like one written in a template. A process has
+    one catalogue today; the language switch (docs/i18n.md) will make this per request.
+    """
+    global _active
+    _active = translations
+
+
 def gettext(message: str) -> str:
-    """Mark a string in Python code for extraction; templates use ``_()``."""
-    return message
+    """``message`` in the active catalogue (marked for extraction as ``_``, as in templates).
+
+    Python's ``%`` formatting is the caller's: ``_("Wait %(n)s seconds") % {"n": 30}``.
+    """
+    return _active.gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    return _active.ngettext(singular, plural, n)
 
 
 _ = gettext
