@@ -23,6 +23,7 @@ from tests.journeys import (
     reporter_submits,
     staff_logs_in,
 )
+from webapp.security import check_form_token, form_token_age_s, new_form_token
 
 # --- Origin: null ----------------------------------------------------------------------------------
 
@@ -209,3 +210,50 @@ async def test_static_404_is_not_cached_while_static_files_are(http: aiohttp.Cli
     async with http.get("/static/app.css") as resp:
         assert resp.status == 200
         assert resp.headers["Cache-Control"].startswith("public")
+
+
+# --- Signed form tokens (itsdangerous) -------------------------------------------------------------
+
+
+def test_form_token_works_for_its_own_purpose_only(stack: Stack) -> None:
+    token = new_form_token(stack.settings, "report-submit")
+    nonce = check_form_token(stack.settings, "report-submit", token)
+    assert nonce is not None and nonce == token.split(".")[0] and len(nonce) == 43
+    assert check_form_token(stack.settings, "message", token) is None
+    assert check_form_token(stack.settings, "reply", token) is None
+    assert new_form_token(stack.settings, "report-submit") != token  # a fresh nonce each time
+
+
+def test_form_token_tells_its_age_and_is_refused_after_24_hours(stack: Stack) -> None:
+    hours_ago = new_form_token(stack.settings, "message", now=time.time() - 3 * 3600)
+    assert 3 * 3600 - 2 <= form_token_age_s(hours_ago) <= 3 * 3600 + 2
+    assert check_form_token(stack.settings, "message", hours_ago) is not None
+    a_day_ago = new_form_token(stack.settings, "message", now=time.time() - 24 * 3600 - 5)
+    assert check_form_token(stack.settings, "message", a_day_ago) is None
+    from_the_future = new_form_token(stack.settings, "message", now=time.time() + 3600)
+    assert check_form_token(stack.settings, "message", from_the_future) is None
+
+
+def test_malformed_or_tampered_form_token_is_refused_without_an_error(stack: Stack) -> None:
+    token = new_form_token(stack.settings, "message")
+    nonce, stamp, sig = token.split(".")
+    other = new_form_token(stack.settings, "message").split(".")
+    for bad in (
+        "",
+        ".",
+        "..",
+        "forged.1.x",
+        nonce,
+        f"{nonce}.{stamp}",
+        f"{other[0]}.{stamp}.{sig}",  # another nonce under this signature
+        f"{nonce}.{other[1]}x.{sig}",  # a changed timestamp
+        f"{nonce}.{stamp}.{sig[:-1]}",
+        f"{nonce}.{stamp}.{sig}.{sig}",
+        token + "\udcff",  # a lone surrogate, as aiohttp decodes invalid UTF-8
+        token.replace("a", "é"),
+        "x" * 10_000,
+        f"{nonce}.{'A' * 40}.{sig}",
+    ):
+        assert check_form_token(stack.settings, "message", bad) is None, bad
+        assert isinstance(form_token_age_s(bad), float)  # it never raises
+    assert form_token_age_s(nonce) == form_token_age_s("x" * 10_000) == float("inf")

@@ -65,6 +65,10 @@ class HashResults:
     so a login costs no subscribe round trip and holds no thread. A result published while the
     subscription was down (Redis restarting) is read from its key before the web gives up on
     the worker and hashes locally.
+
+    Serves ``make bench`` ``logins`` (logins/s ÷ raw argon2 verifies/s ≥ 0.70): it replaced
+    Celery's ``AsyncResult.get``, a parked thread and a subscribe and unsubscribe per login;
+    0.66 → 0.72, web CPU per login 4.3 → 3.5 ms (docs/benchmarks.md, third round).
     """
 
     PREFIX = "celery-task-meta-"

@@ -8,13 +8,19 @@ Behind a trusted proxy the address is the one it forwarded (:func:`client_addres
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
+import hmac
 import ipaddress
+import math
 import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from itsdangerous import BadData, BadSignature, TimestampSigner
+from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int, int_to_bytes
 
 from confide.crypto import keyed_hash, same_text
 from confide.errors import RateLimited
@@ -93,38 +99,87 @@ def same_origin(request: web.Request, settings: Settings) -> bool:
 
 
 def new_form_token(settings: Settings, purpose: str, *, now: float | None = None) -> str:
-    """``nonce.timestamp.signature``: proves the form came from us, and doubles as the
-    idempotency key of the submission it guards."""
-    nonce = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
-    ts = str(int(time.time() if now is None else now))
-    sig = _sign(settings, purpose, nonce, ts)
-    return f"{nonce}.{ts}.{sig}"
+    """``nonce.timestamp.signature``, signed by itsdangerous for this purpose: proves the form
+    came from us, and its nonce doubles as the idempotency key of the submission it guards.
+
+    ``now`` backdates the token (tests of the 2 h window for new reports).
+    """
+    nonce = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=")
+    issued = int(time.time() if now is None else now)
+    return _signer(settings.session_key.bytes(), purpose).sign_at(nonce, issued).decode("ascii")
 
 
 def check_form_token(settings: Settings, purpose: str, token: str) -> str | None:
-    """The nonce if the token is ours, unexpired and for this purpose; None otherwise."""
-    parts = token.split(".")
-    if len(parts) != 3 or len(token) > 200:
+    """The nonce if the token is ours, for this purpose and at most 24 h old; None otherwise.
+
+    itsdangerous also refuses a token dated in the future: the web processes' clocks would
+    have to disagree by more than the time it takes to fill in a form. Never raises on what a
+    client sent: anything non-ASCII, over-long or malformed is refused.
+    """
+    if len(token) > _TOKEN_MAX_LEN or not token.isascii():
+        return None  # itsdangerous encodes a str as UTF-8, which a lone surrogate would break
+    try:
+        nonce = _signer(settings.session_key.bytes(), purpose).unsign(
+            token, max_age=FORM_TOKEN_MAX_AGE_S
+        )
+    except BadSignature:  # also expired, without a timestamp, or for another purpose
         return None
-    nonce, ts, sig = parts
-    if not (ts.isascii() and ts.isdigit()) or not same_text(
-        sig, _sign(settings, purpose, nonce, ts)
-    ):
-        return None
-    if time.time() - int(ts) > FORM_TOKEN_MAX_AGE_S:
-        return None
-    return nonce
+    return nonce.decode("ascii")
 
 
 def form_token_age_s(token: str) -> float:
-    """Seconds since a token (already checked with :func:`check_form_token`) was issued."""
-    ts = token.split(".")[1] if token.count(".") == 2 else ""
-    return time.time() - int(ts) if ts.isdigit() and len(ts) < 12 else float("inf")
+    """Seconds since a token (already checked with :func:`check_form_token`) was issued;
+    infinite for anything that is not a token."""
+    return time.time() - _issued_at(token)
 
 
-def _sign(settings: Settings, purpose: str, nonce: str, ts: str) -> str:
-    mac = keyed_hash(settings.session_key, "form-token", purpose, nonce, ts)
-    return base64.urlsafe_b64encode(mac[:24]).decode()
+_TOKEN_MAX_LEN = 200
+_SALT = "confide.form-token."
+
+
+class _FormTokenSigner(TimestampSigner):
+    """itsdangerous' :class:`TimestampSigner`, which can also sign for a given time."""
+
+    def sign_at(self, value: bytes, issued: int) -> bytes:
+        stamped = value + self.sep + base64_encode(int_to_bytes(issued))
+        return stamped + self.sep + self.get_signature(stamped)
+
+
+@functools.lru_cache(maxsize=64)
+def _signer(session_key: bytes, purpose: str) -> _FormTokenSigner:
+    """One signer per purpose (its salt): a token for one form is refused by every other.
+
+    The signing key is ``HMAC-SHA256(CONFIDE_SESSION_KEY, salt)``, what itsdangerous' ``hmac``
+    key derivation gives. Its message starts with a letter and every
+    :func:`confide.crypto.keyed_hash` message with a zero length byte, so no other use of the
+    session key derives the same key.
+
+    Speed-up for ``make bench`` ``submit`` (req/s ≥ 0.50 of bare, met narrowly): the key is
+    derived here, once per signer (``key_derivation="none"``), not by itsdangerous on every
+    token, and signers are cached. Measured with timeit: a token issued 9.2 → 4.8 µs, checked
+    10.1 → 7.5 µs. The login forms' purposes (one per browser) come and go in the LRU.
+    """
+    salt = (_SALT + purpose).encode("utf-8")
+    return _FormTokenSigner(
+        hmac.digest(session_key, salt, "sha256"),
+        salt=salt,
+        key_derivation="none",
+        digest_method=hashlib.sha256,
+    )
+
+
+def _issued_at(token: str) -> float:
+    """The timestamp of ``nonce.timestamp.signature``, unchecked; -inf if there is none.
+
+    Read from the token rather than from a second :meth:`TimestampSigner.unsign`, which would
+    sign it again (the submit handler has checked it already)."""
+    parts = token.split(".")
+    if len(parts) != 3 or not 0 < len(parts[1]) <= 11 or not parts[1].isascii():
+        return -math.inf  # 11 base64 characters hold the 8 bytes itsdangerous can read
+    try:
+        return bytes_to_int(base64_decode(parts[1]))
+    except BadData:
+        return -math.inf
 
 
 # --- The client behind a trusted proxy ----------------------------------------------------------
