@@ -48,6 +48,7 @@ from webapp.keys import (
     STAFF_LOGIN_LIMITS,
     STARTED,
 )
+from webapp.policy import same_origin_middleware
 from webapp.security import (
     LoginLimits,
     StaffLoginLimits,
@@ -115,7 +116,12 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY,
         # Inside the error middleware: a body cut off for its rate is answered 408, not 503.
-        middlewares=[access_middleware, error_middleware, body_rate_middleware(_slow_body)],
+        middlewares=[
+            access_middleware,
+            error_middleware,
+            body_rate_middleware(_slow_body),
+            same_origin_middleware,  # webapp.policy: every unsafe HTML request
+        ],
     )
     app[SETTINGS] = settings
     app[ORG] = org

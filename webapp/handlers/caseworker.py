@@ -31,7 +31,7 @@ from webapp.keys import (
     STAFF_LOGIN_LIMITS,
 )
 from webapp.report_flow import FormErrors
-from webapp.security import check_form_token, new_form_token, same_origin
+from webapp.security import check_form_token, new_form_token
 
 log = logs.get("confide.web.staff")
 LOGIN_PURPOSE = "staff-login"
@@ -61,8 +61,6 @@ def staff_page(
             if member.role not in roles:
                 return error_page(request, 403, _("Your role cannot open this page."))
             if post:
-                if not same_origin(request, request.app[SETTINGS]):
-                    return error_page(request, 403, "This form must be sent from this site.")
                 request["form"] = await read_form(request)
                 if not csrf_ok(request, auth, request["form"]):
                     return error_page(
@@ -121,8 +119,6 @@ async def login(request: web.Request) -> web.Response:
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    if not same_origin(request, settings):
-        return error_page(request, 403, "This form must be sent from this site.")
     form = await read_form(request)
     email = form.get("email", "")[:254]
     if check_form_token(settings, LOGIN_PURPOSE, form.get("form_token", "")) is None:
@@ -377,8 +373,6 @@ async def set_password_page(request: web.Request) -> web.Response:
 
 
 async def set_password_submit(request: web.Request) -> web.StreamResponse:
-    if not same_origin(request, request.app[SETTINGS]):
-        return error_page(request, 403, "This form must be sent from this site.")
     form = await read_form(request)
     token = form.get("token", "")[:100]
     try:

@@ -47,7 +47,6 @@ from webapp.security import (
     form_token_age_s,
     is_tls,
     new_form_token,
-    same_origin,
 )
 
 log = logs.get("confide.web.reporter")
@@ -137,8 +136,6 @@ async def login(request: web.Request) -> web.Response:
 async def login_submit(request: web.Request) -> web.StreamResponse:
     """Code login. Malformed (422), then limited (429), then wrong (401), as CONTRACTS §2."""
     settings = request.app[SETTINGS]
-    if not same_origin(request, settings):
-        return error_page(request, 403, "This form must be sent from this site.")
     form = await read_form(request)
     pending = {k: form[k] for k in ("pending_body", "pending_token") if form.get(k)}
     typed = form.get("code", "")[:200]
@@ -259,8 +256,6 @@ async def render_thread(
 
 async def messages_submit(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    if not same_origin(request, settings):
-        return error_page(request, 403, "This form must be sent from this site.")
     form = await read_form(request)
     auth = await _reporter(request)
     body_text = form.get("body", "")
@@ -300,8 +295,6 @@ async def messages_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    if not same_origin(request, request.app[SETTINGS]):
-        return error_page(request, 403, "This form must be sent from this site.")
     form = await read_form(request)
     auth = await _reporter(request)
     if auth is None:
@@ -352,8 +345,6 @@ async def report_start(request: web.Request) -> web.Response:
 
 async def report_step(request: web.Request) -> web.Response:
     """One question answered: validate that page, then show the next (or check answers)."""
-    if not same_origin(request, request.app[SETTINGS]):
-        return error_page(request, 403, "This form must be sent from this site.")
     form = await read_form(request)
     answers = report_flow.answers_from(form)
     step = form.get("step", "")
@@ -398,8 +389,6 @@ async def report_step(request: web.Request) -> web.Response:
 async def report_submit(request: web.Request) -> web.Response:
     """Commit the report, then (for anonymous follow-up) issue the code and show it once."""
     settings = request.app[SETTINGS]
-    if not same_origin(request, settings):
-        return error_page(request, 403, "This form must be sent from this site.")
     form = await read_form(request)
     answers = report_flow.answers_from(form)
     categories = {c["slug"] for c in await _categories(request)}
@@ -498,8 +487,6 @@ async def reminder_download(request: web.Request) -> web.StreamResponse:
 
 async def reminder_from_confirmation(request: web.Request) -> web.StreamResponse:
     """From the confirmation page: a POST with a single-use token, never a URL."""
-    if not same_origin(request, request.app[SETTINGS]):
-        return error_page(request, 403, "This form must be sent from this site.")
     form = await read_form(request)
     valid, data = await reminders.file_for_token(
         request.app[CTX],
