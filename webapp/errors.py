@@ -26,6 +26,7 @@ from confide.errors import (
 from confide.services.staff import StaffLoginFailed
 from confide.services.threads import Forbidden, NoReplyPossible
 from webapp.i18n import _
+from webapp.keys import CSRF_TOKEN, STAFF_MEMBER
 
 log = logs.get("confide.web")
 
@@ -139,8 +140,8 @@ def error_page(
         "detail": detail,
         "error_id": error_id,
         # Set by webapp.handlers.caseworker.staff_page: staff see errors in the staff layout.
-        "staff": request.get("staff"),
-        "csrf_token": request.get("csrf_token", ""),
+        "staff": request.get(STAFF_MEMBER),
+        "csrf_token": request.get(CSRF_TOKEN, ""),
     }
     response = aiohttp_jinja2.render_template("errors/error.html", request, context, status=status)
     if headers:

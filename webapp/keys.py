@@ -10,6 +10,7 @@ from confide.context import Context
 from confide.crypto import Keyring
 from confide.db import Pool
 from confide.org import Organisation
+from confide.services.threads import Staff
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp.categories import CategoryCache, InboxCounts, InboxRows
@@ -35,4 +36,10 @@ CATEGORIES = web.AppKey("categories", CategoryCache)
 INBOX_COUNTS = web.AppKey("inbox_counts", InboxCounts)
 INBOX_ROWS = web.AppKey("inbox_rows", InboxRows)
 
-REQUEST_ID = "request_id"
+# Per-request storage (aiohttp's typed RequestKeys, like the AppKeys above).
+REQUEST_ID = web.RequestKey("request_id", str)
+# Set by webapp.handlers.caseworker.staff_page: the staff member (error pages then use the staff
+# layout and menu), their CSRF token, and a posted form already read.
+STAFF_MEMBER = web.RequestKey("staff", Staff)
+CSRF_TOKEN = web.RequestKey("csrf_token", str)
+FORM = web.RequestKey("form", dict[str, str])

@@ -23,12 +23,15 @@ from webapp.forms import read_form
 from webapp.i18n import _
 from webapp.keys import (
     CATEGORIES,
+    CSRF_TOKEN,
     CTX,
+    FORM,
     HASHER,
     INBOX_COUNTS,
     INBOX_ROWS,
     SETTINGS,
     STAFF_LOGIN_LIMITS,
+    STAFF_MEMBER,
 )
 from webapp.report_flow import FormErrors
 from webapp.security import check_form_token, new_form_token
@@ -56,13 +59,13 @@ def staff_page(
                 raise web.HTTPSeeOther("/staff/login")
             member, auth = found
             # Error pages from here on are drawn in the staff layout, with this member's menu.
-            request["staff"] = member
-            request["csrf_token"] = auth.csrf(request.app[SETTINGS])
+            request[STAFF_MEMBER] = member
+            request[CSRF_TOKEN] = auth.csrf(request.app[SETTINGS])
             if member.role not in roles:
                 return error_page(request, 403, _("Your role cannot open this page."))
             if post:
-                request["form"] = await read_form(request)
-                if not csrf_ok(request, auth, request["form"]):
+                request[FORM] = await read_form(request)
+                if not csrf_ok(request, auth, request[FORM]):
                     return error_page(
                         request,
                         403,
@@ -87,7 +90,7 @@ def render(
         context,
         staff=member,
         # staff_page has put this session's token on the request; the login page has none.
-        csrf_token=request.get("csrf_token") or (auth.csrf(request.app[SETTINGS]) if auth else ""),
+        csrf_token=request.get(CSRF_TOKEN) or (auth.csrf(request.app[SETTINGS]) if auth else ""),
         errors=context.get("errors") or FormErrors([]),
     )
     return aiohttp_jinja2.render_template(template, request, context, status=status)
@@ -262,7 +265,7 @@ def thread_form(
         @staff_page(post=True)
         @wraps(do)
         async def handler(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
-            form: dict[str, str] = request["form"]
+            form: dict[str, str] = request[FORM]
             reference = request.match_info["reference"]
             try:
                 await do(request, member, form, reference)
@@ -338,7 +341,7 @@ async def password_page(request: web.Request, member: Staff, auth: Auth) -> web.
 
 @staff_page(post=True, roles=ROLES)
 async def password_submit(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
-    form = request["form"]
+    form = request[FORM]
     try:
         if form.get("new", "") != form.get("confirm", ""):
             raise ValidationFailed([FieldError("confirm", _("The new passwords do not match"))])
@@ -451,7 +454,7 @@ async def _admin_change(ctx: Context, admin_id: int, form: dict[str, str]) -> No
 
 @staff_page(post=True, roles=("admin",))
 async def admin_submit(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
-    form = request["form"]
+    form = request[FORM]
     try:
         await _admin_change(request.app[CTX], member.id, form)
     except ValidationFailed as exc:
@@ -489,7 +492,7 @@ async def ops_page(request: web.Request, member: Staff, auth: Auth) -> web.Respo
 
 @staff_page(post=True, roles=("ops",))
 async def ops_action(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
-    form = request["form"]
+    form = request[FORM]
     try:
         outbox_id = UUID(form.get("outbox_id", ""))
     except ValueError:
