@@ -530,8 +530,28 @@ async def _figures(
             "mails received": sum(received.values()),
             "worker restarts": system.procs["worker"].restarts,
             "5xx other than 503 by route": dict(record.status_5xx_other),
+            "unhandled errors in the web log": _unhandled(system.root / "logs" / "web.log"),
         },
     )
+
+
+def _unhandled(log: Path) -> list[str]:
+    """Each ``unhandled_error`` the web logged, and each error aiohttp logged itself (route or
+    logger, type, frames): what a 500 came from."""
+    found = []
+    for line in log.read_text(errors="replace").splitlines() if log.exists() else ():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        if event.get("event") == "unhandled_error" or (
+            str(event.get("logger", "")).startswith("aiohttp") and event.get("level") == "error"
+        ):
+            where = event.get("route") or event.get("logger")
+            found.append(f"{where}: {event.get('exc_type')}: {event.get('traceback')}")
+    return found
 
 
 async def run(plan: Plan, root: Path) -> Figures:
