@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.models import legacy_form as report_flow
+from bench.models import legacy_validation as validation
 from bench.models import msgspec_report, pydantic_report, today
+from bench.models.legacy_validation import ReportDraft
 from confide.errors import FieldError, ValidationFailed
-from confide.services import validation
-from confide.services.validation import ReportDraft
-from webapp import report_flow
 from webapp.errors import BadRequest
 
 CATEGORIES = {"safety", "conduct"}
