@@ -11,12 +11,10 @@ at once and in declaration order; cross-field rules read the fields declared bef
 ``docs/architecture.md`` and ``bench/models/RESULTS.md``.
 """
 
-from __future__ import annotations
-
 import re
 import unicodedata
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal, NoReturn, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, NoReturn, Self, TypeVar
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -139,6 +137,35 @@ def _string(message: str) -> Any:
     return BeforeValidator(check)
 
 
+def _one_of(choices: tuple[str, ...], message: str) -> Any:
+    def check(value: Any) -> str:
+        if value not in choices:
+            _fail(message)
+        return str(value)
+
+    return BeforeValidator(check)
+
+
+def _required_bool(message: str) -> Any:
+    """A JSON bool that must be there: ``message`` when it is null or absent."""
+
+    def check(value: Any) -> bool:
+        if value is None:
+            _fail(message)
+        return bool(strict_bool(value))
+
+    return BeforeValidator(check)
+
+
+def _string_or_null(message: str) -> Any:
+    def check(value: Any) -> str | None:
+        if value is not None and not isinstance(value, str):
+            _fail(message)
+        return value
+
+    return BeforeValidator(check)
+
+
 # ``str`` with its limit, for the schema: the ``text`` rule enforces it first, after cleaning.
 # On the ``str`` member, not the union: pydantic cannot apply ``max_length`` to None.
 Name = Annotated[str, StringConstraints(max_length=NAME_MAX)]
@@ -180,7 +207,7 @@ class Contact(Body):
     ] = None
 
     @model_validator(mode="after")
-    def _email_or_phone(self) -> Contact:
+    def _email_or_phone(self) -> Self:
         if not self.email and not self.phone:
             _fail("Enter an email address or a phone number", "email")
         return self
@@ -311,35 +338,6 @@ class NewMessage(Body):
         text("a message", required=True, max_len=MESSAGE_MAX, multiline=True),
         Field(min_length=1, max_length=MESSAGE_MAX),
     ]
-
-
-def _one_of(choices: tuple[str, ...], message: str) -> Any:
-    def check(value: Any) -> str:
-        if value not in choices:
-            _fail(message)
-        return str(value)
-
-    return BeforeValidator(check)
-
-
-def _required_bool(message: str) -> Any:
-    """A JSON bool that must be there: ``message`` when it is null or absent."""
-
-    def check(value: Any) -> bool:
-        if value is None:
-            _fail(message)
-        return bool(strict_bool(value))
-
-    return BeforeValidator(check)
-
-
-def _string_or_null(message: str) -> Any:
-    def check(value: Any) -> str | None:
-        if value is not None and not isinstance(value, str):
-            _fail(message)
-        return value
-
-    return BeforeValidator(check)
 
 
 class NewStatus(Body):
