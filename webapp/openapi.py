@@ -1,25 +1,87 @@
-"""The OpenAPI 3.1 document served at /api/v1/openapi.json (CONTRACTS §3)."""
+"""The OpenAPI 3.1 document served at /api/v1/openapi.json (CONTRACTS §3), generated.
+
+The schemas come from the models (``confide.models`` for requests, ``webapp.responses`` for
+answers); the operations from the table ``OPERATIONS`` below, one entry per route. Adding a
+field means changing its model; adding a route means one row here (``tests/test_api_spec.py``
+fails on a route that has none).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-PROBLEM = {"$ref": "#/components/schemas/Problem"}
+from pydantic import BaseModel
+from pydantic.json_schema import (
+    GenerateJsonSchema,
+    JsonSchemaMode,
+    JsonSchemaValue,
+    models_json_schema,
+)
+from pydantic_core import core_schema
+
+from confide import idempotency, models
+from webapp import responses
+
+REF = "#/components/schemas/{model}"
+
+
+class OpenApiSchema(GenerateJsonSchema):
+    """pydantic's JSON Schema, written as a person would write OpenAPI 3.1: no generated
+    ``title`` on every property, and ``type: [string, "null"]`` for an optional value rather
+    than an ``anyOf`` (the same meaning, as the hand-written document had it)."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        return _or_null(super().nullable_schema(schema))
+
+    def union_schema(self, schema: core_schema.UnionSchema) -> JsonSchemaValue:
+        return _or_null(super().union_schema(schema))
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        value = super().default_schema(schema)
+        if value.get("default", ...) is None and "null" not in value.get("type", ["null"]):
+            del value["default"]  # absent, never null (SkipJsonSchema[None] in the model)
+        return value
+
+    def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
+        value = super().model_schema(schema)
+        value.pop("title", None)
+        return value
+
+
+def _or_null(value: JsonSchemaValue) -> JsonSchemaValue:
+    options = value.get("anyOf")
+    if not options or len(options) != 2 or {"type": "null"} not in options:
+        return value
+    other = next(o for o in options if o != {"type": "null"})
+    if not isinstance(other.get("type"), str):
+        return value  # a $ref or an enum: keep the anyOf
+    rest = {k: v for k, v in value.items() if k != "anyOf"}
+    return {**other, **rest, "type": [other["type"], "null"]}
 
 
 def _problem(description: str) -> dict[str, Any]:
     return {
         "description": description,
-        "content": {"application/problem+json": {"schema": PROBLEM}},
+        "content": {"application/problem+json": {"schema": _ref("Problem")}},
     }
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
 def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": REF.format(model=name)}
+
+
+def _json(model: type[BaseModel] | None, description: str, *, many: bool = False) -> Any:
+    if model is None:
+        return {"description": description}
+    schema = _ref(model.__name__)
+    if many:
+        schema = {"type": "array", "items": schema}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -47,16 +109,6 @@ SESSION_LINKS = {
         "description": "Read the report and its messages, with this token as the bearer token",
     },
 }
-AUTH_ERRORS = {
-    "401": _problem("No valid session or token"),
-    "404": _problem("Not found, or not yours to see"),
-}
-BODY_ERRORS = {
-    "400": _problem("Malformed JSON or invalid UTF-8"),
-    "413": _problem("Body over 1 MiB"),
-    "415": _problem("Not application/json"),
-    "422": _problem("Invalid fields, listed in errors[]"),
-}
 IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -64,264 +116,273 @@ IDEMPOTENCY = {
     "description": "16 to 255 visible ASCII characters, scoped to its endpoint and author. "
     "A repeat with the same request returns the first answer (200); with a different request "
     "422 (type ending /idempotency-key-reused); while the first is still running 409.",
-    "schema": {"type": "string", "minLength": 16, "maxLength": 255, "pattern": "^[!-~]+$"},
+    "schema": {
+        "type": "string",
+        "minLength": idempotency.KEY_MIN,
+        "maxLength": idempotency.KEY_MAX,
+        "pattern": "^[!-~]+$",
+    },
 }
+REFERENCE = {"name": "reference", "in": "path", "required": True, "schema": {"type": "string"}}
+THREAD_STATES = ["awaiting", "open", "closed", "overdue", "nearing", "mine", "new"]
+
+# Answers that many operations share.
+AUTH = {"401": "No valid session or token", "404": "Not found, or not yours to see"}
+BODY = {
+    "400": "Malformed JSON or invalid UTF-8",
+    "413": "Body over 1 MiB",
+    "415": "Not application/json",
+    "422": "Invalid fields, listed in errors[]",
+}
+NO_SESSION = {"401": "No session"}
+OPS_READ_NONE = {"403": "Your role reads no threads (ops)"}
+ACTION = {
+    "403": "Your role cannot do this: ops reads no thread, and on a restricted thread only "
+    "managers change the assignee, team or restriction",
+    "409": "The thread is closed or has no follow-up",
+}
+REPEAT = "A repeat of the same Idempotency-Key and body"
 
 
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+@dataclass(frozen=True)
+class Op:
+    """One operation: what it takes and what it answers (``ok``: status -> (model, text))."""
+
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    ok: dict[str, tuple[type[BaseModel] | None, str]]
+    body: type[models.Body] | None = None
+    problems: dict[str, str] = field(default_factory=dict)
+    bearer: bool = False
+    parameters: tuple[dict[str, Any], ...] = ()
+    links: dict[str, Any] | None = None
+    many: bool = False
+    content: dict[str, Any] | None = None
+    """The first answer's content, when it is not a model (a calendar file)."""
 
 
-def _text_body(max_len: int) -> dict[str, Any]:
-    return _body(
-        {
-            "type": "object",
-            "required": ["body"],
-            "properties": {"body": {"type": "string", "minLength": 1, "maxLength": max_len}},
-        }
+def _action(
+    name: str,
+    summary: str,
+    body: type[models.Body],
+    ok: dict[str, tuple[type[BaseModel] | None, str]] | None = None,
+    parameters: tuple[dict[str, Any], ...] = (REFERENCE,),
+) -> Op:
+    """A staff thread action: ``POST /api/v1/staff/threads/{reference}/<name>``."""
+    return Op(
+        "post",
+        f"/api/v1/staff/threads/{{reference}}/{name}",
+        f"staffThread{name.title()}",
+        summary,
+        ok or {"200": (responses.Done, "Done")},
+        body=body,
+        bearer=True,
+        parameters=parameters,
+        problems={**ACTION, **AUTH, **BODY},
     )
 
 
-def _session_paths() -> dict[str, Any]:
-    session = _ref("Session")
-    staff_action = {
-        "status": {
-            "type": "object",
-            "required": ["status"],
-            "properties": {"status": {"enum": ["open", "closed", "contacted"]}},
+OPERATIONS: tuple[Op, ...] = (
+    Op(
+        "get",
+        "/api/v1/categories",
+        "listCategories",
+        "The categories a report can have",
+        {"200": (responses.Category, "The categories a report can have")},
+        many=True,
+    ),
+    Op(
+        "post",
+        "/api/v1/reports",
+        "createReport",
+        "Submit a report, anonymously or with contact details",
+        {
+            "201": (responses.Receipt, "Received and committed"),
+            "200": (
+                responses.Receipt,
+                "A retry with the same Idempotency-Key and request: the same reference. `code` is "
+                "an additional code that works beside the earlier ones within 10 minutes of the "
+                "first submission, before any login and while the report has fewer than 3 codes; "
+                "otherwise null (the first code still works)",
+            ),
         },
-        "team": {
-            "type": "object",
-            "required": ["team"],
-            "properties": {"team": {"type": "string"}},
+        body=models.NewReport,
+        parameters=(IDEMPOTENCY,),
+        links=RECEIPT_LINKS,
+        problems={
+            **BODY,
+            "409": "The first request with this Idempotency-Key is still running; see Retry-After",
+            "429": "Too many submissions; see Retry-After",
+            "503": "A dependency is down and nothing was accepted",
         },
-        "assignee": {
-            "type": "object",
-            "required": ["email"],
-            "properties": {"email": {"type": ["string", "null"]}},
+    ),
+    Op(
+        "post",
+        "/api/v1/reporter/session",
+        "reporterLogin",
+        "Log in with the code",
+        {"200": (responses.Session, "Logged in")},
+        body=models.ReporterLogin,
+        links=SESSION_LINKS,
+        problems={
+            "401": "Not recognised (reveals nothing more)",
+            "429": "Too many attempts; see Retry-After",
+            **BODY,
         },
-        "restricted": {
-            "type": "object",
-            "required": ["restricted"],
-            "properties": {"restricted": {"type": "boolean"}},
-        },
+    ),
+    Op(
+        "delete",
+        "/api/v1/reporter/session",
+        "reporterLogout",
+        "Log out",
+        {"204": (None, "Logged out")},
+        bearer=True,
+        problems=NO_SESSION,
+    ),
+    Op(
+        "get",
+        "/api/v1/reporter/thread",
+        "reporterThread",
+        "The reporter's own report and its messages",
+        {"200": (responses.ReporterThread, "The reporter's own report")},
+        bearer=True,
+        problems=AUTH,
+    ),
+    Op(
+        "post",
+        "/api/v1/reporter/messages",
+        "reporterMessage",
+        "Send a message to the case workers",
+        {"201": (responses.Sent, "Committed"), "200": (responses.Sent, REPEAT)},
+        body=models.NewMessage,
+        bearer=True,
+        parameters=(IDEMPOTENCY,),
+        problems={"409": "The thread is closed", **AUTH, **BODY},
+    ),
+    Op(
+        "get",
+        "/api/v1/reporter/reminder.ics",
+        "reporterReminder",
+        "The reply reminder as a calendar file",
+        {"200": (None, "The latest calendar reminder")},
+        bearer=True,
+        parameters=({"name": "include_address", "in": "query", "schema": {"enum": ["0", "1"]}},),
+        problems={"503": "Not ready yet; see Retry-After", **AUTH},
+        content={"text/calendar": {"schema": {"type": "string"}}},
+    ),
+    Op(
+        "post",
+        "/api/v1/staff/session",
+        "staffLogin",
+        "Staff sign-in with e-mail and password",
+        {"200": (responses.Session, "Logged in")},
+        body=models.StaffLogin,
+        problems={"401": "Wrong e-mail or password", "429": "Slowed down after failures", **BODY},
+    ),
+    Op(
+        "delete",
+        "/api/v1/staff/session",
+        "staffLogout",
+        "Sign out",
+        {"204": (None, "Logged out")},
+        bearer=True,
+        problems=NO_SESSION,
+    ),
+    Op(
+        "get",
+        "/api/v1/staff/threads",
+        "staffThreads",
+        "The inbox, 50 threads a page",
+        {"200": (responses.ThreadPage, "50 threads a page")},
+        bearer=True,
+        parameters=(
+            {"name": "state", "in": "query", "schema": {"enum": THREAD_STATES}},
+            {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            {"name": "q", "in": "query", "schema": {"type": "string"}},
+        ),
+        problems={**NO_SESSION, **OPS_READ_NONE, "422": "Unknown filter or page"},
+    ),
+    Op(
+        "get",
+        "/api/v1/staff/threads/{reference}",
+        "staffThread",
+        "One thread with its messages and notes",
+        {"200": (responses.StaffThread, "The whole thread")},
+        bearer=True,
+        parameters=(REFERENCE,),
+        problems={**OPS_READ_NONE, **AUTH},
+    ),
+    _action(
+        "messages",
+        "Reply to the reporter",
+        models.NewMessage,
+        ok={"201": (responses.Sent, "Committed"), "200": (responses.Sent, REPEAT)},
+        parameters=(REFERENCE, IDEMPOTENCY),
+    ),
+    _action(
+        "notes",
+        "Add an internal note",
+        models.NewMessage,
+        ok={"201": (responses.NoteAdded, "Committed")},
+    ),
+    _action("status", "Open, close or mark as contacted", models.NewStatus),
+    _action("team", "Move to another team", models.NewTeam),
+    _action("assignee", "Assign to a member of the team, or unassign", models.NewAssignee),
+    _action("restricted", "Restrict to the assignee and managers", models.NewRestriction),
+    Op("get", "/healthz", "healthz", "Liveness", {"200": (None, "The process runs")}),
+    Op(
+        "get",
+        "/readyz",
+        "readyz",
+        "Readiness",
+        {"200": (None, "PostgreSQL answers"), "503": (None, "PostgreSQL is down")},
+    ),
+)
+
+
+def _operation(op: Op) -> dict[str, Any]:
+    answers: dict[str, Any] = {}
+    for status, (model, description) in op.ok.items():
+        answers[status] = _json(model, description, many=op.many)
+    if op.content is not None:
+        answers[next(iter(op.ok))]["content"] = op.content
+    if op.links is not None:
+        answers[next(iter(op.ok))]["links"] = op.links
+    answers.update({status: _problem(text) for status, text in op.problems.items()})
+    result: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "security": BEARER if op.bearer else [],
     }
-    paths: dict[str, Any] = {
-        "/api/v1/reporter/session": {
-            "post": {
-                "operationId": "reporterLogin",
-                "requestBody": _body(
-                    {
-                        "type": "object",
-                        "required": ["code"],
-                        "properties": {"code": {"type": "string"}},
-                    }
-                ),
-                "responses": {
-                    "200": {**_json(session, "Logged in"), "links": SESSION_LINKS},
-                    "401": _problem("Not recognised (reveals nothing more)"),
-                    "429": _problem("Too many attempts; see Retry-After"),
-                    **BODY_ERRORS,
-                },
-            },
-            "delete": {
-                "operationId": "reporterLogout",
-                "security": BEARER,
-                "responses": {"204": {"description": "Logged out"}, "401": _problem("No session")},
-            },
-        },
-        "/api/v1/reporter/thread": {
-            "get": {
-                "operationId": "reporterThread",
-                "security": BEARER,
-                "responses": {
-                    "200": _json(_ref("ReporterThread"), "The reporter's own report"),
-                    **AUTH_ERRORS,
-                },
-            }
-        },
-        "/api/v1/reporter/messages": {
-            "post": {
-                "operationId": "reporterMessage",
-                "security": BEARER,
-                "parameters": [IDEMPOTENCY],
-                "requestBody": _text_body(10_000),
-                "responses": {
-                    "201": _json(_ref("Sent"), "Committed"),
-                    "200": _json(_ref("Sent"), "A repeat of the same Idempotency-Key and body"),
-                    "409": _problem("The thread is closed"),
-                    **AUTH_ERRORS,
-                    **BODY_ERRORS,
-                },
-            }
-        },
-        "/api/v1/reporter/reminder.ics": {
-            "get": {
-                "operationId": "reporterReminder",
-                "security": BEARER,
-                "parameters": [
-                    {"name": "include_address", "in": "query", "schema": {"enum": ["0", "1"]}}
-                ],
-                "responses": {
-                    "200": {
-                        "description": "The latest calendar reminder",
-                        "content": {"text/calendar": {"schema": {"type": "string"}}},
-                    },
-                    "503": _problem("Not ready yet; see Retry-After"),
-                    **AUTH_ERRORS,
-                },
-            }
-        },
-        "/api/v1/staff/session": {
-            "post": {
-                "operationId": "staffLogin",
-                "requestBody": _body(
-                    {
-                        "type": "object",
-                        "required": ["email", "password"],
-                        "properties": {"email": {"type": "string"}, "password": {"type": "string"}},
-                    }
-                ),
-                "responses": {
-                    "200": _json(session, "Logged in"),
-                    "401": _problem("Wrong e-mail or password"),
-                    "429": _problem("Slowed down after failures"),
-                    **BODY_ERRORS,
-                },
-            },
-            "delete": {
-                "operationId": "staffLogout",
-                "security": BEARER,
-                "responses": {"204": {"description": "Logged out"}, "401": _problem("No session")},
-            },
-        },
-        "/api/v1/staff/threads": {
-            "get": {
-                "operationId": "staffThreads",
-                "security": BEARER,
-                "parameters": [
-                    {
-                        "name": "state",
-                        "in": "query",
-                        "schema": {
-                            "enum": [
-                                "awaiting",
-                                "open",
-                                "closed",
-                                "overdue",
-                                "nearing",
-                                "mine",
-                                "new",
-                            ]
-                        },
-                    },
-                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-                    {"name": "q", "in": "query", "schema": {"type": "string"}},
-                ],
-                "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["threads", "next_page"],
-                            "properties": {
-                                "threads": {"type": "array", "items": _ref("ThreadSummary")},
-                                "next_page": {"type": ["integer", "null"]},
-                            },
-                        },
-                        "50 threads a page",
-                    ),
-                    "401": _problem("No session"),
-                    "403": _problem("Your role reads no threads (ops)"),
-                    "422": _problem("Unknown filter or page"),
-                },
-            }
-        },
-        "/api/v1/staff/threads/{reference}": {
-            "get": {
-                "operationId": "staffThread",
-                "security": BEARER,
-                "parameters": [
-                    {
-                        "name": "reference",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
-                "responses": {
-                    "200": _json(_ref("StaffThread"), "The whole thread"),
-                    "403": _problem("Your role reads no threads (ops)"),
-                    **AUTH_ERRORS,
-                },
-            }
-        },
-    }
-    for action, schema in {"messages": None, "notes": None, **staff_action}.items():
-        body = _text_body(10_000) if schema is None else _body(schema)
-        ok = (
-            {
-                "201": _json(_ref("Sent"), "Committed"),
-                "200": _json(_ref("Sent"), "A repeat of the same Idempotency-Key and body"),
-            }
-            if action == "messages"
-            else {"201": {"description": "Committed"}}
-            if action == "notes"
-            else {"200": {"description": "Done"}}
-        )
-        paths[f"/api/v1/staff/threads/{{reference}}/{action}"] = {
-            "post": {
-                "operationId": f"staffThread{action.title()}",
-                "security": BEARER,
-                "parameters": [
-                    {
-                        "name": "reference",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                    *([IDEMPOTENCY] if action == "messages" else []),
-                ],
-                "requestBody": body,
-                "responses": {
-                    **ok,
-                    "403": _problem(
-                        "Your role cannot do this: ops reads no thread, and on a restricted "
-                        "thread only managers change the assignee, team or restriction"
-                    ),
-                    "409": _problem("The thread is closed or has no follow-up"),
-                    **AUTH_ERRORS,
-                    **BODY_ERRORS,
-                },
-            }
+    if op.parameters:
+        result["parameters"] = list(op.parameters)
+    if op.body is not None:
+        result["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(op.body.__name__)}},
         }
-    return paths
+    result["responses"] = answers
+    return result
 
 
-SUMMARY_PROPERTIES: dict[str, Any] = {
-    "reference": {"type": "string"},
-    "category": {"type": "string"},
-    "team": {"type": "string"},
-    "anonymous": {"type": "boolean"},
-    "follow_up": {"type": "boolean"},
-    "received_at": {"type": "string", "format": "date-time"},
-    "last_reporter_message_at": {"type": ["string", "null"], "format": "date-time"},
-    "status": {"enum": ["open", "closed", "contacted"]},
-    "assignee": {"type": ["string", "null"]},
-    "reply_due_by": {"type": ["string", "null"], "format": "date-time"},
-    "escalation": {"enum": ["none", "nearing", "overdue"]},
-}
-MESSAGE = {
-    "type": "object",
-    "required": ["from", "body", "sent_at"],
-    "properties": {
-        "from": {"enum": ["reporter", "caseworker"]},
-        "body": {"type": "string"},
-        "sent_at": {"type": "string", "format": "date-time"},
-    },
-}
+def _components() -> dict[str, Any]:
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (m, "validation") for m in models.REQUEST_MODELS
+    ]
+    wanted += [(m, "serialization") for m in responses.RESPONSE_MODELS]
+    _, top = models_json_schema(wanted, ref_template=REF, schema_generator=OpenApiSchema)
+    schemas: dict[str, Any] = top["$defs"]
+    return dict(sorted(schemas.items()))
 
 
+@cache
 def document() -> dict[str, Any]:
+    """The document; built once per process (a few ms), then the same object: do not mutate."""
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -330,207 +391,10 @@ def document() -> dict[str, Any]:
             "description": "Anonymous incident reporting. Errors are application/problem+json; "
             "clients must ignore fields they do not know.",
         },
-        "paths": {
-            "/api/v1/categories": {
-                "get": {
-                    "operationId": "listCategories",
-                    "responses": {
-                        "200": {
-                            "description": "The categories a report can have",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "array",
-                                        "items": {"$ref": "#/components/schemas/Category"},
-                                    }
-                                }
-                            },
-                        }
-                    },
-                }
-            },
-            "/api/v1/reports": {
-                "post": {
-                    "operationId": "createReport",
-                    "parameters": [IDEMPOTENCY],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/NewReport"}
-                            }
-                        },
-                    },
-                    "responses": {
-                        "201": {
-                            "description": "Received and committed",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Receipt"}
-                                }
-                            },
-                            "links": RECEIPT_LINKS,
-                        },
-                        "200": {
-                            "description": "A retry with the same Idempotency-Key and request: "
-                            "the same reference. `code` is an additional code that works beside "
-                            "the earlier ones within 10 minutes of the first submission, before "
-                            "any login and while the report has fewer than 3 codes; otherwise "
-                            "null (the first code still works)",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Receipt"}
-                                }
-                            },
-                        },
-                        "400": _problem("Malformed JSON or invalid UTF-8"),
-                        "413": _problem("Body over 1 MiB"),
-                        "415": _problem("Not application/json"),
-                        "422": _problem("Invalid fields, listed in errors[]"),
-                        "409": _problem(
-                            "The first request with this Idempotency-Key is still running; "
-                            "see Retry-After"
-                        ),
-                        "429": _problem("Too many submissions; see Retry-After"),
-                        "503": _problem("A dependency is down and nothing was accepted"),
-                    },
-                }
-            },
-            **_session_paths(),
-            "/healthz": {
-                "get": {
-                    "operationId": "healthz",
-                    "responses": {"200": {"description": "The process runs"}},
-                }
-            },
-            "/readyz": {
-                "get": {
-                    "operationId": "readyz",
-                    "responses": {
-                        "200": {"description": "PostgreSQL answers"},
-                        "503": {"description": "PostgreSQL is down"},
-                    },
-                }
-            },
-        },
+        "servers": [{"url": "/", "description": "This Confide"}],
+        "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Session": {
-                    "type": "object",
-                    "required": ["token", "expires_at"],
-                    "properties": {
-                        "token": {"type": "string"},
-                        "expires_at": {"type": "string", "format": "date-time"},
-                    },
-                },
-                "Sent": {
-                    "type": "object",
-                    "required": ["sent_at"],
-                    "properties": {"sent_at": {"type": "string", "format": "date-time"}},
-                },
-                "Message": MESSAGE,
-                "ReporterThread": {
-                    "type": "object",
-                    "properties": {
-                        "reference": {"type": "string"},
-                        "category": {"type": "string"},
-                        "description": {"type": "string"},
-                        "submitted_at": {"type": "string", "format": "date-time"},
-                        "status": {"enum": ["open", "closed"]},
-                        "reply_due_by": {"type": ["string", "null"], "format": "date-time"},
-                        "messages": {"type": "array", "items": MESSAGE},
-                    },
-                },
-                "ThreadSummary": {
-                    "type": "object",
-                    "required": list(SUMMARY_PROPERTIES),
-                    "properties": SUMMARY_PROPERTIES,
-                },
-                "StaffThread": {
-                    "type": "object",
-                    "properties": {
-                        **SUMMARY_PROPERTIES,
-                        "description": {"type": "string"},
-                        "contact": {"type": ["object", "null"]},
-                        "messages": {"type": "array", "items": MESSAGE},
-                        "notes": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "author": {"type": ["string", "null"]},
-                                    "body": {"type": "string"},
-                                    "created_at": {"type": "string", "format": "date-time"},
-                                },
-                            },
-                        },
-                    },
-                },
-                "Category": {
-                    "type": "object",
-                    "required": ["id", "name"],
-                    "properties": {"id": {"type": "string"}, "name": {"type": "string"}},
-                },
-                "Contact": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "name": {"type": ["string", "null"], "maxLength": 200},
-                        "email": {"type": ["string", "null"], "format": "email"},
-                        "phone": {
-                            "type": ["string", "null"],
-                            "description": "UK or international; stored as E.164",
-                        },
-                    },
-                },
-                "NewReport": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["category", "description", "anonymous"],
-                    "properties": {
-                        "category": {"type": "string"},
-                        "description": {"type": "string", "minLength": 1, "maxLength": 20000},
-                        "occurred": {"type": ["string", "null"], "maxLength": 500},
-                        "location": {"type": ["string", "null"], "maxLength": 500},
-                        "anonymous": {"type": "boolean"},
-                        "follow_up": {"type": "boolean"},
-                        "contact": {"$ref": "#/components/schemas/Contact"},
-                    },
-                },
-                "Receipt": {
-                    "type": "object",
-                    "required": ["reference", "code", "reply_due_by"],
-                    "properties": {
-                        "reference": {"type": "string", "pattern": "^R-[0-9A-Z]{8}$"},
-                        "code": {
-                            "type": ["string", "null"],
-                            "description": "Shown once; cannot be recovered",
-                        },
-                        "reply_due_by": {"type": ["string", "null"], "format": "date-time"},
-                    },
-                },
-                "Problem": {
-                    "type": "object",
-                    "required": ["type", "title", "status"],
-                    "properties": {
-                        "type": {"type": "string"},
-                        "title": {"type": "string"},
-                        "status": {"type": "integer"},
-                        "detail": {"type": "string"},
-                        "errors": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["field", "message"],
-                                "properties": {
-                                    "field": {"type": "string"},
-                                    "message": {"type": "string"},
-                                },
-                            },
-                        },
-                    },
-                },
-            },
+            "schemas": _components(),
         },
     }

@@ -1,18 +1,28 @@
-"""The report question pages as a small state machine.
+"""The report question pages as a small state machine, bound to :class:`confide.models.NewReport`.
 
 Answers are never stored on the server before submission: every page carries all answers so far
 as hidden fields, and posts them back. The step that was answered names itself in ``step``.
+The answers bind to the API's model directly (:class:`ReportForm`): the same rules and messages,
+except that the three questions asked as radio buttons say so in the page's words.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from confide.errors import FieldError, ValidationFailed
-from confide.services import validation
-from confide.services.validation import ReportDraft
+from aiohttp import web
+from pydantic import ValidationError, model_validator
+
+from confide import logs
+from confide.idempotency import Idempotency
+from confide.models import NewReport, field_errors
+from confide.services import reports
 from webapp.i18n import _
+from webapp.keys import CTX, HASHER
+
+log = logs.get("confide.web.report")
 
 ANSWER_FIELDS = (
     "how",
@@ -34,19 +44,6 @@ STEP_FIELDS = {
     "where": ("location",),
     "follow-up": ("follow_up",),
     "contact": ("contact_name", "contact_email", "contact_phone"),
-}
-# API field names (CONTRACTS §3) -> form field names
-API_TO_FORM = {
-    "category": "category",
-    "description": "description",
-    "occurred": "occurred",
-    "location": "location",
-    "anonymous": "how",
-    "follow_up": "follow_up",
-    "contact": "contact_email",
-    "contact.name": "contact_name",
-    "contact.email": "contact_email",
-    "contact.phone": "contact_phone",
 }
 FIELD_STEP = {field: step for step, fields in STEP_FIELDS.items() for field in fields}
 
@@ -92,90 +89,134 @@ def previous_step(step: str, answers: dict[str, str]) -> str | None:
     return None
 
 
-def validate_step(step: str, answers: dict[str, str], categories: set[str]) -> FormErrors:
-    """Only the fields of the page that was answered."""
-    errors: list[FieldError] = []
-    if step == "how" and answers["how"] not in ("anonymous", "contact"):
-        errors.append(FieldError("how", _("Select how you would like to report")))
-    elif step == "category" and answers["category"] not in categories:
-        errors.append(FieldError("category", _("Select what your report is about")))
-    elif step == "what":
-        validation.text_field(
-            errors,
-            "description",
-            answers["description"],
-            label=_("what happened"),
-            required=True,
-            max_len=validation.DESCRIPTION_MAX,
-            multiline=True,
-        )
-    elif step == "when":
-        validation.text_field(
-            errors,
-            "occurred",
-            answers["occurred"],
-            label=_("when it happened"),
-            required=False,
-            max_len=validation.SHORT_MAX,
-        )
-    elif step == "where":
-        validation.text_field(
-            errors,
-            "location",
-            answers["location"],
-            label=_("where it happened"),
-            required=False,
-            max_len=validation.SHORT_MAX,
-        )
-    elif step == "follow-up" and answers["follow_up"] not in ("yes", "no"):
-        errors.append(FieldError("follow_up", _("Select yes if you would like us to reply")))
-    elif step == "contact":
-        validation.contact_from(
-            errors,
-            {
-                "name": answers["contact_name"],
-                "email": answers["contact_email"],
-                "phone": answers["contact_phone"],
-            },
-            prefix="contact_",
-        )
-    return FormErrors([(e.field.replace(".", "_"), e.message) for e in errors])
+class ReportForm(NewReport):
+    """The question pages' answers as a :class:`NewReport`. They are flat strings, so only their
+    names and radio values differ from the API's JSON: anything unexpected stays a string and is
+    refused by the field's own rule."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_answers(cls, data: Any) -> Any:
+        how = data.get("how")
+        anonymous = {"anonymous": True, "contact": False}.get(how, how)
+        bound = {key: data.get(key) for key in ("category", "description", "occurred", "location")}
+        bound["anonymous"] = anonymous
+        if anonymous is True:
+            follow_up = data.get("follow_up")
+            bound["follow_up"] = {"yes": True, "no": False}.get(follow_up, follow_up)
+        elif anonymous is False:
+            bound["contact"] = {
+                "name": data.get("contact_name"),
+                "email": data.get("contact_email"),
+                "phone": data.get("contact_phone"),
+            }
+        return bound
 
 
-def to_api(answers: dict[str, str]) -> dict[str, Any]:
-    anonymous = answers["how"] != "contact"
-    data: dict[str, Any] = {
-        "category": answers["category"],
-        "description": answers["description"],
-        "occurred": answers["occurred"] or None,
-        "location": answers["location"] or None,
-        "anonymous": anonymous,
-        "follow_up": anonymous and answers["follow_up"] == "yes",
-    }
-    if not anonymous:
-        data["contact"] = {
-            "name": answers["contact_name"] or None,
-            "email": answers["contact_email"] or None,
-            "phone": answers["contact_phone"] or None,
-        }
-    return data
+# A model field whose form field is not its dotted name with "_" for ".".
+FORM_NAMES = {"anonymous": "how", "contact": "contact_email"}
 
 
-def draft_or_first_bad_step(
-    answers: dict[str, str], categories: set[str]
-) -> tuple[ReportDraft | None, str | None, FormErrors]:
-    """The whole report validated as the API would; else the first page that needs a fix."""
-    if answers["how"] not in ("anonymous", "contact"):
-        return None, "how", validate_step("how", answers, categories)
-    for step in STEPS[:-1]:
-        if applies(step, answers):
-            errors = validate_step(step, answers, categories)
-            if errors:
-                return None, step, errors
+def _in_page_words(name: str, message: str) -> str:
+    """The radio questions' own wording; every message goes through the catalogue."""
+    if name == "how":
+        return _("Select how you would like to report")
+    if name == "category":
+        return _("Select what your report is about")
+    if name == "follow_up":
+        return _("Select yes if you would like us to reply")
+    return _(message)
+
+
+def check(answers: dict[str, str], categories: set[str]) -> tuple[NewReport | None, FormErrors]:
+    """All answers bound to the model: the report, or every error under its form field name,
+    in page order."""
     try:
-        draft = validation.report_from_json(to_api(answers), categories)
-    except ValidationFailed as exc:
-        items = [(API_TO_FORM.get(e.field, e.field), e.message) for e in exc.errors]
-        step = FIELD_STEP.get(items[0][0], "how")
-        return None, step, FormErrors(items)
-    return draft, None, FormErrors([])
+        return ReportForm.model_validate(answers, context={"categories": categories}), FormErrors(
+            []
+        )
+    except ValidationError as exc:
+        items = []
+        for e in field_errors(exc, NewReport):
+            name = FORM_NAMES.get(e.field, e.field.replace(".", "_"))
+            items.append((name, _in_page_words(name, e.message)))
+        return None, FormErrors(items)
+
+
+def on_step(errors: FormErrors, step: str) -> FormErrors:
+    return FormErrors([(f, m) for f, m in errors.items if FIELD_STEP.get(f, "how") == step])
+
+
+def first_bad_step(errors: FormErrors) -> str | None:
+    steps = [FIELD_STEP.get(f, "how") for f, _m in errors.items]
+    return min(steps, key=STEPS.index) if steps else None
+
+
+@dataclass(frozen=True)
+class Page:
+    """Which page to show next, and how."""
+
+    step: str
+    errors: FormErrors = field(default_factory=lambda: FormErrors([]))
+    return_to: str = ""
+    status: int = 200
+    notice: str | None = None
+
+
+def after_step(form: Mapping[str, str], answers: dict[str, str], categories: set[str]) -> Page:
+    """The page after one question was answered (or Back, or Change from check answers): the
+    same page with its errors, the next question, or check answers; from check answers, the
+    first page that still needs a fix (e.g. switched to "with contact details": ask for them)."""
+    step = form.get("step", "")
+    if step not in STEPS:
+        return Page("how")
+    if form.get("nav") == "back":
+        return Page(previous_step(step, answers) or "how")
+    if step == "check":
+        change = form.get("change", "")
+        return Page(change, return_to="check") if change in STEP_FIELDS else Page("check")
+    back_to_check = form.get("return_to") == "check"
+    _draft, errors = check(answers, categories)
+    here = on_step(errors, step)
+    if here:
+        return Page(step, here, return_to="check" if back_to_check else "", status=422)
+    following = next_step(step, answers)
+    if not (back_to_check or following == "check"):
+        return Page(following)
+    bad_step = first_bad_step(errors)
+    if bad_step is None:
+        return Page("check")
+    shown = on_step(errors, bad_step) if bad_step != following else FormErrors([])
+    return Page(bad_step, shown, return_to="check")
+
+
+def page_context(page: Page, answers: dict[str, str], categories: list[dict[str, str]]) -> Any:
+    """What a question page's template needs."""
+    return {
+        "step": page.step,
+        "answers": answers,
+        "errors": page.errors,
+        "return_to": page.return_to,
+        "previous": None if page.return_to else previous_step(page.step, answers),
+        "categories": categories,
+        "category_names": {c["slug"]: c["name"] for c in categories},
+        "notice": page.notice,
+        "fields": STEP_FIELDS.get(page.step, ()),
+    }
+
+
+async def submit_report(
+    request: web.Request, draft: NewReport, idempotency: Idempotency | None, **options: Any
+) -> reports.Submitted:
+    """Submit a validated report, from the API or the HTML form (``options``: those of
+    :func:`confide.services.reports.submit`); the service wakes the outbox itself."""
+    done = await reports.submit(
+        request.app[CTX],
+        draft,
+        idempotency=idempotency,
+        store_verifier=request.app[HASHER].store_verifier,
+        **options,
+    )
+    outcome = "new" if done.receipt.is_new else "repeat"
+    log.debug("report_submitted", thread_id=str(done.receipt.thread_id), outcome=outcome)
+    return done

@@ -1,4 +1,4 @@
-"""Skip these files where pydantic and msgspec are not installed (they are not dependencies yet)."""
+"""Skip these files where pydantic or msgspec is not installed (msgspec is no project dependency)."""
 
 from __future__ import annotations
 

@@ -16,11 +16,11 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
+from bench.models import legacy_form as report_flow
+from bench.models import legacy_validation as validation
 from bench.models import msgspec_report, pydantic_report, today
 from bench.submit import DESCRIPTION
 from confide.errors import ValidationFailed
-from confide.services import validation
-from webapp import report_flow
 
 CATEGORIES = {"safety", "conduct", "finance", "other", "harassment", "discrimination"}
 # The JSON twin of bench/submit.py's form body: anonymous, no follow-up.

@@ -16,9 +16,9 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta, Struct
 
+from bench.models import legacy_validation as validation
+from bench.models.legacy_validation import ReportDraft
 from confide.errors import FieldError, ValidationFailed
-from confide.services import validation
-from confide.services.validation import ReportDraft
 
 _EMAIL_MESSAGE = "Enter an email address in the correct format, like name@example.com"
 _PHONE_MESSAGE = (

@@ -22,10 +22,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bench.models import legacy_validation as validation
+from bench.models.legacy_form import FIELD_STEP, STEPS, FormErrors
+from bench.models.legacy_validation import Contact, ReportDraft
 from confide.errors import FieldError, ValidationFailed
-from confide.services import validation
-from confide.services.validation import Contact, ReportDraft
-from webapp.report_flow import FIELD_STEP, STEPS, FormErrors
 
 
 def _raise_first(errors: list[FieldError]) -> None:

@@ -8,8 +8,8 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from confide.services import validation
-from confide.services.validation import ReportDraft
+from bench.models import legacy_validation as validation
+from bench.models.legacy_validation import ReportDraft
 from webapp.forms import read_json
 
 

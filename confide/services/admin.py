@@ -14,8 +14,8 @@ from asyncpg import Connection
 from confide.context import Context
 from confide.db import Pool
 from confide.errors import FieldError, ValidationFailed
+from confide.models import email_field
 from confide.services.staff import THREAD_READER_ROLES
-from confide.services.validation import email_field
 from confide.sql import audit as sql_audit
 from confide.sql import org as sql_org
 from confide.sql import staff as sql_staff

@@ -1,4 +1,4 @@
-"""Submitting a report: validated draft in, committed receipt out."""
+"""Submitting a report: a validated :class:`confide.models.NewReport` in, committed receipt out."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import hmac
 import json
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -24,9 +24,9 @@ from confide.errors import (
     ValidationFailed,
 )
 from confide.idempotency import Idempotency
+from confide.models import NewReport
 from confide.services import codes as code_service
 from confide.services import deadlines
-from confide.services.validation import ReportDraft
 from confide.settings import Settings
 from confide.sql import deadlines as sql_deadlines
 from confide.sql import reports as sql_reports
@@ -62,10 +62,9 @@ their authors differ (``api`` and ``form``), so a key of one never finds the oth
 WAIT_POLL_S = 0.2
 
 
-def canonical_draft(draft: ReportDraft) -> bytes:
-    """The canonical form of what was submitted, for the idempotency request HMAC (orjson
-    serialises the dataclasses natively, several times faster than ``asdict``)."""
-    return idempotency.canonical(draft)
+def canonical_draft(draft: NewReport) -> bytes:
+    """The canonical form of what was submitted, for the idempotency request HMAC."""
+    return idempotency.canonical(draft.model_dump())
 
 
 def submission_idempotency(
@@ -98,7 +97,7 @@ class Submitted:
 
 async def submit(
     ctx: Context,
-    draft: ReportDraft,
+    draft: NewReport,
     *,
     idempotency: Idempotency | None,
     store_verifier: code_service.VerifierStore,
@@ -166,7 +165,7 @@ async def _repeat(
 
 async def submit_report(
     ctx: Context,
-    draft: ReportDraft,
+    draft: NewReport,
     *,
     idempotency: Idempotency | None,
     accept_new: bool = True,
@@ -193,7 +192,7 @@ async def submit_report(
         due, nearing = deadlines.due_and_nearing(ctx.calendar, ctx.settings, received_at)
     contact = None
     if draft.contact is not None:
-        contact = json.dumps(asdict(draft.contact), ensure_ascii=False)
+        contact = json.dumps(draft.contact.model_dump(), ensure_ascii=False)
     for _ in range(10):
         thread_id = uuid4()
         outbox: list[tuple[UUID, str, bytes | None]] = [(uuid4(), "new_report", None)]

@@ -24,8 +24,8 @@ from confide.context import Context
 from confide.crypto import keyed_hash
 from confide.domain import Role, SessionKind
 from confide.errors import ConfideError, FieldError, ValidationFailed
+from confide.models import email_field
 from confide.services import sessions
-from confide.services.validation import email_field
 from confide.settings import Settings
 from confide.sql import org as sql_org
 from confide.sql import sessions as sql_sessions

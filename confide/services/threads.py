@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from asyncpg import Connection, Record
+from pydantic import ValidationError
 
 from confide import idempotency
 from confide.context import Context
@@ -29,7 +30,8 @@ from confide.errors import (
     ValidationFailed,
 )
 from confide.idempotency import Idempotency
-from confide.services import deadlines, sessions, validation
+from confide.models import NewMessage, field_errors
+from confide.services import deadlines, sessions
 from confide.services.reports import field_context
 from confide.services.staff import THREAD_READER_ROLES
 from confide.settings import Settings
@@ -225,19 +227,13 @@ async def reporter_view(ctx: Context, thread_id: UUID) -> ThreadView:
 
 
 def message_body(text: Any, field_name: str = "body") -> str:
-    errors: list[FieldError] = []
-    body = validation.text_field(
-        errors,
-        field_name,
-        text,
-        label="a message",
-        required=True,
-        max_len=validation.MESSAGE_MAX,
-        multiline=True,
-    )
-    if errors or body is None:
-        raise ValidationFailed(errors)
-    return body
+    """A message's text by the rule of :class:`confide.models.NewMessage` (for the HTML forms,
+    whose field may be named otherwise); else :class:`ValidationFailed` under ``field_name``."""
+    try:
+        return NewMessage.model_validate({"body": text}).body
+    except ValidationError as exc:
+        errors = field_errors(exc, NewMessage)
+        raise ValidationFailed([FieldError(field_name, e.message) for e in errors]) from None
 
 
 class Sent(NamedTuple):

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
 from aiohttp import web
 
-from confide import codes, idempotency, logs
+from confide import codes, idempotency, logs, models
 from confide.domain import SessionKind
 from confide.errors import FieldError, ValidationFailed
-from confide.services import reminders, reporter_auth, reports, sessions, threads, validation
+from confide.services import reminders, reporter_auth, reports, sessions, threads
 from confide.services import staff as staff_service
 from confide.services.staff import ROLES, THREAD_READER_ROLES
+from webapp import responses
 from webapp.auth import Auth, session_for, staff_for
 from webapp.errors import problem
 from webapp.forms import read_json
@@ -26,8 +26,10 @@ from webapp.keys import (
     STAFF_LOGIN_LIMITS,
 )
 from webapp.openapi import document
+from webapp.report_flow import submit_report
 
 log = logs.get("confide.web.api")
+B = TypeVar("B", bound=models.Body)
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -40,59 +42,43 @@ async def categories(request: web.Request) -> web.Response:
 
 
 async def create_report(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    key = idempotency.check_header(request.headers.get("Idempotency-Key"))
+    key = _idempotency_key(request, marked=False)
     data = await read_json(request)
     known = await request.app[CATEGORIES].slugs(request.app[CTX])
-    draft = validation.report_from_json(data, known)
+    draft = models.parse(models.NewReport, data, context={"categories": known})
     request.app[LIMITS].check(request)
-    done = await reports.submit(
-        request.app[CTX],
-        draft,
-        idempotency=reports.submission_idempotency(
-            settings, key, idempotency.canonical(data), author="api"
-        ),
-        store_verifier=request.app[HASHER].store_verifier,
+    idem = reports.submission_idempotency(
+        request.app[SETTINGS], key, idempotency.canonical(data), author="api"
     )
-    receipt = done.receipt
-    log.debug(
-        "report_submitted",
-        thread_id=str(receipt.thread_id),
-        outcome="new" if receipt.is_new else "repeat",
-    )
+    done = await submit_report(request, draft, idem)
     if done.code_failed:
-        return problem(
-            503,
-            "The report was received, but its code could not be made yet. "
-            "Send the same request again with the same Idempotency-Key.",
-            headers={"Retry-After": "5"},
-        )
-    return web.json_response(
-        {
-            "reference": receipt.reference,
-            "code": codes.display(done.code) if done.code else None,
-            "reply_due_by": _iso(receipt.reply_due_by),
-        },
-        status=201 if receipt.is_new else 200,
+        return problem(503, CODE_FAILED, headers={"Retry-After": "5"})
+    code = codes.display(done.code) if done.code else None
+    receipt = responses.Receipt(
+        reference=done.receipt.reference, code=code, reply_due_by=done.receipt.reply_due_by
     )
+    return receipt.response(201 if done.receipt.is_new else 200)
+
+
+CODE_FAILED = (
+    "The report was received, but its code could not be made yet. "
+    "Send the same request again with the same Idempotency-Key."
+)
 
 
 # --- Reporter ------------------------------------------------------------------------------
 
 
 async def reporter_session(request: web.Request) -> web.Response:
-    data = await read_json(request)
-    code = data.get("code") if isinstance(data, dict) else None
-    if not isinstance(code, str):
-        raise ValidationFailed([FieldError("code", "Send the code as a string")])
+    login = models.parse(models.ReporterLogin, await read_json(request))
     thread_id, session = await reporter_auth.log_in(
         request.app[CTX],
-        code,
+        login.code,
         request.app[LOGIN_LIMITS].guard(request),
         request.app[HASHER].check_code,
     )
     log.info("reporter_logged_in", thread_id=str(thread_id))
-    return web.json_response({"token": session.token, "expires_at": session.expires_at.isoformat()})
+    return responses.Session(token=session.token, expires_at=session.expires_at).response()
 
 
 async def _reporter(request: web.Request) -> Auth:
@@ -102,37 +88,24 @@ async def _reporter(request: web.Request) -> Auth:
     return auth
 
 
-def _message(m: threads.Message) -> dict[str, Any]:
-    return {"from": m.author, "body": m.body, "sent_at": m.sent_at.isoformat()}
-
-
 async def reporter_thread(request: web.Request) -> web.Response:
     auth = await _reporter(request)
     assert auth.session.thread_id is not None
     view = await threads.reporter_view(request.app[CTX], auth.session.thread_id)
-    return web.json_response(
-        {
-            "reference": view.reference,
-            "category": view.category,
-            "description": view.description,
-            "submitted_at": view.received_at.isoformat(),
-            "status": "closed" if view.status == "closed" else "open",
-            "reply_due_by": _iso(view.reply_due_by),
-            "messages": [_message(m) for m in view.messages],
-        }
-    )
+    return responses.ReporterThread.of(view).response()
 
 
 async def reporter_message(request: web.Request) -> web.Response:
     auth = await _reporter(request)
-    body = threads.message_body(_body_field(await read_json(request)))
+    message = models.parse(models.NewMessage, await read_json(request))
     assert auth.session.thread_id is not None
     sent = await threads.add_reporter_message(
-        request.app[CTX], auth.session.thread_id, body, idempotency_key=_idempotency_key(request)
+        request.app[CTX],
+        auth.session.thread_id,
+        message.body,
+        idempotency_key=_idempotency_key(request),
     )
-    return web.json_response(
-        {"sent_at": sent.sent_at.isoformat()}, status=201 if sent.is_new else 200
-    )
+    return _sent(sent)
 
 
 async def reporter_reminder(request: web.Request) -> web.Response:
@@ -163,43 +136,32 @@ async def reporter_logout(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _body_field(data: Any) -> Any:
-    if not isinstance(data, dict):
-        raise ValidationFailed([FieldError("", "The body must be a JSON object")])
-    return data.get("body")
-
-
-def _idempotency_key(request: web.Request) -> str | None:
-    """The checked header, marked as the API's so that it never meets an HTML form token."""
+def _idempotency_key(request: web.Request, *, marked: bool = True) -> str | None:
+    """The checked ``Idempotency-Key`` header (16-255 visible ASCII characters, else 422),
+    ``marked`` as the API's so that it never meets an HTML form token (a report's key is
+    scoped by its author instead: ``reports.submission_idempotency``)."""
     key = idempotency.check_header(request.headers.get("Idempotency-Key"))
-    return f"api:{key}" if key is not None else None
+    return f"api:{key}" if key is not None and marked else key
+
+
+def _sent(sent: threads.Sent) -> web.Response:
+    return responses.Sent(sent_at=sent.sent_at).response(201 if sent.is_new else 200)
 
 
 # --- Staff ---------------------------------------------------------------------------------
 
 
 async def staff_session(request: web.Request) -> web.Response:
-    data = await read_json(request)
-    if (
-        not isinstance(data, dict)
-        or not isinstance(data.get("email"), str)
-        or not isinstance(data.get("password"), str)
-    ):
-        raise ValidationFailed([FieldError("email", "Send email and password as strings")])
+    login = models.parse(models.StaffLogin, await read_json(request))
     done = await staff_service.log_in(
         request.app[CTX],
         request.app[HASHER].local,
         request.app[STAFF_LOGIN_LIMITS].guard(request),
-        data["email"],
-        data["password"],
+        login.email,
+        login.password,
     )
-    return web.json_response(
-        {"token": done.session.token, "expires_at": done.session.expires_at.isoformat()}
-    )
+    session = done.session
+    return responses.Session(token=session.token, expires_at=session.expires_at).response()
 
 
 async def _staff(
@@ -221,24 +183,6 @@ async def staff_logout(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _summary(t: threads.ThreadView | threads.InboxRow) -> dict[str, Any]:
-    return {
-        "reference": t.reference,
-        "category": t.category,
-        "team": t.team,
-        "anonymous": t.anonymous,
-        "follow_up": t.follow_up,
-        "received_at": t.received_at.isoformat(),
-        "last_reporter_message_at": (
-            t.last_reporter_message_at.isoformat() if t.last_reporter_message_at else None
-        ),
-        "status": t.status,
-        "assignee": t.assignee,
-        "reply_due_by": _iso(t.reply_due_by),
-        "escalation": t.escalation,
-    }
-
-
 async def staff_threads(request: web.Request) -> web.Response:
     member, _ = await _staff(request)
     state = request.query.get("state", "awaiting")
@@ -251,76 +195,57 @@ async def staff_threads(request: web.Request) -> web.Response:
     result = await threads.inbox(
         request.app[CTX], member, state=state, page=page, reference=request.query.get("q") or None
     )
-    return web.json_response(
-        {"threads": [_summary(t) for t in result.threads], "next_page": result.next_page}
-    )
+    rows = [responses.ThreadSummary(**responses.ThreadSummary.fields(t)) for t in result.threads]
+    return responses.ThreadPage(threads=rows, next_page=result.next_page).response()
 
 
 async def staff_thread(request: web.Request) -> web.Response:
     member, _ = await _staff(request)
     view = await threads.staff_view(request.app[CTX], member, request.match_info["reference"])
-    body = _summary(view)
-    body.update(
-        description=view.description,
-        contact=view.contact,
-        messages=[_message(m) for m in view.messages],
-        notes=[
-            {"author": n.author, "body": n.body, "created_at": n.created_at.isoformat()}
-            for n in view.notes
-        ],
-    )
-    return web.json_response(body)
+    return responses.StaffThread.of(view).response()
 
 
-async def _thread_body(request: web.Request) -> tuple[threads.Staff, str, dict[str, Any]]:
-    """A staff thread action's caller, thread reference and JSON object body."""
+async def _thread_body(request: web.Request, model: type[B]) -> tuple[threads.Staff, str, B]:
+    """A staff thread action's caller (401/403 first), thread reference and body."""
     member, _ = await _staff(request)
-    data = await read_json(request)
-    if not isinstance(data, dict):
-        raise ValidationFailed([FieldError("", "The body must be a JSON object")])
-    return member, request.match_info["reference"], data
+    body = models.parse(model, await read_json(request))
+    return member, request.match_info["reference"], body
 
 
 async def staff_thread_messages(request: web.Request) -> web.Response:
-    member, reference, data = await _thread_body(request)
-    body = threads.message_body(data.get("body"))
+    member, reference, message = await _thread_body(request, models.NewMessage)
     key = _idempotency_key(request)
-    sent = await threads.reply(request.app[CTX], member, reference, body, idempotency_key=key)
-    return web.json_response(
-        {"sent_at": sent.sent_at.isoformat()}, status=201 if sent.is_new else 200
+    sent = await threads.reply(
+        request.app[CTX], member, reference, message.body, idempotency_key=key
     )
+    return _sent(sent)
 
 
 async def staff_thread_notes(request: web.Request) -> web.Response:
-    member, reference, data = await _thread_body(request)
-    body = threads.message_body(data.get("body"))
-    created = await threads.add_note(request.app[CTX], member, reference, body)
-    return web.json_response({"created_at": created.isoformat()}, status=201)
+    member, reference, note = await _thread_body(request, models.NewMessage)
+    created = await threads.add_note(request.app[CTX], member, reference, note.body)
+    return responses.NoteAdded(created_at=created).response(201)
 
 
 async def staff_thread_status(request: web.Request) -> web.Response:
-    member, reference, data = await _thread_body(request)
-    await threads.set_status(request.app[CTX], member, reference, str(data.get("status", "")))
-    return web.json_response({"status": "ok"})
+    member, reference, body = await _thread_body(request, models.NewStatus)
+    await threads.set_status(request.app[CTX], member, reference, body.status)
+    return responses.Done().response()
 
 
 async def staff_thread_team(request: web.Request) -> web.Response:
-    member, reference, data = await _thread_body(request)
-    await threads.set_team(request.app[CTX], member, reference, str(data.get("team", "")))
-    return web.json_response({"status": "ok"})
+    member, reference, body = await _thread_body(request, models.NewTeam)
+    await threads.set_team(request.app[CTX], member, reference, body.team)
+    return responses.Done().response()
 
 
 async def staff_thread_assignee(request: web.Request) -> web.Response:
-    member, reference, data = await _thread_body(request)
-    email = data.get("email")
-    if email is not None and not isinstance(email, str):
-        raise ValidationFailed([FieldError("email", "A string or null")])
-    await threads.set_assignee(request.app[CTX], member, reference, email)
-    return web.json_response({"status": "ok"})
+    member, reference, body = await _thread_body(request, models.NewAssignee)
+    await threads.set_assignee(request.app[CTX], member, reference, body.email)
+    return responses.Done().response()
 
 
 async def staff_thread_restricted(request: web.Request) -> web.Response:
-    member, reference, data = await _thread_body(request)
-    restricted = data.get("restricted") is True
-    await threads.set_restricted(request.app[CTX], member, reference, restricted)
-    return web.json_response({"status": "ok"})
+    member, reference, body = await _thread_body(request, models.NewRestriction)
+    await threads.set_restricted(request.app[CTX], member, reference, body.restricted)
+    return responses.Done().response()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -20,6 +19,7 @@ from confide.errors import (
     ThreadClosed,
     ValidationFailed,
 )
+from confide.models import NewReport
 from confide.services import reminders, reporter_auth, reports, sessions, threads
 from webapp import report_flow
 from webapp.auth import (
@@ -312,126 +312,85 @@ async def _categories(request: web.Request) -> list[dict[str, str]]:
 
 
 async def render_step(
-    request: web.Request,
-    step: str,
-    answers: dict[str, str],
-    *,
-    errors: FormErrors | None = None,
-    return_to: str = "",
-    status: int = 200,
-    notice: str | None = None,
+    request: web.Request, answers: dict[str, str], page: report_flow.Page
 ) -> web.Response:
-    categories = await _categories(request)
-    context: dict[str, Any] = {
-        "step": step,
-        "answers": answers,
-        "errors": errors or FormErrors([]),
-        "return_to": return_to,
-        "previous": None if return_to else report_flow.previous_step(step, answers),
-        "categories": categories,
-        "category_names": {c["slug"]: c["name"] for c in categories},
-        "notice": notice,
-        "fields": report_flow.STEP_FIELDS.get(step, ()),
-    }
-    template = "reporter/check.html" if step == "check" else f"reporter/step-{step}.html"
-    if step == "check":
+    context = report_flow.page_context(page, answers, await _categories(request))
+    template = f"reporter/step-{page.step}.html"
+    if page.step == "check":
+        template = "reporter/check.html"
         context["form_token"] = new_form_token(request.app[SETTINGS], SUBMIT_PURPOSE)
-    return aiohttp_jinja2.render_template(template, request, context, status=status)
+    return aiohttp_jinja2.render_template(template, request, context, status=page.status)
 
 
 async def report_start(request: web.Request) -> web.Response:
-    return await render_step(request, "how", report_flow.answers_from({}))
+    return await render_step(request, report_flow.answers_from({}), report_flow.Page("how"))
 
 
 async def report_step(request: web.Request) -> web.Response:
     """One question answered: validate that page, then show the next (or check answers)."""
     form = await read_form(request)
     answers = report_flow.answers_from(form)
-    step = form.get("step", "")
-    if step not in report_flow.STEPS:
-        return await render_step(request, "how", answers)
-    if form.get("nav") == "back":
-        return await render_step(
-            request, report_flow.previous_step(step, answers) or "how", answers
-        )
-    if step == "check":
-        change = form.get("change", "")
-        if change in report_flow.STEP_FIELDS:
-            return await render_step(request, change, answers, return_to="check")
-        return await render_step(request, "check", answers)
-    categories = {c["slug"] for c in await _categories(request)}
-    errors = report_flow.validate_step(step, answers, categories)
-    if errors:
-        return await render_step(
-            request,
-            step,
-            answers,
-            errors=errors,
-            return_to=(form.get("return_to", "") == "check" and "check") or "",
-            status=422,
-        )
-    following = report_flow.next_step(step, answers)
-    if form.get("return_to") == "check" or following == "check":
-        _, bad_step, bad = report_flow.draft_or_first_bad_step(answers, categories)
-        if bad_step is not None:
-            # e.g. switched to "with contact details" from check answers: ask what is missing.
-            return await render_step(
-                request,
-                bad_step,
-                answers,
-                return_to="check",
-                errors=bad if bad_step != following else None,
-            )
-        return await render_step(request, "check", answers)
-    return await render_step(request, following, answers)
+    categories = await request.app[CATEGORIES].slugs(request.app[CTX])
+    return await render_step(request, answers, report_flow.after_step(form, answers, categories))
 
 
 async def report_submit(request: web.Request) -> web.Response:
     """Commit the report, then (for anonymous follow-up) issue the code and show it once."""
-    settings = request.app[SETTINGS]
     form = await read_form(request)
     answers = report_flow.answers_from(form)
-    categories = {c["slug"] for c in await _categories(request)}
-    draft, bad_step, errors = report_flow.draft_or_first_bad_step(answers, categories)
+    draft, errors = report_flow.check(
+        answers, await request.app[CATEGORIES].slugs(request.app[CTX])
+    )
     if draft is None:
-        assert bad_step is not None
-        return await render_step(
-            request, bad_step, answers, errors=errors, return_to="check", status=422
-        )
-    nonce = check_form_token(settings, SUBMIT_PURPOSE, form.get("form_token", ""))
+        step = report_flow.first_bad_step(errors) or "how"
+        page = report_flow.Page(step, report_flow.on_step(errors, step), "check", 422)
+        return await render_step(request, answers, page)
+    done = await _submit(request, draft, form.get("form_token", ""))
+    if isinstance(done, report_flow.Page):
+        return await render_step(request, answers, done)
+    return await _confirmation(request, draft, done, answers, form.get("form_token", ""))
+
+
+EXPIRED = report_flow.Page("check", status=400, notice=EXPIRED_NOTICE)
+
+
+async def _submit(
+    request: web.Request, draft: NewReport, token: str
+) -> reports.Submitted | report_flow.Page:
+    """The report submitted under the check page's token; or the check page again, saying why
+    not (the page expired; or its token already sent other answers)."""
+    nonce = check_form_token(request.app[SETTINGS], SUBMIT_PURPOSE, token)
     if nonce is None:
-        return await render_step(request, "check", answers, status=400, notice=EXPIRED_NOTICE)
+        return EXPIRED
     request.app[LIMITS].check(request)
+    canonical = reports.canonical_draft(draft)
+    idem = reports.submission_idempotency(request.app[SETTINGS], nonce, canonical, author="form")
     try:
-        done = await reports.submit(
-            request.app[CTX],
+        return await report_flow.submit_report(
+            request,
             draft,
-            idempotency=reports.submission_idempotency(
-                settings, nonce, reports.canonical_draft(draft), author="form"
-            ),
-            store_verifier=request.app[HASHER].store_verifier,
-            accept_new=form_token_age_s(form.get("form_token", "")) <= SUBMIT_TOKEN_NEW_S,
+            idem,
+            accept_new=form_token_age_s(token) <= SUBMIT_TOKEN_NEW_S,
             wait_for_first=True,
         )
     except FormExpired:
-        return await render_step(request, "check", answers, status=400, notice=EXPIRED_NOTICE)
+        return EXPIRED
     except IdempotencyKeyReused:
-        return await render_step(
-            request,
-            "check",
-            answers,
-            status=422,
-            notice=_(
-                "A report was already sent from this page, and it was received. These answers "
-                "are different: if you send them, they will be a second, separate report."
-            ),
+        notice = _(
+            "A report was already sent from this page, and it was received. These answers "
+            "are different: if you send them, they will be a second, separate report."
         )
+        return report_flow.Page("check", status=422, notice=notice)
+
+
+async def _confirmation(
+    request: web.Request,
+    draft: NewReport,
+    done: reports.Submitted,
+    answers: dict[str, str],
+    token: str,
+) -> web.Response:
     receipt = done.receipt
-    log.debug(
-        "report_submitted",
-        thread_id=str(receipt.thread_id),
-        outcome="new" if receipt.is_new else "repeat",
-    )
     reminder_token = None
     if done.code and receipt.reply_due_by is not None:
         reminder_token = await reminders.issue_token(request.app[CTX], receipt.thread_id)
@@ -449,7 +408,7 @@ async def report_submit(request: web.Request) -> web.Response:
             "wants_code": receipt.wants_code,
             "anonymous": draft.anonymous,
             "answers": answers,
-            "form_token": form.get("form_token", ""),
+            "form_token": token,
         },
     )
 

@@ -1,4 +1,6 @@
-"""Field rules shared by the HTML question pages and the JSON API (CONTRACTS §3)."""
+"""Frozen copy of ``confide/services/validation.py`` as it was when the models were measured
+(the "today" of RESULTS.md): the field rules of the HTML pages and the JSON API before
+``confide.models`` replaced them. Kept so that the study can be re-run."""
 
 from __future__ import annotations
 

@@ -1,0 +1,163 @@
+"""Response models of the JSON API (CONTRACTS §3): what the handlers send, and the schemas of
+the OpenAPI document. The request models, which the services take, are in ``confide.models``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
+
+from confide.services import threads
+
+# ISO 8601 as ``datetime.isoformat`` writes it (``+00:00``, not pydantic's ``Z``): the API's
+# times have always been written so.
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(datetime.isoformat, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    def response(self, status: int = 200) -> web.Response:
+        return web.json_response(self.model_dump(mode="json", by_alias=True), status=status)
+
+
+class Category(Answer):
+    id: str
+    name: str
+
+
+class Receipt(Answer):
+    reference: Annotated[str, Field(pattern=r"^R-[0-9A-Z]{8}$")]
+    code: Annotated[str | None, Field(description="Shown once; cannot be recovered")]
+    reply_due_by: Timestamp | None
+
+
+class Session(Answer):
+    token: str
+    expires_at: Timestamp
+
+
+class Sent(Answer):
+    sent_at: Timestamp
+
+
+class NoteAdded(Answer):
+    created_at: Timestamp
+
+
+class Done(Answer):
+    status: Literal["ok"] = "ok"
+
+
+class Message(Answer):
+    sender: Annotated[Literal["reporter", "caseworker"], Field(alias="from")]
+    body: str
+    sent_at: Timestamp
+
+    @classmethod
+    def of(cls, m: threads.Message) -> Message:
+        return cls(sender=m.author, body=m.body, sent_at=m.sent_at)  # type: ignore[arg-type]
+
+
+class ReporterThread(Answer):
+    reference: str
+    category: str
+    description: str
+    submitted_at: Timestamp
+    status: Literal["open", "closed"]
+    reply_due_by: Timestamp | None
+    messages: list[Message]
+
+    @classmethod
+    def of(cls, view: threads.ThreadView) -> ReporterThread:
+        return cls(
+            reference=view.reference,
+            category=view.category,
+            description=view.description or "",
+            submitted_at=view.received_at,
+            status="closed" if view.status == "closed" else "open",
+            reply_due_by=view.reply_due_by,
+            messages=[Message.of(m) for m in view.messages],
+        )
+
+
+class ThreadSummary(Answer):
+    reference: str
+    category: str
+    team: str
+    anonymous: bool
+    follow_up: bool
+    received_at: Timestamp
+    last_reporter_message_at: Timestamp | None
+    status: Literal["open", "closed", "contacted"]
+    assignee: str | None
+    reply_due_by: Timestamp | None
+    escalation: Literal["none", "nearing", "overdue"]
+
+    @staticmethod
+    def fields(t: threads.ThreadView | threads.InboxRow) -> dict[str, Any]:
+        return {name: getattr(t, name) for name in ThreadSummary.model_fields}
+
+
+class ThreadPage(Answer):
+    threads: list[ThreadSummary]
+    next_page: int | None
+
+
+class Note(Answer):
+    author: str | None
+    body: str
+    created_at: Timestamp
+
+
+class StaffThread(ThreadSummary):
+    description: str
+    contact: dict[str, Any] | None
+    messages: list[Message]
+    notes: list[Note]
+
+    @classmethod
+    def of(cls, view: threads.ThreadView) -> StaffThread:
+        return cls(
+            **cls.fields(view),
+            description=view.description or "",
+            contact=view.contact,
+            messages=[Message.of(m) for m in view.messages],
+            notes=[Note(author=n.author, body=n.body, created_at=n.created_at) for n in view.notes],
+        )
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """``application/problem+json`` (RFC 9457), written by ``webapp.errors.problem``."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | SkipJsonSchema[None] = None
+    errors: list[FieldProblem] | SkipJsonSchema[None] = None
+
+
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    Category,
+    Receipt,
+    Session,
+    Sent,
+    NoteAdded,
+    Done,
+    ReporterThread,
+    ThreadPage,
+    StaffThread,
+    Problem,
+)
