@@ -118,7 +118,7 @@ async def migrate(conn: Connection, folder: Path = MIGRATIONS_DIR) -> list[str]:
         for version, name, sql in migration_files(folder):
             checksum = hashlib.sha256(sql.encode()).hexdigest()
             if version in done:
-                if done[version]["checksum"] != checksum:
+                if done[version].checksum != checksum:
                     raise RuntimeError(f"migration {name} was edited after it was applied")
                 continue
             async with conn.transaction():

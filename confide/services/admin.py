@@ -95,15 +95,15 @@ async def _membership(pool: Pool, admin_id: int, *, email: str, team: str, joins
         if team_id is None:
             raise ValidationFailed([FieldError("team", "Choose a team")])
         if joins:
-            if member["role"] not in THREAD_READER_ROLES:
+            if member.role not in THREAD_READER_ROLES:
                 raise ValidationFailed([FieldError("email", "Ops accounts belong to no team")])
-            await sql_staff.add_to_team(conn, member["id"], team_id)
+            await sql_staff.add_to_team(conn, member.id, team_id)
         else:
-            await sql_staff.remove_from_team(conn, member["id"], team_id)
+            await sql_staff.remove_from_team(conn, member.id, team_id)
         await sql_audit.record(
             conn,
             admin_id,
             None,
             "admin_join" if joins else "admin_leave",
-            {"staff_id": member["id"], "team_id": team_id},
+            {"staff_id": member.id, "team_id": team_id},
         )

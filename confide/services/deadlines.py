@@ -92,7 +92,7 @@ async def escalation_pass(ctx: Context, as_of: datetime, *, dry_run: bool = Fals
         async with ctx.pool.acquire() as conn, conn.transaction():
             _, report.overdue_alerts = await sql_deadlines.escalate(conn, as_of)
             for row in await sql_deadlines.refresh_summary(conn, as_of):
-                report.teams[row["slug"]] = {"nearing": row["nearing"], "overdue": row["overdue"]}
+                report.teams[row.slug] = {"nearing": row.nearing, "overdue": row.overdue}
             day = digest_due(ctx.calendar, ctx.settings, as_of)
             if day is not None:
                 report.digests = await sql_deadlines.queue_digests(
