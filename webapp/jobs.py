@@ -35,18 +35,12 @@ def make_client(settings: Settings) -> Celery:
     # HashResults reads them on the event loop.
     client = Celery("confide-web", broker=redis_url)
     client.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
+        jobs.celery_config(socket_timeout=2.0),
         broker_connection_timeout=1.0,
         broker_connection_retry=False,
         # Publishing must fail fast: the web falls back locally, and the outbox (issue 5) keeps
         # every other kind of work safe in PostgreSQL.
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0.1, "interval_step": 0.2},
-        broker_transport_options={"visibility_timeout": 600, "socket_timeout": 2.0},
-        task_routes={
-            jobs.STORE_CODE_VERIFIER: {"queue": jobs.HASHING_QUEUE},
-            jobs.CHECK_CODE: {"queue": jobs.HASHING_QUEUE},
-        },
     )
     return client
 
