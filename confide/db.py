@@ -54,7 +54,7 @@ class _Acquire:
     def __init__(self, gate: asyncio.Semaphore, pool: asyncpg.Pool) -> None:
         self._gate = gate
         self._pool = pool
-        self._inner: Any = None
+        self._inner: Any = None  # Any: asyncpg's acquire context (asyncpg ships no types)
 
     async def __aenter__(self) -> Connection:
         await self._gate.acquire()

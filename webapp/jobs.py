@@ -14,7 +14,6 @@ import asyncio
 import base64
 import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 from uuid import UUID, uuid4
 
 import redis.asyncio as aioredis
@@ -101,7 +100,7 @@ class HashResults:
     def forget(self, task_id: str) -> None:
         self._pending.pop(task_id, None)
 
-    async def wait(self, task_id: str, future: asyncio.Future[bytes], within_s: float) -> Any:
+    async def wait(self, task_id: str, future: asyncio.Future[bytes], within_s: float) -> object:
         """The task's return value; TimeoutError if none came, HashingFailed if it failed."""
         payload: bytes | str
         try:

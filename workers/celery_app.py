@@ -72,6 +72,7 @@ app.conf.update(
 )
 
 
+# The signal handlers take Celery's keyword arguments as ``**_: Any``: each signal sends its own.
 @app.on_configure.connect
 def _configure(sender: Celery, **_: Any) -> None:
     """What comes from the settings, read when Celery first needs its configuration (not at

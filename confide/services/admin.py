@@ -7,7 +7,6 @@ the argument at fault (``slug``, ``name``, ``email``, ``team``); the page maps i
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from asyncpg import Connection
 
@@ -23,7 +22,7 @@ from confide.sql import staff as sql_staff
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-async def overview(ctx: Context) -> dict[str, Any]:
+async def overview(ctx: Context) -> dict[str, object]:
     async with ctx.pool.acquire() as conn:
         teams = await sql_org.all_teams(conn)
         categories = await sql_org.all_categories(conn)

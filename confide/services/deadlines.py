@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Any
 from uuid import UUID
 
 from asyncpg import Connection
@@ -61,7 +60,7 @@ class PassReport:
     digests: list[str] = field(default_factory=list)
     overdue_alerts: int = 0
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, object]:
         return {
             "as_of": self.as_of.isoformat(),
             "teams": self.teams,

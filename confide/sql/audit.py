@@ -29,7 +29,7 @@ async def record(
     staff_id: int | None,
     thread_id: UUID | None,
     action: str,
-    detail: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,  # Any: whatever json.dumps takes
 ) -> None:
     await conn.execute(
         "INSERT INTO audit_log (staff_id, thread_id, action, detail) VALUES ($1, $2, $3, $4)",
