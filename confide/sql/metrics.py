@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 
 from asyncpg import Connection
 
@@ -30,8 +31,8 @@ class Snapshot:
     workers: list[WorkerAge]
 
 
-def _float(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]  # numeric: Decimal
+def _float(value: Decimal | float | None) -> float | None:  # extract() gives numeric
+    return None if value is None else float(value)
 
 
 SNAPSHOT = """
