@@ -94,7 +94,8 @@ async def claim(conn: Connection, outbox_id: UUID) -> OutboxItem | None:
     )
     if row is None:
         return None
-    payload = json.loads(row["payload"])
+    payload = row["payload"]  # jsonb comes as text unless a codec decodes it
+    payload = json.loads(payload) if isinstance(payload, str) else payload
     return OutboxItem(**{**row, "payload": payload if isinstance(payload, dict) else {}})
 
 

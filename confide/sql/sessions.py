@@ -118,18 +118,16 @@ async def touch_staff(conn: Connection, token_hmac: bytes) -> LiveStaffSession |
         SessionKind.STAFF,
         TOUCH_EVERY_S,
     )
-    return (
-        None
-        if row is None
-        else LiveStaffSession(
-            _live(row),
-            row["staff_id"],
-            row["email"],
-            row["name"],
-            Role(row["role"]),
-            row["active"],
-            tuple(row["team_ids"]),
-        )
+    if row is None:
+        return None
+    return LiveStaffSession(
+        _live(row),
+        row["staff_id"],
+        row["email"],
+        row["name"],
+        Role(row["role"]),
+        row["active"],
+        tuple(row["team_ids"]),
     )
 
 
