@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from asyncpg import Connection
+from asyncpg import Connection, Record
 
 LEASE_SECONDS = 120
 
@@ -92,8 +92,11 @@ async def claim(conn: Connection, outbox_id: UUID) -> OutboxItem | None:
                       created_at""",
         outbox_id,
     )
-    if row is None:
-        return None
+    return None if row is None else outbox_item(row)
+
+
+def outbox_item(row: Record) -> OutboxItem:
+    """A row of ``outbox`` (the columns :func:`claim` returns) as its typed value."""
     payload = row["payload"]  # jsonb comes as text unless a codec decodes it
     payload = json.loads(payload) if isinstance(payload, str) else payload
     return OutboxItem(**{**row, "payload": payload if isinstance(payload, dict) else {}})
