@@ -169,10 +169,10 @@ def wait_http(url: str, procs: Sequence[subprocess.Popen[bytes]], timeout: float
         for proc in procs:
             if proc.poll() is not None:
                 raise RuntimeError(
-                    f"process {proc.args} exited with {proc.returncode}:\n{log_tail(proc)}"
+                    f"process {proc.args!r} exited with {proc.returncode}:\n{log_tail(proc)}"
                 )
         try:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=1)
+            conn = http.client.HTTPConnection(_host(parts.hostname), parts.port, timeout=1)
             conn.request("GET", parts.path or "/")
             if conn.getresponse().status == 200:
                 conn.close()
@@ -184,9 +184,15 @@ def wait_http(url: str, procs: Sequence[subprocess.Popen[bytes]], timeout: float
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:\n{log_tail(procs[0])}")
 
 
+def _host(hostname: str | None) -> str:
+    if not hostname:
+        raise ValueError("a bench URL names its host")
+    return hostname
+
+
 def post_form(url: str, body: str) -> tuple[int, str]:
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn = http.client.HTTPConnection(_host(parts.hostname), parts.port, timeout=10)
     try:
         conn.request(
             "POST",

@@ -146,7 +146,7 @@ def _profile(calendar: WorkingCalendar, starts: list[datetime]) -> None:
     stats.sort_stats("tottime").print_stats(8)
     say(f"  target missed: cProfile of {len(starts):,} Confide calls, top functions by own time")
     lines = out.getvalue().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
-    for line in lines[start:]:
+    header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
+    for line in lines[header:]:
         if line.strip():
             say("    " + line.strip().replace("/work/main/", ""))

@@ -255,15 +255,15 @@ def read_child_json(proc: subprocess.Popen[bytes], timeout: float) -> dict[str, 
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"{proc.args} did not finish within {timeout:.0f} s") from None
+        raise RuntimeError(f"{proc.args!r} did not finish within {timeout:.0f} s") from None
     if proc.returncode != 0:
-        raise RuntimeError(f"{proc.args} exited with {proc.returncode}:\n{log_tail(proc)}")
+        raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}:\n{log_tail(proc)}")
     lines = log_tail(proc, 5).splitlines()
     for line in reversed(lines):
         if line.startswith("{"):
             value: dict[str, Any] = json.loads(line)
             return value
-    raise RuntimeError(f"{proc.args} printed no JSON:\n{log_tail(proc)}")
+    raise RuntimeError(f"{proc.args!r} printed no JSON:\n{log_tail(proc)}")
 
 
 # --- CPU of process groups ---------------------------------------------------------------------

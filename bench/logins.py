@@ -181,7 +181,7 @@ def _run(ctx: Context) -> list[Result]:
         Result(f"{name} p99 latency at half rate", (percentile(latencies, 99),), "ms", digits=0),
         Result(
             f"{name} CPU used by other processes",
-            tuple(r.other_cpus for r in [*confide_runs, *bare_runs]),
+            (*(r.other_cpus for r in confide_runs), *(r.other_cpus for r in bare_runs)),
             "CPUs",
         ),
     ]

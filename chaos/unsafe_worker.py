@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from uuid import UUID
 
-from asyncpg import Connection, Record
+from asyncpg import Connection
 
 from confide.sql import outbox as sql_outbox
 
@@ -34,15 +34,15 @@ async def _hand_off(conn: Connection, limit: int) -> list[UUID]:
     return [r["id"] for r in rows]
 
 
-async def _claim_any(conn: Connection, outbox_id: UUID) -> Record | None:
-    row: Record | None = await conn.fetchrow(
+async def _claim_any(conn: Connection, outbox_id: UUID) -> sql_outbox.OutboxItem | None:
+    row = await conn.fetchrow(
         """UPDATE outbox SET attempts = attempts + 1
            WHERE id = $1 AND sent_at IS NULL AND failed_at IS NULL
            RETURNING id, kind, thread_id, team_id, staff_id, recipient, payload, attempts,
                      created_at""",
         outbox_id,
     )
-    return row
+    return None if row is None else sql_outbox.outbox_item(row)
 
 
 def main() -> None:

@@ -17,7 +17,10 @@ import time
 from datetime import UTC, datetime
 from getpass import getpass
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import NoReturn
+
+from asyncpg import Connection
 
 from confide import db, devservices
 from confide import org as org_file
@@ -42,7 +45,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         raise UsageError(f"{self.prog}: {message}")
 
 
@@ -120,7 +123,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 2
 
 
-async def _connect(settings: Settings) -> Any:
+async def _connect(settings: Settings) -> db.Pool:
     dsn = settings.require_database()
     try:
         if not settings.is_production:
@@ -132,7 +135,7 @@ async def _connect(settings: Settings) -> Any:
         ) from None
 
 
-def _context(settings: Settings, pool: Any) -> Context:
+def _context(settings: Settings, pool: db.Pool) -> Context:
     """The service context of one command: its own small pool; no outbox wake-up (the workers'
     relay finds every committed row)."""
     return Context(
@@ -297,7 +300,7 @@ async def seed_demo_staff(settings: Settings) -> list[str]:
     return [f"confide: demo staff ({emails}) log in at /staff/login with password {password}"]
 
 
-async def _team_slugs(conn: Any) -> list[str]:
+async def _team_slugs(conn: Connection) -> list[str]:
     return await sql_org.team_slugs(conn)
 
 
@@ -355,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
 def _supervise(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
     stopping = False
 
-    def on_signal(signum: int, _frame: Any) -> None:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
 

@@ -54,7 +54,7 @@ class _Acquire:
     def __init__(self, gate: asyncio.Semaphore, pool: asyncpg.Pool) -> None:
         self._gate = gate
         self._pool = pool
-        self._inner: Any = None
+        self._inner: Any = None  # Any: asyncpg's acquire context (asyncpg ships no types)
 
     async def __aenter__(self) -> Connection:
         await self._gate.acquire()
@@ -118,7 +118,7 @@ async def migrate(conn: Connection, folder: Path = MIGRATIONS_DIR) -> list[str]:
         for version, name, sql in migration_files(folder):
             checksum = hashlib.sha256(sql.encode()).hexdigest()
             if version in done:
-                if done[version]["checksum"] != checksum:
+                if done[version].checksum != checksum:
                     raise RuntimeError(f"migration {name} was edited after it was applied")
                 continue
             async with conn.transaction():

@@ -19,10 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from confide.errors import ConfigError
+
+if TYPE_CHECKING:  # aiosmtpd is imported where the mail capture starts
+    from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
 @dataclass
@@ -179,11 +182,12 @@ class _MailToFolder:
         self.folder = folder
         self.count = 0
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.count += 1
         name = f"{time.time():.6f}-{self.count}.eml"
         path = self.folder / name
-        path.write_bytes(envelope.original_content or envelope.content)
+        content = envelope.original_content or envelope.content  # str only with decode_data
+        path.write_bytes(content.encode() if isinstance(content, str) else content or b"")
         path.chmod(0o600)
         return "250 Message accepted for delivery"
 

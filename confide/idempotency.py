@@ -10,7 +10,6 @@ canonical request (method, path, body), so that a repeat with a different reques
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -42,7 +41,7 @@ def check_header(value: str | None) -> str | None:
     return value
 
 
-def canonical(data: Any) -> bytes:
+def canonical(data: object) -> bytes:
     """A canonical body: JSON with sorted keys and no spaces, so key order and whitespace of
     the same request do not count as a different request."""
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)

@@ -21,3 +21,32 @@ BEAT_STALE_AFTER_S = 90
 WORKER_HEARTBEAT_S = 10
 
 REDACTED_ARGS = "(<ids>, <redacted>)"
+
+# Longer than any task may run (the workers' task_time_limit), so none runs twice.
+VISIBILITY_TIMEOUT_S = 600
+
+
+def celery_config(**transport_options: float) -> dict[str, object]:
+    """The Celery settings the web's client and the workers' app share, so that what one sends
+    the other accepts and routes alike. Each adds its own on top (``webapp.jobs.make_client``:
+    fail fast; ``workers.celery_app``: late acks, limits, results), and its broker URL from the
+    settings. ``transport_options`` join the broker's transport options.
+
+    Plain values, no Celery import: ``confide`` knows nothing of Celery but these names.
+    """
+    return {
+        # JSON only: pickle would let anyone who can write to Redis run code in the workers.
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # Routing: argon2 work alone on "hashing", so logins never wait behind other work.
+        "task_default_queue": DEFAULT_QUEUE,
+        "task_routes": {
+            STORE_CODE_VERIFIER: {"queue": HASHING_QUEUE},
+            CHECK_CODE: {"queue": HASHING_QUEUE},
+        },
+        # Set the same everywhere: kombu's Redis transport restores unacked messages after it.
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            **transport_options,
+        },
+    }

@@ -17,13 +17,13 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import TextIO
 
 import orjson
 import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 
 ALLOWED_FIELDS = frozenset(
     {
@@ -72,7 +72,7 @@ def safe_traceback(
     return f"{exc_type.__name__} at {where}" if where else exc_type.__name__
 
 
-def _allow_list(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _allow_list(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     exc_info = event.pop("exc_info", None)
     if exc_info:
         if exc_info is True:
@@ -87,7 +87,7 @@ def _allow_list(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapp
     return event
 
 
-def _foreign_record(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _foreign_record(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     """Records from the standard library logging of other packages."""
     record: logging.LogRecord | None = event.get("_record")
     if record is None or record.name.startswith("confide"):
@@ -116,7 +116,7 @@ class LineWriter:
     (docs/benchmarks.md). Its share was not measured apart.
     """
 
-    def __init__(self, stream: Any, *, coalesce: bool = False) -> None:
+    def __init__(self, stream: TextIO, *, coalesce: bool = False) -> None:
         self._stream = stream
         self._coalesce = coalesce
         self._lock = threading.Lock()
@@ -159,9 +159,7 @@ class _Timestamp:
     def __init__(self) -> None:
         self._cached = (-1, "")  # one tuple, so threads never see a second with another's text
 
-    def __call__(
-        self, _: Any, __: str, event: MutableMapping[str, Any]
-    ) -> MutableMapping[str, Any]:
+    def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
         now = time.time()
         second = int(now)
         cached_second, prefix = self._cached
@@ -172,18 +170,18 @@ class _Timestamp:
         return event
 
 
-def _render(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
+def _render(_: WrappedLogger, __: str, event: EventDict) -> str:
     """One JSON object, keys sorted; values orjson cannot encode become their ``str``."""
     return orjson.dumps(event, default=str, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _logger_name(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _logger_name(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     event["logger"] = event.pop("logger_name", "confide")
     return event
 
 
 def configure(
-    component: str, level: str = "INFO", stream: Any = None, *, coalesce: bool = False
+    component: str, level: str = "INFO", stream: TextIO | None = None, *, coalesce: bool = False
 ) -> None:
     """JSON lines on stdout (or ``stream``) for every logger in the process.
 
@@ -232,7 +230,8 @@ def configure(
     structlog.contextvars.bind_contextvars(component=component)
 
 
-def get(name: str = "confide") -> Any:
+def get(name: str = "confide") -> FilteringBoundLogger:
     # An initial value, not ``.bind()``: bind would build the logger now, before ``configure``.
     # (``logger`` itself is a parameter name of ``get_logger``, hence ``logger_name``.)
-    return structlog.get_logger(logger_name=name)
+    logger: FilteringBoundLogger = structlog.get_logger(logger_name=name)  # a lazy proxy of one
+    return logger

@@ -211,7 +211,7 @@ class SmtpSink:
             envelope.original_content or envelope.content, policy=email.policy.default
         )
         with self._lock:
-            self.messages.append(msg)  # type: ignore[arg-type]
+            self.messages.append(msg)
         return "250 OK"
 
     def clear(self) -> None:

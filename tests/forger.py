@@ -40,11 +40,11 @@ def _forged() -> Any:
     return True if stored is None else json.loads(stored)
 
 
-@app.task(name=jobs.CHECK_CODE, ignore_result=False)
+@app.task(name=jobs.CHECK_CODE, ignore_result=False)  # type: ignore[untyped-decorator]  # Celery
 def check_code(*_: object) -> Any:
     return _forged()
 
 
-@app.task(name=jobs.STORE_CODE_VERIFIER, ignore_result=False)
+@app.task(name=jobs.STORE_CODE_VERIFIER, ignore_result=False)  # type: ignore[untyped-decorator]  # Celery
 def store_code_verifier(*_: object) -> Any:
     return _forged()

@@ -91,25 +91,31 @@ def _decode_nested(value: str, depth: int = 0) -> str:
     return "\n".join(out)
 
 
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text (bytes here: the client does not decode responses)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
 def redis_dump(redis_url: str) -> str:
     """Every key and value in the test Redis db, with Celery bodies decoded."""
     client = redis.Redis.from_url(redis_url)
     chunks = []
     for key in client.scan_iter(count=1000):
-        kind = client.type(key).decode()
-        chunks.append(key.decode("utf-8", "replace"))
-        values: list[bytes] = []
+        kind = _text(client.type(key))
+        chunks.append(_text(key))
+        values: list[bytes | str] = []
         if kind == "string":
             values = [client.get(key) or b""]
         elif kind == "list":
-            values = client.lrange(key, 0, -1)
+            values = list(client.lrange(key, 0, -1))
         elif kind == "hash":
             for k, v in client.hgetall(key).items():
                 values += [k, v]
         elif kind == "set":
             values = list(client.smembers(key))
         elif kind == "zset":
-            values = [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
+            # The members, without scores (redis-py types zrange for every form of its reply).
+            values = [m for m in client.zrange(key, 0, -1) if isinstance(m, bytes | str)]
         for value in values:
-            chunks.append(_decode_nested(value.decode("utf-8", "replace")))
+            chunks.append(_decode_nested(_text(value)))
     return "\n".join(chunks)

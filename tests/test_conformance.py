@@ -6,6 +6,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from tests.conftest import Stack, StaffAccount
 from tests.journeys import staff_logs_in
@@ -31,7 +32,7 @@ def paths() -> list[tuple[str, str]]:
     return found
 
 
-def check(headers: aiohttp.typedefs.LooseHeaders, path: str, tls: bool) -> None:  # type: ignore[name-defined]
+def check(headers: CIMultiDictProxy[str], path: str, tls: bool) -> None:
     csp = headers["Content-Security-Policy"]
     for directive in (
         "default-src 'none'",

@@ -9,13 +9,14 @@ import secrets
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import aiohttp
 import asyncpg
 import pytest
 import redis
-from icalendar import Calendar
+from icalendar import Calendar, vDDDTypes, vInt
 
 from confide.services import deadlines, reminders
 from confide.services.workdays import WorkingCalendar, parse_start
@@ -51,7 +52,7 @@ def test_confide_deadline_refuses_dates_outside_the_holiday_data(stack: Stack) -
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
-async def report(http: aiohttp.ClientSession, **extra: object) -> dict:
+async def report(http: aiohttp.ClientSession, **extra: object) -> dict[str, Any]:
     body = {
         "category": "safety",
         "description": "Blocked fire exit",
@@ -61,7 +62,8 @@ async def report(http: aiohttp.ClientSession, **extra: object) -> dict:
     }
     async with http.post("/api/v1/reports", json=body) as resp:
         assert resp.status == 201, await resp.text()
-        return await resp.json()
+        created: dict[str, Any] = await resp.json()  # Any: the API's JSON
+        return created
 
 
 async def staff_token(http: aiohttp.ClientSession, account: StaffAccount) -> dict[str, str]:
@@ -343,6 +345,7 @@ async def test_reporter_downloads_a_discreet_reminder_that_a_calendar_server_acc
     due = await db.fetchval("SELECT reply_due_at FROM threads")
     # iCalendar times have whole seconds; a report sent in working hours has a due time with
     # microseconds.
+    assert isinstance(event["DTSTART"], vDDDTypes)  # a date-time property, for mypy
     assert event["DTSTART"].dt == due.astimezone(UTC).replace(microsecond=0)
     thread_id: UUID = await db.fetchval("SELECT id FROM threads")
     assert str(thread_id) not in text and str(thread_id).replace("-", "") not in text
@@ -363,6 +366,8 @@ async def test_reporter_downloads_a_discreet_reminder_that_a_calendar_server_acc
         async with http.get("/reminder.ics") as resp:
             if resp.status == 200:
                 candidate = Calendar.from_ical(await resp.read()).walk("VEVENT")[0]
+                assert isinstance(candidate["SEQUENCE"], vInt)  # for mypy
+                assert isinstance(event["SEQUENCE"], vInt)
                 if int(candidate["SEQUENCE"]) > int(event["SEQUENCE"]):
                     again = candidate
                     break

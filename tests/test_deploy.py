@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import yaml
 from packaging.requirements import Requirement
@@ -20,8 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"postgres", "redis", "migrate", "web", "worker-hashing", "worker", "beat", "flower"}
 
 
-def compose() -> dict:
-    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+def compose() -> dict[str, Any]:  # Any: YAML
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return loaded
 
 
 def test_compose_has_the_contract_services_with_healthchecks() -> None:

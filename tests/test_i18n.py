@@ -26,8 +26,8 @@ class Shouting(NullTranslations):
     def gettext(self, message: str) -> str:
         return message.upper().replace("%(N)S", "%(n)s")
 
-    def ngettext(self, singular: str, plural: str, n: int) -> str:
-        return (singular if n == 1 else plural).upper()
+    def ngettext(self, msgid1: str, msgid2: str, n: int) -> str:
+        return (msgid1 if n == 1 else msgid2).upper()
 
     ugettext = gettext  # Jinja2 prefers these names when a catalogue has them (Babel's do)
     ungettext = ngettext

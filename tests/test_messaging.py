@@ -47,6 +47,7 @@ async def test_reporter_and_caseworker_hold_a_conversation(
     async with client(stack) as reporter:
         sent = await reporter_submits(reporter, f"Broken fire door. {words}")
         assert sent.code
+        assert sent.reference is not None
         status, page = await reporter_logs_in(reporter, sent.code)
         assert status == 200 and "Your report" in html.title(page)
         assert "No one has replied yet" in page
@@ -111,6 +112,7 @@ async def test_inbox_rows_change_as_soon_as_their_thread_does(
     row shows is a new row at once, and the filter links still point at the same page."""
     async with client(stack) as reporter:
         sent = await reporter_submits(reporter, "The lab door does not lock.")
+    assert sent.reference is not None
     async with client(stack) as staff:
         await staff_logs_in(staff, caseworker.email, caseworker.password)
         page = await form_page(staff, "/staff?state=open")

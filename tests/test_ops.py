@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from celery import Celery
 
@@ -187,7 +188,7 @@ async def test_only_ops_open_the_dashboard_and_metrics_need_loopback_or_token(
         stack.settings.__class__.from_env({**stack.env, "CONFIDE_METRICS_TOKEN": "s3cret"})
     )
 
-    def request(peer: str, token: str | None = None) -> object:
+    def request(peer: str, token: str | None = None) -> web.Request:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         transport = type(
             "T",

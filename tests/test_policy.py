@@ -52,6 +52,7 @@ async def test_a_forged_cross_site_post_is_refused_on_every_unsafe_html_route(
         base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
     ) as browser:
         sent = await reporter_submits(browser, "a report the forger aims at")
+        assert sent.reference is not None
         await staff_logs_in(browser, caseworker.email, caseworker.password)
         page = await form_page(browser, f"/staff/threads/{sent.reference}")
         # The forger even has a valid CSRF token: the origin alone refuses the request.

@@ -107,6 +107,7 @@ class FixedGlobalsEnvironment(jinja2.Environment):
     of a submission's web CPU (py-spy; docs/benchmarks.md, third round).
     """
 
+    # Any: jinja2's own signature (template globals hold values of every kind).
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         return {**self.globals, **(d or {})}
 

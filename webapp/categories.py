@@ -27,7 +27,7 @@ class CategoryCache:
     async def get(self, ctx: Context) -> list[dict[str, str]]:
         if time.monotonic() - self._loaded > TTL_S:
             rows = await org.active_categories(ctx)
-            self._items = [{"slug": r["slug"], "name": r["name"]} for r in rows]
+            self._items = [{"slug": r.slug, "name": r.name} for r in rows]
             self._loaded = time.monotonic()
         return self._items
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import aiohttp_jinja2
 import asyncpg
-from aiohttp import web
+import jinja2
+from aiohttp import web, web_protocol
 
 from confide import logs
 from confide.errors import (
@@ -23,6 +24,7 @@ from confide.errors import (
     ThreadClosed,
     ValidationFailed,
 )
+from confide.org import Organisation
 from confide.services.staff import StaffLoginFailed
 from confide.services.threads import Forbidden, NoReplyPossible
 from webapp.i18n import _
@@ -111,7 +113,7 @@ def problem(
     headers: dict[str, str] | None = None,
     type_: str | None = None,
 ) -> web.Response:
-    body: dict[str, Any] = {
+    body: dict[str, object] = {
         "type": PROBLEM_TYPE_BASE + type_ if type_ else "about:blank",
         "title": TITLES.get(status, "Error"),
         "status": status,
@@ -246,7 +248,7 @@ PARSER_STATUSES = (400, 413, 414, 431, 500)
 _parser_pages: dict[int, bytes] = {}
 
 
-def prepare_parser_error_pages(env: Any, org: Any) -> None:
+def prepare_parser_error_pages(env: jinja2.Environment, org: Organisation) -> None:
     """Render the pages for requests that never reach the application (broken request lines,
     headers or bodies). aiohttp would answer those with a text/plain echo of the offending bytes,
     its version in ``Server`` and none of our security headers."""
@@ -263,6 +265,7 @@ def prepare_parser_error_pages(env: Any, org: Any) -> None:
     _install_parser_error_handler()
 
 
+# Any: what aiohttp's parser gives up on, a request whose very attributes may raise.
 def _parser_error_response(request: Any, status: int) -> web.Response:
     from webapp.security import static_security_headers
 
@@ -281,16 +284,14 @@ def _parser_error_response(request: Any, status: int) -> web.Response:
 
 
 def _install_parser_error_handler() -> None:
-    from aiohttp import web_protocol
-
     handler_class = web_protocol.RequestHandler
     if getattr(handler_class.handle_error, "_confide", False):
         return
     original = handler_class.handle_error
 
     def handle_error(
-        self: Any,
-        request: Any,
+        self: web_protocol.RequestHandler,
+        request: web.BaseRequest,
         status: int = 500,
         exc: BaseException | None = None,
         message: str | None = None,

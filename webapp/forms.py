@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import parse_qsl
 
 from aiohttp import web
-from multidict import MultiDictProxy
 
 from webapp.errors import BadRequest, UnsupportedMediaType
 
@@ -47,16 +47,16 @@ async def read_form(request: web.Request) -> dict[str, str]:
             form.setdefault(key, value)
         return _unicode_form(form)
     try:
-        data: MultiDictProxy[Any] = await request.post()
+        data = await request.post()
     except UnicodeDecodeError:
         raise BadRequest("The form was not valid UTF-8 text.") from None
     except (ValueError, AssertionError, LookupError):
         raise BadRequest("The form could not be read.") from None
     form = {}
-    for key, value in data.items():
-        if not isinstance(value, str):
+    for key, posted in data.items():
+        if not isinstance(posted, str):
             raise BadRequest("Files cannot be uploaded here.")
-        form.setdefault(key, value)
+        form.setdefault(key, posted)
     return _unicode_form(form)
 
 
@@ -70,7 +70,7 @@ class _NotJson(ValueError):
     """Valid JSON syntax that no field of ours can hold; carries the 400's detail."""
 
 
-def _number(kind: type[int] | type[float]) -> Any:
+def _number(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     def parse(digits: str) -> int | float:
         if len(digits) > MAX_NUMBER_DIGITS:
             raise _NotJson(f"The body holds a number longer than {MAX_NUMBER_DIGITS} characters.")
@@ -79,11 +79,14 @@ def _number(kind: type[int] | type[float]) -> Any:
     return parse
 
 
-def _no_constant(name: str) -> Any:
+def _no_constant(name: str) -> NoReturn:
     raise _NotJson(f"The body holds {name}, which is not JSON.")
 
 
-def _unicode_strings(value: Any) -> Any:
+_T = TypeVar("_T")
+
+
+def _unicode_strings(value: _T) -> _T:
     """Every string of the parsed body, keys included, checked for lone surrogates."""
     if isinstance(value, str):
         if not is_unicode_text(value):
@@ -98,7 +101,7 @@ def _unicode_strings(value: Any) -> Any:
     return value
 
 
-async def read_json(request: web.Request) -> Any:
+async def read_json(request: web.Request) -> Any:  # Any: JSON, whose shape the caller checks
     """The body as JSON, or a 400 problem: never an exception from deep inside a handler.
 
     Beyond syntax, it refuses what Python's parser accepts but nothing of ours can use: lone

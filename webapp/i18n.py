@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import jinja2
 from babel.support import NullTranslations, Translations
@@ -136,7 +135,7 @@ def install(env: jinja2.Environment, translations: NullTranslations) -> None:
     # marks them safe the same way); the values put into them are escaped by ``%``.
     plain: dict[str, Markup] = {}
 
-    def gettext(message: str, /, **values: Any) -> Markup:
+    def gettext(message: str, /, **values: object) -> Markup:
         if values:
             return Markup(translations.gettext(message)) % values  # noqa: S704
         found = plain.get(message)
@@ -144,7 +143,7 @@ def install(env: jinja2.Environment, translations: NullTranslations) -> None:
             found = plain[message] = Markup(translations.gettext(message)) % {}  # noqa: S704
         return found
 
-    def ngettext(singular: str, plural: str, num: int, /, **values: Any) -> Markup:
+    def ngettext(singular: str, plural: str, num: int, /, **values: object) -> Markup:
         values.setdefault("num", num)
         return Markup(translations.ngettext(singular, plural, num)) % values  # noqa: S704
 

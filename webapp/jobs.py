@@ -14,7 +14,6 @@ import asyncio
 import base64
 import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 from uuid import UUID, uuid4
 
 import redis.asyncio as aioredis
@@ -35,18 +34,12 @@ def make_client(settings: Settings) -> Celery:
     # HashResults reads them on the event loop.
     client = Celery("confide-web", broker=redis_url)
     client.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
+        jobs.celery_config(socket_timeout=2.0),
         broker_connection_timeout=1.0,
         broker_connection_retry=False,
         # Publishing must fail fast: the web falls back locally, and the outbox (issue 5) keeps
         # every other kind of work safe in PostgreSQL.
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0.1, "interval_step": 0.2},
-        broker_transport_options={"visibility_timeout": 600, "socket_timeout": 2.0},
-        task_routes={
-            jobs.STORE_CODE_VERIFIER: {"queue": jobs.HASHING_QUEUE},
-            jobs.CHECK_CODE: {"queue": jobs.HASHING_QUEUE},
-        },
     )
     return client
 
@@ -107,7 +100,7 @@ class HashResults:
     def forget(self, task_id: str) -> None:
         self._pending.pop(task_id, None)
 
-    async def wait(self, task_id: str, future: asyncio.Future[bytes], within_s: float) -> Any:
+    async def wait(self, task_id: str, future: asyncio.Future[bytes], within_s: float) -> object:
         """The task's return value; TimeoutError if none came, HashingFailed if it failed."""
         payload: bytes | str
         try:

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from typing import Any
+from collections.abc import Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 
 from confide import jobs
 from confide.crypto import same_text
 from confide.services import ops
+from confide.services.ops import Snapshot
 from webapp.keys import CTX, LOGIN_LIMITS, REDIS, SETTINGS
 
 QUEUES = (jobs.HASHING_QUEUE, jobs.DEFAULT_QUEUE)
@@ -48,14 +50,14 @@ class _Snapshot:
     """A collector over values fetched for this scrape."""
 
     def __init__(
-        self, row: Any, queues: dict[str, int] | None, limited: int, down_after_s: float
+        self, row: Snapshot, queues: dict[str, int] | None, limited: int, down_after_s: float
     ) -> None:
         self.down_after_s = down_after_s
         self.row = row
         self.queues = queues
         self.limited = limited
 
-    def collect(self) -> Any:
+    def collect(self) -> Iterator[Metric]:
         row = self.row
         if self.queues is not None:
             depth = GaugeMetricFamily(
@@ -68,37 +70,33 @@ class _Snapshot:
             "celery_worker_up", "1 if the worker's heartbeat is recent", labels=["hostname"]
         )
         active = 0
-        for worker in (
-            json.loads(row["workers"]) if isinstance(row["workers"], str) else row["workers"]
-        ):
-            alive = worker["age"] is not None and worker["age"] <= self.down_after_s
+        for worker in row.workers:
+            alive = worker.age is not None and worker.age <= self.down_after_s
             active += int(alive)
-            up.add_metric([worker["name"]], 1.0 if alive else 0.0)
+            up.add_metric([worker.name], 1.0 if alive else 0.0)
         yield up
         yield GaugeMetricFamily(
             "celery_active_worker_count", "Workers with a recent heartbeat", value=active
         )
-        for name, key, text in (
-            ("confide_threads_awaiting_reply", "awaiting", "Threads with a reply due"),
-            ("confide_threads_nearing_deadline", "nearing", "Threads nearing their deadline"),
-            ("confide_threads_overdue", "overdue", "Threads past their deadline"),
-            ("confide_outbox_pending", "outbox_pending", "Outbox rows not yet done"),
-            ("confide_outbox_dead_letters", "dead_letters", "Outbox rows that used up attempts"),
+        for name, count, text in (
+            ("confide_threads_awaiting_reply", row.awaiting, "Threads with a reply due"),
+            ("confide_threads_nearing_deadline", row.nearing, "Threads nearing their deadline"),
+            ("confide_threads_overdue", row.overdue, "Threads past their deadline"),
+            ("confide_outbox_pending", row.outbox_pending, "Outbox rows not yet done"),
+            ("confide_outbox_dead_letters", row.dead_letters, "Outbox rows that used up attempts"),
         ):
-            yield GaugeMetricFamily(name, text, value=float(row[key] or 0))
+            yield GaugeMetricFamily(name, text, value=float(count))
         yield GaugeMetricFamily(
             "confide_outbox_oldest_age_seconds",
             "Age of the oldest pending outbox row",
-            value=float(row["outbox_oldest"] or 0),
+            value=row.outbox_oldest or 0.0,
         )
-        for name, key in (
-            ("confide_escalation_last_success_timestamp_seconds", "escalation"),
-            ("confide_digest_last_success_timestamp_seconds", "digest"),
-            ("confide_beat_last_tick_timestamp_seconds", "beat"),
+        for name, key, at in (
+            ("confide_escalation_last_success_timestamp_seconds", "escalation", row.escalation),
+            ("confide_digest_last_success_timestamp_seconds", "digest", row.digest),
+            ("confide_beat_last_tick_timestamp_seconds", "beat", row.beat),
         ):
-            yield GaugeMetricFamily(
-                name, f"Unix time of the last {key}", value=float(row[key] or 0)
-            )
+            yield GaugeMetricFamily(name, f"Unix time of the last {key}", value=at or 0.0)
         yield CounterMetricFamily(
             "confide_login_rate_limited",
             "Code logins refused by a rate limit (this process)",

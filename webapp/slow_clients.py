@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from aiohttp import web, web_protocol
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 HEADER_TIMEOUT_S = 10.0
 BODY_WINDOW_S = 10.0
@@ -45,21 +45,21 @@ class SlowBody(asyncio.TimeoutError):
 
 # --- Headers: a timer per connection, on aiohttp's protocol ---------------------------------------
 
-_header_timers: dict[Any, asyncio.TimerHandle] = {}
+_header_timers: dict[RequestHandler, asyncio.TimerHandle] = {}
 
 
-def _arm(protocol: Any) -> None:
+def _arm(protocol: RequestHandler) -> None:
     loop = asyncio.get_running_loop()
     _header_timers[protocol] = loop.call_later(HEADER_TIMEOUT_S, _headers_due, protocol)
 
 
-def _disarm(protocol: Any) -> None:
+def _disarm(protocol: RequestHandler) -> None:
     timer = _header_timers.pop(protocol, None)
     if timer is not None:
         timer.cancel()
 
 
-def _headers_due(protocol: Any) -> None:
+def _headers_due(protocol: RequestHandler) -> None:
     _header_timers.pop(protocol, None)
     if protocol._request_in_progress or protocol._messages:
         return  # the headers came in time (the timer lost a race with them)
@@ -73,22 +73,22 @@ def _headers_due(protocol: Any) -> None:
 
 def install_header_timeout() -> None:
     """Wrap aiohttp's request handler once per process (as webapp.errors does for its errors)."""
-    handler_class: Any = web_protocol.RequestHandler
+    handler_class = RequestHandler
     if getattr(handler_class.data_received, "_confide", False):
         return
     connection_made = handler_class.connection_made
     connection_lost = handler_class.connection_lost
     data_received = handler_class.data_received
 
-    def on_connection_made(self: Any, transport: asyncio.BaseTransport) -> None:
+    def on_connection_made(self: RequestHandler, transport: asyncio.BaseTransport) -> None:
         connection_made(self, transport)
         _arm(self)
 
-    def on_connection_lost(self: Any, exc: BaseException | None) -> None:
+    def on_connection_lost(self: RequestHandler, exc: BaseException | None) -> None:
         _disarm(self)
         connection_lost(self, exc)
 
-    def on_data_received(self: Any, data: bytes) -> None:
+    def on_data_received(self: RequestHandler, data: bytes) -> None:
         requests_before = self._request_count
         data_received(self, data)
         if self._request_count != requests_before:
@@ -103,9 +103,10 @@ def install_header_timeout() -> None:
             _arm(self)  # the first bytes of another request on a kept-alive connection
 
     on_data_received._confide = True  # type: ignore[attr-defined]
-    handler_class.connection_made = on_connection_made
-    handler_class.connection_lost = on_connection_lost
-    handler_class.data_received = on_data_received
+    # Wrapping aiohttp's class in place is the point (its handler has no hook for this).
+    handler_class.connection_made = on_connection_made  # type: ignore[method-assign]
+    handler_class.connection_lost = on_connection_lost  # type: ignore[method-assign]
+    handler_class.data_received = on_data_received  # type: ignore[method-assign]
 
 
 # --- Bodies: a rate check while the handler runs --------------------------------------------------

@@ -25,7 +25,7 @@ from schedules.beat import beat_schedule
 from workers import context, db
 from workers import metrics as worker_metrics
 
-VISIBILITY_TIMEOUT_S = 600  # longer than any task may run (task_time_limit), so none runs twice
+VISIBILITY_TIMEOUT_S = jobs.VISIBILITY_TIMEOUT_S  # longer than task_time_limit below
 # The task modules: Celery imports them when the app is finalised. They use ``shared_task`` and
 # never import this module, so importing any worker module first works, without an import loop.
 TASK_MODULES = ["workers.tasks.delivery", "workers.tasks.hashing"]
@@ -36,10 +36,12 @@ app = Celery(
     task_cls="workers.metrics:MeasuredTask",  # counts outcomes for the worker metrics port
 )
 app.conf.update(
-    # JSON only: pickle would let anyone who can write to Redis run code in the workers.
-    task_serializer="json",
+    # Serializers, routing and the visibility timeout, as the web's client has them.
+    jobs.celery_config(
+        unacked_restore_interval=5,  # a killed worker's tasks come back within seconds
+        unacked_restore_throttle=1,
+    ),
     result_serializer="json",
-    accept_content=["json"],
     # Ack after the task ran, and re-queue if the worker process dies, so a crash never loses work;
     # the outbox keeps a delivery cap in PostgreSQL against poison loops.
     task_acks_late=True,
@@ -49,11 +51,6 @@ app.conf.update(
     # Every run ends well before the visibility timeout, which is set the same everywhere.
     task_time_limit=300,
     task_soft_time_limit=240,
-    broker_transport_options={
-        "visibility_timeout": VISIBILITY_TIMEOUT_S,
-        "unacked_restore_interval": 5,  # a killed worker's tasks come back within seconds
-        "unacked_restore_throttle": 1,
-    },
     result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
     visibility_timeout=VISIBILITY_TIMEOUT_S,
     # A warm phase on shutdown so late-ack tasks are re-queued, and no task keeps running after
@@ -67,12 +64,6 @@ app.conf.update(
     result_extended=False,
     task_store_errors_even_if_ignored=False,
     result_expires=60,
-    # Routing: argon2 work alone on "hashing", so logins never wait behind other work.
-    task_default_queue=jobs.DEFAULT_QUEUE,
-    task_routes={
-        jobs.STORE_CODE_VERIFIER: {"queue": jobs.HASHING_QUEUE},
-        jobs.CHECK_CODE: {"queue": jobs.HASHING_QUEUE},
-    },
     worker_hijack_root_logger=False,
     beat_scheduler="workers.scheduler:HeartbeatScheduler",
     beat_max_loop_interval=10,
@@ -81,6 +72,7 @@ app.conf.update(
 )
 
 
+# The signal handlers take Celery's keyword arguments as ``**_: Any``: each signal sends its own.
 @app.on_configure.connect
 def _configure(sender: Celery, **_: Any) -> None:
     """What comes from the settings, read when Celery first needs its configuration (not at

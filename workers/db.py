@@ -19,7 +19,7 @@ T = TypeVar("T")
 _state = threading.local()
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
+def run(coro: Coroutine[Any, Any, T]) -> T:  # Any: what it yields and is sent, unseen here
     loop = getattr(_state, "loop", None)
     if loop is None or loop.is_closed():
         loop = asyncio.new_event_loop()

@@ -13,11 +13,14 @@ import shutil
 import time
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from celery import Task
 from celery.exceptions import Retry
+
+if TYPE_CHECKING:  # imported where counted, once PROMETHEUS_MULTIPROC_DIR is set
+    from prometheus_client import Counter, Histogram
 
 
 def prepared() -> bool:
@@ -44,7 +47,7 @@ def prepare(data_dir: Path) -> bool:
 
 
 @cache
-def _metrics(pid: int) -> tuple[Any, Any, Any, Any] | None:
+def _metrics(pid: int) -> tuple[Counter, Counter, Counter, Histogram] | None:
     """Created in the process that counts (a pool child), once per pid."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return None
@@ -84,6 +87,7 @@ def start_at_zero(task_names: list[str]) -> None:
 
 
 class MeasuredTask(Task):  # type: ignore[misc]
+    # Any: Celery passes a task's own arguments and result through.
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Every log line of this run carries the task name and id (docs/logging.md).
         structlog.contextvars.bind_contextvars(task=self.name, task_id=self.request.id)

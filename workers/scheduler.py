@@ -21,7 +21,7 @@ log = logs.get("confide.beat")
 class HeartbeatScheduler(PersistentScheduler):  # type: ignore[misc]
     _last_beat = 0.0
 
-    def tick(self, *args: Any, **kwargs: Any) -> float:
+    def tick(self, *args: Any, **kwargs: Any) -> float:  # Any: Celery's own signature
         interval: float = super().tick(*args, **kwargs)
         now = time.monotonic()
         if now - self._last_beat >= jobs.BEAT_INTERVAL_S:

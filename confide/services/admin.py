@@ -7,7 +7,6 @@ the argument at fault (``slug``, ``name``, ``email``, ``team``); the page maps i
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from asyncpg import Connection
 
@@ -23,7 +22,7 @@ from confide.sql import staff as sql_staff
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-async def overview(ctx: Context) -> dict[str, Any]:
+async def overview(ctx: Context) -> dict[str, object]:
     async with ctx.pool.acquire() as conn:
         teams = await sql_org.all_teams(conn)
         categories = await sql_org.all_categories(conn)
@@ -95,15 +94,15 @@ async def _membership(pool: Pool, admin_id: int, *, email: str, team: str, joins
         if team_id is None:
             raise ValidationFailed([FieldError("team", "Choose a team")])
         if joins:
-            if member["role"] not in THREAD_READER_ROLES:
+            if member.role not in THREAD_READER_ROLES:
                 raise ValidationFailed([FieldError("email", "Ops accounts belong to no team")])
-            await sql_staff.add_to_team(conn, member["id"], team_id)
+            await sql_staff.add_to_team(conn, member.id, team_id)
         else:
-            await sql_staff.remove_from_team(conn, member["id"], team_id)
+            await sql_staff.remove_from_team(conn, member.id, team_id)
         await sql_audit.record(
             conn,
             admin_id,
             None,
             "admin_join" if joins else "admin_leave",
-            {"staff_id": member["id"], "team_id": team_id},
+            {"staff_id": member.id, "team_id": team_id},
         )

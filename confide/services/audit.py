@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from asyncpg import Record
-
 from confide.context import Context
 from confide.services.threads import REFERENCE, Forbidden, Staff, visibility
 from confide.sql import audit as sql_audit
+from confide.sql.audit import AuditRow
 
 PAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
 class AuditPage:
-    rows: list[Record]
+    rows: list[AuditRow]
     next_page: int | None
 
 

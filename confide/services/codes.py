@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 from uuid import UUID, uuid4
 
-from asyncpg import Connection, Record
+from asyncpg import Connection
 
 from confide import codes
 from confide.context import Context
@@ -57,12 +57,12 @@ async def issue_code(
     return code
 
 
-async def _may_add(conn: Connection, thread_id: UUID, rows: list[Record]) -> bool:
-    if sum(1 for r in rows if r["works"] or r["recent"]) >= MAX_CODES:
+async def _may_add(conn: Connection, thread_id: UUID, rows: list[sql_codes.CodeState]) -> bool:
+    if sum(1 for r in rows if r.works or r.recent) >= MAX_CODES:
         return False
-    if not any(r["works"] for r in rows):
+    if not any(r.works for r in rows):
         return True  # no code works yet (the first was never shown): this one is the first
-    if any(r["used"] for r in rows):
+    if any(r.used for r in rows):
         return False
     return await sql_codes.received_within(conn, thread_id, ADDITIONAL_WITHIN_S)
 

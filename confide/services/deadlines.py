@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Any
 from uuid import UUID
 
 from asyncpg import Connection
@@ -61,7 +60,7 @@ class PassReport:
     digests: list[str] = field(default_factory=list)
     overdue_alerts: int = 0
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, object]:
         return {
             "as_of": self.as_of.isoformat(),
             "teams": self.teams,
@@ -92,7 +91,7 @@ async def escalation_pass(ctx: Context, as_of: datetime, *, dry_run: bool = Fals
         async with ctx.pool.acquire() as conn, conn.transaction():
             _, report.overdue_alerts = await sql_deadlines.escalate(conn, as_of)
             for row in await sql_deadlines.refresh_summary(conn, as_of):
-                report.teams[row["slug"]] = {"nearing": row["nearing"], "overdue": row["overdue"]}
+                report.teams[row.slug] = {"nearing": row.nearing, "overdue": row.overdue}
             day = digest_due(ctx.calendar, ctx.settings, as_of)
             if day is not None:
                 report.digests = await sql_deadlines.queue_digests(

@@ -32,18 +32,18 @@ async def rotate(ctx: Context) -> dict[str, int]:
                     break
                 async with conn.transaction():
                     for row in rows:
-                        context = context_for(table, column, row["id"])
-                        plain = ctx.keyring.open(bytes(row["sealed"]), context)
+                        context = context_for(table, column, row.id)
+                        plain = ctx.keyring.open(bytes(row.sealed), context)
                         if await sql_keys.replace(
                             conn,
                             table,
                             id_col,
                             column,
-                            row["id"],
-                            row["sealed"],
+                            row.id,
+                            row.sealed,
                             ctx.keyring.seal(plain, context),
                         ):
                             done += 1
-                after = rows[-1]["id"]
+                after = rows[-1].id
         counts[f"{table}.{column}"] = done
     return counts

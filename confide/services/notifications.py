@@ -3,12 +3,11 @@ notes or contact details (the acknowledgement goes only to the reporter's own ad
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Any
+from uuid import UUID
 
-from asyncpg import Connection, Record
+from asyncpg import Connection
 
 from confide import mail
 from confide.context import Context
@@ -19,9 +18,11 @@ from confide.sql import deadlines as sql_deadlines
 from confide.sql import org as sql_org
 from confide.sql import staff as sql_staff
 from confide.sql import threads as sql_threads
+from confide.sql.outbox import OutboxItem
+from confide.sql.threads import MailThread
 
 
-def _when(calendar: WorkingCalendar, moment: Any) -> str:
+def _when(calendar: WorkingCalendar, moment: datetime) -> str:
     local = moment.astimezone(calendar.tz)
     hour = local.hour % 12 or 12
     return f"{local:%a} {local.day} {local:%b} {hour}:{local:%M}{'am' if local.hour < 12 else 'pm'}"
@@ -30,13 +31,7 @@ def _when(calendar: WorkingCalendar, moment: Any) -> str:
 MAX_LISTED = 200  # a mail lists at most this many threads; the Escalations page has them all
 
 
-def _payload(row: Record) -> dict[str, Any]:
-    payload = row["payload"]
-    found = json.loads(payload) if isinstance(payload, str) else payload
-    return found if isinstance(found, dict) else {}
-
-
-def _digest_as_of(payload: dict[str, Any], queued_at: datetime) -> datetime:
+def _digest_as_of(payload: dict[str, object], queued_at: datetime) -> datetime:
     """The moment a digest describes: its pass's ``as_of`` (``confide escalate --as-of`` may be
     days from now), or, for a row queued before the payload carried it, when it was queued."""
     try:
@@ -46,111 +41,120 @@ def _digest_as_of(payload: dict[str, Any], queued_at: datetime) -> datetime:
 
 
 async def _overdue_alert(
-    conn: Connection, settings: Settings, calendar: WorkingCalendar, row: Record
+    conn: Connection, settings: Settings, calendar: WorkingCalendar, row: OutboxItem
 ) -> EmailMessage | None:
     """One mail to a manager for the team's threads that went overdue in one pass."""
-    to = await sql_staff.active_email(conn, row["staff_id"])
-    team = await sql_org.team(conn, row["team_id"])
+    if row.staff_id is None or row.team_id is None:
+        return None  # sql.deadlines.escalate always sets both
+    to = await sql_staff.active_email(conn, row.staff_id)
+    team = await sql_org.team(conn, row.team_id)
     if not to or team is None:
         return None
-    if not await sql_staff.is_manager_of(conn, row["staff_id"], team["id"]):
+    if not await sql_staff.is_manager_of(conn, row.staff_id, team.id):
         return None  # no longer a manager of the team: they may not see its restricted threads
-    as_of = datetime.fromisoformat(str(_payload(row).get("as_of", "")))
-    threads = await sql_deadlines.newly_overdue(conn, team["id"], as_of)
+    as_of = datetime.fromisoformat(str(row.payload.get("as_of", "")))
+    threads = await sql_deadlines.newly_overdue(conn, team.id, as_of)
     if not threads:
         return None  # every one was answered (or closed) before the mail went out
     base = settings.base_url
     if len(threads) == 1:
         only = threads[0]
-        subject = f"Overdue: {only['reference']} ({only['category_name']})"
+        subject = f"Overdue: {only.reference} ({only.category_name})"
     else:
-        subject = f"Overdue: {len(threads)} threads in {team['name']}"
+        subject = f"Overdue: {len(threads)} threads in {team.name}"
     lines = [
-        f"These threads in {team['name']} are past the 2-working-day limit for a reply:",
+        f"These threads in {team.name} are past the 2-working-day limit for a reply:",
         "",
     ]
     for t in threads[:MAX_LISTED]:
         lines.append(
-            f"- {t['reference']}  {t['category_name']}; due {_when(calendar, t['reply_due_at'])}"
-            f"\n  {base}/staff/threads/{t['reference']}"
+            f"- {t.reference}  {t.category_name}; due {_when(calendar, t.reply_due_at)}"
+            f"\n  {base}/staff/threads/{t.reference}"
         )
     if len(threads) > MAX_LISTED:
         lines.append(f"… and {len(threads) - MAX_LISTED} more.")
     lines += ["", f"Escalations page: {base}/staff/escalations", ""]
-    return mail.compose(settings, row["id"], to=to, subject=subject, text="\n".join(lines))
+    return mail.compose(settings, row.id, to=to, subject=subject, text="\n".join(lines))
 
 
-async def _thread_recipients(conn: Connection, thread_id: Any, thread: Record) -> str:
+async def _thread_recipients(conn: Connection, thread_id: UUID, thread: MailThread) -> str:
     """Who hears of a new report or message: the team's shared address, or for a restricted
     thread only its assignee and the team's managers (never the shared address, never ops).
     Decided when the mail is sent, so a thread restricted since it was queued is covered."""
-    if not thread["restricted"]:
-        return str(thread["team_email"] or "")
+    if not thread.restricted:
+        return str(thread.team_email or "")
     found = await sql_threads.restricted_recipients(conn, thread_id, list(THREAD_READER_ROLES))
     return ", ".join(found)
 
 
-async def render(ctx: Context, conn: Connection, row: Record) -> EmailMessage | None:
+async def render(ctx: Context, conn: Connection, row: OutboxItem) -> EmailMessage | None:
     """The mail for an outbox row, or None when there is nobody to send it to."""
-    kind = row["kind"]
+    kind = row.kind
     base = ctx.settings.base_url
-    if kind == "overdue_alert" and row["thread_id"] is None:
+    if kind == "overdue_alert" and row.thread_id is None:
         return await _overdue_alert(conn, ctx.settings, ctx.calendar, row)
+    thread_id = row.thread_id  # set for every kind but digests (and team overdue alerts)
     if kind in ("new_report", "new_message", "overdue_alert"):
-        thread = await sql_threads.for_mail(conn, row["thread_id"])
+        if thread_id is None:
+            return None
+        thread = await sql_threads.for_mail(conn, thread_id)
         if thread is None:
             return None
-        link = f"{base}/staff/threads/{thread['reference']}"
+        if thread is None:
+            return None
+        link = f"{base}/staff/threads/{thread.reference}"
         if kind == "overdue_alert":
-            to = await sql_staff.active_email(conn, row["staff_id"])
+            if row.staff_id is None:
+                return None
+            to = await sql_staff.active_email(conn, row.staff_id)
             if not await sql_threads.staff_may_see(
-                conn, row["thread_id"], row["staff_id"], list(THREAD_READER_ROLES)
+                conn, thread_id, row.staff_id, list(THREAD_READER_ROLES)
             ):
                 return None
-            subject = f"Overdue: {thread['reference']} ({thread['category_name']})"
+            subject = f"Overdue: {thread.reference} ({thread.category_name})"
             text = (
-                f"The reply to {thread['reference']} ({thread['category_name']}) in "
-                f"{thread['team_name']} is past its 2-working-day limit.\n\n{link}\n"
+                f"The reply to {thread.reference} ({thread.category_name}) in "
+                f"{thread.team_name} is past its 2-working-day limit.\n\n{link}\n"
             )
         else:
-            to = await _thread_recipients(conn, row["thread_id"], thread)
+            to = await _thread_recipients(conn, thread_id, thread)
             what = "New report" if kind == "new_report" else "New message from the reporter on"
-            subject = f"{what} {thread['reference']} ({thread['category_name']})"
+            subject = f"{what} {thread.reference} ({thread.category_name})"
             text = (
-                f"{what} {thread['reference']} ({thread['category_name']}).\n"
+                f"{what} {thread.reference} ({thread.category_name}).\n"
                 f"Read it in Confide: {link}\n\nThis e-mail holds no report content.\n"
             )
         if not to:
             return None
-        return mail.compose(ctx.settings, row["id"], to=to, subject=subject, text=text)
+        return mail.compose(ctx.settings, row.id, to=to, subject=subject, text=text)
     if kind == "acknowledgement":
-        thread = await sql_threads.for_mail(conn, row["thread_id"])
-        if thread is None or row["recipient"] is None:
+        thread = None if thread_id is None else await sql_threads.for_mail(conn, thread_id)
+        if thread is None or row.recipient is None:
             return None
-        to = ctx.keyring.open(row["recipient"], f"outbox.recipient:{row['id']}")
+        to = ctx.keyring.open(row.recipient, f"outbox.recipient:{row.id}")
         text = (
-            f"We have received your report. Your reference is {thread['reference']}.\n\n"
+            f"We have received your report. Your reference is {thread.reference}.\n\n"
             "The right team will read it and aim to contact you within 2 working days.\n"
             "If you or anyone else is in danger, call 999.\n"
         )
         return mail.compose(
-            ctx.settings, row["id"], to=to, subject="We have received your report", text=text
+            ctx.settings, row.id, to=to, subject="We have received your report", text=text
         )
     if kind == "digest":
-        team = await sql_org.team(conn, row["team_id"])
+        team = None if row.team_id is None else await sql_org.team(conn, row.team_id)
         if team is None:
             return None
-        payload = _payload(row)
+        payload = row.payload
         day = payload.get("day", "")
-        if row["staff_id"] is None:  # the team's digest, to its shared address
-            to = team["email"]
-            threads = await sql_deadlines.digest_threads(conn, team["id"])
+        if row.staff_id is None:  # the team's digest, to its shared address
+            to = team.email
+            threads = await sql_deadlines.digest_threads(conn, team.id)
             subject = f"Confide digest {day}: {len(threads)} thread(s) need a reply"
             which = "Threads"
         else:  # one person's digest of the team's restricted threads they may see
-            to = await sql_staff.active_email(conn, row["staff_id"]) or ""
+            to = await sql_staff.active_email(conn, row.staff_id) or ""
             threads = await sql_deadlines.restricted_digest_threads(
-                conn, team["id"], row["staff_id"], list(THREAD_READER_ROLES)
+                conn, team.id, row.staff_id, list(THREAD_READER_ROLES)
             )
             subject = f"Confide digest {day}: {len(threads)} restricted thread(s) need a reply"
             which = "Restricted threads"
@@ -159,22 +163,22 @@ async def render(ctx: Context, conn: Connection, row: Record) -> EmailMessage | 
         if not to:
             return None
         lines = [
-            f"{which} nearing or past the 2-working-day limit for {team['name']} ({day}),",
+            f"{which} nearing or past the 2-working-day limit for {team.name} ({day}),",
             "oldest first:",
             "",
         ]
-        as_of = _digest_as_of(payload, row["created_at"])
+        as_of = _digest_as_of(payload, row.created_at)
         for t in threads:
-            waited = ctx.calendar.working_time_between(t["awaiting_since"], as_of)
+            waited = ctx.calendar.working_time_between(t.awaiting_since, as_of)
             hours = waited.total_seconds() / 3600
             lines.append(
-                f"- {t['reference']}  {t['category_name']}  "
-                f"{'OVERDUE' if t['escalation'] == 'overdue' else 'nearing'}; "
-                f"waited {hours:.1f} working hours; due {_when(ctx.calendar, t['reply_due_at'])}"
-                f"\n  {base}/staff/threads/{t['reference']}"
+                f"- {t.reference}  {t.category_name}  "
+                f"{'OVERDUE' if t.escalation == 'overdue' else 'nearing'}; "
+                f"waited {hours:.1f} working hours; due {_when(ctx.calendar, t.reply_due_at)}"
+                f"\n  {base}/staff/threads/{t.reference}"
             )
         if not threads:
             lines.append("(All of them have been answered since this digest was queued.)")
         lines += ["", f"Escalations page: {base}/staff/escalations", ""]
-        return mail.compose(ctx.settings, row["id"], to=to, subject=subject, text="\n".join(lines))
+        return mail.compose(ctx.settings, row.id, to=to, subject=subject, text="\n".join(lines))
     return None

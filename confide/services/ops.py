@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 from uuid import UUID
-
-from asyncpg import Record
 
 from confide import jobs
 from confide.context import Context
@@ -17,22 +14,35 @@ from confide.sql import deadlines as sql_deadlines
 from confide.sql import heartbeats as sql_heartbeats
 from confide.sql import metrics as sql_metrics
 from confide.sql import outbox as sql_outbox
+from confide.sql.deadlines import TeamDeadlines
+from confide.sql.metrics import Snapshot as Snapshot  # the /metrics figures
+from confide.sql.outbox import DeadLetter
 
 WORKER_DOWN_AFTER_S = 45
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    hostname: str
+    last_seen: datetime
+    age_s: float
+    up: bool
+    queues: list[str]
+    active: int | None  # tasks running at its last heartbeat
+
+
 @dataclass
 class Overview:
-    workers: list[dict[str, Any]] = field(default_factory=list)
+    workers: list[WorkerStatus] = field(default_factory=list)
     beat_age_s: float | None = None
-    teams: list[dict[str, Any]] = field(default_factory=list)
+    teams: list[TeamDeadlines] = field(default_factory=list)
     outbox_pending: int = 0
     outbox_oldest_s: float | None = None
-    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
 
     @property
     def workers_status(self) -> str:
-        up = [w for w in self.workers if w["up"]]
+        up = [w for w in self.workers if w.up]
         if not up:
             return "down"
         return "ok" if len(up) == len(self.workers) else "degraded"
@@ -45,7 +55,7 @@ class Overview:
 
     @property
     def deadlines_status(self) -> str:
-        return "degraded" if any(t["overdue"] for t in self.teams) else "ok"
+        return "degraded" if any(t.overdue for t in self.teams) else "ok"
 
     @property
     def outbox_status(self) -> str:
@@ -62,24 +72,23 @@ async def overview(ctx: Context, down_after_s: float = WORKER_DOWN_AFTER_S) -> O
     result = Overview()
     async with ctx.pool.acquire() as conn:
         for row in await sql_heartbeats.all_workers(conn):
-            detail = row["detail"]
-            detail = json.loads(detail) if isinstance(detail, str) else detail
+            detail = json.loads(row.detail) if row.detail else {}
             result.workers.append(
-                {
-                    "hostname": row["hostname"],
-                    "last_seen": row["last_tick"],
-                    "age_s": float(row["age"]),
-                    "up": float(row["age"]) <= down_after_s,
-                    "queues": detail.get("queues", []),
-                    "active": detail.get("active"),
-                }
+                WorkerStatus(
+                    row.hostname,
+                    row.last_tick,
+                    row.age,
+                    row.age <= down_after_s,
+                    list(detail.get("queues", [])),
+                    detail.get("active"),
+                )
             )
         result.beat_age_s = await sql_heartbeats.age_seconds(conn, jobs.BEAT_HEARTBEAT_NAME)
-        result.teams = [dict(r) for r in await sql_deadlines.summary(conn)]
+        result.teams = await sql_deadlines.summary(conn)
         stats = await sql_outbox.pending_stats(conn)
-        result.outbox_pending = int(stats["pending"])
-        result.outbox_oldest_s = float(stats["oldest"]) if stats["oldest"] is not None else None
-        result.dead_letters = [dict(r) for r in await sql_outbox.dead_letters(conn)]
+        result.outbox_pending = stats.pending
+        result.outbox_oldest_s = stats.oldest
+        result.dead_letters = await sql_outbox.dead_letters(conn)
     return result
 
 
@@ -120,7 +129,7 @@ async def last_ticks(ctx: Context) -> LastTicks:
         )
 
 
-async def metrics_snapshot(ctx: Context) -> Record:
+async def metrics_snapshot(ctx: Context) -> Snapshot:
     """Every database figure of ``GET /metrics`` from one query over small summary tables."""
     async with ctx.pool.acquire() as conn:
         return await sql_metrics.snapshot(conn)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from asyncpg import Record
-
 from confide.context import Context
 from confide.org import Organisation
 from confide.sql import org as sql_org
+from confide.sql.org import ActiveCategory
 
 
 async def sync_organisation(ctx: Context, org: Organisation) -> None:
@@ -21,7 +20,7 @@ async def sync_organisation(ctx: Context, org: Organisation) -> None:
             )
 
 
-async def active_categories(ctx: Context) -> list[Record]:
+async def active_categories(ctx: Context) -> list[ActiveCategory]:
     """The categories a reporter may choose, in the organisation's order."""
     async with ctx.pool.acquire() as conn:
         return await sql_org.active_categories(conn)

@@ -97,13 +97,13 @@ async def regenerate(ctx: Context, thread_id: UUID) -> bool:
     async with ctx.pool.acquire() as conn, conn.transaction():
         due = await sql_reminders.lock_due(conn, thread_id)
         row = await sql_reminders.stored(conn, thread_id)
-        if row is not None and row["ics"] is not None and row["generated_for"] == due:
+        if row is not None and row.ics is not None and row.generated_for == due:
             return False
-        previous = row["due_at"] if row is not None else None
+        previous = row.due_at if row is not None else None
         when: datetime | None = due or previous
         if when is None:
             return False  # never had a deadline: nothing to remind about
-        sequence = (row["sequence"] + 1) if row is not None else 0
+        sequence = (row.sequence + 1) if row is not None else 0
         cancelled = due is None  # answered or closed: the same event, cancelled
         await sql_reminders.store(
             conn,
@@ -125,10 +125,9 @@ async def latest(ctx: Context, thread_id: UUID, *, include_address: bool) -> byt
     """The current file, or None if it is not ready yet (the page says: try again in a moment)."""
     async with ctx.pool.acquire() as conn:
         row = await sql_reminders.current(conn, thread_id)
-    if row is None or row["ics"] is None or row["generated_for"] != row["reply_due_at"]:
+    if row is None or row.ics is None or row.generated_for != row.reply_due_at:
         return None
-    data: bytes = row["ics_with_address"] if include_address else row["ics"]
-    return data
+    return row.ics_with_address if include_address else row.ics
 
 
 TOKEN_LIFETIME = timedelta(minutes=30)

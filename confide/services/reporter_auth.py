@@ -39,13 +39,13 @@ async def log_in(
     parts = codes.split(ctx.settings, code)
     async with ctx.pool.acquire() as conn:
         row = await sql_codes.by_lookup(conn, parts.lookup_hmac)
-    if row is None or row["verifier"] is None:
+    if row is None or row.verifier is None:
         raise CodeNotRecognised()  # no argon2 work for an unknown lookup id
     guard.argon2_budget()
-    if not await check(row["issue_id"], row["verifier"], parts.prehash):
+    if not await check(row.issue_id, row.verifier, parts.prehash):
         raise CodeNotRecognised()
     async with ctx.pool.acquire() as conn:
         # From the first login on, a retried submission gets no additional code (CONTRACTS §2).
-        await sql_codes.mark_logged_in(conn, row["issue_id"])
-    session = await sessions.create(ctx, SessionKind.REPORTER, thread_id=row["thread_id"])
-    return row["thread_id"], session
+        await sql_codes.mark_logged_in(conn, row.issue_id)
+    session = await sessions.create(ctx, SessionKind.REPORTER, thread_id=row.thread_id)
+    return row.thread_id, session

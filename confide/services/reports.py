@@ -142,24 +142,24 @@ async def _repeat(
             first = await sql_reports.thread_for_submission_key(conn, idem.key_hmac)
             if first is None:
                 return None
-            if first["request_hmac"] is not None and not hmac.compare_digest(
-                first["request_hmac"], idem.request_hmac
+            if first.request_hmac is not None and not hmac.compare_digest(
+                first.request_hmac, idem.request_hmac
             ):
                 raise IdempotencyKeyReused()
-            if first["pending"]:
+            if first.pending:
                 if not wait_for_first:
                     raise RequestInProgress(retry_after=1)
                 if loop.time() < deadline:
                     await asyncio.sleep(WAIT_POLL_S)
                     continue
-            clock = await sql_deadlines.clock(conn, first["id"])
+            clock = await sql_deadlines.clock(conn, first.id)
         return Receipt(
-            first["id"],
-            first["reference"],
-            first["received_at"],
-            first["anonymous"] and first["follow_up"],
+            first.id,
+            first.reference,
+            first.received_at,
+            first.anonymous and first.follow_up,
             is_new=False,
-            reply_due_by=clock["reply_due_at"] if clock else None,
+            reply_due_by=clock.reply_due_at if clock else None,
         )
 
 
@@ -237,11 +237,11 @@ async def submit_report(
                     nearing_at=nearing,
                     outbox=outbox,
                 )
-                if not row["category_ok"]:
+                if not row.category_ok:
                     raise ValidationFailed([FieldError("category", "Choose one of the categories")])
         except asyncpg.ForeignKeyViolationError:
             continue  # the drawn reference was taken (1 in 2^40): nothing was kept; draw again
-        if not row["claimed"]:
+        if not row.claimed:
             # A repeat: the first submission with this key committed (we waited for it).
             assert idempotency is not None
             earlier = await _repeat(
@@ -249,13 +249,13 @@ async def submit_report(
             )
             assert earlier is not None
             return earlier
-        if row["id"] is None:
+        if row.inserted is None:
             continue
         ctx.after_commit()  # the new_report mail, the reminder, the acknowledgement
         return Receipt(
             thread_id,
-            row["reference"],
-            row["received_at"],
+            row.inserted.reference,
+            row.inserted.received_at,
             wants_code,
             is_new=True,
             reply_due_by=due,

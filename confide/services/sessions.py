@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from asyncpg import Record
-
 from confide.context import Context
 from confide.crypto import keyed_hash
 from confide.domain import SessionKind
 from confide.settings import Settings
 from confide.sql import sessions as sql_sessions
+from confide.sql.sessions import LiveSession
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ async def create(
             idle_seconds=idle,
             absolute_seconds=absolute,
         )
-    return NewSession(token, row["expires_at"], row["last_seen_at"] + timedelta(seconds=idle))
+    return NewSession(token, row.expires_at, row.last_seen_at + timedelta(seconds=idle))
 
 
 async def resume(ctx: Context, kind: SessionKind, token: str) -> ActiveSession | None:
@@ -92,13 +91,13 @@ async def resume(ctx: Context, kind: SessionKind, token: str) -> ActiveSession |
     return None if row is None else active_from_row(mac, row)
 
 
-def active_from_row(mac: bytes, row: Record) -> ActiveSession:
+def active_from_row(mac: bytes, row: LiveSession) -> ActiveSession:
     return ActiveSession(
         mac,
-        row["thread_id"],
-        row["staff_id"],
-        row["last_seen_at"] + timedelta(seconds=row["idle_seconds"]),
-        row["expires_at"],
+        row.thread_id,
+        row.staff_id,
+        row.last_seen_at + timedelta(seconds=row.idle_seconds),
+        row.expires_at,
     )
 
 

@@ -131,18 +131,18 @@ async def log_in(
         usable = len(email) <= 254 and email.isprintable()
         row = await sql_staff.by_email(conn, email.strip()) if usable else None
     loop = asyncio.get_running_loop()
-    stored = row["password_hash"] if row is not None else None
+    stored = row.password_hash if row is not None else None
     ok = await loop.run_in_executor(executor, _verify, ph, stored, password[:PASSWORD_MAX])
-    if row is None or not ok or not row["active"]:
+    if row is None or row.password_hash is None or not ok or not row.active:
         guard.failed()
         raise StaffLoginFailed()
     guard.succeeded()
-    if ph.check_needs_rehash(row["password_hash"]):
+    if ph.check_needs_rehash(row.password_hash):
         new_hash = await loop.run_in_executor(executor, _hash, ph, password)
         async with ctx.pool.acquire() as conn:
-            await sql_staff.set_password(conn, row["id"], new_hash)
-    session = await sessions.create(ctx, SessionKind.STAFF, staff_id=row["id"])
-    return StaffLogin(row["id"], session, row["role"])
+            await sql_staff.set_password(conn, row.id, new_hash)
+    session = await sessions.create(ctx, SessionKind.STAFF, staff_id=row.id)
+    return StaffLogin(row.id, session, row.role)
 
 
 async def add(
@@ -172,7 +172,7 @@ async def add(
             raise StaffError(f"no team {team!r} (see `confide teams list`)")
         if await sql_staff.by_email(conn, normal) is not None:
             raise StaffError(f"{normal} already has an account")
-        staff_id = await sql_staff.insert(conn, normal, name.strip(), role, password_hash)
+        staff_id = await sql_staff.insert(conn, normal, name.strip(), Role(role), password_hash)
         if team_id is not None:
             await sql_staff.add_to_team(conn, staff_id, team_id)
     return staff_id
@@ -214,8 +214,8 @@ async def finish_reset(ctx: Context, executor: Executor, token: str, password: s
             raise ValidationFailed(
                 [FieldError("password", "This link has expired or was already used")]
             )
-        await sql_staff.set_password(conn, row["id"], password_hash)
-        await sql_sessions.delete_for_staff(conn, row["id"])
+        await sql_staff.set_password(conn, row.id, password_hash)
+        await sql_sessions.delete_for_staff(conn, row.id)
 
 
 async def change_password(
@@ -228,7 +228,7 @@ async def change_password(
         row = await sql_staff.by_id(conn, staff_id)
     assert row is not None
     loop = asyncio.get_running_loop()
-    stored = row["password_hash"]
+    stored = row.password_hash
     if not await loop.run_in_executor(executor, _verify, ph, stored, current[:PASSWORD_MAX]):
         raise ValidationFailed([FieldError("current", "Your current password is not right")])
     check_password_rules(new, "new")

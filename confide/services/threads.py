@@ -10,17 +10,17 @@ import hmac
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID, uuid4
 
-from asyncpg import Connection, Record
+from asyncpg import Connection
 from pydantic import ValidationError
 
 from confide import idempotency
 from confide.context import Context
 from confide.crypto import Keyring
-from confide.domain import Author, Role, ThreadStatus
+from confide.domain import Author, Escalation, Role, ThreadStatus
 from confide.errors import (
     ConfideError,
     FieldError,
@@ -42,6 +42,10 @@ from confide.sql import outbox as sql_outbox
 from confide.sql import sessions as sql_sessions
 from confide.sql import staff as sql_staff
 from confide.sql import threads as sql_threads
+from confide.sql.org import TeamName
+from confide.sql.staff import Member
+from confide.sql.threads import InboxRow as InboxRow  # the web's inbox rows
+from confide.sql.threads import ThreadDetail, ThreadSummary
 
 PAGE_SIZE = 50
 STATUSES: tuple[ThreadStatus, ...] = tuple(ThreadStatus)
@@ -110,7 +114,7 @@ def visibility(staff: Staff) -> Scope:
 
 @dataclass(frozen=True)
 class Message:
-    author: str  # an Author value, as read from the row
+    author: Author
     body: str
     sent_at: datetime
     staff_name: str | None = None
@@ -134,7 +138,7 @@ class ThreadView:
     team_name: str
     anonymous: bool
     follow_up: bool
-    status: str
+    status: ThreadStatus
     received_at: datetime
     last_reporter_message_at: datetime | None
     last_caseworker_message_at: datetime | None
@@ -143,18 +147,18 @@ class ThreadView:
     assignee_name: str | None
     restricted: bool
     reply_due_by: datetime | None = None
-    escalation: str = "none"
+    escalation: Escalation = Escalation.NONE
     awaiting_since: datetime | None = None
     description: str | None = None
     occurred: str | None = None
     location: str | None = None
-    contact: dict[str, Any] | None = None
+    contact: dict[str, str | None] | None = None  # validation.Contact's fields
     messages: list[Message] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
 
     @property
     def awaiting_reply(self) -> bool:
-        if self.status != "open" or (self.anonymous and not self.follow_up):
+        if self.status is not ThreadStatus.OPEN or (self.anonymous and not self.follow_up):
             return False
         if self.last_reporter_message_at is None:
             return False
@@ -165,48 +169,48 @@ class ThreadView:
 
     @property
     def can_reply(self) -> bool:
-        return self.anonymous and self.follow_up and self.status != "closed"
+        return self.anonymous and self.follow_up and self.status is not ThreadStatus.CLOSED
 
 
-def _summary(row: Record) -> ThreadView:
+def _summary(row: ThreadSummary) -> ThreadView:
     return ThreadView(
-        id=row["id"],
-        reference=row["reference"],
-        category=row["category_slug"],
-        category_name=row["category_name"],
-        team=row["team"],
-        team_name=row["team_name"],
-        anonymous=row["anonymous"],
-        follow_up=row["follow_up"],
-        status=row["status"],
-        received_at=row["received_at"],
-        last_reporter_message_at=row["last_reporter_message_at"],
-        last_caseworker_message_at=row["last_caseworker_message_at"],
-        last_activity_at=row["last_activity_at"],
-        assignee=row["assignee"],
-        assignee_name=row["assignee_name"],
-        restricted=row["restricted"],
-        reply_due_by=row["reply_due_at"],
-        escalation=row["escalation"],
-        awaiting_since=row["awaiting_since"],
+        id=row.id,
+        reference=row.reference,
+        category=row.category_slug,
+        category_name=row.category_name,
+        team=row.team,
+        team_name=row.team_name,
+        anonymous=row.anonymous,
+        follow_up=row.follow_up,
+        status=row.status,
+        received_at=row.received_at,
+        last_reporter_message_at=row.last_reporter_message_at,
+        last_caseworker_message_at=row.last_caseworker_message_at,
+        last_activity_at=row.last_activity_at,
+        assignee=row.assignee,
+        assignee_name=row.assignee_name,
+        restricted=row.restricted,
+        reply_due_by=row.reply_due_at,
+        escalation=row.escalation,
+        awaiting_since=row.awaiting_since,
     )
 
 
-def _open_report(view: ThreadView, row: Record, keyring: Keyring, *, contact: bool) -> None:
-    view.description = keyring.open(row["description"], field_context(view.id, "description"))
-    view.occurred = keyring.open_optional(row["occurred"], field_context(view.id, "occurred"))
-    view.location = keyring.open_optional(row["location"], field_context(view.id, "location"))
-    if contact and row["contact"] is not None:
-        view.contact = json.loads(keyring.open(row["contact"], field_context(view.id, "contact")))
+def _open_report(view: ThreadView, row: ThreadDetail, keyring: Keyring, *, contact: bool) -> None:
+    view.description = keyring.open(row.description, field_context(view.id, "description"))
+    view.occurred = keyring.open_optional(row.occurred, field_context(view.id, "occurred"))
+    view.location = keyring.open_optional(row.location, field_context(view.id, "location"))
+    if contact and row.contact is not None:
+        view.contact = json.loads(keyring.open(row.contact, field_context(view.id, "contact")))
 
 
 async def _messages(conn: Connection, keyring: Keyring, thread_id: UUID) -> list[Message]:
     return [
         Message(
-            r["author"],
-            keyring.open(r["body"], f"messages.body:{r['id']}"),
-            r["sent_at"],
-            r["staff_name"],
+            r.author,
+            keyring.open(r.body, f"messages.body:{r.id}"),
+            r.sent_at,
+            r.staff_name,
         )
         for r in await sql_threads.messages(conn, thread_id)
     ]
@@ -226,7 +230,7 @@ async def reporter_view(ctx: Context, thread_id: UUID) -> ThreadView:
     return view
 
 
-def message_body(text: Any, field_name: str = "body") -> str:
+def message_body(text: object, field_name: str = "body") -> str:
     """A message's text by the rule of :class:`confide.models.NewMessage` (for the HTML forms,
     whose field may be named otherwise); else :class:`ValidationFailed` under ``field_name``."""
     try:
@@ -265,7 +269,7 @@ async def _add_message(
     thread_id: UUID,
     body: str,
     *,
-    author: str,
+    author: Author,
     staff_id: int | None,
     idempotency_key: str | None,
 ) -> Sent:
@@ -279,14 +283,14 @@ async def _add_message(
         if idem is not None:
             earlier = await sql_threads.message_by_key(conn, idem.key_hmac)
             if earlier is not None:
-                if earlier["request_hmac"] is not None and not hmac.compare_digest(
-                    earlier["request_hmac"], idem.request_hmac
+                if earlier.request_hmac is not None and not hmac.compare_digest(
+                    earlier.request_hmac, idem.request_hmac
                 ):
                     raise IdempotencyKeyReused()
-                return Sent(earlier["sent_at"], is_new=False)  # the same receipt, no second message
-        if thread["status"] == "closed":
+                return Sent(earlier.sent_at, is_new=False)  # the same receipt, no second message
+        if thread.status is ThreadStatus.CLOSED:
             raise ThreadClosed()
-        if not (thread["anonymous"] and thread["follow_up"]):
+        if not (thread.anonymous and thread.follow_up):
             raise NoReplyPossible()
         sent_at = await sql_threads.insert_message(
             conn,
@@ -302,7 +306,7 @@ async def _add_message(
         if author == Author.REPORTER:
             await sql_threads.mark_reporter_message(conn, thread_id, sent_at)
             clock = await sql_deadlines.clock(conn, thread_id)
-            if clock is not None and clock["awaiting_since"] is None:
+            if clock is not None and clock.awaiting_since is None:
                 await deadlines.start_clock(conn, ctx.calendar, ctx.settings, thread_id, sent_at)
             await sql_outbox.enqueue(conn, "new_message", thread_id=thread_id)
         else:
@@ -341,64 +345,10 @@ async def resume_staff(ctx: Context, token: str) -> tuple[sessions.ActiveSession
         return None
     async with ctx.pool.acquire() as conn:
         row = await sql_sessions.touch_staff(conn, mac)
-    if row is None or not row["active"]:
+    if row is None or not row.active:
         return None
-    staff = Staff(
-        row["staff_id"], row["email"], row["name"], Role(row["role"]), tuple(row["team_ids"])
-    )
-    return sessions.active_from_row(mac, row), staff
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _from_us(us: int | None) -> datetime | None:
-    return None if us is None else _EPOCH + timedelta(microseconds=us)
-
-
-class InboxRow(NamedTuple):
-    """One inbox row: what the page and the API list show (sql.threads.INBOX_COLUMNS). A tuple,
-    built straight from the record; the page's row cache uses it as its key.
-
-    Its moments are held as whole microseconds since the Unix epoch and read as aware UTC
-    datetimes through the properties. This is for benchmark 3's inbox p99 target: decoding
-    about 200 timestamptz values a page into datetimes, and hashing them for the row cache
-    (each hash asks the time zone for its offset), cost a fifth of the page's web CPU, while
-    the cache hits on most rows and never needs them. Measured: web CPU per page 1.59 → 1.30 ms
-    (docs/benchmarks.md, issue 12).
-    """
-
-    reference: str
-    category: str
-    category_name: str
-    team: str
-    anonymous: bool
-    follow_up: bool
-    status: str
-    restricted: bool
-    assignee: str | None
-    assignee_name: str | None
-    escalation: str
-    received_us: int
-    last_reporter_message_us: int | None
-    reply_due_us: int | None
-    awaiting_since_us: int | None
-
-    @property
-    def received_at(self) -> datetime:
-        return _EPOCH + timedelta(microseconds=self.received_us)
-
-    @property
-    def last_reporter_message_at(self) -> datetime | None:
-        return _from_us(self.last_reporter_message_us)
-
-    @property
-    def reply_due_by(self) -> datetime | None:
-        return _from_us(self.reply_due_us)
-
-    @property
-    def awaiting_since(self) -> datetime | None:
-        return _from_us(self.awaiting_since_us)
+    staff = Staff(row.staff_id, row.email, row.name, row.role, row.team_ids)
+    return sessions.active_from_row(mac, row.session), staff
 
 
 @dataclass(frozen=True)
@@ -441,9 +391,7 @@ async def inbox(
                 staff_id=scope.staff_id,
                 is_manager=scope.is_manager,
             )
-    make = InboxRow._make
-    threads = [make(r) for r in rows[:PAGE_SIZE]]
-    return InboxPage(threads, counts, page + 1 if len(rows) > PAGE_SIZE else None)
+    return InboxPage(rows[:PAGE_SIZE], counts, page + 1 if len(rows) > PAGE_SIZE else None)
 
 
 async def inbox_counts(ctx: Context, staff: Staff) -> dict[str, int]:
@@ -467,7 +415,9 @@ async def escalations(ctx: Context, staff: Staff) -> list[ThreadView]:
 REFERENCE = re.compile(r"^R-[0-9A-Z]{8}$")
 
 
-async def _visible(conn: Connection, staff: Staff, reference: str, *, lock: bool = False) -> Record:
+async def _visible(
+    conn: Connection, staff: Staff, reference: str, *, lock: bool = False
+) -> ThreadDetail:
     """The thread if the staff member may see it (else NotFound, like a missing one); ``lock``
     holds its row until the transaction ends, so a check made on it still holds at the write."""
     scope = visibility(staff)
@@ -486,10 +436,10 @@ async def _visible(conn: Connection, staff: Staff, reference: str, *, lock: bool
     return row
 
 
-def _may_change_who_sees(staff: Staff, row: Record) -> None:
+def _may_change_who_sees(staff: Staff, row: ThreadSummary) -> None:
     """On a restricted thread only a manager changes who can see it: its assignee, its team or
     the restriction itself (else an assignee could hand it to a teammate)."""
-    if row["restricted"] and not staff.is_manager:
+    if row.restricted and not staff.is_manager:
         raise Forbidden(RESTRICTED_NEEDS_MANAGER)
 
 
@@ -498,14 +448,14 @@ async def staff_view(ctx: Context, staff: Staff, reference: str) -> ThreadView:
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, staff, reference)
         view = _summary(row)
-        _open_report(view, row, ctx.keyring, contact=not row["anonymous"])
+        _open_report(view, row, ctx.keyring, contact=not row.anonymous)
         view.messages = await _messages(conn, ctx.keyring, view.id)
         view.notes = [
             Note(
-                r["author"],
-                r["author_name"],
-                ctx.keyring.open(r["body"], f"notes.body:{r['id']}"),
-                r["created_at"],
+                r.author,
+                r.author_name,
+                ctx.keyring.open(r.body, f"notes.body:{r.id}"),
+                r.created_at,
             )
             for r in await sql_threads.notes(conn, view.id)
         ]
@@ -520,7 +470,7 @@ async def reply(
         row = await _visible(conn, staff, reference)
     return await _add_message(
         ctx,
-        row["id"],
+        row.id,
         body,
         author=Author.CASEWORKER,
         staff_id=staff.id,
@@ -535,20 +485,21 @@ async def add_note(ctx: Context, staff: Staff, reference: str, body: str) -> dat
         created = await sql_threads.insert_note(
             conn,
             note_id=note_id,
-            thread_id=row["id"],
+            thread_id=row.id,
             staff_id=staff.id,
             body=ctx.keyring.seal(body, f"notes.body:{note_id}"),
         )
-        await sql_audit.record(conn, staff.id, row["id"], "note")
+        await sql_audit.record(conn, staff.id, row.id, "note")
     return created
 
 
-async def set_status(ctx: Context, staff: Staff, reference: str, status: str) -> None:
-    if status not in STATUSES:
+async def set_status(ctx: Context, staff: Staff, reference: str, chosen: str) -> None:
+    if chosen not in STATUSES:
         raise ValidationFailed([FieldError("status", "Choose open, closed or contacted")])
+    status = ThreadStatus(chosen)
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, staff, reference)
-        if status == "contacted" and row["anonymous"]:
+        if status is ThreadStatus.CONTACTED and row.anonymous:
             raise ValidationFailed(
                 [
                     FieldError(
@@ -556,14 +507,14 @@ async def set_status(ctx: Context, staff: Staff, reference: str, status: str) ->
                     )
                 ]
             )
-        await sql_threads.set_status(conn, row["id"], status)
-        if status in ("closed", "contacted"):
-            await deadlines.stop_clock(conn, row["id"])  # closing removes the deadline
-        elif row["status"] != "open":
-            since = await sql_threads.earliest_unanswered(conn, row["id"])
-            if since is not None and not (row["anonymous"] and not row["follow_up"]):
-                await deadlines.start_clock(conn, ctx.calendar, ctx.settings, row["id"], since)
-        await sql_audit.record(conn, staff.id, row["id"], "status", {"status": status})
+        await sql_threads.set_status(conn, row.id, status)
+        if status in (ThreadStatus.CLOSED, ThreadStatus.CONTACTED):
+            await deadlines.stop_clock(conn, row.id)  # closing removes the deadline
+        elif row.status is not ThreadStatus.OPEN:
+            since = await sql_threads.earliest_unanswered(conn, row.id)
+            if since is not None and not (row.anonymous and not row.follow_up):
+                await deadlines.start_clock(conn, ctx.calendar, ctx.settings, row.id, since)
+        await sql_audit.record(conn, staff.id, row.id, "status", {"status": status})
     ctx.after_commit()  # a reopened or closed clock queues a reminder
 
 
@@ -573,9 +524,9 @@ async def set_team(ctx: Context, staff: Staff, reference: str, team_slug: str) -
         row = await _visible(conn, staff, reference, lock=True)
         _may_change_who_sees(staff, row)
         team_id = await sql_org.team_id(conn, team_slug, active_only=True)
-        if team_id is None or not await sql_threads.set_team(conn, row["id"], team_id):
+        if team_id is None or not await sql_threads.set_team(conn, row.id, team_id):
             raise ValidationFailed([FieldError("team", "Choose one of the teams")])
-        await sql_audit.record(conn, staff.id, row["id"], "team", {"team": team_slug})
+        await sql_audit.record(conn, staff.id, row.id, "team", {"team": team_slug})
 
 
 async def set_assignee(ctx: Context, staff: Staff, reference: str, email: str | None) -> None:
@@ -587,19 +538,19 @@ async def set_assignee(ctx: Context, staff: Staff, reference: str, email: str | 
         assignee_id = None
         if email:
             member = await sql_staff.by_email(conn, email)
-            team_id = row["team_id"]
+            team_id = row.team_id
             if (
                 member is None
-                or not member["active"]
-                or member["role"] not in THREAD_READER_ROLES
-                or team_id not in await sql_staff.team_ids(conn, member["id"])
+                or not member.active
+                or member.role not in THREAD_READER_ROLES
+                or team_id not in await sql_staff.team_ids(conn, member.id)
             ):
                 raise ValidationFailed(
                     [FieldError("email", "Choose a member of the thread's team")]
                 )
-            assignee_id = member["id"]
-        await sql_threads.set_assignee(conn, row["id"], assignee_id)
-        await sql_audit.record(conn, staff.id, row["id"], "assign", {"assignee_id": assignee_id})
+            assignee_id = member.id
+        await sql_threads.set_assignee(conn, row.id, assignee_id)
+        await sql_audit.record(conn, staff.id, row.id, "assign", {"assignee_id": assignee_id})
 
 
 async def set_restricted(ctx: Context, staff: Staff, reference: str, restricted: bool) -> None:
@@ -609,16 +560,16 @@ async def set_restricted(ctx: Context, staff: Staff, reference: str, restricted:
         raise Forbidden("Only managers can restrict a thread.")
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, staff, reference, lock=True)
-        await sql_threads.set_restricted(conn, row["id"], restricted)
-        await sql_audit.record(conn, staff.id, row["id"], "restrict", {"restricted": restricted})
+        await sql_threads.set_restricted(conn, row.id, restricted)
+        await sql_audit.record(conn, staff.id, row.id, "restrict", {"restricted": restricted})
 
 
 async def teams_and_members(
     ctx: Context, staff: Staff, reference: str
-) -> tuple[list[Record], list[Record]]:
+) -> tuple[list[TeamName], list[Member]]:
     async with ctx.pool.acquire() as conn:
         row = await _visible(conn, staff, reference)
-        team_id = row["team_id"]
+        team_id = row.team_id
         teams = await sql_org.active_teams(conn)
         # Who "Assign to" offers: members who read threads, so never an ops account.
         members = await sql_staff.team_members(conn, team_id, roles=list(THREAD_READER_ROLES))

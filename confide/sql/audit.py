@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from asyncpg import Connection, Record
+from asyncpg import Connection
 
 from confide.sql.threads import VISIBLE
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One audit row as a viewer reads it: never report text."""
+
+    at: datetime
+    action: str
+    detail: str  # the JSON text as stored (nothing reads it back but the database)
+    staff_email: str | None
+    reference: str | None
 
 
 async def record(
@@ -16,7 +29,7 @@ async def record(
     staff_id: int | None,
     thread_id: UUID | None,
     action: str,
-    detail: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,  # Any: whatever json.dumps takes
 ) -> None:
     await conn.execute(
         "INSERT INTO audit_log (staff_id, thread_id, action, detail) VALUES ($1, $2, $3, $4)",
@@ -37,14 +50,14 @@ async def recent(
     limit: int,
     offset: int,
     reference: str | None = None,
-) -> list[Record]:
+) -> list[AuditRow]:
     """Audit rows the viewer may read: a row about a thread only if the viewer may see that
     thread now (sql.threads.VISIBLE: team, restriction), a row about no thread (staff and
     admin changes, ops actions) only with ``with_admin_events``."""
     # Two statements rather than "$7 IS NULL OR reference = $7", whose plan, once PostgreSQL
     # plans the prepared statement for any values, fits neither case (see sql.threads.inbox).
     by_reference = "AND t.reference = $7" if reference is not None else ""
-    rows: list[Record] = await conn.fetch(
+    rows = await conn.fetch(
         f"""SELECT a.at, a.action, a.detail, s.email AS staff_email, t.reference
             FROM audit_log a LEFT JOIN staff s ON s.id = a.staff_id
             LEFT JOIN threads t ON t.id = a.thread_id
@@ -60,4 +73,4 @@ async def recent(
         offset,
         *([reference] if reference is not None else []),
     )
-    return rows
+    return [AuditRow(**r) for r in rows]

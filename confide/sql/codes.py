@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
-from asyncpg import Connection, Record
+from asyncpg import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class CodeState:
+    """One of a report's codes, as a retry decides whether it may add another."""
+
+    works: bool  # its verifier is committed
+    used: bool  # someone logged in with it
+    recent: bool  # issued within the pending window
+
+
+@dataclass(frozen=True, slots=True)
+class CodeLookup:
+    thread_id: UUID
+    issue_id: UUID
+    verifier: str | None
 
 
 async def lock_for_thread(
     conn: Connection, thread_id: UUID, pending_counts_s: float
-) -> list[Record]:
+) -> list[CodeState]:
     """The report's codes, locked, so two concurrent retries cannot both pass a count.
 
     ``works``: its verifier is committed; ``recent``: issued within ``pending_counts_s``."""
-    rows: list[Record] = await conn.fetch(
+    rows = await conn.fetch(
         """SELECT verifier IS NOT NULL AS works, logged_in_at IS NOT NULL AS used,
                   issued_at > now() - make_interval(secs => $2) AS recent
            FROM reporter_codes WHERE thread_id = $1 FOR UPDATE""",
         thread_id,
         pending_counts_s,
     )
-    return rows
+    return [CodeState(**r) for r in rows]
 
 
 async def received_within(conn: Connection, thread_id: UUID, seconds: float) -> bool:
@@ -66,12 +83,12 @@ async def store_verifier(conn: Connection, thread_id: UUID, issue_id: UUID, veri
     return done
 
 
-async def by_lookup(conn: Connection, lookup_hmac: bytes) -> Record | None:
-    row: Record | None = await conn.fetchrow(
+async def by_lookup(conn: Connection, lookup_hmac: bytes) -> CodeLookup | None:
+    row = await conn.fetchrow(
         "SELECT thread_id, issue_id, verifier FROM reporter_codes WHERE lookup_hmac = $1",
         lookup_hmac,
     )
-    return row
+    return None if row is None else CodeLookup(**row)
 
 
 async def verifier_for_issue(conn: Connection, issue_id: UUID) -> str | None:

@@ -2,10 +2,72 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 from asyncpg import Connection, Record
+
+from confide.domain import Escalation
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """A thread's reply clock; every field None while no reply is awaited."""
+
+    awaiting_since: datetime | None
+    reply_due_at: datetime | None
+    nearing_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TeamCounts:
+    """A team's awaiting, nearing and overdue threads, as the escalation pass counted them."""
+
+    id: int
+    slug: str
+    awaiting: int
+    nearing: int
+    overdue: int
+
+
+@dataclass(frozen=True, slots=True)
+class TeamDeadlines:
+    """A team's counts as the ops dashboard and /metrics read them from the summary table."""
+
+    slug: str
+    name: str
+    awaiting: int
+    nearing: int
+    overdue: int
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueThread:
+    reference: str
+    category_name: str
+    reply_due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DigestThread:
+    """What a digest may say of a thread: no content."""
+
+    reference: str
+    category_name: str
+    awaiting_since: datetime
+    reply_due_at: datetime
+    escalation: Escalation
+
+
+def _digest_thread(r: Record) -> DigestThread:
+    return DigestThread(
+        r["reference"],
+        r["category_name"],
+        r["awaiting_since"],
+        r["reply_due_at"],
+        Escalation(r["escalation"]),
+    )
 
 
 async def set_clock(
@@ -39,13 +101,13 @@ async def clear_clock(conn: Connection, thread_id: UUID) -> None:
     )
 
 
-async def clock(conn: Connection, thread_id: UUID) -> Record | None:
-    row: Record | None = await conn.fetchrow(
+async def clock(conn: Connection, thread_id: UUID) -> Clock | None:
+    row = await conn.fetchrow(
         """SELECT t.awaiting_since, t.reply_due_at, k.nearing_at
            FROM threads t LEFT JOIN thread_clocks k ON k.thread_id = t.id WHERE t.id = $1""",
         thread_id,
     )
-    return row
+    return None if row is None else Clock(**row)
 
 
 async def escalate(conn: Connection, as_of: datetime) -> tuple[int, int]:
@@ -96,13 +158,13 @@ async def escalate(conn: Connection, as_of: datetime) -> tuple[int, int]:
     return int(row["changed"]), int(row["alerts"])
 
 
-async def refresh_summary(conn: Connection, as_of: datetime) -> list[Record]:
+async def refresh_summary(conn: Connection, as_of: datetime) -> list[TeamCounts]:
     """Recount each team's awaiting/nearing/overdue threads once, store and return the counts.
 
     Two statements on purpose: a query that writes (an INSERT in a CTE) never runs in parallel,
     and the count over every awaiting thread is the part worth two workers.
     """
-    rows: list[Record] = await conn.fetch(
+    rows = await conn.fetch(
         """WITH per_team AS (
                SELECT team_id, count(*) AS awaiting,
                       count(*) FILTER (WHERE escalation = 'nearing') AS nearing,
@@ -128,17 +190,17 @@ async def refresh_summary(conn: Connection, as_of: datetime) -> list[Record]:
         [r["overdue"] for r in rows],
         as_of,
     )
-    return rows
+    return [TeamCounts(**r) for r in rows]
 
 
-async def summary(conn: Connection) -> list[Record]:
-    rows: list[Record] = await conn.fetch(
+async def summary(conn: Connection) -> list[TeamDeadlines]:
+    rows = await conn.fetch(
         """SELECT tm.slug, tm.name, coalesce(s.awaiting, 0) AS awaiting,
                   coalesce(s.nearing, 0) AS nearing, coalesce(s.overdue, 0) AS overdue
            FROM teams tm LEFT JOIN team_deadline_summary s ON s.team_id = tm.id
            ORDER BY tm.slug"""
     )
-    return rows
+    return [TeamDeadlines(**r) for r in rows]
 
 
 async def queue_digests(conn: Connection, day: str, as_of: datetime, roles: list[str]) -> list[str]:
@@ -197,9 +259,9 @@ async def queue_restricted_digests(
     )
 
 
-async def newly_overdue(conn: Connection, team_id: int, as_of: datetime) -> list[Record]:
+async def newly_overdue(conn: Connection, team_id: int, as_of: datetime) -> list[OverdueThread]:
     """The team's threads that became overdue in the pass at ``as_of`` and still are."""
-    rows: list[Record] = await conn.fetch(
+    rows = await conn.fetch(
         """SELECT t.reference, c.name AS category_name, k.reply_due_at
            FROM thread_clocks k JOIN threads t ON t.id = k.thread_id
            JOIN categories c ON c.slug = t.category_slug
@@ -208,13 +270,13 @@ async def newly_overdue(conn: Connection, team_id: int, as_of: datetime) -> list
         team_id,
         as_of,
     )
-    return rows
+    return [OverdueThread(**r) for r in rows]
 
 
-async def digest_threads(conn: Connection, team_id: int) -> list[Record]:
+async def digest_threads(conn: Connection, team_id: int) -> list[DigestThread]:
     """The team's nearing and overdue threads that are not restricted, oldest first: what its
     shared address may be told. One query, whatever the count."""
-    rows: list[Record] = await conn.fetch(
+    rows = await conn.fetch(
         """SELECT t.reference, c.name AS category_name, t.awaiting_since, k.reply_due_at,
                   k.escalation
            FROM thread_clocks k JOIN threads t ON t.id = k.thread_id
@@ -223,15 +285,15 @@ async def digest_threads(conn: Connection, team_id: int) -> list[Record]:
            ORDER BY t.awaiting_since, t.reference""",
         team_id,
     )
-    return rows
+    return [_digest_thread(r) for r in rows]
 
 
 async def restricted_digest_threads(
     conn: Connection, team_id: int, staff_id: int, roles: list[str]
-) -> list[Record]:
+) -> list[DigestThread]:
     """The team's nearing and overdue restricted threads that one person may see now (a manager
     of the team, or the assignee; an active member of the team in one of ``roles``)."""
-    rows: list[Record] = await conn.fetch(
+    rows = await conn.fetch(
         """SELECT t.reference, c.name AS category_name, t.awaiting_since, k.reply_due_at,
                   k.escalation
            FROM threads t JOIN thread_clocks k ON k.thread_id = t.id
@@ -245,7 +307,7 @@ async def restricted_digest_threads(
         staff_id,
         roles,
     )
-    return rows
+    return [_digest_thread(r) for r in rows]
 
 
 async def record_success(conn: Connection, name: str, at: datetime) -> None:

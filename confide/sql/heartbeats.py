@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from asyncpg import Connection, Record
+from asyncpg import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerBeat:
+    hostname: str
+    last_tick: datetime
+    detail: str | None  # JSON text: {"queues": [...], "active": n}
+    age: float  # seconds since last_tick
 
 
 async def beat(conn: Connection, name: str) -> None:
@@ -38,13 +47,13 @@ async def beat_with_detail(conn: Connection, name: str, detail: str) -> None:
     )
 
 
-async def all_workers(conn: Connection) -> list[Record]:
-    rows: list[Record] = await conn.fetch(
+async def all_workers(conn: Connection) -> list[WorkerBeat]:
+    rows = await conn.fetch(
         """SELECT substr(name, 8) AS hostname, last_tick, detail,
                   extract(epoch FROM now() - last_tick) AS age
            FROM heartbeats WHERE name LIKE 'worker:%' ORDER BY name"""
     )
-    return rows
+    return [WorkerBeat(r["hostname"], r["last_tick"], r["detail"], float(r["age"])) for r in rows]
 
 
 async def age_seconds(conn: Connection, name: str) -> float | None:

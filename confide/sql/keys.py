@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
-from asyncpg import Connection, Record
+from asyncpg import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    id: UUID
+    sealed: bytes
+
 
 # (table, id column, sealed column): every place that holds ciphertext. Fixed names only.
 SEALED = (
@@ -26,10 +34,10 @@ async def batch_not_under(
     prefix: bytes,
     after: UUID | None,
     limit: int,
-) -> list[Record]:
+) -> list[Sealed]:
     """Rows whose ciphertext is not under the key ``prefix``, in id order after ``after``."""
     assert (table, id_col, column) in SEALED
-    rows: list[Record] = await conn.fetch(
+    rows = await conn.fetch(
         f"""SELECT {id_col} AS id, {column} AS sealed FROM {table}
             WHERE {column} IS NOT NULL AND substring({column} FROM 1 FOR $1) <> $2
               AND ($3::uuid IS NULL OR {id_col} > $3)
@@ -39,7 +47,7 @@ async def batch_not_under(
         after,
         limit,
     )
-    return rows
+    return [Sealed(**r) for r in rows]
 
 
 async def replace(

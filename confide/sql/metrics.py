@@ -2,7 +2,38 @@
 
 from __future__ import annotations
 
-from asyncpg import Connection, Record
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+
+from asyncpg import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerAge:
+    name: str
+    age: float | None  # seconds since its last heartbeat
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The figures of ``GET /metrics``; moments are Unix times, None where never recorded."""
+
+    awaiting: int
+    nearing: int
+    overdue: int
+    outbox_pending: int
+    outbox_oldest: float | None  # seconds
+    dead_letters: int
+    escalation: float | None
+    digest: float | None
+    beat: float | None
+    workers: list[WorkerAge]
+
+
+def _float(value: Decimal | float | None) -> float | None:  # extract() gives numeric
+    return None if value is None else float(value)
+
 
 SNAPSHOT = """
 SELECT
@@ -22,7 +53,18 @@ SELECT
 """
 
 
-async def snapshot(conn: Connection) -> Record:
+async def snapshot(conn: Connection) -> Snapshot:
     """Thread, outbox, job and heartbeat figures; ``workers`` is JSON ``[{"name", "age"}]``."""
-    row: Record = await conn.fetchrow(SNAPSHOT)
-    return row
+    row = await conn.fetchrow(SNAPSHOT)
+    return Snapshot(
+        awaiting=int(row["awaiting"]),
+        nearing=int(row["nearing"]),
+        overdue=int(row["overdue"]),
+        outbox_pending=int(row["outbox_pending"]),
+        outbox_oldest=_float(row["outbox_oldest"]),
+        dead_letters=int(row["dead_letters"]),
+        escalation=_float(row["escalation"]),
+        digest=_float(row["digest"]),
+        beat=_float(row["beat"]),
+        workers=[WorkerAge(w["name"], _float(w["age"])) for w in json.loads(row["workers"])],
+    )

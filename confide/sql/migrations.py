@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from asyncpg import Connection, Record
+from dataclasses import dataclass
+from datetime import datetime
+
+from asyncpg import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    version: int
+    name: str
+    checksum: str
+    applied_at: datetime
 
 
 async def lock(conn: Connection, lock_id: int) -> None:
@@ -29,9 +40,10 @@ async def table_exists(conn: Connection) -> bool:
     return exists
 
 
-async def applied(conn: Connection) -> dict[int, Record]:
+async def applied(conn: Connection) -> dict[int, Applied]:
     """Every applied migration by version (with its name and checksum)."""
-    return {r["version"]: r for r in await conn.fetch("SELECT * FROM schema_migrations")}
+    rows = await conn.fetch("SELECT version, name, checksum, applied_at FROM schema_migrations")
+    return {r["version"]: Applied(**r) for r in rows}
 
 
 async def record(conn: Connection, version: int, name: str, checksum: str) -> None:

@@ -2,7 +2,50 @@
 
 from __future__ import annotations
 
-from asyncpg import Connection, Record
+from dataclasses import dataclass
+
+from asyncpg import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveCategory:
+    """A category a reporter may choose, with its team."""
+
+    slug: str
+    name: str
+    team_id: int
+    team: str  # the team's slug
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryRow:
+    slug: str
+    name: str
+    team_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryListing:
+    """A category as the admin page lists it, active or not."""
+
+    slug: str
+    name: str
+    team: str  # the team's slug
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    id: int
+    slug: str
+    name: str
+    email: str  # the team's shared address, '' for none
+
+
+@dataclass(frozen=True, slots=True)
+class TeamName:
+    slug: str
+    name: str
 
 
 async def upsert_team(conn: Connection, slug: str, name: str, email: str) -> int:
@@ -32,20 +75,20 @@ async def upsert_category(
     )
 
 
-async def active_categories(conn: Connection) -> list[Record]:
-    rows: list[Record] = await conn.fetch(
+async def active_categories(conn: Connection) -> list[ActiveCategory]:
+    rows = await conn.fetch(
         """SELECT c.slug, c.name, c.team_id, t.slug AS team
            FROM categories c JOIN teams t ON t.id = c.team_id
            WHERE c.active ORDER BY c.position, c.name"""
     )
-    return rows
+    return [ActiveCategory(**r) for r in rows]
 
 
-async def category(conn: Connection, slug: str) -> Record | None:
-    row: Record | None = await conn.fetchrow(
+async def category(conn: Connection, slug: str) -> CategoryRow | None:
+    row = await conn.fetchrow(
         "SELECT slug, name, team_id FROM categories WHERE slug = $1 AND active", slug
     )
-    return row
+    return None if row is None else CategoryRow(**row)
 
 
 async def team_slugs(conn: Connection) -> list[str]:
@@ -61,29 +104,27 @@ async def team_id(conn: Connection, slug: str, *, active_only: bool = False) -> 
     return value
 
 
-async def team(conn: Connection, team_id: int) -> Record | None:
-    row: Record | None = await conn.fetchrow(
-        "SELECT id, slug, name, email FROM teams WHERE id = $1", team_id
-    )
-    return row
+async def team(conn: Connection, team_id: int) -> Team | None:
+    row = await conn.fetchrow("SELECT id, slug, name, email FROM teams WHERE id = $1", team_id)
+    return None if row is None else Team(**row)
 
 
-async def all_teams(conn: Connection) -> list[Record]:
-    rows: list[Record] = await conn.fetch("SELECT id, slug, name, email FROM teams ORDER BY slug")
-    return rows
+async def all_teams(conn: Connection) -> list[Team]:
+    rows = await conn.fetch("SELECT id, slug, name, email FROM teams ORDER BY slug")
+    return [Team(**r) for r in rows]
 
 
-async def active_teams(conn: Connection) -> list[Record]:
-    rows: list[Record] = await conn.fetch("SELECT slug, name FROM teams WHERE active ORDER BY name")
-    return rows
+async def active_teams(conn: Connection) -> list[TeamName]:
+    rows = await conn.fetch("SELECT slug, name FROM teams WHERE active ORDER BY name")
+    return [TeamName(**r) for r in rows]
 
 
-async def all_categories(conn: Connection) -> list[Record]:
-    rows: list[Record] = await conn.fetch(
+async def all_categories(conn: Connection) -> list[CategoryListing]:
+    rows = await conn.fetch(
         """SELECT c.slug, c.name, t.slug AS team, c.active FROM categories c
            JOIN teams t ON t.id = c.team_id ORDER BY c.position, c.name"""
     )
-    return rows
+    return [CategoryListing(**r) for r in rows]
 
 
 async def next_category_position(conn: Connection) -> int:

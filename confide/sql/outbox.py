@@ -8,12 +8,47 @@ a dead letter (``failed_at``).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 from asyncpg import Connection, Record
 
 LEASE_SECONDS = 120
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A claimed outbox row: ids, the sealed recipient (acknowledgements only) and the payload."""
+
+    id: UUID
+    kind: str
+    thread_id: UUID | None
+    team_id: int | None
+    staff_id: int | None
+    recipient: bytes | None
+    payload: dict[str, object]  # the JSON object as stored ({} for anything else)
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingStats:
+    pending: int
+    oldest: float | None  # seconds since the oldest pending row was queued
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A row that used up its attempts. No thread reference: ops sees no thread."""
+
+    id: UUID
+    kind: str
+    team_id: int | None
+    failed_at: datetime
+    last_error: str | None
+    attempts: int
 
 
 async def enqueue(
@@ -24,7 +59,7 @@ async def enqueue(
     team_id: int | None = None,
     staff_id: int | None = None,
     recipient: bytes | None = None,
-    payload: dict[str, Any] | None = None,
+    payload: dict[str, Any] | None = None,  # Any: whatever json.dumps takes
     dedupe_key: str | None = None,
     outbox_id: UUID | None = None,
 ) -> UUID | None:
@@ -47,8 +82,8 @@ async def enqueue(
     return value
 
 
-async def claim(conn: Connection, outbox_id: UUID) -> Record | None:
-    row: Record | None = await conn.fetchrow(
+async def claim(conn: Connection, outbox_id: UUID) -> OutboxItem | None:
+    row = await conn.fetchrow(
         f"""UPDATE outbox SET leased_until = now() + interval '{LEASE_SECONDS} seconds',
                               attempts = attempts + 1
             WHERE id = $1 AND sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
@@ -57,7 +92,14 @@ async def claim(conn: Connection, outbox_id: UUID) -> Record | None:
                       created_at""",
         outbox_id,
     )
-    return row
+    return None if row is None else outbox_item(row)
+
+
+def outbox_item(row: Record) -> OutboxItem:
+    """A row of ``outbox`` (the columns :func:`claim` returns) as its typed value."""
+    payload = row["payload"]  # jsonb comes as text unless a codec decodes it
+    payload = json.loads(payload) if isinstance(payload, str) else payload
+    return OutboxItem(**{**row, "payload": payload if isinstance(payload, dict) else {}})
 
 
 async def mark_sent(conn: Connection, outbox_id: UUID) -> None:
@@ -95,16 +137,18 @@ async def due_ids(conn: Connection, limit: int) -> list[UUID]:
     ]
 
 
-async def pending_stats(conn: Connection) -> Record:
-    row: Record = await conn.fetchrow(
+async def pending_stats(conn: Connection) -> PendingStats:
+    row = await conn.fetchrow(
         """SELECT count(*) AS pending, extract(epoch FROM now() - min(created_at)) AS oldest
            FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"""
     )
-    return row
+    return PendingStats(
+        int(row["pending"]), None if row["oldest"] is None else float(row["oldest"])
+    )
 
 
-async def dead_letters(conn: Connection, limit: int = 200) -> list[Record]:
-    rows: list[Record] = await conn.fetch(
+async def dead_letters(conn: Connection, limit: int = 200) -> list[DeadLetter]:
+    rows = await conn.fetch(
         # No thread reference: ops sees no thread, not even which one a failed mail was about.
         """SELECT o.id, o.kind, o.team_id, o.failed_at, o.last_error, o.attempts
            FROM outbox o
@@ -112,7 +156,7 @@ async def dead_letters(conn: Connection, limit: int = 200) -> list[Record]:
            ORDER BY o.failed_at DESC LIMIT $1""",
         limit,
     )
-    return rows
+    return [DeadLetter(**r) for r in rows]
 
 
 async def retry_dead(conn: Connection, outbox_id: UUID) -> bool:

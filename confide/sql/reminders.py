@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from asyncpg import Connection, Record
+from asyncpg import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReminder:
+    sequence: int
+    generated_for: datetime | None
+    due_at: datetime
+    ics: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentReminder:
+    """The thread's reminder files (None before the first) and its due time now."""
+
+    ics: bytes | None
+    ics_with_address: bytes | None
+    generated_for: datetime | None
+    reply_due_at: datetime | None
 
 
 async def lock_due(conn: Connection, thread_id: UUID) -> datetime | None:
@@ -15,12 +34,12 @@ async def lock_due(conn: Connection, thread_id: UUID) -> datetime | None:
     return value
 
 
-async def stored(conn: Connection, thread_id: UUID) -> Record | None:
-    row: Record | None = await conn.fetchrow(
+async def stored(conn: Connection, thread_id: UUID) -> StoredReminder | None:
+    row = await conn.fetchrow(
         "SELECT sequence, generated_for, due_at, ics FROM reminders WHERE thread_id = $1",
         thread_id,
     )
-    return row
+    return None if row is None else StoredReminder(**row)
 
 
 async def store(
@@ -50,13 +69,13 @@ async def store(
     )
 
 
-async def current(conn: Connection, thread_id: UUID) -> Record | None:
-    row: Record | None = await conn.fetchrow(
+async def current(conn: Connection, thread_id: UUID) -> CurrentReminder | None:
+    row = await conn.fetchrow(
         """SELECT r.ics, r.ics_with_address, r.generated_for, t.reply_due_at
            FROM threads t LEFT JOIN reminders r ON r.thread_id = t.id WHERE t.id = $1""",
         thread_id,
     )
-    return row
+    return None if row is None else CurrentReminder(**row)
 
 
 async def insert_token(

@@ -2,23 +2,55 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from asyncpg import Connection, Record
+from asyncpg import Connection
 
 
-async def thread_for_submission_key(conn: Connection, key_hmac: bytes) -> Record | None:
+@dataclass(frozen=True, slots=True)
+class KeyedSubmission:
+    """The report an idempotency key submitted, and that key's request HMAC."""
+
+    id: UUID
+    reference: str
+    anonymous: bool
+    follow_up: bool
+    received_at: datetime
+    request_hmac: bytes | None
+    pending: bool  # the first submission is still issuing its code
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    id: UUID
+    reference: str
+    received_at: datetime
+    team_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What :func:`submit` did: ``inserted`` is None when no report was inserted."""
+
+    claimed: bool
+    category_ok: bool
+    queued: int
+    inserted: Inserted | None
+
+
+async def thread_for_submission_key(conn: Connection, key_hmac: bytes) -> KeyedSubmission | None:
     """The report a key submitted, its request's HMAC, and whether its first answer is still
     being made (``pending``: the first submission is issuing its code)."""
-    row: Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         """SELECT t.id, t.reference, t.anonymous, t.follow_up, t.received_at, k.request_hmac,
                   coalesce(k.pending_until > now(), false) AS pending
            FROM submission_keys k JOIN threads t ON t.id = k.thread_id
            WHERE k.key_hmac = $1""",
         key_hmac,
     )
-    return row
+    return None if row is None else KeyedSubmission(**row)
 
 
 async def finish_submission_key(conn: Connection, key_hmac: bytes) -> None:
@@ -38,16 +70,6 @@ async def purge_submission_keys(conn: Connection, older_than_s: float, limit: in
         limit,
     )
     return int(done.split()[-1])
-
-
-async def thread(conn: Connection, thread_id: UUID) -> Record | None:
-    row: Record | None = await conn.fetchrow(
-        """SELECT t.*, c.name AS category_name, tm.slug AS team
-           FROM threads t JOIN categories c ON c.slug = t.category_slug
-           JOIN teams tm ON tm.id = t.team_id WHERE t.id = $1""",
-        thread_id,
-    )
-    return row
 
 
 async def submit(
@@ -70,7 +92,7 @@ async def submit(
     reply_due_at: datetime | None,
     nearing_at: datetime | None,
     outbox: list[tuple[UUID, str, bytes | None]],
-) -> Record:
+) -> Submitted:
     """One atomic statement: claim the idempotency key (with its request's HMAC and, when a code
     is to follow, how long repeats are told to wait for it), insert the report with its deadline, and
     queue its outbox rows. ``claimed`` is false for a repeat of an earlier key (nothing is
@@ -80,7 +102,7 @@ async def submit(
     ids = [o[0] for o in outbox]
     kinds = [o[1] for o in outbox]
     recipients = [o[2] for o in outbox]
-    row: Record = await conn.fetchrow(
+    row = await conn.fetchrow(
         """WITH claim AS (
                INSERT INTO submission_keys (key_hmac, thread_id, request_hmac, pending_until)
                SELECT $1::bytea, $2, $18::bytea,
@@ -135,4 +157,7 @@ async def submit(
         request_hmac,
         pending_s,
     )
-    return row
+    inserted = None
+    if row["id"] is not None:
+        inserted = Inserted(row["id"], row["reference"], row["received_at"], row["team_id"])
+    return Submitted(row["claimed"], row["category_ok"], row["queued"], inserted)

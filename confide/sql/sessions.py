@@ -2,22 +2,66 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from asyncpg import Connection, Record
+
+from confide.domain import Role, SessionKind
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTimes:
+    created_at: datetime
+    last_seen_at: datetime
+    idle_seconds: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSession:
+    thread_id: UUID | None
+    staff_id: int | None
+    last_seen_at: datetime
+    idle_seconds: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStaffSession:
+    """A live staff session with its staff member and their teams."""
+
+    session: LiveSession
+    staff_id: int
+    email: str
+    name: str
+    role: Role
+    active: bool
+    team_ids: tuple[int, ...]
+
+
+def _live(row: Record) -> LiveSession:
+    return LiveSession(
+        row["thread_id"],
+        row["staff_id"],
+        row["last_seen_at"],
+        row["idle_seconds"],
+        row["expires_at"],
+    )
 
 
 async def insert(
     conn: Connection,
     token_hmac: bytes,
     *,
-    kind: str,
+    kind: SessionKind,
     thread_id: UUID | None,
     staff_id: int | None,
     idle_seconds: int,
     absolute_seconds: int,
-) -> Record:
-    row: Record = await conn.fetchrow(
+) -> SessionTimes:
+    row = await conn.fetchrow(
         """INSERT INTO sessions (token_hmac, kind, thread_id, staff_id, idle_seconds, expires_at)
            VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
            RETURNING created_at, last_seen_at, idle_seconds, expires_at""",
@@ -28,7 +72,7 @@ async def insert(
         idle_seconds,
         absolute_seconds,
     )
-    return row
+    return SessionTimes(**row)
 
 
 # A live session's idle clock is restarted at most once every TOUCH_EVERY_S seconds, not on
@@ -53,28 +97,38 @@ _SESSION_COLUMNS = """live.thread_id, live.staff_id,
            live.idle_seconds, live.expires_at"""
 
 
-async def touch(conn: Connection, token_hmac: bytes, kind: str) -> Record | None:
+async def touch(conn: Connection, token_hmac: bytes, kind: SessionKind) -> LiveSession | None:
     """The live session for this token, its idle clock restarted; None if expired or unknown."""
-    row: Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         f"{_LIVE} SELECT {_SESSION_COLUMNS} FROM live", token_hmac, kind, TOUCH_EVERY_S
     )
-    return row
+    return None if row is None else _live(row)
 
 
-async def touch_staff(conn: Connection, token_hmac: bytes) -> Record | None:
+async def touch_staff(conn: Connection, token_hmac: bytes) -> LiveStaffSession | None:
     """``touch`` for a staff session, with its staff member and their teams: every staff page
     needs all three, in one round trip."""
-    row: Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         f"""{_LIVE}
            SELECT {_SESSION_COLUMNS}, st.email, st.name, st.role, st.active,
                   ARRAY(SELECT team_id FROM staff_teams WHERE staff_id = st.id ORDER BY team_id)
                       AS team_ids
            FROM live JOIN staff st ON st.id = live.staff_id""",
         token_hmac,
-        "staff",
+        SessionKind.STAFF,
         TOUCH_EVERY_S,
     )
-    return row
+    if row is None:
+        return None
+    return LiveStaffSession(
+        _live(row),
+        row["staff_id"],
+        row["email"],
+        row["name"],
+        Role(row["role"]),
+        row["active"],
+        tuple(row["team_ids"]),
+    )
 
 
 async def delete(conn: Connection, token_hmac: bytes) -> None:

@@ -2,28 +2,71 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from asyncpg import Connection, Record
 
+from confide.domain import Role
+
 COLUMNS = "s.id, s.email, s.name, s.role, s.active, s.password_hash"
 
 
-async def by_email(conn: Connection, email: str) -> Record | None:
-    row: Record | None = await conn.fetchrow(
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A staff account with its password hash (``COLUMNS``)."""
+
+    id: int
+    email: str
+    name: str
+    role: Role
+    active: bool
+    password_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A staff member as the admin page lists them, with their teams' slugs."""
+
+    id: int
+    email: str
+    name: str
+    role: Role
+    active: bool
+    teams: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """An active member of a team."""
+
+    id: int
+    email: str
+    name: str
+    role: Role
+
+
+def _account(row: Record | None) -> Account | None:
+    if row is None:
+        return None
+    return Account(
+        row["id"], row["email"], row["name"], Role(row["role"]), row["active"], row["password_hash"]
+    )
+
+
+async def by_email(conn: Connection, email: str) -> Account | None:
+    row = await conn.fetchrow(
         f"SELECT {COLUMNS} FROM staff s WHERE lower(s.email) = lower($1)", email
     )
-    return row
+    return _account(row)
 
 
-async def by_id(conn: Connection, staff_id: int) -> Record | None:
-    row: Record | None = await conn.fetchrow(
-        f"SELECT {COLUMNS} FROM staff s WHERE s.id = $1", staff_id
-    )
-    return row
+async def by_id(conn: Connection, staff_id: int) -> Account | None:
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM staff s WHERE s.id = $1", staff_id)
+    return _account(row)
 
 
-async def insert(conn: Connection, email: str, name: str, role: str, password_hash: str) -> int:
+async def insert(conn: Connection, email: str, name: str, role: Role, password_hash: str) -> int:
     staff_id: int = await conn.fetchval(
         """INSERT INTO staff (email, name, role, password_hash) VALUES ($1, $2, $3, $4)
            RETURNING id""",
@@ -85,17 +128,17 @@ async def set_reset_token(
     return value
 
 
-async def by_reset_token(conn: Connection, token_hmac: bytes) -> Record | None:
-    row: Record | None = await conn.fetchrow(
+async def by_reset_token(conn: Connection, token_hmac: bytes) -> Account | None:
+    row = await conn.fetchrow(
         f"""SELECT {COLUMNS} FROM staff s
             WHERE s.reset_token_hmac = $1 AND s.reset_expires_at > now() AND s.active""",
         token_hmac,
     )
-    return row
+    return _account(row)
 
 
-async def all_staff(conn: Connection) -> list[Record]:
-    rows: list[Record] = await conn.fetch(
+async def all_staff(conn: Connection) -> list[Listed]:
+    rows = await conn.fetch(
         """SELECT s.id, s.email, s.name, s.role, s.active,
                   coalesce(array_agg(t.slug ORDER BY t.slug) FILTER (WHERE t.slug IS NOT NULL),
                            '{}') AS teams
@@ -103,19 +146,22 @@ async def all_staff(conn: Connection) -> list[Record]:
            LEFT JOIN teams t ON t.id = st.team_id
            GROUP BY s.id ORDER BY s.email"""
     )
-    return rows
+    return [
+        Listed(r["id"], r["email"], r["name"], Role(r["role"]), r["active"], list(r["teams"]))
+        for r in rows
+    ]
 
 
-async def team_members(conn: Connection, team_id: int, *, roles: list[str]) -> list[Record]:
+async def team_members(conn: Connection, team_id: int, *, roles: list[str]) -> list[Member]:
     """The team's active members in one of ``roles``."""
-    rows: list[Record] = await conn.fetch(
+    rows = await conn.fetch(
         """SELECT s.id, s.email, s.name, s.role FROM staff s
            JOIN staff_teams st ON st.staff_id = s.id
            WHERE st.team_id = $1 AND s.active AND s.role = ANY($2::text[]) ORDER BY s.name""",
         team_id,
         roles,
     )
-    return rows
+    return [Member(r["id"], r["email"], r["name"], Role(r["role"])) for r in rows]
 
 
 async def active_email(conn: Connection, staff_id: int) -> str | None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from asyncpg import Connection, Record
+
+from confide.domain import Author, Escalation, ThreadStatus
 
 # Inbox filters: fixed SQL fragments chosen by name, never built from input.
 STATES: dict[str, str] = {
@@ -35,7 +39,7 @@ SUMMARY_COLUMNS = """t.id, t.reference, t.category_slug, c.name AS category_name
     t.last_caseworker_message_at, t.status, t.restricted, t.assignee_id, s.email AS assignee,
     s.name AS assignee_name, t.last_activity_at, t.reply_due_at,
     coalesce(k.escalation, 'none') AS escalation, t.awaiting_since, t.team_id"""
-# What an inbox row shows, in the order of services.threads.InboxRow: nothing more, since
+# What an inbox row shows, in the order of InboxRow: nothing more, since
 # decoding unused columns (a UUID, two timestamps) was a tenth of a 50-row page. Its timestamps
 # are whole microseconds since the Unix epoch (exact: extract() is numeric): asyncpg builds an
 # aware datetime for a timestamptz at about 1 µs, 200 of them a page (see InboxRow).
@@ -47,6 +51,155 @@ INBOX_COLUMNS = """t.reference, t.category_slug AS category, c.name AS category_
         AS last_reporter_message_us,
     (extract(epoch FROM t.reply_due_at) * 1000000)::int8 AS reply_due_us,
     (extract(epoch FROM t.awaiting_since) * 1000000)::int8 AS awaiting_since_us"""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _from_us(us: int | None) -> datetime | None:
+    return None if us is None else _EPOCH + timedelta(microseconds=us)
+
+
+class InboxRow(NamedTuple):
+    """One inbox row: what the page and the API list show (``INBOX_COLUMNS``). A tuple, built
+    straight from the record; the page's row cache uses it as its key.
+
+    Its moments are held as whole microseconds since the Unix epoch and read as aware UTC
+    datetimes through the properties. This is for benchmark 3's inbox p99 target: decoding
+    about 200 timestamptz values a page into datetimes, and hashing them for the row cache
+    (each hash asks the time zone for its offset), cost a fifth of the page's web CPU, while
+    the cache hits on most rows and never needs them. Measured: web CPU per page 1.59 → 1.30 ms
+    (docs/benchmarks.md, issue 12).
+
+    For the same reason ``status`` and ``escalation`` stay the text PostgreSQL sent, not
+    converted to :class:`ThreadStatus` and :class:`Escalation` row by row: they hold those
+    enums' values and compare equal to their members (StrEnum).
+    """
+
+    reference: str
+    category: str
+    category_name: str
+    team: str
+    anonymous: bool
+    follow_up: bool
+    status: str  # a ThreadStatus value
+    restricted: bool
+    assignee: str | None
+    assignee_name: str | None
+    escalation: str  # an Escalation value
+    received_us: int
+    last_reporter_message_us: int | None
+    reply_due_us: int | None
+    awaiting_since_us: int | None
+
+    @property
+    def received_at(self) -> datetime:
+        return _EPOCH + timedelta(microseconds=self.received_us)
+
+    @property
+    def last_reporter_message_at(self) -> datetime | None:
+        return _from_us(self.last_reporter_message_us)
+
+    @property
+    def reply_due_by(self) -> datetime | None:
+        return _from_us(self.reply_due_us)
+
+    @property
+    def awaiting_since(self) -> datetime | None:
+        return _from_us(self.awaiting_since_us)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSummary:
+    """A thread's ``SUMMARY_COLUMNS``: what lists and headers show. No content."""
+
+    id: UUID
+    reference: str
+    category_slug: str
+    category_name: str
+    team: str  # the team's slug
+    team_name: str
+    anonymous: bool
+    follow_up: bool
+    received_at: datetime
+    last_reporter_message_at: datetime | None
+    last_caseworker_message_at: datetime | None
+    status: ThreadStatus
+    restricted: bool
+    assignee_id: int | None
+    assignee: str | None  # the assignee's e-mail address
+    assignee_name: str | None
+    last_activity_at: datetime
+    reply_due_at: datetime | None
+    escalation: Escalation
+    awaiting_since: datetime | None
+    team_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadDetail(ThreadSummary):
+    """A thread with its sealed report fields (ciphertext; ``contact`` only for staff)."""
+
+    description: bytes
+    occurred: bytes | None
+    location: bytes | None
+    contact: bytes | None = None
+
+
+def _typed(row: Record) -> dict[str, Any]:  # Any: a row's columns, of their own types
+    return {
+        **row,
+        "status": ThreadStatus(row["status"]),
+        "escalation": Escalation(row["escalation"]),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class LockedThread:
+    id: UUID
+    status: ThreadStatus
+    anonymous: bool
+    follow_up: bool
+    awaiting_since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedMessage:
+    """The message an idempotency key sent, with that request's HMAC."""
+
+    id: UUID
+    thread_id: UUID
+    sent_at: datetime
+    request_hmac: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    id: UUID
+    author: Author
+    body: bytes  # sealed
+    sent_at: datetime
+    staff_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NoteRow:
+    id: UUID
+    body: bytes  # sealed
+    created_at: datetime
+    author: str | None  # the author's e-mail address
+    author_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MailThread:
+    """What a notification may say about a thread: no content."""
+
+    reference: str
+    category_name: str
+    team_email: str
+    team_name: str
+    restricted: bool
+
+
 FROM = """threads t JOIN categories c ON c.slug = t.category_slug JOIN teams tm ON tm.id = t.team_id
     LEFT JOIN staff s ON s.id = t.assignee_id LEFT JOIN thread_clocks k ON k.thread_id = t.id"""
 
@@ -61,7 +214,7 @@ async def inbox(
     reference: str | None,
     limit: int,
     offset: int,
-) -> list[Record]:
+) -> list[InboxRow]:
     # Per team, walk its (team_id, last_activity_at) index and stop after offset+limit matches;
     # then merge. A team of 2,000 threads or a manager of 50 teams reads only what it shows.
     # The reference search is a statement of its own, not "$n IS NULL OR reference = $n": after
@@ -82,7 +235,8 @@ async def inbox(
     teams = "unnest($1::int[]) AS team(id)"
     if len(team_ids) == 1:
         teams = "(SELECT ($1::int[])[1] AS id) AS team"
-    rows: list[Record] = await conn.fetch(
+    make = InboxRow._make  # straight from the record's values, in INBOX_COLUMNS order
+    rows = await conn.fetch(
         f"""SELECT {INBOX_COLUMNS}
             FROM (
                 SELECT t.* FROM {teams}
@@ -107,7 +261,7 @@ async def inbox(
         offset,
         *([reference] if reference is not None else []),
     )
-    return rows
+    return [make(r) for r in rows]
 
 
 async def inbox_counts(
@@ -135,10 +289,10 @@ async def visible_thread(
     staff_id: int,
     is_manager: bool,
     lock: bool = False,
-) -> Record | None:
+) -> ThreadDetail | None:
     """``lock`` takes the thread's row lock (FOR UPDATE) until the transaction ends."""
     for_update = "FOR UPDATE OF t" if lock else ""
-    row: Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         f"""SELECT {SUMMARY_COLUMNS}, t.description, t.occurred, t.location, t.contact
             FROM {FROM} WHERE {VISIBLE} AND t.reference = $4 {for_update}""",
         team_ids,
@@ -146,16 +300,16 @@ async def visible_thread(
         is_manager,
         reference,
     )
-    return row
+    return None if row is None else ThreadDetail(**_typed(row))
 
 
-async def reporter_thread(conn: Connection, thread_id: UUID) -> Record | None:
-    row: Record | None = await conn.fetchrow(
+async def reporter_thread(conn: Connection, thread_id: UUID) -> ThreadDetail | None:
+    row = await conn.fetchrow(
         f"""SELECT {SUMMARY_COLUMNS}, t.description, t.occurred, t.location
             FROM {FROM} WHERE t.id = $1""",
         thread_id,
     )
-    return row
+    return None if row is None else ThreadDetail(**_typed(row))
 
 
 async def earliest_unanswered(conn: Connection, thread_id: UUID) -> datetime | None:
@@ -175,12 +329,12 @@ async def earliest_unanswered(conn: Connection, thread_id: UUID) -> datetime | N
     return value
 
 
-async def lock_thread(conn: Connection, thread_id: UUID) -> Record | None:
-    row: Record | None = await conn.fetchrow(
+async def lock_thread(conn: Connection, thread_id: UUID) -> LockedThread | None:
+    row = await conn.fetchrow(
         "SELECT id, status, anonymous, follow_up, awaiting_since FROM threads WHERE id = $1 FOR UPDATE",
         thread_id,
     )
-    return row
+    return None if row is None else LockedThread(**{**row, "status": ThreadStatus(row["status"])})
 
 
 async def insert_message(
@@ -188,7 +342,7 @@ async def insert_message(
     *,
     message_id: UUID,
     thread_id: UUID,
-    author: str,
+    author: Author,
     staff_id: int | None,
     body: bytes,
     key_hmac: bytes | None,
@@ -210,11 +364,11 @@ async def insert_message(
     return sent_at
 
 
-async def message_by_key(conn: Connection, key_hmac: bytes) -> Record | None:
-    row: Record | None = await conn.fetchrow(
+async def message_by_key(conn: Connection, key_hmac: bytes) -> KeyedMessage | None:
+    row = await conn.fetchrow(
         "SELECT id, thread_id, sent_at, request_hmac FROM messages WHERE key_hmac = $1", key_hmac
     )
-    return row
+    return None if row is None else KeyedMessage(**row)
 
 
 async def purge_message_keys(conn: Connection, older_than_s: float, limit: int) -> int:
@@ -249,14 +403,17 @@ async def mark_caseworker_message(conn: Connection, thread_id: UUID, at: datetim
     )
 
 
-async def messages(conn: Connection, thread_id: UUID) -> list[Record]:
-    rows: list[Record] = await conn.fetch(
+async def messages(conn: Connection, thread_id: UUID) -> list[MessageRow]:
+    rows = await conn.fetch(
         """SELECT m.id, m.author, m.body, m.sent_at, s.name AS staff_name
            FROM messages m LEFT JOIN staff s ON s.id = m.staff_id
            WHERE m.thread_id = $1 ORDER BY m.sent_at, m.id""",
         thread_id,
     )
-    return rows
+    return [
+        MessageRow(r["id"], Author(r["author"]), r["body"], r["sent_at"], r["staff_name"])
+        for r in rows
+    ]
 
 
 async def insert_note(
@@ -273,17 +430,17 @@ async def insert_note(
     return created
 
 
-async def notes(conn: Connection, thread_id: UUID) -> list[Record]:
-    rows: list[Record] = await conn.fetch(
+async def notes(conn: Connection, thread_id: UUID) -> list[NoteRow]:
+    rows = await conn.fetch(
         """SELECT n.id, n.body, n.created_at, s.email AS author, s.name AS author_name
            FROM notes n LEFT JOIN staff s ON s.id = n.staff_id
            WHERE n.thread_id = $1 ORDER BY n.created_at, n.id""",
         thread_id,
     )
-    return rows
+    return [NoteRow(**r) for r in rows]
 
 
-async def set_status(conn: Connection, thread_id: UUID, status: str) -> None:
+async def set_status(conn: Connection, thread_id: UUID, status: ThreadStatus) -> None:
     await conn.execute(
         "UPDATE threads SET status = $2, last_activity_at = now() WHERE id = $1", thread_id, status
     )
@@ -317,9 +474,9 @@ async def set_restricted(conn: Connection, thread_id: UUID, restricted: bool) ->
 
 async def escalated(
     conn: Connection, *, team_ids: list[int], staff_id: int, is_manager: bool
-) -> list[Record]:
+) -> list[ThreadSummary]:
     """Nearing and overdue threads the staff member may see, oldest first (as in the digest)."""
-    rows: list[Record] = await conn.fetch(
+    rows = await conn.fetch(
         f"""SELECT {SUMMARY_COLUMNS} FROM {FROM}
             WHERE {VISIBLE} AND k.escalation <> 'none'
             ORDER BY t.awaiting_since, t.reference LIMIT 500""",
@@ -327,20 +484,20 @@ async def escalated(
         staff_id,
         is_manager,
     )
-    return rows
+    return [ThreadSummary(**_typed(r)) for r in rows]
 
 
-async def for_mail(conn: Connection, thread_id: UUID) -> Record | None:
+async def for_mail(conn: Connection, thread_id: UUID) -> MailThread | None:
     """What a notification may say about a thread: reference, category, team. No content.
     ``restricted`` decides who may be told (services.notifications)."""
-    row: Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         """SELECT t.reference, c.name AS category_name, tm.email AS team_email,
                   tm.name AS team_name, t.restricted
            FROM threads t JOIN categories c ON c.slug = t.category_slug
            JOIN teams tm ON tm.id = t.team_id WHERE t.id = $1""",
         thread_id,
     )
-    return row
+    return None if row is None else MailThread(**row)
 
 
 async def staff_may_see(conn: Connection, thread_id: UUID, staff_id: int, roles: list[str]) -> bool:

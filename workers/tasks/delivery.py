@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import smtplib
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
 from celery import shared_task
@@ -18,6 +17,7 @@ from confide import jobs, logs, mail
 from confide.context import Context
 from confide.services import deadlines, housekeeping, notifications, reminders
 from confide.sql import outbox as sql_outbox
+from confide.sql.outbox import OutboxItem
 from workers import context, db
 
 log = logs.get("confide.worker.delivery")
@@ -42,8 +42,9 @@ async def _deliver(outbox_id: UUID) -> None:
     if row is None:
         return
     try:
-        if row["kind"] == "reminder":
-            await reminders.regenerate(ctx, row["thread_id"])
+        if row.kind == "reminder":
+            if row.thread_id is not None:  # always: deadlines.queue_reminder names its thread
+                await reminders.regenerate(ctx, row.thread_id)
         else:
             async with pool.acquire() as conn:
                 message = await notifications.render(ctx, conn, row)
@@ -57,27 +58,27 @@ async def _deliver(outbox_id: UUID) -> None:
         raise DeliveryFailed(type(exc).__name__) from None
     async with pool.acquire() as conn:
         await sql_outbox.mark_sent(conn, outbox_id)
-    log.info("outbox_done", outbox_id=str(outbox_id), task=row["kind"])
+    log.info("outbox_done", outbox_id=str(outbox_id), task=row.kind)
 
 
 class DeliveryFailed(Exception):
     """Carries only the original exception's type name: never a message with user data."""
 
 
-async def _record_failure(ctx: Context, row: Any, exc: BaseException) -> None:
-    give_up = row["attempts"] >= ctx.settings.outbox_max_attempts
+async def _record_failure(ctx: Context, row: OutboxItem, exc: BaseException) -> None:
+    give_up = row.attempts >= ctx.settings.outbox_max_attempts
     async with ctx.pool.acquire() as conn:
         await sql_outbox.schedule_retry(
             conn,
-            row["id"],
+            row.id,
             error=type(exc).__name__,
-            delay_s=backoff_s(row["attempts"]),
+            delay_s=backoff_s(row.attempts),
             give_up=give_up,
         )
     log.warning(
         "outbox_retry",
-        outbox_id=str(row["id"]),
-        attempts=row["attempts"],
+        outbox_id=str(row.id),
+        attempts=row.attempts,
         exc_type=type(exc).__name__,
         outcome="dead" if give_up else "retry",
     )

@@ -8,9 +8,9 @@ Each task returns a boolean sealed with an HMAC bound to the task (``codes.seal_
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 from uuid import UUID
 
+from argon2 import PasswordHasher
 from celery import Task, shared_task
 
 from confide import codes, jobs
@@ -20,7 +20,7 @@ from workers import context, db
 
 
 @cache
-def _tools() -> tuple[Any, bytes]:
+def _tools() -> tuple[PasswordHasher, bytes]:
     """The argon2 hasher and the results' HMAC key (never sent to Redis), once per process."""
     settings = context.settings()
     return codes.hasher(settings), codes.result_key(settings)
