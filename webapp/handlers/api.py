@@ -8,12 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from confide import codes, idempotency, logs
-from confide.domain import SessionKind
 from confide.errors import FieldError, ValidationFailed
 from confide.services import reminders, reporter_auth, reports, sessions, threads, validation
 from confide.services import staff as staff_service
 from confide.services.staff import ROLES, THREAD_READER_ROLES
-from webapp.auth import Auth, session_for, staff_for
+from webapp.auth import Auth, reporter_for, staff_for
 from webapp.errors import problem
 from webapp.forms import read_json
 from webapp.keys import (
@@ -26,6 +25,7 @@ from webapp.keys import (
     STAFF_LOGIN_LIMITS,
 )
 from webapp.openapi import document
+from webapp.responses import ics_response
 
 log = logs.get("confide.web.api")
 
@@ -96,8 +96,8 @@ async def reporter_session(request: web.Request) -> web.Response:
 
 
 async def _reporter(request: web.Request) -> Auth:
-    auth = await session_for(request, SessionKind.REPORTER)
-    if auth is None or auth.session.thread_id is None:
+    auth = await reporter_for(request)
+    if auth is None:
         raise web.HTTPUnauthorized()
     return auth
 
@@ -138,23 +138,11 @@ async def reporter_message(request: web.Request) -> web.Response:
 async def reporter_reminder(request: web.Request) -> web.Response:
     auth = await _reporter(request)
     assert auth.session.thread_id is not None
+    include_address = request.query.get("include_address") == "1"
     data = await reminders.latest(
-        request.app[CTX],
-        auth.session.thread_id,
-        include_address=request.query.get("include_address") == "1",
+        request.app[CTX], auth.session.thread_id, include_address=include_address
     )
-    if data is None:
-        return problem(
-            503,
-            "The reminder is being prepared. Try again in a moment.",
-            headers={"Retry-After": "3"},
-        )
-    return web.Response(
-        body=data,
-        content_type="text/calendar",
-        charset="utf-8",
-        headers={"Content-Disposition": 'attachment; filename="reminder.ics"'},
-    )
+    return ics_response(data)
 
 
 async def reporter_logout(request: web.Request) -> web.Response:
