@@ -20,7 +20,7 @@ from confide.services import sessions
 from confide.services.sessions import ActiveSession, NewSession
 from confide.services.threads import Staff, resume_staff
 from confide.settings import Settings
-from webapp.keys import CTX, SETTINGS
+from webapp.keys import CSRF_TOKEN, CTX, SETTINGS, STAFF_MEMBER
 from webapp.security import is_tls
 
 CLEAR_SITE_DATA = '"cache", "cookies", "storage"'
@@ -99,11 +99,16 @@ def clear_session_cookie(request: web.Request, response: web.StreamResponse, kin
 
 
 async def staff_for(request: web.Request) -> tuple[Staff, Auth] | None:
+    """The staff member and session; error pages from here on are drawn in the staff layout,
+    with this member's menu."""
     found = _found(request)
     if "staff_member" not in found:
         token, via_cookie = _token(request, "staff")
         resumed = await resume_staff(request.app[CTX], token) if token else None
         found["staff_member"] = (resumed[1], Auth(resumed[0], via_cookie)) if resumed else None
+        if resumed:
+            request[STAFF_MEMBER] = resumed[1]
+            request[CSRF_TOKEN] = sessions.csrf_token(request.app[SETTINGS], resumed[0].token_hmac)
     staff: tuple[Staff, Auth] | None = found["staff_member"]
     return staff
 

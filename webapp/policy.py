@@ -25,7 +25,7 @@ from webapp.errors import error_page
 from webapp.form_routes import CsrfRefused, Form, Token, TokenRefused, declared
 from webapp.forms import read_form
 from webapp.i18n import _
-from webapp.keys import CSRF_TOKEN, SETTINGS, STAFF_MEMBER
+from webapp.keys import SETTINGS
 from webapp.security import check_form_token, same_origin
 
 log = logs.get("confide.web.policy")
@@ -59,11 +59,8 @@ async def same_origin_middleware(
 async def check_token(request: web.Request, form: Form) -> None:
     """Raise FormRefused unless the request carries the token ``form`` declares."""
     if form.token is Token.STAFF_SESSION:
-        found = await staff_for(request)
+        found = await staff_for(request)  # a refusal is then drawn in the staff layout
         if found is not None:
-            # Error pages from here on are drawn in the staff layout, with this member's menu.
-            request[STAFF_MEMBER] = found[0]
-            request[CSRF_TOKEN] = found[1].csrf(request.app[SETTINGS])
             await _session_csrf(request, found[1], STAFF_EXPIRED)
     elif form.token is Token.REPORTER_SESSION:
         auth = await reporter_for(request)

@@ -11,12 +11,12 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from confide import logs
-from confide.context import Context
-from confide.errors import FieldError, RateLimited, ValidationFailed
+from confide.errors import RateLimited, ValidationFailed
 from confide.services import admin, audit, ops, sessions, threads
 from confide.services import staff as staff_service
 from confide.services.staff import ROLES, THREAD_READER_ROLES
 from confide.services.threads import Forbidden, Staff
+from webapp.admin_forms import apply_admin_form
 from webapp.auth import Auth, clear_session_cookie, set_session_cookie, staff_for
 from webapp.errors import error_page
 from webapp.form_routes import FormPage, TokenRefused
@@ -32,7 +32,6 @@ from webapp.keys import (
     INBOX_ROWS,
     SETTINGS,
     STAFF_LOGIN_LIMITS,
-    STAFF_MEMBER,
 )
 from webapp.metrics import queue_lengths_or_none
 from webapp.report_flow import FormErrors
@@ -57,18 +56,14 @@ def staff_page(
     def wrap(handler: StaffHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         @wraps(handler)
         async def inner(request: web.Request) -> web.StreamResponse:
-            found = await staff_for(request)
+            found = await staff_for(request)  # error pages are then in the staff layout
             if found is None:
                 raise web.HTTPSeeOther("/staff/login")
-            member, auth = found
-            # Error pages from here on are drawn in the staff layout, with this member's menu.
-            request[STAFF_MEMBER] = member
-            request[CSRF_TOKEN] = auth.csrf(request.app[SETTINGS])
-            if member.role not in roles:
+            if found[0].role not in roles:
                 raise Forbidden()  # "Your role cannot open this page."
             if post:
                 await read_form(request)
-            return await handler(request, member, auth)
+            return await handler(request, *found)
 
         return inner
 
@@ -382,35 +377,6 @@ async def admin_page(request: web.Request, member: Staff, auth: Auth) -> web.Res
     return render(request, "staff/admin.html", member, auth, await admin.overview(request.app[CTX]))
 
 
-# The admin page's forms name their fields ``<form>_<argument>``: team_slug, member_email, ...
-ADMIN_FORMS = {"team": "team", "category": "category", "join": "member", "leave": "member"}
-
-
-async def _admin_change(ctx: Context, admin_id: int, form: dict[str, str]) -> None:
-    """Map one of the admin page's forms to its service call, and errors back to its fields."""
-    action = form.get("action", "")
-    prefix = ADMIN_FORMS.get(action)
-    if prefix is None:
-        raise ValidationFailed([FieldError("action", "Unknown action")])
-    field = {name: form.get(f"{prefix}_{name}", "") for name in ("slug", "name", "email", "team")}
-    try:
-        if action == "team":
-            await admin.save_team(
-                ctx, admin_id, slug=field["slug"], name=field["name"], email=field["email"]
-            )
-        elif action == "category":
-            await admin.save_category(
-                ctx, admin_id, slug=field["slug"], name=field["name"], team=field["team"]
-            )
-        else:
-            change = admin.join_team if action == "join" else admin.leave_team
-            await change(ctx, admin_id, email=field["email"], team=field["team"])
-    except ValidationFailed as exc:
-        raise ValidationFailed(
-            [FieldError(f"{prefix}_{e.field}", e.message) for e in exc.errors]
-        ) from None
-
-
 async def admin_again(
     request: web.Request, form: dict[str, str], exc: Exception, status: int
 ) -> web.Response | None:
@@ -423,7 +389,7 @@ async def admin_again(
 
 @staff_page(post=True, roles=("admin",))
 async def admin_submit(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
-    await _admin_change(request.app[CTX], member.id, request[FORM])
+    await apply_admin_form(request.app[CTX], member.id, request[FORM])
     request.app[CATEGORIES].invalidate()
     raise web.HTTPSeeOther("/staff/admin?done=1")
 
