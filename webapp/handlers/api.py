@@ -9,7 +9,7 @@ from aiohttp import web
 
 from confide import codes, idempotency, logs
 from confide.errors import FieldError, ValidationFailed
-from confide.services import reminders, reporter_auth, reports, sessions, threads, validation
+from confide.services import reporter_auth, reports, sessions, threads, validation
 from confide.services import staff as staff_service
 from confide.services.staff import ROLES, THREAD_READER_ROLES
 from webapp.auth import Auth, reporter_for, staff_for
@@ -25,7 +25,7 @@ from webapp.keys import (
     STAFF_LOGIN_LIMITS,
 )
 from webapp.openapi import document
-from webapp.responses import ics_response
+from webapp.responses import latest_reminder
 
 log = logs.get("confide.web.api")
 
@@ -138,11 +138,7 @@ async def reporter_message(request: web.Request) -> web.Response:
 async def reporter_reminder(request: web.Request) -> web.Response:
     auth = await _reporter(request)
     assert auth.session.thread_id is not None
-    include_address = request.query.get("include_address") == "1"
-    data = await reminders.latest(
-        request.app[CTX], auth.session.thread_id, include_address=include_address
-    )
-    return ics_response(data)
+    return await latest_reminder(request, auth.session.thread_id)
 
 
 async def reporter_logout(request: web.Request) -> web.Response:

@@ -93,6 +93,28 @@ def field_errors(exc: Exception, rename: dict[str, str] | None = None) -> FormEr
     return FormErrors([(rename.get(e.field, e.field), e.message) for e in exc.errors])
 
 
+def form_again(
+    template: str,
+    context: Callable[[web.Request, dict[str, str]], Awaitable[dict[str, Any]]],
+    rename: dict[str, str] | None = None,
+) -> FormPage:
+    """A form's page drawn again with its ValidationFailed's errors (webapp.form_routes):
+    ``context`` gives the page's own values, from what was typed; ``rename`` maps the
+    service's field names to the form's."""
+
+    async def again(
+        request: web.Request, form: dict[str, str], exc: Exception, status: int
+    ) -> web.Response | None:
+        errors = field_errors(exc, rename)
+        if errors is None:
+            return None  # the other domain errors: the error middleware's table
+        member, auth = await staff_for(request) or (None, None)
+        page = dict(await context(request, form), errors=errors)
+        return render(request, template, member, auth, page, status=status)
+
+    return again
+
+
 # --- Login ---------------------------------------------------------------------------------
 
 
@@ -309,14 +331,23 @@ async def password_page(request: web.Request, member: Staff, auth: Auth) -> web.
     )
 
 
-async def password_again(
-    request: web.Request, form: dict[str, str], exc: Exception, status: int
-) -> web.Response | None:
-    found, errors = await staff_for(request), field_errors(exc)
-    if found is None or errors is None:
-        return None
-    context = {"errors": errors, "done": False}
-    return render(request, "staff/password.html", *found, context, status=status)
+async def _password_fields(request: web.Request, form: dict[str, str]) -> dict[str, Any]:
+    return {"done": False}
+
+
+async def _set_password_fields(request: web.Request, form: dict[str, str]) -> dict[str, Any]:
+    return {"token": form.get("token", "")[:100]}
+
+
+async def _admin_fields(request: web.Request, form: dict[str, str]) -> dict[str, Any]:
+    return await admin.overview(request.app[CTX])
+
+
+password_again = form_again("staff/password.html", _password_fields)
+set_password_again = form_again(
+    "staff/set_password.html", _set_password_fields, rename={"password": "new"}
+)
+admin_again = form_again("staff/admin.html", _admin_fields)
 
 
 @staff_page(post=True, roles=ROLES)
@@ -336,16 +367,6 @@ async def password_submit(request: web.Request, member: Staff, auth: Auth) -> we
 async def set_password_page(request: web.Request) -> web.Response:
     context = {"token": request.query.get("token", "")[:100]}
     return render(request, "staff/set_password.html", None, None, context)
-
-
-async def set_password_again(
-    request: web.Request, form: dict[str, str], exc: Exception, status: int
-) -> web.Response | None:
-    errors = field_errors(exc, {"password": "new"})
-    if errors is None:
-        return None
-    context = {"token": form.get("token", "")[:100], "errors": errors}
-    return render(request, "staff/set_password.html", None, None, context, status=status)
 
 
 async def set_password_submit(request: web.Request) -> web.StreamResponse:
@@ -375,16 +396,6 @@ async def audit_page(request: web.Request, member: Staff, auth: Auth) -> web.Res
 @staff_page(roles=("admin",))
 async def admin_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
     return render(request, "staff/admin.html", member, auth, await admin.overview(request.app[CTX]))
-
-
-async def admin_again(
-    request: web.Request, form: dict[str, str], exc: Exception, status: int
-) -> web.Response | None:
-    found, errors = await staff_for(request), field_errors(exc)
-    if found is None or errors is None:
-        return None
-    context = dict(await admin.overview(request.app[CTX]), errors=errors)
-    return render(request, "staff/admin.html", *found, context, status=status)
 
 
 @staff_page(post=True, roles=("admin",))

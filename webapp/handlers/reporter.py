@@ -39,7 +39,7 @@ from webapp.keys import (
     SETTINGS,
 )
 from webapp.report_flow import FormErrors
-from webapp.responses import ics_response
+from webapp.responses import ics_response, latest_reminder
 from webapp.security import (
     check_form_token,
     form_token_age_s,
@@ -385,11 +385,7 @@ async def reminder_download(request: web.Request) -> web.StreamResponse:
     if auth is None:
         raise web.HTTPSeeOther("/login")
     assert auth.session.thread_id is not None
-    include_address = request.query.get("include_address") == "1"
-    data = await reminders.latest(
-        request.app[CTX], auth.session.thread_id, include_address=include_address
-    )
-    return ics_response(data)
+    return await latest_reminder(request, auth.session.thread_id)
 
 
 async def reminder_from_confirmation(request: web.Request) -> web.StreamResponse:
