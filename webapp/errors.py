@@ -15,6 +15,7 @@ from confide import logs
 from confide.errors import (
     CodeMalformed,
     CodeNotRecognised,
+    ConfideError,
     DatabaseUnavailable,
     IdempotencyKeyReused,
     NotFound,
@@ -28,7 +29,7 @@ from confide.errors import (
 from confide.services.staff import StaffLoginFailed
 from confide.services.threads import Forbidden, NoReplyPossible
 from webapp.form_routes import FormRefused, TokenRefused, declared
-from webapp.i18n import _
+from webapp.i18n import N_, _
 from webapp.keys import CSRF_TOKEN, FORM, STAFF_MEMBER
 
 log = logs.get("confide.web")
@@ -71,10 +72,12 @@ DETAILS: dict[type[Exception], str] = {
 # The one table for every handler: none catches these itself. A route whose form is drawn again
 # with what was typed declares that page (webapp.form_routes), and it is asked first.
 PAGE_DETAILS: dict[type[Exception], str] = {
-    ThreadClosed: "This thread is closed. Reopen it to reply.",
-    NoReplyPossible: "This report has no anonymous follow-up, so there is nobody to reply to here.",
-    ReminderNotReady: "Your reminder is not ready yet. Please try again in a moment.",
-    ReminderLinkUsed: (
+    ThreadClosed: N_("This thread is closed. Reopen it to reply."),
+    NoReplyPossible: N_(
+        "This report has no anonymous follow-up, so there is nobody to reply to here."
+    ),
+    ReminderNotReady: N_("Your reminder is not ready yet. Please try again in a moment."),
+    ReminderLinkUsed: N_(
         "This reminder link has been used or has expired. "
         "Log in with your code to download it again."
     ),
@@ -195,6 +198,10 @@ def error_page(
     return response
 
 
+OWN_WORDS = (BadRequest, UnsupportedMediaType, Forbidden, FormRefused)
+"""The exceptions that carry the words shown for them, as ``detail``."""
+
+
 def status_of(exc: BaseException) -> int | None:
     """The status ERROR_STATUS gives ``exc`` (or a class it derives from), if any."""
     for cls in type(exc).__mro__:
@@ -210,7 +217,7 @@ def _words(table: dict[type[Exception], str], exc: Exception) -> str | None:
 async def domain_response(request: web.Request, exc: Exception, status: int) -> web.StreamResponse:
     """The one answer to a domain error: the route's own page drawn again with what was typed
     (if it declares one), else the error page or problem of the tables above."""
-    retry_after = getattr(exc, "retry_after", None)
+    retry_after = getattr(exc, "retry_after", None) if isinstance(exc, ConfideError) else None
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
     form = declared(request)
     if form is not None and form.page is not None and not wants_json(request):
@@ -222,8 +229,9 @@ async def domain_response(request: web.Request, exc: Exception, status: int) -> 
     if json and isinstance(exc, ValidationFailed):
         errors = [{"field": e.field, "message": e.message} for e in exc.errors]
         return problem(status, "Some fields are not valid.", errors)
-    detail = getattr(exc, "detail", None) or (None if json else _words(PAGE_DETAILS, exc))
-    detail = detail or _words(DETAILS, exc)
+    # Only our own exceptions' words: a driver's (asyncpg's ``detail``) could quote the request.
+    detail = exc.detail if isinstance(exc, OWN_WORDS) else None
+    detail = detail or (None if json else _words(PAGE_DETAILS, exc)) or _words(DETAILS, exc)
     if json:
         return problem(status, detail, headers=headers, type_=_words(PROBLEM_TYPES, exc))
     return error_page(request, status, _(detail) if detail else None, headers=headers)

@@ -24,16 +24,16 @@ from webapp.auth import API_PREFIX, Auth, reporter_for, staff_for
 from webapp.errors import error_page
 from webapp.form_routes import CsrfRefused, Form, Token, TokenRefused, declared
 from webapp.forms import read_form
-from webapp.i18n import _
+from webapp.i18n import N_, _
 from webapp.keys import SETTINGS
 from webapp.security import check_form_token, same_origin
 
 log = logs.get("confide.web.policy")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-CROSS_SITE = "This form must be sent from this site."
-UNDECLARED = "This form cannot be sent."
-STAFF_EXPIRED = "This form has expired. Go back, reload the page and try again."
-REPORTER_EXPIRED = "This form has expired. Go back, reload and try again."
+CROSS_SITE = N_("This form must be sent from this site.")
+UNDECLARED = N_("This form cannot be sent.")
+STAFF_EXPIRED = N_("This form has expired. Go back, reload the page and try again.")
+REPORTER_EXPIRED = N_("This form has expired. Go back, reload and try again.")
 
 
 @web.middleware
@@ -84,4 +84,4 @@ async def _session_csrf(request: web.Request, auth: Auth, expired: str) -> None:
         return
     fields = await read_form(request)
     if not same_text(fields.get("csrf_token", ""), auth.csrf(request.app[SETTINGS])):
-        raise CsrfRefused(_(expired))
+        raise CsrfRefused(expired)  # translated where it is shown (webapp.errors)

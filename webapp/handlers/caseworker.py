@@ -97,10 +97,12 @@ def form_again(
     template: str,
     context: Callable[[web.Request, dict[str, str]], Awaitable[dict[str, Any]]],
     rename: dict[str, str] | None = None,
+    *,
+    signed_in: bool = True,
 ) -> FormPage:
     """A form's page drawn again with its ValidationFailed's errors (webapp.form_routes):
     ``context`` gives the page's own values, from what was typed; ``rename`` maps the
-    service's field names to the form's."""
+    service's field names to the form's; ``signed_in=False``: a page without the staff menu."""
 
     async def again(
         request: web.Request, form: dict[str, str], exc: Exception, status: int
@@ -108,7 +110,8 @@ def form_again(
         errors = field_errors(exc, rename)
         if errors is None:
             return None  # the other domain errors: the error middleware's table
-        member, auth = await staff_for(request) or (None, None)
+        found = await staff_for(request) if signed_in else None
+        member, auth = found or (None, None)
         page = dict(await context(request, form), errors=errors)
         return render(request, template, member, auth, page, status=status)
 
@@ -345,7 +348,7 @@ async def _admin_fields(request: web.Request, form: dict[str, str]) -> dict[str,
 
 password_again = form_again("staff/password.html", _password_fields)
 set_password_again = form_again(
-    "staff/set_password.html", _set_password_fields, rename={"password": "new"}
+    "staff/set_password.html", _set_password_fields, rename={"password": "new"}, signed_in=False
 )
 admin_again = form_again("staff/admin.html", _admin_fields)
 

@@ -29,7 +29,7 @@ from webapp.auth import (
 )
 from webapp.form_routes import TokenRefused
 from webapp.forms import read_form
-from webapp.i18n import _
+from webapp.i18n import N_, _
 from webapp.keys import (
     CATEGORIES,
     CTX,
@@ -65,18 +65,19 @@ async def accessibility(request: web.Request) -> web.Response:
     return aiohttp_jinja2.render_template("reporter/accessibility.html", request, {})
 
 
-NO_COOKIE = (
+NO_COOKIE = N_(
     "Logging in needs a cookie, and your browser did not send it back. "
     "Allow cookies for this site (they last until you close the browser), "
     "then enter your code again."
 )
+LOGIN_EXPIRED = N_("The page had expired. Please enter your code again.")
 # What the login page says for each refusal, beside its status (webapp.errors.ERROR_STATUS).
 LOGIN_ERRORS: dict[type[Exception], str] = {
-    CodeMalformed: (
+    CodeMalformed: N_(
         "Codes have 16 letters and numbers, like 7QKM-2XRD-9HWB-T4NF. Check what you typed."
     ),
-    RateLimited: "There have been too many attempts. Wait a few minutes, then try again.",
-    CodeNotRecognised: "That code was not recognised. Check it and try again.",
+    RateLimited: N_("There have been too many attempts. Wait a few minutes, then try again."),
+    CodeNotRecognised: N_("That code was not recognised. Check it and try again."),
 }
 
 
@@ -117,9 +118,7 @@ async def login_again(
 ) -> web.Response | None:
     """The login page for a refused token or login (webapp.form_routes.FormPage)."""
     if isinstance(exc, TokenRefused):
-        notice = (
-            NO_COOKIE if exc.no_cookie else "The page had expired. Please enter your code again."
-        )
+        notice = NO_COOKIE if exc.no_cookie else LOGIN_EXPIRED
         return render_login(request, status=status, pending=_pending(form), notice=_(notice))
     error = LOGIN_ERRORS.get(type(exc))
     if error is None:
@@ -216,7 +215,7 @@ async def messages_submit(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/messages?sent=1")
 
 
-LOGGED_OUT = (
+LOGGED_OUT = N_(
     "You were logged out, so your message has not been sent yet. Enter your "
     "code to log in again and it will be sent."
 )
