@@ -175,3 +175,38 @@ async def test_a_form_route_added_without_a_declaration_is_refused(stack: Stack)
     finally:
         await server.close()
     assert reached == []
+
+
+async def test_both_login_pages_say_when_to_try_again_and_keep_what_was_typed(
+    stack: Stack, caseworker: StaffAccount, db: asyncpg.Connection
+) -> None:
+    """A limited sign-in is answered by the error table once (429 and Retry-After) and drawn
+    by each login page with its own words: the case worker's e-mail address stays typed, and a
+    reporter's message waiting to be sent stays in the form."""
+    _, base = stack.start_web(
+        "web-policy-limits",
+        CONFIDE_LOGIN_PER_CLIENT_PER_15MIN="2",
+        CONFIDE_STAFF_LOGIN_PER_CLIENT_PER_15MIN="2",
+    )
+    async with aiohttp.ClientSession(
+        base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as browser:
+        for _ in range(3):
+            page = await form_page(browser, "/staff/login")
+            form = html.main_form(page).data(email=caseworker.email, password="not it")
+            async with browser.post("/staff/login", data=form) as resp:
+                status, headers, raw = resp.status, resp.headers, await resp.text()
+        assert status == 429 and int(headers["Retry-After"]) > 0
+        assert "Too many failed attempts. Wait" in html.text(raw)
+        assert html.main_form(raw).fields.get("email") == caseworker.email
+        for _ in range(3):
+            page = await form_page(browser, "/login")
+            form = html.main_form(page).data(code="7QKM-2XRD-9HWB-T4NF")
+            form.update(pending_body="Words typed before the session ended")
+            async with browser.post("/login", data=form) as resp:
+                status, headers, raw = resp.status, resp.headers, await resp.text()
+        assert status == 429 and int(headers["Retry-After"]) > 0
+        assert "There have been too many attempts." in html.text(raw)
+        assert html.main_form(raw).fields.get("pending_body") == (
+            "Words typed before the session ended"
+        )

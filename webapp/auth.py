@@ -1,7 +1,9 @@
-"""Who is asking: reporter and staff sessions from a cookie or a bearer token, and CSRF.
+"""Who is asking: reporter and staff sessions from a cookie or a bearer token (looked up once a
+request), and the login form's cookie binding.
 
 Cookies are HttpOnly, SameSite=Strict, and over HTTPS Secure with the ``__Host-`` prefix.
-Cookie-authenticated forms must carry the session's CSRF token; bearer calls need none. Everything
+Cookie-authenticated forms must carry the session's CSRF token (checked by ``webapp.policy``
+before the handler); bearer calls need none. Everything
 under ``/api/`` authenticates by Bearer token only and ignores cookies (CONTRACTS §3 "Tokens"),
 so a browser's cookie can never carry a cross-site call there.
 """
