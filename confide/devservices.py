@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email
 import os
 import secrets
 import socket
@@ -18,6 +19,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email import policy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -203,3 +205,21 @@ def start_mail_capture(data_dir: Path, embedded: Embedded) -> tuple[str, Path]:
     controller.start()
     embedded._stops.append(controller.stop)
     return f"smtp://127.0.0.1:{port}", folder
+
+
+def captured_mail(folder: Path, limit: int = 200) -> list[dict[str, str]]:
+    """The newest messages the local capture server wrote to ``folder`` (``/dev/mail``)."""
+    messages = []
+    for path in sorted(folder.glob("*.eml"), reverse=True)[:limit]:
+        msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        body = msg.get_body(preferencelist=("plain",))
+        messages.append(
+            {
+                "subject": str(msg["Subject"] or ""),
+                "to": str(msg["To"] or ""),
+                "date": str(msg["Date"] or ""),
+                "message_id": str(msg["Message-ID"] or ""),
+                "body": body.get_content() if body is not None else "",
+            }
+        )
+    return messages

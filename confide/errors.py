@@ -69,3 +69,13 @@ class RequestInProgress(ConfideError):
 
 class FormExpired(ConfideError):
     """An HTML submit token too old to start a new submission (it may still answer a repeat)."""
+
+
+class ReminderNotReady(ConfideError):
+    """The reminder file is still being made by a worker (503, try again in a moment)."""
+
+    retry_after = 3
+
+
+class ReminderLinkUsed(ConfideError):
+    """A confirmation page's single-use reminder token was used already or has expired (403)."""

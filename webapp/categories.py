@@ -12,8 +12,8 @@ from markupsafe import Markup
 
 from confide import logs
 from confide.context import Context
-from confide.services import org
-from confide.services.threads import InboxRow
+from confide.services import org, threads
+from confide.services.threads import InboxRow, Staff
 
 TTL_S = 10.0
 log = logs.get("confide.web.caches")
@@ -61,6 +61,11 @@ class InboxCounts:
         self._done: dict[Hashable, tuple[float, dict[str, int]]] = {}
         self._running: dict[Hashable, asyncio.Future[dict[str, int]]] = {}
         self._background: set[asyncio.Task[None]] = set()
+
+    async def for_member(self, ctx: Context, member: Staff) -> dict[str, int]:
+        """The counts of ``member``'s inbox filters, through :meth:`get`."""
+        key = (member.id, member.team_ids, member.role)
+        return await self.get(key, lambda: threads.inbox_counts(ctx, member))
 
     async def get(
         self, key: Hashable, compute: Callable[[], Awaitable[dict[str, int]]]

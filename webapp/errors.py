@@ -16,10 +16,13 @@ from confide import logs
 from confide.errors import (
     CodeMalformed,
     CodeNotRecognised,
+    ConfideError,
     DatabaseUnavailable,
     IdempotencyKeyReused,
     NotFound,
     RateLimited,
+    ReminderLinkUsed,
+    ReminderNotReady,
     RequestInProgress,
     ThreadClosed,
     ValidationFailed,
@@ -27,8 +30,9 @@ from confide.errors import (
 from confide.org import Organisation
 from confide.services.staff import StaffLoginFailed
 from confide.services.threads import Forbidden, NoReplyPossible
-from webapp.i18n import _
-from webapp.keys import CSRF_TOKEN, STAFF_MEMBER
+from webapp.form_routes import FormRefused, TokenRefused, declared
+from webapp.i18n import N_, _
+from webapp.keys import CSRF_TOKEN, FORM, STAFF_MEMBER
 
 log = logs.get("confide.web")
 
@@ -43,14 +47,45 @@ ERROR_STATUS: dict[type[Exception], int] = {
     Forbidden: 403,
     NoReplyPossible: 409,
     StaffLoginFailed: 401,
+    IdempotencyKeyReused: 422,
+    RequestInProgress: 409,
+    ReminderNotReady: 503,
+    ReminderLinkUsed: 403,
+    FormRefused: 403,
+    TokenRefused: 400,
 }
 
-# What an HTML page says for a domain error, beside its status (JSON keeps the bare problem of
-# CONTRACTS §3). The one table for every handler: none catches these itself.
-PAGE_DETAILS: dict[type[Exception], str] = {
-    ThreadClosed: "This thread is closed. Reopen it to reply.",
-    NoReplyPossible: "This report has no anonymous follow-up, so there is nobody to reply to here.",
+# What a page and a problem say for a domain error, beside its status. Exceptions that carry
+# their own words have a ``detail`` (Forbidden, FormRefused, BadRequest, UnsupportedMediaType).
+DETAILS: dict[type[Exception], str] = {
+    IdempotencyKeyReused: (
+        "This Idempotency-Key was already used for a different request. "
+        "Use a new key for a new request."
+    ),
+    RequestInProgress: (
+        "The first request with this Idempotency-Key is still being answered. "
+        "Send it again in a moment."
+    ),
+    RateLimited: "Please wait a little and try again.",
+    ReminderNotReady: "The reminder is being prepared. Try again in a moment.",
 }
+
+# What an HTML page says instead (JSON keeps the bare problem of CONTRACTS §3, or DETAILS).
+# The one table for every handler: none catches these itself. A route whose form is drawn again
+# with what was typed declares that page (webapp.form_routes), and it is asked first.
+PAGE_DETAILS: dict[type[Exception], str] = {
+    ThreadClosed: N_("This thread is closed. Reopen it to reply."),
+    NoReplyPossible: N_(
+        "This report has no anonymous follow-up, so there is nobody to reply to here."
+    ),
+    ReminderNotReady: N_("Your reminder is not ready yet. Please try again in a moment."),
+    ReminderLinkUsed: N_(
+        "This reminder link has been used or has expired. "
+        "Log in with your code to download it again."
+    ),
+}
+
+PROBLEM_TYPES: dict[type[Exception], str] = {IdempotencyKeyReused: "idempotency-key-reused"}
 
 TITLES = {
     400: "Bad request",
@@ -92,6 +127,20 @@ class UnsupportedMediaType(Exception):
     def __init__(self, expected: str) -> None:
         super().__init__(expected)
         self.detail = f"Send {expected}."
+
+
+ERROR_STATUS.update(
+    {
+        BadRequest: 400,
+        UnsupportedMediaType: 415,
+        # A NUL or other unstorable character slipped past validation: the client's mistake.
+        asyncpg.CharacterNotInRepertoireError: 400,
+        asyncpg.UntranslatableCharacterError: 400,
+    }
+)
+DETAILS[asyncpg.CharacterNotInRepertoireError] = DETAILS[asyncpg.UntranslatableCharacterError] = (
+    "The request contained a character that is not allowed."
+)
 
 
 def wants_json(request: web.Request) -> bool:
@@ -151,6 +200,45 @@ def error_page(
     return response
 
 
+OWN_WORDS = (BadRequest, UnsupportedMediaType, Forbidden, FormRefused)
+"""The exceptions that carry the words shown for them, as ``detail``."""
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The status ERROR_STATUS gives ``exc`` (or a class it derives from), if any."""
+    for cls in type(exc).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]
+    return None
+
+
+def _words(table: dict[type[Exception], str], exc: Exception) -> str | None:
+    return next((table[cls] for cls in type(exc).__mro__ if cls in table), None)
+
+
+async def domain_response(request: web.Request, exc: Exception, status: int) -> web.StreamResponse:
+    """The one answer to a domain error: the route's own page drawn again with what was typed
+    (if it declares one), else the error page or problem of the tables above."""
+    retry_after = getattr(exc, "retry_after", None) if isinstance(exc, ConfideError) else None
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    form = declared(request)
+    if form is not None and form.page is not None and not wants_json(request):
+        response = await form.page(request, request.get(FORM) or {}, exc, status)
+        if response is not None:
+            response.headers.update(headers)
+            return response
+    json = wants_json(request)
+    if json and isinstance(exc, ValidationFailed):
+        errors = [{"field": e.field, "message": e.message} for e in exc.errors]
+        return problem(status, "Some fields are not valid.", errors)
+    # Only our own exceptions' words: a driver's (asyncpg's ``detail``) could quote the request.
+    detail = exc.detail if isinstance(exc, OWN_WORDS) else None
+    detail = detail or (None if json else _words(PAGE_DETAILS, exc)) or _words(DETAILS, exc)
+    if json:
+        return problem(status, detail, headers=headers, type_=_words(PROBLEM_TYPES, exc))
+    return error_page(request, status, _(detail) if detail else None, headers=headers)
+
+
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -166,52 +254,23 @@ async def error_middleware(
         if exc.status == 413:
             return error_page(request, 413, "That was more than 1 MiB. Shorten it and try again.")
         return error_page(request, exc.status, headers=headers)
-    except ValidationFailed as exc:
-        if wants_json(request):
-            return problem(
-                422,
-                "Some fields are not valid.",
-                [{"field": e.field, "message": e.message} for e in exc.errors],
-            )
-        return error_page(request, 422)
-    except IdempotencyKeyReused:
-        detail = (
-            "This Idempotency-Key was already used for a different request. "
-            "Use a new key for a new request."
-        )
-        if wants_json(request):
-            return problem(422, detail, type_="idempotency-key-reused")
-        return error_page(request, 422, detail)
-    except RequestInProgress as exc:
-        return error_page(
-            request,
-            409,
-            "The first request with this Idempotency-Key is still being answered. "
-            "Send it again in a moment.",
-            headers={"Retry-After": str(exc.retry_after)},
-        )
-    except RateLimited as exc:
-        return error_page(
-            request,
-            429,
-            "Please wait a little and try again.",
-            headers={"Retry-After": str(exc.retry_after)},
-        )
-    except BadRequest as exc:
-        return error_page(request, 400, exc.detail)
-    except (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
-        # A NUL or other unstorable character slipped past validation: the client's mistake.
-        return error_page(request, 400, "The request contained a character that is not allowed.")
-    except UnsupportedMediaType as exc:
-        return error_page(request, 415, exc.detail)
-    except Forbidden as exc:
-        return error_page(request, 403, _(exc.detail))
-    except tuple(ERROR_STATUS) as exc:
-        page_detail = PAGE_DETAILS.get(type(exc))
-        if page_detail is None or wants_json(request):
-            return error_page(request, ERROR_STATUS[type(exc)])
-        return error_page(request, ERROR_STATUS[type(exc)], _(page_detail))
-    except (*_DB_DOWN, asyncpg.PostgresConnectionError) as exc:
+    except Exception as exc:
+        status = status_of(exc)
+        if status is not None:
+            try:
+                return await domain_response(request, exc, status)
+            except web.HTTPException:
+                raise
+            except Exception as again:  # the page drawn again raised (its thread is gone, ...)
+                status = status_of(again)
+                if status is None:
+                    return _unexpected(request, again)
+                return await domain_response(request, again, status)
+        return _unexpected(request, exc)
+
+
+def _unexpected(request: web.Request, exc: Exception) -> web.Response:
+    if isinstance(exc, (*_DB_DOWN, asyncpg.PostgresConnectionError)):
         if isinstance(exc, OSError) and client_gone(request):
             # The client hung up mid-request (a reset, or a body cut short): nothing of ours
             # is down, and there is no one left to answer. aiohttp drops ConnectionErrors.
@@ -224,11 +283,10 @@ async def error_middleware(
             "Nothing was received. Please try again in a few minutes.",
             headers={"Retry-After": "30"},
         )
-    except Exception as exc:
-        error_id = secrets.token_hex(4)
-        # The traceback goes to the log only, as frames without messages or request data.
-        log.error("unhandled_error", exc_info=exc, error_id=error_id, route=_route(request))
-        return error_page(request, 500, error_id=error_id)
+    error_id = secrets.token_hex(4)
+    # The traceback goes to the log only, as frames without messages or request data.
+    log.error("unhandled_error", exc_info=exc, error_id=error_id, route=_route(request))
+    return error_page(request, 500, error_id=error_id)
 
 
 def client_gone(request: web.Request) -> bool:

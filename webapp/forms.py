@@ -10,7 +10,9 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from confide.errors import FieldError, ValidationFailed
 from webapp.errors import BadRequest, UnsupportedMediaType
+from webapp.keys import FORM
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # A code point no UTF-8 text can hold: a lone surrogate (from a JSON "\ud800" escape, or bytes
@@ -27,7 +29,24 @@ def is_unicode_text(text: str) -> bool:
 
 
 async def read_form(request: web.Request) -> dict[str, str]:
-    """A form as ``{name: text}``; the first value wins, files are refused."""
+    """A form as ``{name: text}``; the first value wins, files are refused.
+
+    Read once a request (the form policy may have read it before the handler), and kept on the
+    request so that the error middleware can draw the form again with what was typed."""
+    form = request.get(FORM)
+    if form is None:
+        form = request[FORM] = await _read_form(request)
+    return form
+
+
+def confirmed(form: dict[str, str], field: str, again: str, message: str) -> str:
+    """``form[field]``, when the field typed a second time (``again``) matches it."""
+    if form.get(field, "") != form.get(again, ""):
+        raise ValidationFailed([FieldError(again, message)])
+    return form.get(field, "")
+
+
+async def _read_form(request: web.Request) -> dict[str, str]:
     content_type = request.content_type  # parsed from the header on every access
     if content_type not in FORM_TYPES:
         raise UnsupportedMediaType("a form (application/x-www-form-urlencoded)")

@@ -56,6 +56,12 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 _ = gettext
 
 
+def N_(message: str) -> str:  # Babel's default keyword for a message translated later
+    """Mark ``message`` for extraction only; it is translated later, where it is shown with
+    ``_(message)`` (tables of words, keyed by exception or refusal)."""
+    return message
+
+
 class FoldConstantGettext(Extension):
     """Translate ``_("literal")`` once, when the template is compiled.
 

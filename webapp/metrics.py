@@ -46,6 +46,14 @@ async def queue_lengths(request: web.Request) -> dict[str, int]:
     return lengths
 
 
+async def queue_lengths_or_none(request: web.Request) -> dict[str, int] | None:
+    """:func:`queue_lengths`, or None while Redis is away (the ops page says so)."""
+    try:
+        return await queue_lengths(request)
+    except Exception:  # Redis away: whatever redis-py raised, there are no lengths to show
+        return None
+
+
 class _Snapshot:
     """A collector over values fetched for this scrape."""
 
@@ -141,10 +149,7 @@ async def metrics(request: web.Request) -> web.Response:
     if not allowed(request):
         raise web.HTTPForbidden()
     row = await ops.metrics_snapshot(request.app[CTX])
-    try:
-        queues: dict[str, int] | None = await queue_lengths(request)
-    except Exception:  # Redis away: the queue gauges are absent rather than wrong
-        queues = None
+    queues = await queue_lengths_or_none(request)  # Redis away: the gauges are absent, not wrong
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         _Snapshot(

@@ -1,16 +1,20 @@
-"""Response models of the JSON API (CONTRACTS §3): what the handlers send, and the schemas of
-the OpenAPI document. The request models, which the services take, are in ``confide.models``."""
+"""Responses: the JSON API's response models (CONTRACTS §3), which the handlers send and which are
+the schemas of the OpenAPI document, and the reminder's calendar file, which HTML pages and the
+API send alike. The request models, which the services take, are in ``confide.models``."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
-from confide.services import threads
+from confide.errors import ReminderNotReady
+from confide.services import reminders, threads
+from webapp.keys import CTX
 
 # ISO 8601 as ``datetime.isoformat`` writes it (``+00:00``, not pydantic's ``Z``): the API's
 # times have always been written so.
@@ -161,3 +165,24 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     StaffThread,
     Problem,
 )
+
+
+def ics_response(data: bytes | None) -> web.Response:
+    """The reminder as a download; ReminderNotReady (503 with Retry-After, as a page or a
+    problem: webapp.errors) while a worker is still making it."""
+    if data is None:
+        raise ReminderNotReady()
+    return web.Response(
+        body=data,
+        content_type="text/calendar",
+        charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="reminder.ics"'},
+    )
+
+
+async def latest_reminder(request: web.Request, thread_id: UUID) -> web.Response:
+    """The reporter's latest reminder file for their thread (``?include_address=1``: with the
+    organisation's address), for the messaging page and the API alike."""
+    include_address = request.query.get("include_address") == "1"
+    data = await reminders.latest(request.app[CTX], thread_id, include_address=include_address)
+    return ics_response(data)

@@ -7,10 +7,48 @@ from pathlib import Path
 from aiohttp import web
 
 from webapp import metrics
+from webapp.auth import login_purpose
+from webapp.form_routes import FORMS, Form, Token
 from webapp.handlers import api, caseworker, devmail, ops, reporter
+
+STAFF = Form(Token.STAFF_SESSION)
+# What each unsafe HTML route's form carries (webapp.form_routes), checked by webapp.policy
+# before the handler runs, and the page drawn again with what was typed when a check or a service
+# refuses it. A route missing here is refused, whatever it sends (docs/security.md).
+FORM_ROUTES: dict[str, Form] = {
+    "report_step": Form(
+        Token.NONE, why="a step only draws the next question: nothing is stored or sent"
+    ),
+    # models helper: the check page's signed token is the submission's idempotency key too, so
+    # report_submit checks it itself (and draws the check page "expired" with the answers).
+    "report_submit": Form(Token.SERVICE, why="its signed submit token, checked by the handler"),
+    "login_submit": Form(Token.SIGNED, purpose=login_purpose, page=reporter.login_again),
+    "messages_submit": Form(Token.REPORTER_SESSION, page=reporter.thread_again),
+    "logout": Form(Token.REPORTER_SESSION),
+    "reminder_from_confirmation": Form(
+        Token.SERVICE, why="its single-use reminder token (reminders.file_for_token)"
+    ),
+    "staff_login_submit": Form(
+        Token.SIGNED, purpose=caseworker.login_purpose, page=caseworker.login_again
+    ),
+    "staff_logout": STAFF,
+    **{
+        f"staff_thread_{action}": Form(Token.STAFF_SESSION, page=caseworker.thread_again(action))
+        for action in ("reply", "note", "status", "assign", "restrict", "team")
+    },
+    "staff_password_submit": Form(Token.STAFF_SESSION, page=caseworker.password_again),
+    "staff_set_password_submit": Form(
+        Token.SERVICE,
+        why="the set-password link's token (staff.finish_reset)",
+        page=caseworker.set_password_again,
+    ),
+    "staff_admin_submit": Form(Token.STAFF_SESSION, page=caseworker.admin_again),
+    "ops_action": STAFF,
+}
 
 
 def setup(app: web.Application, static_dir: Path) -> None:
+    app[FORMS] = FORM_ROUTES
     app.router.add_routes(
         [
             web.get("/", reporter.start, name="start"),

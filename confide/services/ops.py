@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 from confide import jobs
@@ -133,3 +136,25 @@ async def metrics_snapshot(ctx: Context) -> Snapshot:
     """Every database figure of ``GET /metrics`` from one query over small summary tables."""
     async with ctx.pool.acquire() as conn:
         return await sql_metrics.snapshot(conn)
+
+
+async def readiness(ctx: Context, ping_redis: Callable[[], Awaitable[object]]) -> dict[str, str]:
+    """What ``/readyz`` reports: ``postgres``, ``redis``, ``workers`` and ``beat``, each "ok",
+    "stale" (no heartbeat lately) or "down". Never raises: any failure means "down", since its
+    details would name hosts."""
+    checks = {"postgres": "down", "redis": "down", "workers": "down", "beat": "down"}
+    ticks = LastTicks(None, None)
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2.0):
+            ticks = await last_ticks(ctx)
+        checks["postgres"] = "ok"
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            await ping_redis()
+        checks["redis"] = "ok"
+    now = datetime.now(UTC)
+    for name, at in (("beat", ticks.beat), ("workers", ticks.worker)):
+        if at is not None:
+            fresh = (now - at).total_seconds() <= jobs.BEAT_STALE_AFTER_S
+            checks[name] = "ok" if fresh else "stale"
+    return checks

@@ -574,3 +574,34 @@ async def teams_and_members(
         # Who "Assign to" offers: members who read threads, so never an ops account.
         members = await sql_staff.team_members(conn, team_id, roles=list(THREAD_READER_ROLES))
     return list(teams), members
+
+
+async def send_pending_message(
+    ctx: Context, thread_id: UUID, text: str | None, *, idempotency_key: str | None
+) -> bool:
+    """Send a message typed while the reporter's session expired, once they have logged in
+    again; True if it was sent. A message that cannot be sent now (not valid, thread closed, no
+    follow-up, a key used for other words) is dropped: the reporter lands on the thread page,
+    which shows what was received."""
+    if not text:
+        return False
+    try:
+        body = message_body(text)
+        await add_reporter_message(ctx, thread_id, body, idempotency_key=idempotency_key)
+    except (ValidationFailed, ThreadClosed, NoReplyPossible, IdempotencyKeyReused):
+        return False
+    return True
+
+
+class StaffPage(NamedTuple):
+    thread: ThreadView
+    teams: list[TeamName]
+    members: list[Member]
+
+
+async def staff_page(ctx: Context, staff: Staff, reference: str) -> StaffPage:
+    """What the staff thread page shows: the thread (audited as viewed, :func:`staff_view`),
+    and the teams and members its forms offer (:func:`teams_and_members`)."""
+    view = await staff_view(ctx, staff, reference)
+    teams, members = await teams_and_members(ctx, staff, reference)
+    return StaffPage(view, teams, members)

@@ -7,13 +7,12 @@ from typing import TypeVar
 from aiohttp import web
 
 from confide import codes, idempotency, logs, models
-from confide.domain import SessionKind
 from confide.errors import FieldError, ValidationFailed
-from confide.services import reminders, reporter_auth, reports, sessions, threads
+from confide.services import reporter_auth, reports, sessions, threads
 from confide.services import staff as staff_service
 from confide.services.staff import ROLES, THREAD_READER_ROLES
 from webapp import responses
-from webapp.auth import Auth, session_for, staff_for
+from webapp.auth import Auth, reporter_for, staff_for
 from webapp.errors import problem
 from webapp.forms import read_json
 from webapp.keys import (
@@ -27,6 +26,7 @@ from webapp.keys import (
 )
 from webapp.openapi import document
 from webapp.report_flow import submit_report
+from webapp.responses import latest_reminder
 
 log = logs.get("confide.web.api")
 B = TypeVar("B", bound=models.Body)
@@ -82,8 +82,8 @@ async def reporter_session(request: web.Request) -> web.Response:
 
 
 async def _reporter(request: web.Request) -> Auth:
-    auth = await session_for(request, SessionKind.REPORTER)
-    if auth is None or auth.session.thread_id is None:
+    auth = await reporter_for(request)
+    if auth is None:
         raise web.HTTPUnauthorized()
     return auth
 
@@ -111,23 +111,7 @@ async def reporter_message(request: web.Request) -> web.Response:
 async def reporter_reminder(request: web.Request) -> web.Response:
     auth = await _reporter(request)
     assert auth.session.thread_id is not None
-    data = await reminders.latest(
-        request.app[CTX],
-        auth.session.thread_id,
-        include_address=request.query.get("include_address") == "1",
-    )
-    if data is None:
-        return problem(
-            503,
-            "The reminder is being prepared. Try again in a moment.",
-            headers={"Retry-After": "3"},
-        )
-    return web.Response(
-        body=data,
-        content_type="text/calendar",
-        charset="utf-8",
-        headers={"Content-Disposition": 'attachment; filename="reminder.ics"'},
-    )
+    return await latest_reminder(request, auth.session.thread_id)
 
 
 async def reporter_logout(request: web.Request) -> web.Response:

@@ -11,15 +11,16 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from confide import logs
-from confide.context import Context
-from confide.errors import FieldError, RateLimited, ValidationFailed
+from confide.errors import RateLimited, ValidationFailed
 from confide.services import admin, audit, ops, sessions, threads
 from confide.services import staff as staff_service
 from confide.services.staff import ROLES, THREAD_READER_ROLES
-from confide.services.threads import Staff
-from webapp.auth import Auth, clear_session_cookie, csrf_ok, set_session_cookie, staff_for
+from confide.services.threads import Forbidden, Staff
+from webapp.admin_forms import apply_admin_form
+from webapp.auth import Auth, clear_session_cookie, set_session_cookie, staff_for
 from webapp.errors import error_page
-from webapp.forms import read_form
+from webapp.form_routes import FormPage, TokenRefused
+from webapp.forms import confirmed, read_form
 from webapp.i18n import _
 from webapp.keys import (
     CATEGORIES,
@@ -31,8 +32,8 @@ from webapp.keys import (
     INBOX_ROWS,
     SETTINGS,
     STAFF_LOGIN_LIMITS,
-    STAFF_MEMBER,
 )
+from webapp.metrics import queue_lengths_or_none
 from webapp.report_flow import FormErrors
 from webapp.security import check_form_token, new_form_token
 
@@ -45,7 +46,8 @@ StaffHandler = Callable[[web.Request, Staff, Auth], Awaitable[web.StreamResponse
 def staff_page(
     *, post: bool = False, roles: tuple[str, ...] = THREAD_READER_ROLES
 ) -> Callable[[StaffHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
-    """Require a staff session (and CSRF on posts); ``roles`` limits who may enter (else 403).
+    """Require a staff session; ``roles`` limits who may enter (else 403). The CSRF token of a
+    post was checked before (webapp.policy), whose form is then on ``request[FORM]``.
 
     By default a page is for the roles that read threads, so a new page cannot forget that ops
     sees none: a page for every account (password, logout) or for ops says so with ``roles``.
@@ -54,24 +56,14 @@ def staff_page(
     def wrap(handler: StaffHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         @wraps(handler)
         async def inner(request: web.Request) -> web.StreamResponse:
-            found = await staff_for(request)
+            found = await staff_for(request)  # error pages are then in the staff layout
             if found is None:
                 raise web.HTTPSeeOther("/staff/login")
-            member, auth = found
-            # Error pages from here on are drawn in the staff layout, with this member's menu.
-            request[STAFF_MEMBER] = member
-            request[CSRF_TOKEN] = auth.csrf(request.app[SETTINGS])
-            if member.role not in roles:
-                return error_page(request, 403, _("Your role cannot open this page."))
+            if found[0].role not in roles:
+                raise Forbidden()  # "Your role cannot open this page."
             if post:
-                request[FORM] = await read_form(request)
-                if not csrf_ok(request, auth, request[FORM]):
-                    return error_page(
-                        request,
-                        403,
-                        _("This form has expired. Go back, reload the page and try again."),
-                    )
-            return await handler(request, member, auth)
+                await read_form(request)
+            return await handler(request, *found)
 
         return inner
 
@@ -86,34 +78,79 @@ def render(
     context: dict[str, Any],
     status: int = 200,
 ) -> web.Response:
-    context = dict(
-        context,
-        staff=member,
-        # staff_page has put this session's token on the request; the login page has none.
-        csrf_token=request.get(CSRF_TOKEN) or (auth.csrf(request.app[SETTINGS]) if auth else ""),
-        errors=context.get("errors") or FormErrors([]),
-    )
+    # staff_page has put this session's token on the request; the login page has none.
+    csrf_token = request.get(CSRF_TOKEN) or (auth.csrf(request.app[SETTINGS]) if auth else "")
+    errors = context.get("errors") or FormErrors([])
+    context = dict(context, staff=member, csrf_token=csrf_token, errors=errors)
     return aiohttp_jinja2.render_template(template, request, context, status=status)
+
+
+def field_errors(exc: Exception, rename: dict[str, str] | None = None) -> FormErrors | None:
+    """A ValidationFailed's errors for the form's fields (``rename``: service name -> field)."""
+    if not isinstance(exc, ValidationFailed):
+        return None
+    rename = rename or {}
+    return FormErrors([(rename.get(e.field, e.field), e.message) for e in exc.errors])
+
+
+def form_again(
+    template: str,
+    context: Callable[[web.Request, dict[str, str]], Awaitable[dict[str, Any]]],
+    rename: dict[str, str] | None = None,
+    *,
+    signed_in: bool = True,
+) -> FormPage:
+    """A form's page drawn again with its ValidationFailed's errors (webapp.form_routes):
+    ``context`` gives the page's own values, from what was typed; ``rename`` maps the
+    service's field names to the form's; ``signed_in=False``: a page without the staff menu."""
+
+    async def again(
+        request: web.Request, form: dict[str, str], exc: Exception, status: int
+    ) -> web.Response | None:
+        errors = field_errors(exc, rename)
+        if errors is None:
+            return None  # the other domain errors: the error middleware's table
+        found = await staff_for(request) if signed_in else None
+        member, auth = found or (None, None)
+        page = dict(await context(request, form), errors=errors)
+        return render(request, template, member, auth, page, status=status)
+
+    return again
 
 
 # --- Login ---------------------------------------------------------------------------------
 
 
+def login_purpose(request: web.Request) -> str:
+    return LOGIN_PURPOSE
+
+
 def render_login(
     request: web.Request, *, status: int = 200, error: str | None = None, email: str = ""
 ) -> web.Response:
-    return render(
-        request,
-        "staff/login.html",
-        None,
-        None,
-        {
-            "form_token": new_form_token(request.app[SETTINGS], LOGIN_PURPOSE),
-            "email": email,
-            "errors": FormErrors([("email", error)] if error else []),
-        },
-        status=status,
-    )
+    context = {
+        "form_token": new_form_token(request.app[SETTINGS], LOGIN_PURPOSE),
+        "email": email,
+        "errors": FormErrors([("email", error)] if error else []),
+    }
+    return render(request, "staff/login.html", None, None, context, status=status)
+
+
+async def login_again(
+    request: web.Request, form: dict[str, str], exc: Exception, status: int
+) -> web.Response | None:
+    """The login page for a refused token or sign-in (webapp.form_routes.FormPage)."""
+    if isinstance(exc, TokenRefused):
+        error = _("The page had expired. Please log in again.")
+    elif isinstance(exc, RateLimited):
+        error = _("Too many failed attempts. Wait %(n)s seconds, then try again.") % {
+            "n": exc.retry_after
+        }
+    elif isinstance(exc, staff_service.StaffLoginFailed):
+        error = _("The email address or password is not right.")
+    else:
+        return None
+    return render_login(request, status=status, email=form.get("email", "")[:254], error=error)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -121,35 +158,14 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
     form = await read_form(request)
-    email = form.get("email", "")[:254]
-    if check_form_token(settings, LOGIN_PURPOSE, form.get("form_token", "")) is None:
-        return render_login(
-            request, status=400, email=email, error=_("The page had expired. Please log in again.")
-        )
-    try:
-        done = await staff_service.log_in(
-            request.app[CTX],
-            request.app[HASHER].local,
-            request.app[STAFF_LOGIN_LIMITS].guard(request),
-            email,
-            form.get("password", ""),
-        )
-    except RateLimited as exc:
-        response = render_login(
-            request,
-            status=429,
-            email=email,
-            error=_("Too many failed attempts. Wait %(n)s seconds, then try again.")
-            % {"n": exc.retry_after},
-        )
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-    except staff_service.StaffLoginFailed:
-        return render_login(
-            request, status=401, email=email, error=_("The email address or password is not right.")
-        )
+    done = await staff_service.log_in(
+        request.app[CTX],
+        request.app[HASHER].local,
+        request.app[STAFF_LOGIN_LIMITS].guard(request),
+        form.get("email", "")[:254],
+        form.get("password", ""),
+    )
     log.info("staff_logged_in", outcome="ok")
     # Each role lands where it works: ops on its dashboard, since it reads no inbox.
     response = web.HTTPSeeOther("/staff" if done.role in THREAD_READER_ROLES else "/ops")
@@ -176,34 +192,22 @@ def _page_number(request: web.Request) -> int:
     return min(max(page, 1), 100_000)
 
 
+def _reference_query(request: web.Request) -> str | None:
+    return request.query.get("q", "").strip().upper()[:20] or None
+
+
 @staff_page()
 async def inbox(request: web.Request, member: Staff, auth: Auth) -> web.Response:
     state = request.query.get("state", "awaiting")
-    if state not in INBOX_STATES:
-        state = "awaiting"
-    reference = request.query.get("q", "").strip().upper()[:20] or None
-    page = _page_number(request)
-    counts = await request.app[INBOX_COUNTS].get(
-        (member.id, member.team_ids, member.role),
-        lambda: threads.inbox_counts(request.app[CTX], member),
-    )
+    state = state if state in INBOX_STATES else "awaiting"
+    reference, page = _reference_query(request), _page_number(request)
+    counts = await request.app[INBOX_COUNTS].for_member(request.app[CTX], member)
     result = await threads.inbox(
         request.app[CTX], member, state=state, page=page, reference=reference, counts=counts
     )
-    return render(
-        request,
-        "staff/inbox.html",
-        member,
-        auth,
-        {
-            "result": result,
-            "rows": request.app[INBOX_ROWS].render(result.threads),
-            "state": state,
-            "states": INBOX_STATES,
-            "q": reference or "",
-            "page": page,
-        },
-    )
+    context = {"result": result, "state": state, "states": INBOX_STATES, "q": reference or ""}
+    rows = request.app[INBOX_ROWS].render(result.threads)
+    return render(request, "staff/inbox.html", member, auth, dict(context, rows=rows, page=page))
 
 
 @staff_page()
@@ -226,25 +230,33 @@ async def render_thread(
     typed: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
-    reference = request.match_info["reference"]
-    view = await threads.staff_view(request.app[CTX], member, reference)
-    teams, members = await threads.teams_and_members(request.app[CTX], member, reference)
-    return render(
-        request,
-        "staff/thread.html",
-        member,
-        auth,
-        {
-            "thread": view,
-            "teams": teams,
-            "members": members,
-            "errors": errors,
-            "typed": typed or {},
-            "message_token": new_form_token(request.app[SETTINGS], "reply"),
-            "done": request.query.get("done", ""),
-        },
-        status=status,
-    )
+    page = await threads.staff_page(request.app[CTX], member, request.match_info["reference"])
+    context = {
+        "thread": page.thread,
+        "teams": page.teams,
+        "members": page.members,
+        "errors": errors,
+        "typed": typed or {},
+        "message_token": new_form_token(request.app[SETTINGS], "reply"),
+        "done": request.query.get("done", ""),
+    }
+    return render(request, "staff/thread.html", member, auth, context, status=status)
+
+
+def thread_again(action: str) -> FormPage:
+    """The thread page with the errors and what was typed, for a form that is not valid."""
+
+    async def again(
+        request: web.Request, form: dict[str, str], exc: Exception, status: int
+    ) -> web.Response | None:
+        found = await staff_for(request)
+        errors = field_errors(exc, {} if action == "reply" else {"body": action})
+        if found is None or errors is None:
+            return None  # the other domain errors: the error middleware's table
+        typed = {action: form.get("body") or form.get("note") or ""}
+        return await render_thread(request, *found, errors=errors, status=status, typed=typed)
+
+    return again
 
 
 ThreadForm = Callable[[web.Request, Staff, dict[str, str], str], Awaitable[None]]
@@ -255,36 +267,19 @@ def thread_form(
 ) -> Callable[[ThreadForm], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
     """One form of the thread page (``/staff/threads/{reference}/<action>``), each its own route.
 
-    The wrapped function reads its fields and calls one service. A ValidationFailed draws the
-    thread page again with the errors and what was typed; the other domain errors (Forbidden,
-    ThreadClosed, NoReplyPossible) are drawn by the error middleware's table. Then the thread
-    page again, or the inbox once the thread has left this member's sight.
+    The wrapped function reads its fields and calls one service; its errors are drawn by the
+    route's page (thread_again) or the error middleware's table. Then the thread page again, or
+    the inbox once the thread has left this member's sight.
     """
 
     def wrap(do: ThreadForm) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         @staff_page(post=True)
         @wraps(do)
         async def handler(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
-            form: dict[str, str] = request[FORM]
-            reference = request.match_info["reference"]
-            try:
-                await do(request, member, form, reference)
-            except ValidationFailed as exc:
-                items = [
-                    (e.field if e.field != "body" or action == "reply" else action, e.message)
-                    for e in exc.errors
-                ]
-                return await render_thread(
-                    request,
-                    member,
-                    auth,
-                    errors=FormErrors(items),
-                    status=422,
-                    typed={action: form.get("body") or form.get("note") or ""},
-                )
-            if action == "team" or (
-                action == "restrict" and form.get("restricted") == "1" and not member.is_manager
-            ):
+            form, reference = request[FORM], request.match_info["reference"]
+            await do(request, member, form, reference)
+            hidden = action == "restrict" and form.get("restricted") == "1"
+            if action == "team" or (hidden and not member.is_manager):
                 raise web.HTTPSeeOther("/staff")
             raise web.HTTPSeeOther(f"/staff/threads/{reference}?done={action}#{action}")
 
@@ -339,65 +334,49 @@ async def password_page(request: web.Request, member: Staff, auth: Auth) -> web.
     )
 
 
+async def _password_fields(request: web.Request, form: dict[str, str]) -> dict[str, Any]:
+    return {"done": False}
+
+
+async def _set_password_fields(request: web.Request, form: dict[str, str]) -> dict[str, Any]:
+    return {"token": form.get("token", "")[:100]}
+
+
+async def _admin_fields(request: web.Request, form: dict[str, str]) -> dict[str, Any]:
+    return await admin.overview(request.app[CTX])
+
+
+password_again = form_again("staff/password.html", _password_fields)
+set_password_again = form_again(
+    "staff/set_password.html", _set_password_fields, rename={"password": "new"}, signed_in=False
+)
+admin_again = form_again("staff/admin.html", _admin_fields)
+
+
 @staff_page(post=True, roles=ROLES)
 async def password_submit(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
-    form = request[FORM]
-    try:
-        if form.get("new", "") != form.get("confirm", ""):
-            raise ValidationFailed([FieldError("confirm", _("The new passwords do not match"))])
-        await staff_service.change_password(
-            request.app[CTX],
-            request.app[HASHER].local,
-            member.id,
-            form.get("current", ""),
-            form.get("new", ""),
-            keep_session=auth.session.token_hmac,
-        )
-    except ValidationFailed as exc:
-        return render(
-            request,
-            "staff/password.html",
-            member,
-            auth,
-            {"errors": FormErrors([(e.field, e.message) for e in exc.errors]), "done": False},
-            status=422,
-        )
+    new = confirmed(request[FORM], "new", "confirm", _("The new passwords do not match"))
+    await staff_service.change_password(
+        request.app[CTX],
+        request.app[HASHER].local,
+        member.id,
+        request[FORM].get("current", ""),
+        new,
+        keep_session=auth.session.token_hmac,
+    )
     raise web.HTTPSeeOther("/staff/password?done=1")
 
 
 async def set_password_page(request: web.Request) -> web.Response:
-    return render(
-        request,
-        "staff/set_password.html",
-        None,
-        None,
-        {"token": request.query.get("token", "")[:100]},
-    )
+    context = {"token": request.query.get("token", "")[:100]}
+    return render(request, "staff/set_password.html", None, None, context)
 
 
 async def set_password_submit(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
+    new = confirmed(form, "new", "confirm", _("The passwords do not match"))
     token = form.get("token", "")[:100]
-    try:
-        if form.get("new", "") != form.get("confirm", ""):
-            raise ValidationFailed([FieldError("confirm", _("The passwords do not match"))])
-        await staff_service.finish_reset(
-            request.app[CTX], request.app[HASHER].local, token, form.get("new", "")
-        )
-    except ValidationFailed as exc:
-        return render(
-            request,
-            "staff/set_password.html",
-            None,
-            None,
-            {
-                "token": token,
-                "errors": FormErrors(
-                    [("new" if e.field == "password" else e.field, e.message) for e in exc.errors]
-                ),
-            },
-            status=422,
-        )
+    await staff_service.finish_reset(request.app[CTX], request.app[HASHER].local, token, new)
     raise web.HTTPSeeOther("/staff/login")
 
 
@@ -406,8 +385,7 @@ async def set_password_submit(request: web.Request) -> web.StreamResponse:
 
 @staff_page(roles=("manager", "admin"))
 async def audit_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
-    page = _page_number(request)
-    reference = request.query.get("q", "").strip().upper()[:20] or None
+    page, reference = _page_number(request), _reference_query(request)
     found = await audit.recent(request.app[CTX], member, page=page, reference=reference)
     return render(
         request,
@@ -423,44 +401,9 @@ async def admin_page(request: web.Request, member: Staff, auth: Auth) -> web.Res
     return render(request, "staff/admin.html", member, auth, await admin.overview(request.app[CTX]))
 
 
-# The admin page's forms name their fields ``<form>_<argument>``: team_slug, member_email, ...
-ADMIN_FORMS = {"team": "team", "category": "category", "join": "member", "leave": "member"}
-
-
-async def _admin_change(ctx: Context, admin_id: int, form: dict[str, str]) -> None:
-    """Map one of the admin page's forms to its service call, and errors back to its fields."""
-    action = form.get("action", "")
-    prefix = ADMIN_FORMS.get(action)
-    if prefix is None:
-        raise ValidationFailed([FieldError("action", "Unknown action")])
-    field = {name: form.get(f"{prefix}_{name}", "") for name in ("slug", "name", "email", "team")}
-    try:
-        if action == "team":
-            await admin.save_team(
-                ctx, admin_id, slug=field["slug"], name=field["name"], email=field["email"]
-            )
-        elif action == "category":
-            await admin.save_category(
-                ctx, admin_id, slug=field["slug"], name=field["name"], team=field["team"]
-            )
-        else:
-            change = admin.join_team if action == "join" else admin.leave_team
-            await change(ctx, admin_id, email=field["email"], team=field["team"])
-    except ValidationFailed as exc:
-        raise ValidationFailed(
-            [FieldError(f"{prefix}_{e.field}", e.message) for e in exc.errors]
-        ) from None
-
-
 @staff_page(post=True, roles=("admin",))
 async def admin_submit(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
-    form = request[FORM]
-    try:
-        await _admin_change(request.app[CTX], member.id, form)
-    except ValidationFailed as exc:
-        context = await admin.overview(request.app[CTX])
-        context["errors"] = FormErrors([(e.field, e.message) for e in exc.errors])
-        return render(request, "staff/admin.html", member, auth, context, status=422)
+    await apply_admin_form(request.app[CTX], member.id, request[FORM])
     request.app[CATEGORIES].invalidate()
     raise web.HTTPSeeOther("/staff/admin?done=1")
 
@@ -470,31 +413,19 @@ async def admin_submit(request: web.Request, member: Staff, auth: Auth) -> web.S
 
 @staff_page(roles=("ops",))
 async def ops_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
-    from webapp.metrics import queue_lengths
-
     view = await ops.overview(request.app[CTX], request.app[SETTINGS].worker_down_after_s)
-    try:
-        queues: dict[str, int] | None = await queue_lengths(request)
-    except Exception:  # Redis away: say so
-        queues = None
-    return render(
-        request,
-        "ops/dashboard.html",
-        member,
-        auth,
-        {
-            "view": view,
-            "queues": queues,
-            "done": request.query.get("done", ""),
-        },
-    )
+    context = {
+        "view": view,
+        "queues": await queue_lengths_or_none(request),  # None: Redis is away, and it says so
+        "done": request.query.get("done", ""),
+    }
+    return render(request, "ops/dashboard.html", member, auth, context)
 
 
 @staff_page(post=True, roles=("ops",))
 async def ops_action(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
-    form = request[FORM]
     try:
-        outbox_id = UUID(form.get("outbox_id", ""))
+        outbox_id = UUID(request[FORM].get("outbox_id", ""))
     except ValueError:
         return error_page(request, 422, _("That failed job was not recognised."))
     if request.match_info["action"] == "retry":

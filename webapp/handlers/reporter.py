@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import secrets
-
 import aiohttp_jinja2
 from aiohttp import web
 
 from confide import codes, logs
-from confide.crypto import keyed_hash
-from confide.domain import SessionKind
 from confide.errors import (
     CodeMalformed,
     CodeNotRecognised,
     FormExpired,
     IdempotencyKeyReused,
     RateLimited,
-    ThreadClosed,
+    ReminderLinkUsed,
     ValidationFailed,
 )
 from confide.models import NewReport
@@ -24,15 +20,15 @@ from confide.services import reminders, reporter_auth, reports, sessions, thread
 from webapp import report_flow
 from webapp.auth import (
     Auth,
+    bind_login_form,
     clear_session_cookie,
-    cookie_name,
-    csrf_ok,
-    session_for,
+    reporter_for,
+    set_login_cookie,
     set_session_cookie,
 )
-from webapp.errors import error_page
+from webapp.form_routes import TokenRefused
 from webapp.forms import read_form
-from webapp.i18n import _
+from webapp.i18n import N_, _
 from webapp.keys import (
     CATEGORIES,
     CTX,
@@ -42,10 +38,10 @@ from webapp.keys import (
     SETTINGS,
 )
 from webapp.report_flow import FormErrors
+from webapp.responses import ics_response, latest_reminder
 from webapp.security import (
     check_form_token,
     form_token_age_s,
-    is_tls,
     new_form_token,
 )
 
@@ -68,28 +64,20 @@ async def accessibility(request: web.Request) -> web.Response:
     return aiohttp_jinja2.render_template("reporter/accessibility.html", request, {})
 
 
-LOGIN_PURPOSE = "reporter-login"
-# Login CSRF (docs/security.md): the login form's token is bound to a random cookie of this
-# browser, which a cross-site page can neither read nor set, so a token fetched by an attacker
-# does not log a victim's browser into the attacker's thread.
-LOGIN_COOKIE = "login"
-
-
-def _login_binding(request: web.Request) -> tuple[str | None, bool]:
-    """The browser's login cookie, or a new one (``True``) when it sent none that is ours."""
-    value = request.cookies.get(cookie_name(request, LOGIN_COOKIE), "")
-    if (
-        40 <= len(value) <= 64
-        and value.isascii()
-        and value.replace("-", "").replace("_", "").isalnum()
-    ):
-        return value, False
-    return None, True
-
-
-def _login_purpose(request: web.Request, binding: str) -> str:
-    mac = keyed_hash(request.app[SETTINGS].session_key, "login-binding", binding).hex()
-    return f"{LOGIN_PURPOSE}:{mac}"
+NO_COOKIE = N_(
+    "Logging in needs a cookie, and your browser did not send it back. "
+    "Allow cookies for this site (they last until you close the browser), "
+    "then enter your code again."
+)
+LOGIN_EXPIRED = N_("The page had expired. Please enter your code again.")
+# What the login page says for each refusal, beside its status (webapp.errors.ERROR_STATUS).
+LOGIN_ERRORS: dict[type[Exception], str] = {
+    CodeMalformed: N_(
+        "Codes have 16 letters and numbers, like 7QKM-2XRD-9HWB-T4NF. Check what you typed."
+    ),
+    RateLimited: N_("There have been too many attempts. Wait a few minutes, then try again."),
+    CodeNotRecognised: N_("That code was not recognised. Check it and try again."),
+}
 
 
 def render_login(
@@ -101,32 +89,41 @@ def render_login(
     notice: str | None = None,
     typed: str = "",
 ) -> web.Response:
-    binding, fresh = _login_binding(request)
-    if binding is None:
-        binding = secrets.token_urlsafe(32)
+    """The login form, its token bound to this browser's login cookie (set here if new)."""
+    purpose, fresh_cookie = bind_login_form(request)
+    context = {
+        "form_token": new_form_token(request.app[SETTINGS], purpose),
+        "errors": FormErrors([("code", error)] if error else []),
+        "pending": pending or {},
+        "notice": notice,
+        "typed": typed,
+        "logged_out": request.query.get("logged_out") == "1",
+    }
     response = aiohttp_jinja2.render_template(
-        "reporter/login.html",
-        request,
-        {
-            "form_token": new_form_token(request.app[SETTINGS], _login_purpose(request, binding)),
-            "errors": FormErrors([("code", error)] if error else []),
-            "pending": pending or {},
-            "notice": notice,
-            "typed": typed,
-            "logged_out": request.query.get("logged_out") == "1",
-        },
-        status=status,
+        "reporter/login.html", request, context, status=status
     )
-    if fresh:
-        response.set_cookie(
-            cookie_name(request, LOGIN_COOKIE),
-            binding,
-            path="/",
-            httponly=True,
-            samesite="Strict",
-            secure=is_tls(request, request.app[SETTINGS]),
-        )
+    if fresh_cookie:
+        set_login_cookie(request, response, fresh_cookie)
     return response
+
+
+def _pending(form: dict[str, str]) -> dict[str, str]:
+    """A message typed while the session expired, carried through the login form."""
+    return {k: form[k] for k in ("pending_body", "pending_token") if form.get(k)}
+
+
+async def login_again(
+    request: web.Request, form: dict[str, str], exc: Exception, status: int
+) -> web.Response | None:
+    """The login page for a refused token or login (webapp.form_routes.FormPage)."""
+    if isinstance(exc, TokenRefused):
+        notice = NO_COOKIE if exc.no_cookie else LOGIN_EXPIRED
+        return render_login(request, status=status, pending=_pending(form), notice=_(notice))
+    error = LOGIN_ERRORS.get(type(exc))
+    if error is None:
+        return None
+    typed = form.get("code", "")[:200] if isinstance(exc, CodeMalformed) else ""
+    return render_login(request, status=status, pending=_pending(form), typed=typed, error=_(error))
 
 
 async def login(request: web.Request) -> web.Response:
@@ -134,93 +131,28 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
-    """Code login. Malformed (422), then limited (429), then wrong (401), as CONTRACTS §2."""
-    settings = request.app[SETTINGS]
+    """Code login. Malformed (422), then limited (429), then wrong (401), as CONTRACTS §2; the
+    login page is drawn again for each (login_again). A message typed while the session had
+    expired is sent now."""
     form = await read_form(request)
-    pending = {k: form[k] for k in ("pending_body", "pending_token") if form.get(k)}
-    typed = form.get("code", "")[:200]
-    binding, _fresh = _login_binding(request)
-    if binding is None:
-        return render_login(
-            request,
-            status=400,
-            pending=pending,
-            notice=_(
-                "Logging in needs a cookie, and your browser did not send it back. "
-                "Allow cookies for this site (they last until you close the browser), "
-                "then enter your code again."
-            ),
-        )
-    token = form.get("form_token", "")
-    if check_form_token(settings, _login_purpose(request, binding), token) is None:
-        return render_login(
-            request,
-            status=400,
-            pending=pending,
-            notice=_("The page had expired. Please enter your code again."),
-        )
-    try:
-        thread_id, session = await reporter_auth.log_in(
-            request.app[CTX],
-            typed,
-            request.app[LOGIN_LIMITS].guard(request),
-            request.app[HASHER].check_code,
-        )
-    except CodeMalformed:
-        return render_login(
-            request,
-            status=422,
-            pending=pending,
-            typed=typed,
-            error=_(
-                "Codes have 16 letters and numbers, like 7QKM-2XRD-9HWB-T4NF. Check what you typed."
-            ),
-        )
-    except RateLimited as exc:
-        response = render_login(
-            request,
-            status=429,
-            pending=pending,
-            error=_("There have been too many attempts. Wait a few minutes, then try again."),
-        )
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-    except CodeNotRecognised:
-        return render_login(
-            request,
-            status=401,
-            pending=pending,
-            error=_("That code was not recognised. Check it and try again."),
-        )
+    thread_id, session = await reporter_auth.log_in(
+        request.app[CTX],
+        form.get("code", "")[:200],
+        request.app[LOGIN_LIMITS].guard(request),
+        request.app[HASHER].check_code,
+    )
     log.info("reporter_logged_in", thread_id=str(thread_id))
-    target = "/messages"
-    if pending.get("pending_body"):
-        # The session had expired while they were typing: send what they wrote now.
-        try:
-            body = threads.message_body(pending["pending_body"])
-            await threads.add_reporter_message(
-                request.app[CTX],
-                thread_id,
-                body,
-                idempotency_key=check_form_token(
-                    settings, "message", pending.get("pending_token", "")
-                ),
-            )
-            target = "/messages?sent=1"
-        except (ValidationFailed, ThreadClosed, threads.NoReplyPossible, IdempotencyKeyReused):
-            target = "/messages"
-    response = web.HTTPSeeOther(target)
+    key = check_form_token(request.app[SETTINGS], "message", form.get("pending_token", ""))
+    sent = await threads.send_pending_message(
+        request.app[CTX], thread_id, form.get("pending_body"), idempotency_key=key
+    )
+    response = web.HTTPSeeOther("/messages?sent=1" if sent else "/messages")
     set_session_cookie(request, response, "reporter", session)
     raise response
 
 
-async def _reporter(request: web.Request) -> Auth | None:
-    auth = await session_for(request, SessionKind.REPORTER)
-    return auth if auth and auth.session.thread_id else None
-
-
 async def messages_page(request: web.Request) -> web.Response:
-    auth = await _reporter(request)
+    auth = await reporter_for(request)
     if auth is None:
         raise web.HTTPSeeOther("/login")
     return await render_thread(request, auth)
@@ -235,58 +167,46 @@ async def render_thread(
     status: int = 200,
 ) -> web.Response:
     assert auth.session.thread_id is not None
-    view = await threads.reporter_view(request.app[CTX], auth.session.thread_id)
     settings = request.app[SETTINGS]
-    return aiohttp_jinja2.render_template(
-        "reporter/thread.html",
-        request,
-        {
-            "thread": view,
-            "csrf_token": auth.csrf(settings),
-            "errors": errors or FormErrors([]),
-            "typed": typed,
-            "message_token": new_form_token(settings, "message"),
-            "sent": request.query.get("sent") == "1",
-            "logout_at": auth.session.logout_at,
-            "show_staff_names": settings.show_staff_names,
-        },
-        status=status,
+    context = {
+        "thread": await threads.reporter_view(request.app[CTX], auth.session.thread_id),
+        "csrf_token": auth.csrf(settings),
+        "errors": errors or FormErrors([]),
+        "typed": typed,
+        "message_token": new_form_token(settings, "message"),
+        "sent": request.query.get("sent") == "1",
+        "logout_at": auth.session.logout_at,
+        "show_staff_names": settings.show_staff_names,
+    }
+    return aiohttp_jinja2.render_template("reporter/thread.html", request, context, status=status)
+
+
+async def thread_again(
+    request: web.Request, form: dict[str, str], exc: Exception, status: int
+) -> web.Response | None:
+    """The messages page with what was typed, for a message that is not valid."""
+    auth = await reporter_for(request)
+    if auth is None or not isinstance(exc, ValidationFailed):
+        return None
+    errors = FormErrors([("body", _("Enter a message of 1 to 10,000 characters"))])
+    return await render_thread(
+        request, auth, status=status, typed=form.get("body", ""), errors=errors
     )
 
 
 async def messages_submit(request: web.Request) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
     form = await read_form(request)
-    auth = await _reporter(request)
-    body_text = form.get("body", "")
+    auth = await reporter_for(request)
     if auth is None:
         # Expired while typing: keep the words, carry them through the login form.
-        return render_login(
-            request,
-            status=401,
-            pending={
-                "pending_body": body_text[:20_000],
-                "pending_token": form.get("message_token", ""),
-            },
-            notice=_(
-                "You were logged out, so your message has not been sent yet. Enter your "
-                "code to log in again and it will be sent."
-            ),
-        )
-    if not csrf_ok(request, auth, form):
-        return error_page(request, 403, "This form has expired. Go back, reload and try again.")
-    try:
-        body = threads.message_body(body_text)
-    except ValidationFailed:
-        return await render_thread(
-            request,
-            auth,
-            status=422,
-            typed=body_text,
-            errors=FormErrors([("body", _("Enter a message of 1 to 10,000 characters"))]),
-        )
-    token = check_form_token(settings, "message", form.get("message_token", ""))
+        pending = {
+            "pending_body": form.get("body", "")[:20_000],
+            "pending_token": form.get("message_token", ""),
+        }
+        return render_login(request, status=401, pending=pending, notice=_(LOGGED_OUT))
     assert auth.session.thread_id is not None
+    body = threads.message_body(form.get("body", ""))
+    token = check_form_token(request.app[SETTINGS], "message", form.get("message_token", ""))
     await threads.add_reporter_message(
         request.app[CTX], auth.session.thread_id, body, idempotency_key=token
     )
@@ -294,13 +214,16 @@ async def messages_submit(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/messages?sent=1")
 
 
+LOGGED_OUT = N_(
+    "You were logged out, so your message has not been sent yet. Enter your "
+    "code to log in again and it will be sent."
+)
+
+
 async def logout(request: web.Request) -> web.StreamResponse:
-    form = await read_form(request)
-    auth = await _reporter(request)
+    auth = await reporter_for(request)
     if auth is None:
         raise web.HTTPSeeOther("/login?logged_out=1")
-    if not csrf_ok(request, auth, form):
-        return error_page(request, 403, "This form has expired. Go back, reload and try again.")
     await sessions.end(request.app[CTX], auth.session.token_hmac)
     response = web.HTTPSeeOther("/login?logged_out=1")
     clear_session_cookie(request, response, "reporter")
@@ -413,35 +336,13 @@ async def _confirmation(
     )
 
 
-def ics_response(data: bytes) -> web.Response:
-    return web.Response(
-        body=data,
-        content_type="text/calendar",
-        charset="utf-8",
-        headers={"Content-Disposition": 'attachment; filename="reminder.ics"'},
-    )
-
-
-def reminder_not_ready(request: web.Request) -> web.Response:
-    response = error_page(
-        request, 503, _("Your reminder is not ready yet. Please try again in a moment.")
-    )
-    response.headers["Retry-After"] = "3"
-    return response
-
-
 async def reminder_download(request: web.Request) -> web.StreamResponse:
     """From the messaging page (logged in): the latest file for the reporter's own thread."""
-    auth = await _reporter(request)
+    auth = await reporter_for(request)
     if auth is None:
         raise web.HTTPSeeOther("/login")
     assert auth.session.thread_id is not None
-    data = await reminders.latest(
-        request.app[CTX],
-        auth.session.thread_id,
-        include_address=request.query.get("include_address") == "1",
-    )
-    return ics_response(data) if data is not None else reminder_not_ready(request)
+    return await latest_reminder(request, auth.session.thread_id)
 
 
 async def reminder_from_confirmation(request: web.Request) -> web.StreamResponse:
@@ -453,12 +354,5 @@ async def reminder_from_confirmation(request: web.Request) -> web.StreamResponse
         include_address=form.get("include_address") == "1",
     )
     if not valid:
-        return error_page(
-            request,
-            403,
-            _(
-                "This reminder link has been used or has expired. "
-                "Log in with your code to download it again."
-            ),
-        )
-    return ics_response(data) if data is not None else reminder_not_ready(request)
+        raise ReminderLinkUsed()
+    return ics_response(data)
