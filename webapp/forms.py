@@ -64,7 +64,9 @@ async def _read_form(request: web.Request) -> dict[str, str]:
         form: dict[str, str] = {}
         for key, value in pairs:
             form.setdefault(key, value)
-        return _unicode_form(form)
+        # No lone surrogate to look for: strict UTF-8 decoding, of the body and of each %-escape,
+        # never yields one (Python's decoder refuses encoded surrogates).
+        return form
     try:
         data = await request.post()
     except UnicodeDecodeError:

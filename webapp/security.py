@@ -213,6 +213,8 @@ def client_address(
     usually holds whole.
     """
     trusted = tuple(trusted)
+    if not trusted and peer and ":" not in peer:
+        return peer  # an IPv4 socket peer, as the kernel wrote it: nothing to parse or bucket
     address = _parse_ip(peer or "")
     if address is not None and trusted and _is_trusted(address, trusted):
         hops = [hop for value in forwarded_for for hop in value.split(",")]
