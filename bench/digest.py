@@ -187,9 +187,10 @@ async def _load(conn: asyncpg.Connection, teams: list[Team], size: int) -> int:
 
 
 async def _confide(
-    conn: CountingConnection, settings: Any, keyring: Any, calendar: Any, rows: list[Any]
+    conn: CountingConnection, settings: Any, keyring: Any, calendar: Any, rows: list[asyncpg.Record]
 ) -> tuple[float, int]:
     from confide.services.notifications import render
+    from confide.sql.outbox import outbox_item
 
     listed = 0
     started = time.perf_counter()
@@ -197,7 +198,7 @@ async def _confide(
         message = await render(
             ServiceContext(None, settings, keyring, calendar),  # type: ignore[arg-type]  # no pool used
             conn,
-            row,
+            outbox_item(row),  # the typed row, as the outbox task claims it
         )
         if message is None:
             raise RuntimeError(f"no digest for team {row['team_id']}")

@@ -497,3 +497,30 @@ async def test_restricted_threads_are_mailed_only_to_their_assignee_and_the_team
         assert not [m for m in smtp.to(nobody) if secret in m.as_string()], nobody
     assert smtp.to(ops.email) == []  # ops gets no mail about threads at all
     assert words not in smtp.raw()
+
+
+async def test_a_team_whose_only_late_thread_is_restricted_gets_no_shared_digest(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, smtp: SmtpSink
+) -> None:
+    harper = add_staff(stack, "harper@example.org", "hr", role="manager")
+    secret = (await report(http, "discrimination", description="About my line manager"))[
+        "reference"
+    ]
+    manager = await bearer(http, harper)
+    url = f"/api/v1/staff/threads/{secret}/restricted"
+    async with http.post(url, json={"restricted": True}, headers=manager) as resp:
+        assert resp.status == 200
+    kick_relay(stack)
+    smtp.wait_for(lambda m: secret in str(m["Subject"]))  # the new-report alert, before
+    smtp.clear()
+    # Long past its deadline, the pass queues the HR manager's own digest, not the team's.
+    result = confide_cli(stack, "escalate", "--as-of", "2027-03-10T10:00")
+    assert result.returncode == 0, result.stderr
+    assert "hr" not in json.loads(result.stdout)["digests"]
+    kick_relay(stack)
+    [mine] = smtp.wait_for(
+        lambda m: "restricted thread" in str(m["Subject"]) and harper.email in str(m["To"])
+    )
+    assert secret in mine.get_content()
+    await asyncio.sleep(1)
+    assert not [m for m in smtp.messages if "hr-cases@" in str(m["To"])]
