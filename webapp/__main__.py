@@ -32,10 +32,12 @@ def main() -> int:
     # keep it out of the garbage collector's scans, which otherwise stall requests.
     gc.collect()
     gc.freeze()
-    # A young-generation collection every 20,000 new objects, not 700: a submission allocates
-    # a few thousand, so the default collected several times a request. Serves ``make bench``
-    # ``submit`` (req/s ÷ bare ≥ 0.50): +2.6 % req/s, -1.7 % web CPU per submission in an A/B
-    # run (docs/benchmarks.md). The older generations are collected less often too.
+    # A young-generation collection every 20,000 new objects, not 700, and the older ones
+    # less often too: a request allocates thousands, so the defaults collected several times
+    # a request, and the older collections, which walk every object the inbox's row cache
+    # holds, stalled whole pages. Serves ``make bench`` ``inbox`` (case worker's p99 ÷ bare
+    # ≤ 1.5; A/B on a busy machine: p99 340–354 → 91–97 ms, web CPU per page −20 %) and
+    # ``submit`` (req/s ÷ bare ≥ 0.50; +2.6 % req/s in an A/B run); docs/benchmarks.md.
     gc.set_threshold(20_000, 20, 20)
     web.run_app(
         app,
