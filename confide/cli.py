@@ -28,7 +28,7 @@ from confide.context import Context
 from confide.crypto import Keyring
 from confide.errors import ConfideError, ConfigError
 from confide.org import REGIONS
-from confide.services import deadlines, workdays
+from confide.services import deadlines, support, workdays
 from confide.services import staff as staff_service
 from confide.services.org import sync_organisation
 from confide.services.staff import ROLES
@@ -154,6 +154,7 @@ async def migrate_command() -> int:
         async with pool.acquire() as conn:
             applied = await db.migrate(conn)
         await sync_organisation(ctx, org_file.load(settings.org_file))
+        await support.seed_defaults(ctx)
     finally:
         await pool.close()
     print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))

@@ -375,6 +375,50 @@ class NewRestriction(Body):
     ]
 
 
+SUPPORT_TITLE_MAX = 120
+SUPPORT_BODY_MAX = 50_000
+_PAGE_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+RESERVED_PAGE_SLUGS = frozenset({"new"})  # /staff/support/new is the form for a new page
+
+
+def _page_slug(value: Any) -> str:
+    slug = value.strip() if isinstance(value, str) else ""
+    if not _PAGE_SLUG.match(slug) or slug in RESERVED_PAGE_SLUGS:
+        _fail("Enter an address of lower-case letters, digits and hyphens, like need-help")
+    return slug
+
+
+def _version_number(value: Any) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10:
+        return int(value)
+    _fail("The page's version was not recognised: open the page again")
+
+
+class SupportPageEdit(Body):
+    """An admin's support page form (``POST /staff/support``, an HTML form only): the page's
+    address, title and Markdown, and the version the admin started from (0 for a new page)."""
+
+    MISSING: ClassVar[Mapping[str, str]] = {
+        "slug": "Enter an address of lower-case letters, digits and hyphens, like need-help",
+        "title": "Enter a title",
+        "body": "Enter the page's text",
+        "version": "The page's version was not recognised: open the page again",
+    }
+
+    slug: Annotated[str, BeforeValidator(_page_slug)]
+    title: Annotated[
+        str,
+        text("a title", required=True, max_len=SUPPORT_TITLE_MAX),
+        Field(max_length=SUPPORT_TITLE_MAX),
+    ]
+    body: Annotated[
+        str,
+        text("the page's text", required=True, max_len=SUPPORT_BODY_MAX, multiline=True),
+        Field(max_length=SUPPORT_BODY_MAX),
+    ]
+    version: Annotated[int, BeforeValidator(_version_number)]
+
+
 M = TypeVar("M", bound=Body)
 
 

@@ -1,4 +1,5 @@
-"""The organisation file (``CONFIDE_ORG_FILE``, TOML): name, exit URL, region, hours, teams, categories."""
+"""The organisation file (``CONFIDE_ORG_FILE``, TOML): name, exit URL, region, hours, teams,
+categories, and the organisation's own support services."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from confide.errors import ConfigError
 
 REGIONS = {"england-and-wales": ("ENG", "WLS"), "scotland": ("SCT",), "northern-ireland": ("NIR",)}
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ]{1,30}$")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,20 @@ class Category:
 
 
 @dataclass(frozen=True)
+class SupportService:
+    """One of the organisation's own services, listed on the "I need help now" page."""
+
+    name: str
+    phone: str = ""  # as people read it ("0113 496 0000"); ``tel`` is the link's form
+    url: str = ""  # https:// only
+    description: str = ""
+
+    @property
+    def tel(self) -> str:
+        return "tel:" + self.phone.replace(" ", "")
+
+
+@dataclass(frozen=True)
 class Organisation:
     name: str
     logo: str
@@ -42,6 +58,7 @@ class Organisation:
     closure_days: frozenset[date]
     teams: tuple[Team, ...]
     categories: tuple[Category, ...]
+    support_services: tuple[SupportService, ...] = ()
 
     def category(self, slug: str) -> Category | None:
         return next((c for c in self.categories if c.slug == slug), None)
@@ -115,4 +132,33 @@ def load(path: Path) -> Organisation:
         closure_days=closures,
         teams=tuple(teams),
         categories=tuple(categories),
+        support_services=_support_services(data.get("support"), where),
     )
+
+
+def _support_services(support: object, where: str) -> tuple[SupportService, ...]:
+    """``[[support.services]]``: each with a name and a phone number, an https:// address, or
+    both (optional: an organisation may list none)."""
+    if support is None:
+        return ()
+    items = support.get("services", []) if isinstance(support, dict) else None
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: 'support.services' must be a list of tables")
+    services = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: each [[support.services]] must be a table")
+        fields = {k: item.get(k, "") for k in ("name", "phone", "url", "description")}
+        if not all(isinstance(v, str) for v in fields.values()):
+            raise ConfigError(f"{where}: support.services fields must be strings")
+        name, phone, url, description = (v.strip() for v in fields.values())
+        if not name:
+            raise ConfigError(f"{where}: each [[support.services]] needs a name")
+        if not phone and not url:
+            raise ConfigError(f"{where}: support service '{name}' needs a phone or a url")
+        if phone and not _PHONE.match(phone):
+            raise ConfigError(f"{where}: support service '{name}': phone must be digits and spaces")
+        if url and (urlsplit(url).scheme != "https" or not urlsplit(url).netloc):
+            raise ConfigError(f"{where}: support service '{name}': url must be https://")
+        services.append(SupportService(name, phone, url, description))
+    return tuple(services)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -20,6 +21,7 @@ from confide import org as org_file
 from confide.context import Context
 from confide.crypto import Keyring
 from confide.errors import ConfigError
+from confide.services import support
 from confide.services.org import sync_organisation
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
@@ -47,6 +49,7 @@ from webapp.keys import (
     SETTINGS,
     STAFF_LOGIN_LIMITS,
     STARTED,
+    SUPPORT_PAGES,
 )
 from webapp.policy import same_origin_middleware
 from webapp.security import (
@@ -57,6 +60,7 @@ from webapp.security import (
     security_headers,
 )
 from webapp.slow_clients import body_rate_middleware, install_header_timeout
+from webapp.support_pages import SupportPages
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BODY = 1024 * 1024  # 1 MiB (CONTRACTS §3: 413 above it)
@@ -136,6 +140,7 @@ def create_app(settings: Settings) -> web.Application:
     # Filter counts may lag a few seconds; the list itself never does.
     app[INBOX_COUNTS] = InboxCounts(ttl_s=5.0)
     app[STARTED] = time.time()
+    app[SUPPORT_PAGES] = SupportPages()
 
     env = FixedGlobalsEnvironment(
         loader=jinja2.FileSystemLoader(str(ROOT / "templates")),
@@ -153,6 +158,8 @@ def create_app(settings: Settings) -> web.Application:
     # The organisation is fixed for the life of the process: a global, not a context processor
     # (which would add a middleware to every request).
     env.globals["org"] = org
+    # Every reporter page's footer lists the support pages (in memory: webapp.support_pages).
+    env.globals["support_pages"] = app[SUPPORT_PAGES]
     prepare_parser_error_pages(env, org)
     install_header_timeout()
     dates = DateFormats(i18n.DATE_LOCALE, org.timezone, app[CALENDAR])
@@ -171,6 +178,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app.on_response_prepare.append(on_prepare)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_support_pages)
     app.cleanup_ctx.append(_queue)
     routes.setup(app, ROOT / "webapp" / "static")
     return app
@@ -200,6 +208,19 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await sync_organisation(ctx, app[ORG])
     yield
     await pool.close()
+
+
+async def _support_pages(app: web.Application) -> AsyncIterator[None]:
+    """The default support pages on first start (confide/data/support-pages.toml), then the
+    latest versions in memory, reloaded in the background."""
+    ctx, pages = app[CTX], app[SUPPORT_PAGES]
+    await support.seed_defaults(ctx)
+    await pages.refresh(ctx)
+    refresher = asyncio.create_task(pages.keep_fresh(ctx))
+    yield
+    refresher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await refresher
 
 
 async def _queue(app: web.Application) -> AsyncIterator[None]:

@@ -16,6 +16,7 @@ from confide.settings import Settings
 from webapp.categories import CategoryCache, InboxCounts, InboxRows
 from webapp.jobs import CodeHasher, OutboxKicker
 from webapp.security import LoginLimits, StaffLoginLimits, SubmissionLimits
+from webapp.support_pages import SupportPages
 
 SETTINGS = web.AppKey("settings", Settings)
 ORG = web.AppKey("org", Organisation)
@@ -35,6 +36,7 @@ CALENDAR = web.AppKey("calendar", WorkingCalendar)
 CATEGORIES = web.AppKey("categories", CategoryCache)
 INBOX_COUNTS = web.AppKey("inbox_counts", InboxCounts)
 INBOX_ROWS = web.AppKey("inbox_rows", InboxRows)
+SUPPORT_PAGES = web.AppKey("support_pages", SupportPages)
 
 # Per-request storage (aiohttp's typed RequestKeys, like the AppKeys above).
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -9,7 +9,7 @@ from aiohttp import web
 from webapp import metrics
 from webapp.auth import login_purpose
 from webapp.form_routes import FORMS, Form, Token
-from webapp.handlers import api, caseworker, devmail, ops, reporter
+from webapp.handlers import api, caseworker, devmail, ops, reporter, support
 
 STAFF = Form(Token.STAFF_SESSION)
 # What each unsafe HTML route's form carries (webapp.form_routes), checked by webapp.policy
@@ -43,6 +43,7 @@ FORM_ROUTES: dict[str, Form] = {
         page=caseworker.set_password_again,
     ),
     "staff_admin_submit": Form(Token.STAFF_SESSION, page=caseworker.admin_again),
+    "staff_support_submit": Form(Token.STAFF_SESSION, page=support.staff_again),
     "ops_action": STAFF,
 }
 
@@ -70,6 +71,8 @@ def setup(app: web.Application, static_dir: Path) -> None:
                 "/api/v1/reporter/reminder.ics", api.reporter_reminder, name="api_reporter_reminder"
             ),
             web.get("/accessibility", reporter.accessibility, name="accessibility"),
+            web.get("/support", support.index, name="support"),
+            web.get("/support/{slug}", support.page, name="support_page"),
             web.get("/api/v1/openapi.json", api.openapi, name="api_openapi"),
             web.get("/api/v1/categories", api.categories, name="api_categories"),
             web.post("/api/v1/reports", api.create_report, name="api_reports"),
@@ -145,6 +148,16 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.get("/staff/audit", caseworker.audit_page, name="staff_audit"),
             web.get("/staff/admin", caseworker.admin_page, name="staff_admin"),
             web.post("/staff/admin", caseworker.admin_submit, name="staff_admin_submit"),
+            web.get("/staff/support", support.staff_list, name="staff_support"),
+            web.post("/staff/support", support.staff_submit, name="staff_support_submit"),
+            # Before "{slug}", which would take "new" too ("new" is no page's slug).
+            web.get("/staff/support/new", support.staff_new, name="staff_support_new"),
+            web.get("/staff/support/{slug}", support.staff_edit, name="staff_support_edit"),
+            web.get(
+                "/staff/support/{slug}/versions/{version}",
+                support.staff_version,
+                name="staff_support_version",
+            ),
             web.get("/dev/mail", devmail.dev_mail, name="dev_mail"),
             web.get("/staff/escalations", caseworker.escalations, name="staff_escalations"),
             web.get("/metrics", metrics.metrics, name="metrics"),
