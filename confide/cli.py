@@ -22,7 +22,7 @@ from typing import NoReturn
 
 from asyncpg import Connection
 
-from confide import db, devservices
+from confide import db, devservices, receipts
 from confide import org as org_file
 from confide.context import Context
 from confide.crypto import Keyring
@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="encryption keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
     keys_sub.add_parser("rotate", help="re-encrypt everything under the first key")
+    receipt = sub.add_parser("receipt", help="reporters' receipts")
+    receipt_sub = receipt.add_subparsers(
+        dest="receipt_command", required=True, parser_class=_Parser
+    )
+    verify = receipt_sub.add_parser(
+        "verify", help="check a receipt's signature; print its reference and time received"
+    )
+    verify.add_argument("file", help="the receipt file (- for standard input)")
     teams = sub.add_parser("teams", help="teams")
     teams_sub = teams.add_subparsers(dest="teams_command", required=True, parser_class=_Parser)
     teams_sub.add_parser("list", help="one team slug a line")
@@ -108,6 +116,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return asyncio.run(keys_rotate())
         if args.command == "deadline":
             return deadline_command(args)
+        if args.command == "receipt":
+            return receipt_verify(args.file)
         if args.command == "escalate":
             return asyncio.run(escalate_command(args))
     except UsageError:
@@ -187,6 +197,25 @@ def deadline_command(args: argparse.Namespace) -> int:
         raise UsageError(f"confide deadline: not an ISO 8601 time: {args.start!r}") from None
     calendar = _calendar(args.region)
     print(workdays.format_due(calendar.reply_due_by(start, settings.reply_target_workdays)))
+    return 0
+
+
+def receipt_verify(path: str) -> int:
+    """``confide receipt verify FILE`` (CONTRACTS §4): against the configured current and
+    retired receipt keys, as the server checks; a receipt that does not verify raises
+    :class:`ReceiptInvalid`, one line on stderr and status 1."""
+    settings = Settings.from_env()
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(receipts.MAX_RECEIPT_BYTES + 1)
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read(receipts.MAX_RECEIPT_BYTES + 1)
+    except OSError as exc:
+        raise ConfideError(f"cannot read {path} ({exc.strerror or type(exc).__name__})") from None
+    verified = receipts.verify(receipts.keys_for(settings), data)
+    what = "message sent" if verified.kind == receipts.KIND_MESSAGE else "received"
+    print(f"{verified.reference} {what} {receipts.timestamp(verified.at)}")
     return 0
 
 

@@ -52,13 +52,14 @@ def foreign_environ(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def fresh_keys(key_id: str = "dev1") -> dict[str, str]:
-    """New random values for the four secret settings (tests, bench, chaos, first run)."""
+    """New random values for the secret settings (tests, bench, chaos, first run)."""
     return {
         "CONFIDE_ENCRYPTION_KEYS": f"{key_id}:"
         + base64.b64encode(secrets.token_bytes(32)).decode(),
         "CONFIDE_LOOKUP_KEY": secrets.token_urlsafe(32),
         "CONFIDE_CODE_PEPPER": secrets.token_urlsafe(32),
         "CONFIDE_SESSION_KEY": secrets.token_urlsafe(32),
+        "CONFIDE_RECEIPT_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 class ConfideError(Exception):
@@ -79,3 +80,33 @@ class ReminderNotReady(ConfideError):
 
 class ReminderLinkUsed(ConfideError):
     """A confirmation page's single-use reminder token was used already or has expired (403)."""
+
+
+class ReceiptInvalid(ValidationFailed):
+    """A pasted or uploaded receipt that does not verify (422), with why, in ``reason``. Its
+    field is ``receipt``, the check forms' text area. One line, for ``confide receipt verify``."""
+
+    EMPTY = "empty"
+    MALFORMED = "malformed"
+    MISSING = "missing"
+    VERSION = "version"
+    UNKNOWN_KEY = "unknown_key"
+    SIGNATURE = "signature"
+    REASONS: ClassVar[dict[str, str]] = {
+        EMPTY: "there is no receipt",
+        MALFORMED: "this is not a receipt (not the JSON object of one)",
+        MISSING: "this is not a receipt (a member is missing or not what a receipt holds)",
+        VERSION: "this receipt is of a version this service does not know",
+        UNKNOWN_KEY: "this receipt was signed by a key this service does not know",
+        SIGNATURE: "the signature does not match: the receipt was changed or is not ours",
+    }
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.detail = f"receipt does not verify: {self.REASONS[reason]}"
+        super().__init__([FieldError("receipt", self.REASONS[reason].capitalize())])
+        self.args = (self.detail,)
+
+
+class ReceiptLinkExpired(ConfideError):
+    """The confirmation page's receipt token is forged or older than its 24 hours (403)."""

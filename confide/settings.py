@@ -69,6 +69,10 @@ class Settings:
     session_key: Secret
     metrics_token: Secret | None
     trust_proxy: bool
+    # The Ed25519 seed that signs reporters' receipts, and the public keys of retired receipt
+    # keys, which still verify (docs/deploy.md "Receipt key").
+    receipt_key: Secret
+    receipt_retired_keys: tuple[bytes, ...] = ()
     trusted_proxies: tuple[Network, ...] = ()
     # Not in CONTRACTS §1, documented in docs/configuration.md.
     argon2_time_cost: int = 2
@@ -132,6 +136,12 @@ class Settings:
 
         keys = secret("CONFIDE_ENCRYPTION_KEYS", maker="keyring")
         parse_keyring(keys.get())  # fail early with a clear line
+
+        def receipt_key() -> Secret:
+            value = secret("CONFIDE_RECEIPT_KEY", maker="seed")
+            receipt_seed(value.get())  # fail early with a clear line
+            return value
+
         settings = cls(
             database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql")),
             redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "redis+socket", "unix")),
@@ -147,6 +157,8 @@ class Settings:
             session_key=secret("CONFIDE_SESSION_KEY"),
             metrics_token=_read_secret(env, "CONFIDE_METRICS_TOKEN", data_dir, production=False),
             trust_proxy=_bool(env, "CONFIDE_TRUST_PROXY", False),
+            receipt_key=receipt_key(),  # after the keys above, so their errors come first
+            receipt_retired_keys=_public_keys(env, "CONFIDE_RECEIPT_RETIRED_KEYS"),
             trusted_proxies=_networks(env, "CONFIDE_TRUSTED_PROXIES"),
             argon2_time_cost=_int(env, "CONFIDE_ARGON2_TIME_COST", 2, 1, 20),
             argon2_memory_kib=_int(env, "CONFIDE_ARGON2_MEMORY_KIB", 19456, 8, 4_194_304),
@@ -264,6 +276,49 @@ def parse_keyring(text: str) -> list[tuple[str, bytes]]:
     return keys
 
 
+RECEIPT_KEY_FORMAT = (
+    "CONFIDE_RECEIPT_KEY must be the base64 of a 32-byte Ed25519 seed "
+    "(e.g. `openssl rand -base64 32`)"
+)
+
+
+def _base64_32(text: str) -> bytes | None:
+    """The 32 bytes of a base64 text (either alphabet, padding optional), else None."""
+    value = text.strip()
+    padded = value + "=" * (-len(value) % 4)
+    for altchars in (b"+/", b"-_"):
+        try:
+            raw = base64.b64decode(padded, altchars=altchars, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        return raw if len(raw) == 32 else None
+    return None
+
+
+def receipt_seed(text: str) -> bytes:
+    """The 32-byte Ed25519 seed of ``CONFIDE_RECEIPT_KEY``; exactly that, in every mode."""
+    raw = _base64_32(text)
+    if raw is None:
+        raise ConfigError(RECEIPT_KEY_FORMAT)
+    return raw
+
+
+def _public_keys(env: dict[str, str], name: str) -> tuple[bytes, ...]:
+    """Comma-separated base64 Ed25519 public keys (32 bytes each)."""
+    keys: list[bytes] = []
+    for part in (p.strip() for p in env.get(name, "").split(",")):
+        if not part:
+            continue
+        raw = _base64_32(part)
+        if raw is None:
+            raise ConfigError(
+                f"{name} must be comma-separated base64 Ed25519 public keys of 32 bytes "
+                f"(not {part[:60]!r})"
+            )
+        keys.append(raw)
+    return tuple(keys)
+
+
 def decoded_key(text: str) -> bytes:
     """The bytes a key stands for: hex, else base64 (either alphabet, padding optional), else its
     UTF-8 text. Hex first, so that 64 hex digits count as the 32 bytes they are."""
@@ -323,6 +378,8 @@ def _generated_secret(data_dir: Path, name: str, maker: str) -> Secret:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         if maker == "keyring":
             value = "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+        elif maker == "seed":  # an Ed25519 private key (CONFIDE_RECEIPT_KEY)
+            value = base64.b64encode(secrets.token_bytes(32)).decode()
         else:
             value = secrets.token_urlsafe(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -48,7 +48,9 @@ def check(headers: CIMultiDictProxy[str], path: str, tls: bool) -> None:
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin", path
     assert headers["Cross-Origin-Resource-Policy"] == "same-origin", path
     assert "aiohttp" not in headers.get("Server", ""), path
-    if not path.startswith("/static/"):
+    if path == "/.well-known/confide-receipt-key":  # public keys, cached briefly on purpose
+        assert headers["Cache-Control"] == "public, max-age=300", path
+    elif not path.startswith("/static/"):
         assert headers["Cache-Control"] == "no-store", path
     assert ("Strict-Transport-Security" in headers) == tls, path
 

@@ -21,6 +21,7 @@ from confide.errors import (
     IdempotencyKeyReused,
     NotFound,
     RateLimited,
+    ReceiptLinkExpired,
     ReminderLinkUsed,
     ReminderNotReady,
     RequestInProgress,
@@ -51,6 +52,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     RequestInProgress: 409,
     ReminderNotReady: 503,
     ReminderLinkUsed: 403,
+    ReceiptLinkExpired: 403,
     FormRefused: 403,
     TokenRefused: 400,
 }
@@ -82,6 +84,9 @@ PAGE_DETAILS: dict[type[Exception], str] = {
     ReminderLinkUsed: N_(
         "This reminder link has been used or has expired. "
         "Log in with your code to download it again."
+    ),
+    ReceiptLinkExpired: N_(
+        "This receipt link has expired. If you have a code, log in to download your receipt."
     ),
 }
 

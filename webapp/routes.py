@@ -10,6 +10,7 @@ from webapp import metrics
 from webapp.auth import login_purpose
 from webapp.form_routes import FORMS, Form, Token
 from webapp.handlers import api, caseworker, devmail, ops, reporter, support
+from webapp.security import RECEIPT_KEYS_PATH
 
 STAFF = Form(Token.STAFF_SESSION)
 # What each unsafe HTML route's form carries (webapp.form_routes), checked by webapp.policy
@@ -28,6 +29,15 @@ FORM_ROUTES: dict[str, Form] = {
     "reminder_from_confirmation": Form(
         Token.SERVICE, why="its single-use reminder token (reminders.file_for_token)"
     ),
+    "receipt_from_confirmation": Form(
+        Token.SERVICE, why="its signed receipt token (security.check_receipt_token)"
+    ),
+    "check_receipt_submit": Form(
+        Token.NONE,
+        why="checks a pasted receipt's signature: nothing is stored, sent or read",
+        page=reporter.check_receipt_again,
+    ),
+    "staff_thread_receipt": Form(Token.STAFF_SESSION, page=caseworker.thread_again("receipt")),
     "staff_login_submit": Form(
         Token.SIGNED, purpose=caseworker.login_purpose, page=caseworker.login_again
     ),
@@ -70,6 +80,15 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.get(
                 "/api/v1/reporter/reminder.ics", api.reporter_reminder, name="api_reporter_reminder"
             ),
+            web.post(
+                "/receipt.json",
+                reporter.receipt_from_confirmation,
+                name="receipt_from_confirmation",
+            ),
+            web.get("/messages/receipt.json", reporter.receipt_download, name="receipt"),
+            web.get("/check-receipt", reporter.check_receipt, name="check_receipt"),
+            web.post("/check-receipt", reporter.check_receipt_submit, name="check_receipt_submit"),
+            web.get(RECEIPT_KEYS_PATH, reporter.receipt_keys, name="receipt_keys"),
             web.get("/accessibility", reporter.accessibility, name="accessibility"),
             web.get("/support", support.index, name="support"),
             web.get("/support/{slug}", support.page, name="support_page"),
@@ -137,6 +156,11 @@ def setup(app: web.Application, static_dir: Path) -> None:
                 name="staff_thread_restrict",
             ),
             web.post("/staff/threads/{reference}/team", caseworker.team, name="staff_thread_team"),
+            web.post(
+                "/staff/threads/{reference}/receipt",
+                caseworker.receipt_check,
+                name="staff_thread_receipt",
+            ),
             web.get("/staff/password", caseworker.password_page, name="staff_password"),
             web.post("/staff/password", caseworker.password_submit, name="staff_password_submit"),
             web.get("/staff/set-password", caseworker.set_password_page, name="staff_set_password"),

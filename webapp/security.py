@@ -32,6 +32,8 @@ CSP = (
     "object-src 'none'; frame-ancestors 'none'"
 )
 FORM_TOKEN_MAX_AGE_S = 24 * 3600
+# The receipts' public keys (a JWKS), the one answer besides static files that may be cached.
+RECEIPT_KEYS_PATH = "/.well-known/confide-receipt-key"
 
 
 _STATIC_HEADERS = {
@@ -57,7 +59,8 @@ def security_headers(
     """Strict headers on every response, errors and static files included."""
     headers = response.headers
     headers.update(_STATIC_HEADERS)
-    if not (request.path.startswith("/static/") and response.status < 400):
+    cacheable = request.path.startswith("/static/") or request.path == RECEIPT_KEYS_PATH
+    if not (cacheable and response.status < 400):
         # Only a static file that was found may be cached: a 404 for one is an answer like any.
         headers["Cache-Control"] = "no-store"
         headers["Pragma"] = "no-cache"
@@ -125,6 +128,31 @@ def check_form_token(settings: Settings, purpose: str, token: str) -> str | None
     except BadSignature:  # also expired, without a timestamp, or for another purpose
         return None
     return nonce.decode("ascii")
+
+
+RECEIPT_PURPOSE = "receipt"
+RECEIPT_TOKEN_MAX_AGE_S = 24 * 3600
+
+
+def new_receipt_token(settings: Settings, reference: str) -> str:
+    """The confirmation page's receipt download token: ``reference.timestamp.signature``, signed
+    like the form tokens for its own purpose, so it is bound to that report and works without
+    the code for 24 h (docs/security.md "Receipts"). Nothing is stored for it."""
+    signer = _signer(settings.session_key.bytes(), RECEIPT_PURPOSE)
+    return signer.sign(reference.encode("ascii")).decode("ascii")
+
+
+def check_receipt_token(settings: Settings, token: str) -> str | None:
+    """The reference a receipt token names, if it is ours and at most 24 h old."""
+    if len(token) > _TOKEN_MAX_LEN or not token.isascii():
+        return None
+    try:
+        reference = _signer(settings.session_key.bytes(), RECEIPT_PURPOSE).unsign(
+            token, max_age=RECEIPT_TOKEN_MAX_AGE_S
+        )
+    except BadSignature:
+        return None
+    return reference.decode("ascii")
 
 
 def form_token_age_s(token: str) -> float:

@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from confide import codes, idempotency
+from confide import codes, idempotency, receipts
 from confide.context import Context
 from confide.db import Pool
 from confide.errors import (
@@ -190,9 +190,25 @@ async def submit_report(
         # Anonymous reports without follow-up have no deadline (CONTRACTS §5).
         since = received_at
         due, nearing = deadlines.due_and_nearing(ctx.calendar, ctx.settings, received_at)
-    contact = None
+    contact = contact_fields = None
     if draft.contact is not None:
-        contact = json.dumps(draft.contact.model_dump(), ensure_ascii=False)
+        contact_fields = draft.contact.model_dump()
+        contact = json.dumps(contact_fields, ensure_ascii=False)
+    # The receipt's commitment: one SHA-256 here and one seal below (docs/security.md "Receipts").
+    salt = receipts.new_salt()
+    commitment = receipts.commitment(
+        salt,
+        receipts.canonical_report(
+            category=draft.category,
+            description=draft.description,
+            occurred=draft.occurred,
+            location=draft.location,
+            anonymous=draft.anonymous,
+            follow_up=wants_code,
+            contact=contact_fields,
+        ),
+    )
+    salt_text = receipts.encode_salt(salt)
     for _ in range(10):
         thread_id = uuid4()
         outbox: list[tuple[UUID, str, bytes | None]] = [(uuid4(), "new_report", None)]
@@ -213,6 +229,7 @@ async def submit_report(
         occurred = ctx.keyring.seal_optional(draft.occurred, field_context(tid, "occurred"))
         location = ctx.keyring.seal_optional(draft.location, field_context(tid, "location"))
         sealed_contact = ctx.keyring.seal_optional(contact, field_context(tid, "contact"))
+        sealed_salt = ctx.keyring.seal(salt_text, field_context(tid, "receipt_salt"))
         try:
             async with ctx.pool.acquire() as conn:
                 # A single statement commits atomically: no BEGIN/COMMIT round trips needed.
@@ -236,6 +253,8 @@ async def submit_report(
                     reply_due_at=due,
                     nearing_at=nearing,
                     outbox=outbox,
+                    receipt_salt=sealed_salt,
+                    commitment=commitment,
                 )
                 if not row.category_ok:
                     raise ValidationFailed([FieldError("category", "Choose one of the categories")])

@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 from asyncpg import Connection
 from pydantic import ValidationError
 
-from confide import idempotency
+from confide import idempotency, receipts
 from confide.context import Context
 from confide.crypto import Keyring
 from confide.domain import Author, Escalation, Role, ThreadStatus
@@ -118,6 +118,8 @@ class Message:
     body: str
     sent_at: datetime
     staff_name: str | None = None
+    id: UUID | None = None
+    has_receipt: bool = False  # the reporter can download its receipt (confide.receipts)
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,7 @@ class ThreadView:
     occurred: str | None = None
     location: str | None = None
     contact: dict[str, str | None] | None = None  # validation.Contact's fields
+    has_receipt: bool = False  # the reporter's page only: the report has a receipt
     messages: list[Message] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
 
@@ -211,6 +214,8 @@ async def _messages(conn: Connection, keyring: Keyring, thread_id: UUID) -> list
             keyring.open(r.body, f"messages.body:{r.id}"),
             r.sent_at,
             r.staff_name,
+            r.id,
+            r.has_receipt,
         )
         for r in await sql_threads.messages(conn, thread_id)
     ]
@@ -226,6 +231,7 @@ async def reporter_view(ctx: Context, thread_id: UUID) -> ThreadView:
             raise NotFound()
         view = _summary(row)
         _open_report(view, row, ctx.keyring, contact=False)
+        view.has_receipt = row.has_receipt
         view.messages = await _messages(conn, ctx.keyring, thread_id)
     return view
 
@@ -276,6 +282,13 @@ async def _add_message(
     scope = "reporter" if staff_id is None else f"staff:{staff_id}"
     idem = message_idempotency(ctx.settings, thread_id, idempotency_key, body, author=scope)
     message_id = uuid4()
+    sealed_salt = commitment = None
+    if author == Author.REPORTER:  # the reporter's own words get a receipt (confide.receipts)
+        salt = receipts.new_salt()
+        commitment = receipts.commitment(salt, receipts.canonical_message(body))
+        sealed_salt = ctx.keyring.seal(
+            receipts.encode_salt(salt), f"messages.receipt_salt:{message_id}"
+        )
     async with ctx.pool.acquire() as conn, conn.transaction():
         thread = await sql_threads.lock_thread(conn, thread_id)
         if thread is None:
@@ -301,6 +314,8 @@ async def _add_message(
             body=ctx.keyring.seal(body, f"messages.body:{message_id}"),
             key_hmac=idem.key_hmac if idem else None,
             request_hmac=idem.request_hmac if idem else None,
+            receipt_salt=sealed_salt,
+            commitment=commitment,
         )
         assert sent_at is not None
         if author == Author.REPORTER:
@@ -413,6 +428,12 @@ async def escalations(ctx: Context, staff: Staff) -> list[ThreadView]:
 
 
 REFERENCE = re.compile(r"^R-[0-9A-Z]{8}$")
+
+
+async def visible_thread(conn: Connection, staff: Staff, reference: str) -> ThreadDetail:
+    """The thread with its sealed report fields if the staff member may see it, else
+    NotFound (for services beside this one that act on a thread: receipts)."""
+    return await _visible(conn, staff, reference)
 
 
 async def _visible(

@@ -20,7 +20,9 @@ SEALED = (
     ("threads", "id", "occurred"),
     ("threads", "id", "location"),
     ("threads", "id", "contact"),
+    ("threads", "id", "receipt_salt"),
     ("messages", "id", "body"),
+    ("messages", "id", "receipt_salt"),
     ("notes", "id", "body"),
     ("outbox", "id", "recipient"),
 )

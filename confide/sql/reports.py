@@ -92,10 +92,13 @@ async def submit(
     reply_due_at: datetime | None,
     nearing_at: datetime | None,
     outbox: list[tuple[UUID, str, bytes | None]],
+    receipt_salt: bytes | None = None,
+    commitment: bytes | None = None,
 ) -> Submitted:
     """One atomic statement: claim the idempotency key (with its request's HMAC and, when a code
     is to follow, how long repeats are told to wait for it), insert the report with its deadline, and
-    queue its outbox rows. ``claimed`` is false for a repeat of an earlier key (nothing is
+    queue its outbox rows; with the receipt's sealed salt and commitment (``confide.receipts``).
+    ``claimed`` is false for a repeat of an earlier key (nothing is
     inserted); ``category_ok`` is false for an unknown category (nothing is inserted). A taken
     reference fails the claim's deferred foreign key, so the whole statement is undone.
     """
@@ -117,9 +120,9 @@ async def submit(
                INSERT INTO threads (id, reference, category_slug, team_id, anonymous, follow_up,
                                     description, occurred, location, contact, received_at,
                                     last_reporter_message_at, last_activity_at, awaiting_since,
-                                    reply_due_at)
+                                    reply_due_at, receipt_salt, commitment)
                SELECT $2, $3, cat.slug, cat.team_id, $5, $6, $7, $8, $9, $10, $11, $11, $11,
-                      $12, $13
+                      $12, $13, $20, $21
                FROM cat WHERE $1::bytea IS NULL OR EXISTS (SELECT 1 FROM claim)
                ON CONFLICT (reference) DO NOTHING
                RETURNING id, reference, received_at, team_id
@@ -156,6 +159,8 @@ async def submit(
         recipients,
         request_hmac,
         pending_s,
+        receipt_salt,
+        commitment,
     )
     inserted = None
     if row["id"] is not None:

@@ -142,6 +142,7 @@ class ThreadDetail(ThreadSummary):
     occurred: bytes | None
     location: bytes | None
     contact: bytes | None = None
+    has_receipt: bool = False  # read for the reporter's page only (reporter_thread)
 
 
 def _typed(row: Record) -> dict[str, Any]:  # Any: a row's columns, of their own types
@@ -178,6 +179,7 @@ class MessageRow:
     body: bytes  # sealed
     sent_at: datetime
     staff_name: str | None
+    has_receipt: bool = False  # a reporter's message sent since receipts exist
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +307,8 @@ async def visible_thread(
 
 async def reporter_thread(conn: Connection, thread_id: UUID) -> ThreadDetail | None:
     row = await conn.fetchrow(
-        f"""SELECT {SUMMARY_COLUMNS}, t.description, t.occurred, t.location
+        f"""SELECT {SUMMARY_COLUMNS}, t.description, t.occurred, t.location,
+                   t.commitment IS NOT NULL AS has_receipt
             FROM {FROM} WHERE t.id = $1""",
         thread_id,
     )
@@ -347,11 +350,15 @@ async def insert_message(
     body: bytes,
     key_hmac: bytes | None,
     request_hmac: bytes | None,
+    receipt_salt: bytes | None = None,
+    commitment: bytes | None = None,
 ) -> datetime | None:
-    """The new message's time; None if this idempotency key already sent one."""
+    """The new message's time; None if this idempotency key already sent one. A reporter's
+    message comes with its receipt's sealed salt and commitment (``confide.receipts``)."""
     sent_at: datetime | None = await conn.fetchval(
-        """INSERT INTO messages (id, thread_id, author, staff_id, body, key_hmac, request_hmac)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)
+        """INSERT INTO messages (id, thread_id, author, staff_id, body, key_hmac, request_hmac,
+                                 receipt_salt, commitment)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
            ON CONFLICT (key_hmac) DO NOTHING RETURNING sent_at""",
         message_id,
         thread_id,
@@ -360,6 +367,8 @@ async def insert_message(
         body,
         key_hmac,
         request_hmac,
+        receipt_salt,
+        commitment,
     )
     return sent_at
 
@@ -405,13 +414,16 @@ async def mark_caseworker_message(conn: Connection, thread_id: UUID, at: datetim
 
 async def messages(conn: Connection, thread_id: UUID) -> list[MessageRow]:
     rows = await conn.fetch(
-        """SELECT m.id, m.author, m.body, m.sent_at, s.name AS staff_name
+        """SELECT m.id, m.author, m.body, m.sent_at, s.name AS staff_name,
+                  m.commitment IS NOT NULL AS has_receipt
            FROM messages m LEFT JOIN staff s ON s.id = m.staff_id
            WHERE m.thread_id = $1 ORDER BY m.sent_at, m.id""",
         thread_id,
     )
     return [
-        MessageRow(r["id"], Author(r["author"]), r["body"], r["sent_at"], r["staff_name"])
+        MessageRow(
+            r["id"], Author(r["author"]), r["body"], r["sent_at"], r["staff_name"], r["has_receipt"]
+        )
         for r in rows
     ]
 

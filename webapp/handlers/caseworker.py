@@ -12,7 +12,7 @@ from aiohttp import web
 
 from confide import logs
 from confide.errors import RateLimited, ValidationFailed
-from confide.services import admin, audit, ops, sessions, threads
+from confide.services import admin, audit, ops, receipts, sessions, threads
 from confide.services import staff as staff_service
 from confide.services.staff import ROLES, THREAD_READER_ROLES
 from confide.services.threads import Forbidden, Staff
@@ -229,6 +229,7 @@ async def render_thread(
     errors: FormErrors | None = None,
     typed: dict[str, str] | None = None,
     status: int = 200,
+    receipt_result: receipts.TamperCheck | None = None,
 ) -> web.Response:
     page = await threads.staff_page(request.app[CTX], member, request.match_info["reference"])
     context = {
@@ -239,6 +240,7 @@ async def render_thread(
         "typed": typed or {},
         "message_token": new_form_token(request.app[SETTINGS], "reply"),
         "done": request.query.get("done", ""),
+        "receipt_result": receipt_result,
     }
     return render(request, "staff/thread.html", member, auth, context, status=status)
 
@@ -253,7 +255,7 @@ def thread_again(action: str) -> FormPage:
         errors = field_errors(exc, {} if action == "reply" else {"body": action})
         if found is None or errors is None:
             return None  # the other domain errors: the error middleware's table
-        typed = {action: form.get("body") or form.get("note") or ""}
+        typed = {action: form.get("body") or form.get("note") or form.get("receipt") or ""}
         return await render_thread(request, *found, errors=errors, status=status, typed=typed)
 
     return again
@@ -322,6 +324,17 @@ async def restrict(
 @thread_form("team")
 async def team(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> None:
     await threads.set_team(request.app[CTX], member, reference, form.get("team", ""))
+
+
+@staff_page(post=True)
+async def receipt_check(request: web.Request, member: Staff, auth: Auth) -> web.Response:
+    """Tamper evidence: does the stored report still match a reporter's receipt? Audited; the
+    answer is drawn on the thread page itself (never carried in a link someone could forge)."""
+    text = request[FORM].get("receipt", "")
+    result = await receipts.check_stored(
+        request.app[CTX], member, request.match_info["reference"], text
+    )
+    return await render_thread(request, member, auth, receipt_result=result)
 
 
 # --- Password ------------------------------------------------------------------------------

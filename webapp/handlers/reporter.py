@@ -12,11 +12,14 @@ from confide.errors import (
     FormExpired,
     IdempotencyKeyReused,
     RateLimited,
+    ReceiptInvalid,
+    ReceiptLinkExpired,
     ReminderLinkUsed,
     ValidationFailed,
 )
 from confide.models import NewReport
-from confide.services import reminders, reporter_auth, reports, sessions, threads
+from confide.receipts import Verified
+from confide.services import receipts, reminders, reporter_auth, reports, sessions, threads
 from webapp import report_flow
 from webapp.auth import (
     Auth,
@@ -41,8 +44,10 @@ from webapp.report_flow import FormErrors
 from webapp.responses import ics_response, latest_reminder
 from webapp.security import (
     check_form_token,
+    check_receipt_token,
     form_token_age_s,
     new_form_token,
+    new_receipt_token,
 )
 
 log = logs.get("confide.web.reporter")
@@ -332,6 +337,7 @@ async def _confirmation(
             "anonymous": draft.anonymous,
             "answers": answers,
             "form_token": token,
+            "receipt_token": new_receipt_token(request.app[SETTINGS], receipt.reference),
         },
     )
 
@@ -356,3 +362,112 @@ async def reminder_from_confirmation(request: web.Request) -> web.StreamResponse
     if not valid:
         raise ReminderLinkUsed()
     return ics_response(data)
+
+
+# --- Receipts (docs/security.md "Receipts") --------------------------------------------------------
+
+
+def _receipt_file(data: bytes) -> web.Response:
+    """A receipt as a download, never kept by a cache (the security headers add no-store too)."""
+    return web.Response(
+        body=data,
+        content_type="application/json",
+        headers={
+            "Content-Disposition": 'attachment; filename="receipt.json"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+async def receipt_from_confirmation(request: web.Request) -> web.StreamResponse:
+    """From the confirmation page: a POST with its signed receipt token (no code needed)."""
+    form = await read_form(request)
+    reference = check_receipt_token(request.app[SETTINGS], form.get("receipt_token", ""))
+    if reference is None:
+        raise ReceiptLinkExpired()
+    return _receipt_file(await receipts.confirmation_receipt(request.app[CTX], reference))
+
+
+async def receipt_download(request: web.Request) -> web.StreamResponse:
+    """From the messaging page (logged in): the report's receipt, or with ``?message=ID`` the
+    receipt of one of the reporter's own messages."""
+    auth = await reporter_for(request)
+    if auth is None:
+        raise web.HTTPSeeOther("/login")
+    assert auth.session.thread_id is not None
+    message = request.query.get("message")
+    if message is None:
+        data = await receipts.report_receipt(request.app[CTX], auth.session.thread_id)
+    else:
+        data = await receipts.message_receipt(request.app[CTX], auth.session.thread_id, message)
+    return _receipt_file(data)
+
+
+async def receipt_keys(request: web.Request) -> web.Response:
+    """The JWKS of the keys that verify receipts: current first, then retired ones."""
+    return web.json_response(
+        receipts.jwks(request.app[CTX]), headers={"Cache-Control": "public, max-age=300"}
+    )
+
+
+RECEIPT_TYPED_MAX = 10_000
+# What the check page says for each reason a receipt does not verify (ReceiptInvalid.reason).
+RECEIPT_ERRORS = {
+    ReceiptInvalid.EMPTY: N_("Paste the text of your receipt file, from { to }."),
+    ReceiptInvalid.MALFORMED: N_(
+        "This is not a receipt. Paste the whole text of the receipt file, from { to }."
+    ),
+    ReceiptInvalid.MISSING: N_(
+        "This is not a receipt. Paste the whole text of the receipt file, from { to }."
+    ),
+    ReceiptInvalid.VERSION: N_("This receipt is of a kind this service cannot check."),
+    ReceiptInvalid.UNKNOWN_KEY: N_(
+        "This receipt was not signed by this service. It may be from another service, "
+        "or it is not genuine."
+    ),
+    ReceiptInvalid.SIGNATURE: N_(
+        "This receipt is not genuine: its signature does not match what it says. "
+        "It may have been changed."
+    ),
+}
+
+
+def render_check(
+    request: web.Request,
+    *,
+    verified: Verified | None = None,
+    typed: str = "",
+    error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    context = {
+        "verified": verified,
+        "typed": typed,
+        "errors": FormErrors([("receipt", error)] if error else []),
+    }
+    return aiohttp_jinja2.render_template(
+        "reporter/check_receipt.html", request, context, status=status
+    )
+
+
+async def check_receipt(request: web.Request) -> web.Response:
+    return render_check(request)
+
+
+async def check_receipt_submit(request: web.Request) -> web.Response:
+    """Check a pasted receipt's signature; one that does not verify is drawn again with why
+    (check_receipt_again)."""
+    form = await read_form(request)
+    verified = receipts.check(request.app[CTX], form.get("receipt", ""))
+    return render_check(request, verified=verified)
+
+
+async def check_receipt_again(
+    request: web.Request, form: dict[str, str], exc: Exception, status: int
+) -> web.Response | None:
+    """The check page with what was pasted and why it does not verify."""
+    if not isinstance(exc, ReceiptInvalid):
+        return None
+    typed = form.get("receipt", "")[:RECEIPT_TYPED_MAX]
+    error = _(RECEIPT_ERRORS[exc.reason])
+    return render_check(request, typed=typed, error=error, status=status)
