@@ -123,7 +123,7 @@ async def test_inbox_rows_change_as_soon_as_their_thread_does(
         assert "Casey" in row  # the assignee's name, at once
         await staff_acts(staff, sent.reference, "status", status="closed")
         row = _row(await form_page(staff, "/staff?state=closed"), sent.reference)
-        assert "closed" in row
+        assert "Closed" in row  # a word, not the status code
 
 
 def _row(page: str, reference: str) -> str:

@@ -38,6 +38,10 @@ class CategoryCache:
         self._loaded = 0.0
 
 
+def _member_key(member: Staff) -> Hashable:
+    return (member.id, member.team_ids, member.role)
+
+
 class InboxCounts:
     """Each staff member's inbox filter counts, reused for ``ttl_s`` seconds.
 
@@ -52,6 +56,11 @@ class InboxCounts:
     clock written at most every 15 s, the page's p99 ÷ p50 fell from about 2 to 1.2, and the
     manager's page stopped counting once per waiting request (docs/benchmarks.md, third and
     fourth rounds).
+
+    A staff member's own action forgets their counts (:meth:`forget_member`, called by the
+    thread page's forms once the change is committed), so the page after it is counted afresh
+    in that process; other members' counts, and this member's in another web process, may lag
+    by up to ``ttl_s`` (docs/staff.md, "Inbox").
     """
 
     def __init__(self, ttl_s: float, max_keys: int = 10_000, max_stale_s: float = 60.0) -> None:
@@ -64,8 +73,19 @@ class InboxCounts:
 
     async def for_member(self, ctx: Context, member: Staff) -> dict[str, int]:
         """The counts of ``member``'s inbox filters, through :meth:`get`."""
-        key = (member.id, member.team_ids, member.role)
-        return await self.get(key, lambda: threads.inbox_counts(ctx, member))
+        return await self.get(_member_key(member), lambda: threads.inbox_counts(ctx, member))
+
+    def forget_member(self, member: Staff) -> None:
+        """After ``member``'s own action (committed): their next page counts afresh."""
+        self.forget(_member_key(member))
+
+    def forget(self, key: Hashable) -> None:
+        """Drop ``key``'s counts, so that the next :meth:`get` counts afresh and waits for it.
+
+        A count already running may have read the rows before the change that called this, so
+        it is neither waited for nor kept (those already waiting for it still get it)."""
+        self._done.pop(key, None)
+        self._running.pop(key, None)
 
     async def get(
         self, key: Hashable, compute: Callable[[], Awaitable[dict[str, int]]]
@@ -119,11 +139,15 @@ class InboxCounts:
             future.exception()  # retrieved: those waiting get it; nobody waiting is fine too
             raise
         finally:
-            del self._running[key]
+            # Still this key's count, unless forget() dropped it meanwhile.
+            current = self._running.get(key) is future
+            if current:
+                del self._running[key]
         future.set_result(counts)
-        if len(self._done) >= self.max_keys:
-            self._done.clear()
-        self._done[key] = (time.monotonic(), counts)
+        if current:
+            if len(self._done) >= self.max_keys:
+                self._done.clear()
+            self._done[key] = (time.monotonic(), counts)
         return counts
 
 

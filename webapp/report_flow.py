@@ -61,8 +61,17 @@ class FormErrors:
         return next((m for f, m in self.items if f == field), None)
 
 
+CONTACT_FIELDS = STEP_FIELDS["contact"]
+
+
 def answers_from(form: dict[str, str]) -> dict[str, str]:
-    return {name: form.get(name, "")[:25_000] for name in ANSWER_FIELDS}
+    """The answers a page posted. Contact details are kept only while the reporter is
+    reporting with them: once they switch to anonymous, the details are dropped here, so no
+    later page carries them in its hidden fields either."""
+    answers = {name: form.get(name, "")[:25_000] for name in ANSWER_FIELDS}
+    if answers["how"] != "contact":
+        answers.update(dict.fromkeys(CONTACT_FIELDS, ""))
+    return answers
 
 
 def applies(step: str, answers: dict[str, str]) -> bool:
@@ -186,7 +195,10 @@ def after_step(form: Mapping[str, str], answers: dict[str, str], categories: set
     bad_step = first_bad_step(errors)
     if bad_step is None:
         return Page("check")
-    shown = on_step(errors, bad_step) if bad_step != following else FormErrors([])
+    # A page not answered yet (switched to "with contact details": the contact page) opens
+    # as a question, without errors, until it is submitted; one answered before shows them.
+    answered = any(answers.get(name) for name in STEP_FIELDS[bad_step])
+    shown = on_step(errors, bad_step) if answered and bad_step != following else FormErrors([])
     return Page(bad_step, shown, return_to="check")
 
 

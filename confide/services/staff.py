@@ -223,6 +223,16 @@ async def change_password(
 ) -> None:
     """Change the password, checked against the current one; ends every other session of the
     account (browsers and API tokens alike) and keeps ``keep_session``, the one that asked."""
+    empty = [
+        FieldError(name, message)
+        for name, value, message in (
+            ("current", current, "Enter your current password"),
+            ("new", new, "Enter a new password"),
+        )
+        if not value
+    ]
+    if empty:  # asked for, rather than checked: an empty password is never "not right"
+        raise ValidationFailed(empty)
     ph = hasher(ctx.settings)
     async with ctx.pool.acquire() as conn:
         row = await sql_staff.by_id(conn, staff_id)

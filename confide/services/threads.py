@@ -224,16 +224,43 @@ async def _messages(conn: Connection, keyring: Keyring, thread_id: UUID) -> list
 # --- Reporters -----------------------------------------------------------------------------
 
 
+async def _reporter_view(conn: Connection, keyring: Keyring, thread_id: UUID) -> ThreadView:
+    row = await sql_threads.reporter_thread(conn, thread_id)
+    if row is None:
+        raise NotFound()
+    view = _summary(row)
+    _open_report(view, row, keyring, contact=False)
+    view.has_receipt = row.has_receipt
+    view.messages = await _messages(conn, keyring, thread_id)
+    return view
+
+
 async def reporter_view(ctx: Context, thread_id: UUID) -> ThreadView:
     async with ctx.pool.acquire() as conn:
-        row = await sql_threads.reporter_thread(conn, thread_id)
-        if row is None:
-            raise NotFound()
-        view = _summary(row)
-        _open_report(view, row, ctx.keyring, contact=False)
-        view.has_receipt = row.has_receipt
-        view.messages = await _messages(conn, ctx.keyring, thread_id)
-    return view
+        return await _reporter_view(conn, ctx.keyring, thread_id)
+
+
+class ReporterPage(NamedTuple):
+    """What the reporter's messaging page shows: the thread, and whether a case worker has
+    written since the page last showed the messages (the "New reply" notice)."""
+
+    thread: ThreadView
+    new_reply: bool
+
+
+async def reporter_page(ctx: Context, thread_id: UUID) -> ReporterPage:
+    """The thread for the reporter's messaging page, its replies then marked as seen.
+
+    The mark is the time of the last case-worker message shown (``threads.
+    reporter_seen_reply_at``), never the time of the visit: nothing about when or how often the
+    reporter looks is kept (docs/reporters.md). A reply that arrives while the page is drawn is
+    not marked, so it is announced next time rather than missed.
+    """
+    async with ctx.pool.acquire() as conn:
+        view = await _reporter_view(conn, ctx.keyring, thread_id)
+        shown = view.last_caseworker_message_at
+        new_reply = shown is not None and await sql_threads.see_replies(conn, thread_id, shown)
+    return ReporterPage(view, new_reply)
 
 
 def message_body(text: object, field_name: str = "body") -> str:

@@ -315,6 +315,20 @@ async def reporter_thread(conn: Connection, thread_id: UUID) -> ThreadDetail | N
     return None if row is None else ThreadDetail(**_typed(row))
 
 
+async def see_replies(conn: Connection, thread_id: UUID, shown: datetime) -> bool:
+    """Mark the case-worker messages up to ``shown`` (the last one the reporter's page showed)
+    as seen; True if one of them had not been seen. The mark is that reply's own time, never
+    the time of the visit."""
+    unseen: bool | None = await conn.fetchval(
+        """UPDATE threads SET reporter_seen_reply_at = $2
+           WHERE id = $1 AND (reporter_seen_reply_at IS NULL OR reporter_seen_reply_at < $2)
+           RETURNING true""",
+        thread_id,
+        shown,
+    )
+    return bool(unseen)
+
+
 async def earliest_unanswered(conn: Connection, thread_id: UUID) -> datetime | None:
     """The earliest reporter report or message after the last case worker message."""
     value: datetime | None = await conn.fetchval(

@@ -11,6 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from confide import logs
+from confide.domain import ThreadStatus
 from confide.errors import RateLimited, ValidationFailed
 from confide.services import admin, audit, ops, receipts, sessions, threads
 from confide.services import staff as staff_service
@@ -205,7 +206,13 @@ async def inbox(request: web.Request, member: Staff, auth: Auth) -> web.Response
     result = await threads.inbox(
         request.app[CTX], member, state=state, page=page, reference=reference, counts=counts
     )
-    context = {"result": result, "state": state, "states": INBOX_STATES, "q": reference or ""}
+    context = {
+        "result": result,
+        "state": state,
+        "states": INBOX_STATES,
+        "q": reference or "",
+        "done": request.query.get("done", ""),
+    }
     rows = request.app[INBOX_ROWS].render(result.threads)
     return render(request, "staff/inbox.html", member, auth, dict(context, rows=rows, page=page))
 
@@ -261,7 +268,12 @@ def thread_again(action: str) -> FormPage:
     return again
 
 
-ThreadForm = Callable[[web.Request, Staff, dict[str, str], str], Awaitable[None]]
+ThreadForm = Callable[[web.Request, Staff, dict[str, str], str], Awaitable[str]]
+STATUS_DONE = {
+    ThreadStatus.OPEN: "reopened",
+    ThreadStatus.CLOSED: "closed",
+    ThreadStatus.CONTACTED: "contacted",
+}
 
 
 def thread_form(
@@ -269,9 +281,11 @@ def thread_form(
 ) -> Callable[[ThreadForm], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
     """One form of the thread page (``/staff/threads/{reference}/<action>``), each its own route.
 
-    The wrapped function reads its fields and calls one service; its errors are drawn by the
-    route's page (thread_again) or the error middleware's table. Then the thread page again, or
-    the inbox once the thread has left this member's sight.
+    The wrapped function reads its fields, calls one service and names what it did (a fixed
+    word the page maps to its notice, ``?done=closed``: never what was typed); its errors are
+    drawn by the route's page (thread_again) or the error middleware's table. The member's own
+    inbox counts are then recounted for their next page. Then the thread page again, or the
+    inbox once the thread has left this member's sight.
     """
 
     def wrap(do: ThreadForm) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -279,11 +293,12 @@ def thread_form(
         @wraps(do)
         async def handler(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
             form, reference = request[FORM], request.match_info["reference"]
-            await do(request, member, form, reference)
+            done = await do(request, member, form, reference)
+            request.app[INBOX_COUNTS].forget_member(member)
             hidden = action == "restrict" and form.get("restricted") == "1"
             if action == "team" or (hidden and not member.is_manager):
-                raise web.HTTPSeeOther("/staff")
-            raise web.HTTPSeeOther(f"/staff/threads/{reference}?done={action}#{action}")
+                raise web.HTTPSeeOther(f"/staff?done={done}")
+            raise web.HTTPSeeOther(f"/staff/threads/{reference}?done={done}#done")
 
         return handler
 
@@ -291,39 +306,47 @@ def thread_form(
 
 
 @thread_form("reply")
-async def reply(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> None:
+async def reply(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
     body = threads.message_body(form.get("body"))
     token = check_form_token(request.app[SETTINGS], "reply", form.get("message_token", ""))
     await threads.reply(request.app[CTX], member, reference, body, idempotency_key=token)
+    return "reply"
 
 
 @thread_form("note")
-async def note(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> None:
+async def note(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
     body = threads.message_body(form.get("note"), "note")
     await threads.add_note(request.app[CTX], member, reference, body)
+    return "note"
 
 
 @thread_form("status")
-async def status(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> None:
-    await threads.set_status(request.app[CTX], member, reference, form.get("status", ""))
+async def status(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
+    chosen = form.get("status", "")
+    await threads.set_status(request.app[CTX], member, reference, chosen)
+    return STATUS_DONE[ThreadStatus(chosen)]  # the service refused any other value
 
 
 @thread_form("assign")
-async def assign(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> None:
-    await threads.set_assignee(request.app[CTX], member, reference, form.get("email") or None)
+async def assign(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
+    email = form.get("email") or None
+    await threads.set_assignee(request.app[CTX], member, reference, email)
+    return "assigned" if email else "unassigned"
 
 
 @thread_form("restrict")
 async def restrict(
     request: web.Request, member: Staff, form: dict[str, str], reference: str
-) -> None:
+) -> str:
     restricted = form.get("restricted") == "1"
     await threads.set_restricted(request.app[CTX], member, reference, restricted)
+    return "restricted" if restricted else "unrestricted"
 
 
 @thread_form("team")
-async def team(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> None:
+async def team(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
     await threads.set_team(request.app[CTX], member, reference, form.get("team", ""))
+    return "moved"
 
 
 @staff_page(post=True)

@@ -173,8 +173,10 @@ async def render_thread(
 ) -> web.Response:
     assert auth.session.thread_id is not None
     settings = request.app[SETTINGS]
+    page = await threads.reporter_page(request.app[CTX], auth.session.thread_id)
     context = {
-        "thread": await threads.reporter_view(request.app[CTX], auth.session.thread_id),
+        "thread": page.thread,
+        "new_reply": page.new_reply,
         "csrf_token": auth.csrf(settings),
         "errors": errors or FormErrors([]),
         "typed": typed,

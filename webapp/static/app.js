@@ -10,6 +10,8 @@
     window.location.replace(exitUrl);
   }
   if (exitUrl) {
+    // The Shift shortcut works only with this script, so only now is it mentioned.
+    document.querySelectorAll("[data-exit-hint]").forEach(function (hint) { hint.hidden = false; });
     var link = document.getElementById("exit-this-page");
     if (link) { link.addEventListener("click", leave); }
     var presses = 0, timer = null;
@@ -38,19 +40,38 @@
       });
     });
   }
-  // Character count for long answers.
+  // Character count for long answers: in the catalogue's plural forms, styled as an error
+  // when over, and told to screen readers politely once typing pauses (not every keystroke).
+  var ANNOUNCE_AFTER_MS = 1000;
+  var plurals = window.Intl && Intl.PluralRules
+    ? new Intl.PluralRules(document.documentElement.lang || "en") : null;
   document.querySelectorAll("textarea[data-maxlength]").forEach(function (area) {
     var max = parseInt(area.getAttribute("data-maxlength"), 10);
     var out = document.getElementById(area.id + "-count");
+    var status = document.getElementById(area.id + "-count-status");
     if (!out) { return; }
     out.hidden = false;
-    function update() {
-      var left = max - area.value.length;
-      var text = out.getAttribute(left >= 0 ? "data-remaining" : "data-over");
-      out.textContent = text.replace("{n}", Math.abs(left).toLocaleString());
+    var timer = null;
+    function words() {
+      // Characters as the server counts them (code points; a newline is one), not UTF-16 units.
+      var left = max - Array.from(area.value.replace(/\r\n?/g, "\n")).length;
+      var n = Math.abs(left), kind = left >= 0 ? "remaining" : "over";
+      var form = plurals ? plurals.select(n) : (n === 1 ? "one" : "other");
+      var text = out.getAttribute("data-" + kind + "-" + form) ||
+        out.getAttribute("data-" + kind + "-other");
+      return { text: text.replace("{n}", n.toLocaleString()), over: left < 0 };
     }
-    area.addEventListener("input", update);
-    update();
+    function update(announce) {
+      var now = words();
+      out.textContent = now.text;
+      out.classList.toggle("character-count--error", now.over);
+      area.classList.toggle("textarea--error", now.over);
+      if (!status || !announce) { return; }
+      clearTimeout(timer);
+      timer = setTimeout(function () { status.textContent = words().text; }, ANNOUNCE_AFTER_MS);
+    }
+    area.addEventListener("input", function () { update(true); });
+    update(false);
   });
   // Prevent double submission: the server is idempotent anyway, this just saves a round trip.
   document.querySelectorAll("[data-prevent-double-click]").forEach(function (button) {
