@@ -148,6 +148,15 @@ async def test_caseworker_who_may_see_the_earlier_report_links_them_and_both_sho
     assert sorted(r["reference"] for r in audited) == sorted([earlier, new])
     assert audited[0]["detail"] == audited[1]["detail"]  # one link id, no reference in it
     assert earlier not in audited[0]["detail"] and new not in audited[0]["detail"]
+    # Unlinked from the earlier thread's page: audited too, and gone from both pages.
+    async with client(stack) as b:
+        await staff_logs_in(b, casey.email, casey.password)
+        status, page = await staff_acts(b, earlier, "unlink")
+        assert status == 200 and "Link removed" in page and 'id="linked-reports"' not in page
+        page = await form_page(b, f"/staff/threads/{new}")
+        assert 'id="linked-reports"' not in page and "Link these reports" in panel(page)
+    assert await db.fetchval("SELECT count(*) FROM thread_links") == 0
+    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action = 'unlink'") == 2
     # Sealed at rest: the reporter's words are not in the thread's row.
     row = await db.fetchrow(
         "SELECT made_before, earlier_reference, earlier_details FROM threads WHERE reference = $1",

@@ -44,7 +44,7 @@ FORM_ROUTES: dict[str, Form] = {
     "staff_logout": STAFF,
     **{
         f"staff_thread_{action}": Form(Token.STAFF_SESSION, page=caseworker.thread_again(action))
-        for action in ("reply", "note", "status", "assign", "restrict", "team", "link")
+        for action in ("reply", "note", "status", "assign", "restrict", "team", "link", "unlink")
     },
     "staff_password_submit": Form(Token.STAFF_SESSION, page=caseworker.password_again),
     "staff_set_password_submit": Form(
@@ -157,6 +157,9 @@ def setup(app: web.Application, static_dir: Path) -> None:
             ),
             web.post("/staff/threads/{reference}/team", caseworker.team, name="staff_thread_team"),
             web.post("/staff/threads/{reference}/link", caseworker.link, name="staff_thread_link"),
+            web.post(
+                "/staff/threads/{reference}/unlink", caseworker.unlink, name="staff_thread_unlink"
+            ),
             web.post(
                 "/staff/threads/{reference}/receipt",
                 caseworker.receipt_check,

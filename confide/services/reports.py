@@ -77,8 +77,14 @@ WAIT_POLL_S = 0.2
 
 
 def canonical_draft(draft: NewReport) -> bytes:
-    """The canonical form of what was submitted, for the idempotency request HMAC."""
-    return idempotency.canonical(draft.model_dump())
+    """The canonical form of what was submitted, for the idempotency request HMAC. A report
+    that says nothing of an earlier one has the form it had before those fields existed, so a
+    retry across an upgrade is still a repeat."""
+    body = draft.model_dump()
+    if not draft.made_before:
+        for name in ("made_before", "earlier_reference", "earlier_details"):
+            del body[name]
+    return idempotency.canonical(body)
 
 
 def submission_idempotency(

@@ -98,3 +98,14 @@ async def insert(conn: Connection, *, link_id: UUID, one: UUID, other: UUID, sta
         staff_id,
     )
     return bool(done)
+
+
+async def delete(conn: Connection, one: UUID, other: UUID) -> UUID | None:
+    """Unlink two threads; the link's id, or None if they were not linked."""
+    first, second = sorted((one, other))
+    link_id: UUID | None = await conn.fetchval(
+        "DELETE FROM thread_links WHERE thread_a = $1 AND thread_b = $2 RETURNING id",
+        first,
+        second,
+    )
+    return link_id

@@ -356,6 +356,12 @@ async def link(request: web.Request, member: Staff, form: dict[str, str], refere
     return "linked"
 
 
+@thread_form("unlink")
+async def unlink(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
+    await links.unlink(request.app[CTX], member, reference, form.get("other", "")[:20])
+    return "unlinked"
+
+
 @staff_page(post=True)
 async def receipt_check(request: web.Request, member: Staff, auth: Auth) -> web.Response:
     """Tamper evidence: does the stored report still match a reporter's receipt? Audited; the
