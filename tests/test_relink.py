@@ -307,6 +307,41 @@ async def test_api_takes_the_earlier_report_fields(
         assert {"made_before", "earlier_reference", "earlier_details"} <= set(schema)
 
 
+async def test_receipt_covers_what_was_said_of_the_earlier_report(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    casey = add_staff(stack, "casey@example.org", "wellbeing")
+    async with client(stack) as reporter:
+        check = await check_page_about_earlier(
+            reporter,
+            category="sexual-misconduct",
+            description="Again",
+            reference="R-ABCD EFGH",
+            details="In May",
+        )
+        form = html.main_form(check)
+        status, confirmation = await post(reporter, form.action, form.fields)
+        new = re.search(r'class="reference">(R-[0-9A-Z]{8})<', confirmation)
+        assert status == 200 and new
+        form = next(f for f in html.forms(confirmation) if f.action == "/receipt.json")
+        async with reporter.post(form.action, data=form.fields) as resp:
+            receipt = await resp.text()
+    assert "In May" not in receipt  # a receipt holds no report text
+    thread_id = await db.fetchval("SELECT id FROM threads WHERE reference = $1", new.group(1))
+    async with client(stack) as b:
+        await staff_logs_in(b, casey.email, casey.password)
+        status, page = await staff_acts(b, new.group(1), "receipt", receipt=receipt)
+        assert status == 200 and "The receipt matches." in page
+        # Someone with database access rewrites the reporter's words, sealed for their row.
+        await db.execute(
+            "UPDATE threads SET earlier_details = $2 WHERE id = $1",
+            thread_id,
+            stack.keyring.seal("In June", f"threads.earlier_details:{thread_id}"),
+        )
+        status, page = await staff_acts(b, new.group(1), "receipt", receipt=receipt)
+        assert status == 200 and "The receipt does not match" in page
+
+
 @pytest.mark.parametrize("js", [True, False], ids=["javascript-on", "javascript-off"])
 async def test_changed_pages_pass_axe_on_a_phone(
     stack: Stack,

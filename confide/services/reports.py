@@ -226,6 +226,9 @@ async def submit_report(
             anonymous=draft.anonymous,
             follow_up=wants_code,
             contact=contact_fields,
+            earlier={"reference": draft.earlier_reference, "details": draft.earlier_details}
+            if draft.made_before
+            else None,
         ),
     )
     salt_text = receipts.encode_salt(salt)
