@@ -364,6 +364,9 @@ async def test_changed_pages_pass_axe_on_a_phone(
         await page.check("label:has-text('Sexual harassment or misconduct')")
         await page.click("button:has-text('Continue')")
         await auditor.check(page, js)  # "What happened?", with the earlier-report questions
+        await page.screenshot(
+            path=str(stack.artifacts / f"relink-what-{'js' if js else 'nojs'}.png"), full_page=True
+        )
         await page.fill("#description", "It happened again.")
         await page.check("#made_before")
         await page.fill("#earlier_reference", earlier.lower())
