@@ -284,6 +284,7 @@ async def test_api_takes_the_earlier_report_fields(
 ) -> None:
     casey = add_staff(stack, "casey@example.org", "wellbeing")
     earlier = (await api_report(http, "harassment"))["reference"]
+    other_team = (await api_report(http, "discrimination"))["reference"]
     details = canary("details")
     new = await api_report(
         http,
@@ -302,6 +303,28 @@ async def test_api_takes_the_earlier_report_fields(
         assert [e["field"] for e in (await resp.json())["errors"]] == ["earlier_reference"]
     async with http.post("/api/v1/reports", json={**body, "made_before": "yes"}) as resp:
         assert resp.status == 422
+    # The staff API says the same as the panel, by the same rule.
+    async with http.post(
+        "/api/v1/staff/session", json={"email": casey.email, "password": casey.password}
+    ) as resp:
+        headers = {"Authorization": f"Bearer {(await resp.json())['token']}"}
+    async with http.get(f"/api/v1/staff/threads/{new['reference']}", headers=headers) as resp:
+        found = await resp.json()
+        assert found["earlier"] == {
+            "reference": earlier.lower(),
+            "details": details,
+            "names": earlier,
+        }
+        assert found["linked"] == []
+    hidden = await api_report(
+        http, "sexual-misconduct", made_before=True, earlier_reference=other_team
+    )
+    async with http.get(f"/api/v1/staff/threads/{hidden['reference']}", headers=headers) as resp:
+        assert (await resp.json())["earlier"] == {
+            "reference": other_team,
+            "details": None,
+            "names": None,
+        }
     async with http.get("/api/v1/openapi.json") as resp:
         schema = (await resp.json())["components"]["schemas"]["NewReport"]["properties"]
         assert {"made_before", "earlier_reference", "earlier_details"} <= set(schema)
