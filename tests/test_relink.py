@@ -148,9 +148,18 @@ async def test_caseworker_who_may_see_the_earlier_report_links_them_and_both_sho
     assert sorted(r["reference"] for r in audited) == sorted([earlier, new])
     assert audited[0]["detail"] == audited[1]["detail"]  # one link id, no reference in it
     assert earlier not in audited[0]["detail"] and new not in audited[0]["detail"]
-    # Unlinked from the earlier thread's page: audited too, and gone from both pages.
+    # Once the earlier thread is restricted, Casey sees neither the link nor any hint of it.
+    wanda = add_staff(stack, "wanda@example.org", "wellbeing", role="manager")
     async with client(stack) as b:
-        await staff_logs_in(b, casey.email, casey.password)
+        await staff_logs_in(b, wanda.email, wanda.password)
+        status, _page = await staff_acts(b, earlier, "restrict", restricted="1")
+        assert status == 200
+    page = await thread_page(stack, casey, new)
+    assert 'id="linked-reports"' not in page and earlier not in page.replace(typed(earlier), "")
+    # The manager, who sees both, unlinks them from the earlier thread's page: audited too, and
+    # gone from both pages.
+    async with client(stack) as b:
+        await staff_logs_in(b, wanda.email, wanda.password)
         status, page = await staff_acts(b, earlier, "unlink")
         assert status == 200 and "Link removed" in page and 'id="linked-reports"' not in page
         page = await form_page(b, f"/staff/threads/{new}")
