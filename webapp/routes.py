@@ -22,7 +22,11 @@ FORM_ROUTES: dict[str, Form] = {
     ),
     # models helper: the check page's signed token is the submission's idempotency key too, so
     # report_submit checks it itself (and draws the check page "expired" with the answers).
-    "report_submit": Form(Token.SERVICE, why="its signed submit token, checked by the handler"),
+    "report_submit": Form(
+        Token.SERVICE,
+        why="its signed submit token, checked by the handler",
+        page=reporter.report_again,
+    ),
     "login_submit": Form(Token.SIGNED, purpose=login_purpose, page=reporter.login_again),
     "messages_submit": Form(Token.REPORTER_SESSION, page=reporter.thread_again),
     "logout": Form(Token.REPORTER_SESSION),

@@ -9,6 +9,7 @@ from confide import codes, logs
 from confide.errors import (
     CodeMalformed,
     CodeNotRecognised,
+    DatabaseUnavailable,
     FormExpired,
     IdempotencyKeyReused,
     RateLimited,
@@ -282,6 +283,29 @@ async def report_submit(request: web.Request) -> web.Response:
 
 
 EXPIRED = report_flow.Page("check", status=400, notice=EXPIRED_NOTICE)
+NOT_SENT = {
+    RateLimited: N_(
+        "Too many reports have been sent from this connection recently, so this one has not "
+        "been sent yet. Your answers are kept: wait a few minutes, then press Send report again."
+    ),
+    DatabaseUnavailable: N_(
+        "We could not save your report just now, so it has not been sent. Your answers are "
+        "kept: try again in a minute."
+    ),
+}
+
+
+async def report_again(
+    request: web.Request, form: dict[str, str], exc: Exception, status: int
+) -> web.Response | None:
+    """The check page again with every answer, for a report that was not sent (too many from
+    this connection, or the database unreachable): nothing typed is lost
+    (webapp.form_routes.FormPage)."""
+    notice = NOT_SENT.get(type(exc))
+    if notice is None:
+        return None
+    page = report_flow.Page("check", status=status, notice=_(notice))
+    return await render_step(request, report_flow.answers_from(form), page)
 
 
 async def _submit(
