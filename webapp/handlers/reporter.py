@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp_jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from confide import codes, logs
 from confide.errors import (
@@ -283,6 +284,7 @@ async def report_submit(request: web.Request) -> web.Response:
 
 
 EXPIRED = report_flow.Page("check", status=400, notice=EXPIRED_NOTICE)
+REF_OPEN, REF_CLOSE = Markup('<span class="reference-inline">'), Markup("</span>")
 NOT_SENT = {
     RateLimited: N_(
         "Too many reports have been sent from this connection recently, so this one has not "
@@ -355,6 +357,8 @@ async def _confirmation(
             "reply_due_by": receipt.reply_due_by,
             "reminder_token": reminder_token,
             "reference": receipt.reference,
+            # For running text, where it must not break at its hyphen (escaped by Markup's +).
+            "reference_inline": REF_OPEN + receipt.reference + REF_CLOSE,
             "code": codes.display(done.code) if done.code else None,
             "code_failed": done.code_failed,
             # A repeat that may not get another code: the code shown the first time still works.
