@@ -27,7 +27,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": OUTBOX_RELAY_EVERY_S,
             "options": {"expires": OUTBOX_RELAY_EVERY_S, "queue": jobs.DEFAULT_QUEUE},
         },
-        # Forgets expired sessions and idempotency keys older than 24 h.
+        # Forgets expired sessions and drafts, and idempotency keys older than 24 h.
         "purge-expired": {
             "task": jobs.PURGE_EXPIRED,
             "schedule": PURGE_EVERY_S,
