@@ -74,23 +74,23 @@ def from_cookie(value: str | None) -> BrowserKey | None:
     return BrowserKey(draft_id, key)
 
 
-def _aad(browser: BrowserKey) -> bytes:
-    return b"report_drafts.ciphertext:" + browser.row_id.hex().encode()
+def _aad(browser: BrowserKey, column: str) -> bytes:
+    return f"report_drafts.{column}:".encode() + browser.row_id.hex().encode()
 
 
-def seal(browser: BrowserKey, payload: dict[str, Any]) -> bytes:
-    """``0x01 | nonce | ciphertext+tag`` of the payload's JSON."""
+def seal(browser: BrowserKey, payload: dict[str, Any], column: str = "ciphertext") -> bytes:
+    """``0x01 | nonce | ciphertext+tag`` of the payload's JSON, bound to its row and column."""
     nonce = os.urandom(_NONCE_BYTES)
     plaintext = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    return _VERSION + nonce + AESGCM(browser.key).encrypt(nonce, plaintext, _aad(browser))
+    return _VERSION + nonce + AESGCM(browser.key).encrypt(nonce, plaintext, _aad(browser, column))
 
 
-def open_sealed(browser: BrowserKey, blob: bytes) -> dict[str, Any]:
+def open_sealed(browser: BrowserKey, blob: bytes, column: str = "ciphertext") -> dict[str, Any]:
     if len(blob) < 1 + _NONCE_BYTES + 16 or blob[:1] != _VERSION:
         raise DraftUnreadable("unknown format")
     nonce, body = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
     try:
-        payload = json.loads(AESGCM(browser.key).decrypt(nonce, body, _aad(browser)))
+        payload = json.loads(AESGCM(browser.key).decrypt(nonce, body, _aad(browser, column)))
     except (InvalidTag, ValueError):
         raise DraftUnreadable("authentication failed") from None
     if not isinstance(payload, dict):

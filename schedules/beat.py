@@ -9,7 +9,7 @@ from confide.settings import Settings
 
 # Beat's own heartbeat is written by workers.scheduler.HeartbeatScheduler every 30 s.
 OUTBOX_RELAY_EVERY_S = 15.0
-PURGE_EVERY_S = 600.0
+PURGE_EVERY_S = 60.0  # a confirmation's code is wiped within a minute of its 10 (drafts)
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

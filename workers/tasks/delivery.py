@@ -101,7 +101,7 @@ def relay_outbox() -> int:
     return len(ids)
 
 
-@shared_task(name=jobs.PURGE_EXPIRED, acks_late=True, expires=600)
+@shared_task(name=jobs.PURGE_EXPIRED, acks_late=True, expires=60)
 def purge_expired() -> None:
     """Forget expired sessions and drafts, and idempotency keys past 24 h; idempotent."""
 
