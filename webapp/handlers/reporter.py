@@ -266,10 +266,12 @@ async def render_step(
 
 async def report_start(request: web.Request) -> web.Response:
     """The first question. A live draft's answers are kept (browser Back to here); otherwise a
-    new draft cookie, with a fresh key, is set."""
+    new draft cookie, with a fresh key, is set, and an earlier draft (a confirmation) deleted."""
     browser = report_drafts.browser_key(request)
     answers = report_drafts.answers_of(await report_drafts.load(request, browser))
     fresh = drafts.new_key() if answers is None else None
+    if fresh is not None:
+        await report_drafts.forget(request)  # a report sent before: its confirmation ends
     page = report_flow.Page("how")
     response = await render_step(
         request, answers or report_flow.answers_from({}), page, carry=False
