@@ -48,11 +48,20 @@ def display(code: str) -> str:
     return "-".join(code[i : i + 4] for i in range(0, CODE_LENGTH, 4))
 
 
+def squeeze(raw: str) -> str:
+    """NFKC, without spaces and hyphens, upper-case, O->0 and I/L->1 (Crockford's reading)."""
+    return unicodedata.normalize("NFKC", raw).translate(_DROP).upper().translate(_CONFUSABLE)
+
+
+def is_crockford(text: str) -> bool:
+    return _ALLOWED.issuperset(text)
+
+
 def normalise(raw: str) -> str:
     """NFKC, drop spaces and hyphens, upper-case, O->0, I/L->1; else :class:`CodeMalformed`."""
     if len(raw) > 200:
         raise CodeMalformed()
-    text = unicodedata.normalize("NFKC", raw).translate(_DROP).upper().translate(_CONFUSABLE)
+    text = squeeze(raw)
     if len(text) != CODE_LENGTH or not _ALLOWED.issuperset(text):
         raise CodeMalformed()
     return text

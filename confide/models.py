@@ -38,6 +38,7 @@ SHORT_MAX = 500
 NAME_MAX = 200
 EMAIL_MAX = 254
 PHONE_MAX = 40
+EARLIER_REFERENCE_MAX = 100
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 EMAIL_FORMAT = "Enter an email address in the correct format, like name@example.com"
 PHONE_FORMAT = (
@@ -242,6 +243,17 @@ def _contact(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+def _about_earlier(value: Any, info: ValidationInfo) -> Any:
+    """The earlier report's words only with ``made_before`` (else the two disagree)."""
+    if value not in (None, "") and info.data.get("made_before") is False:
+        _fail("Only for a report about one made before: set made_before to true")
+    return value
+
+
+EarlierReference = Annotated[str, StringConstraints(max_length=EARLIER_REFERENCE_MAX)]
+Details = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX)]
+
+
 class NewReport(Body):
     """A report in the reporter's own words (``POST /api/v1/reports``, CONTRACTS §3)."""
 
@@ -291,6 +303,35 @@ class NewReport(Body):
         BeforeValidator(_contact),
         # validate_default: an absent contact with anonymous false is an error too.
         Field(description="Only when `anonymous` is false.", validate_default=True),
+    ] = None
+    made_before: Annotated[
+        bool,
+        BeforeValidator(lambda value: strict_bool(value) or False),
+        Field(
+            description="The reporter says this is about a report they made before (a lost "
+            "code). Only staff see it; it opens nothing of the earlier report."
+        ),
+    ] = False
+    earlier_reference: Annotated[
+        EarlierReference | None,
+        BeforeValidator(_about_earlier),
+        text("the earlier reference", required=False, max_len=EARLIER_REFERENCE_MAX),
+        Field(
+            description="The earlier report's reference, if they kept it, as they typed it "
+            "(`R-` and 8 characters). Never looked up for the reporter: one not recognised is "
+            "kept as text, with no error."
+        ),
+    ] = None
+    earlier_details: Annotated[
+        Details | None,
+        BeforeValidator(_about_earlier),
+        text(
+            "what would help us recognise it",
+            required=False,
+            max_len=DESCRIPTION_MAX,
+            multiline=True,
+        ),
+        Field(description="Anything that would help the team recognise the earlier report."),
     ] = None
 
     @property

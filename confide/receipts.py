@@ -27,7 +27,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -103,24 +103,27 @@ def canonical_report(
     follow_up: bool,
     contact: dict[str, str | None] | None,
     attachments: Sequence[str] = (),
+    earlier: Mapping[str, str | None] | None = None,
 ) -> bytes:
     """The report as submitted and stored, as JCS bytes: every member always present, ``null``
-    for an answer not given. ``follow_up`` is the stored flag (true only for anonymous
+    for an answer not given, except ``earlier`` (``reference``, ``details``), present only
+    for a report about one made before, so every other report keeps the form it had. ``follow_up`` is the stored flag (true only for anonymous
     follow-up); ``contact`` is the object the contact page produced (``name``, ``email``,
     ``phone``); ``attachments`` will hold the lowercase hex SHA-256 of each file as uploaded,
     in upload order, once reports carry files (empty until then)."""
-    return _jcs_of_text(
-        {
-            "anonymous": anonymous,
-            "attachments": list(attachments),
-            "category": category,
-            "contact": contact,
-            "description": description,
-            "follow_up": follow_up,
-            "location": location,
-            "occurred": occurred,
-        }
-    )
+    report: dict[str, Any] = {
+        "anonymous": anonymous,
+        "attachments": list(attachments),
+        "category": category,
+        "contact": contact,
+        "description": description,
+        "follow_up": follow_up,
+        "location": location,
+        "occurred": occurred,
+    }
+    if earlier is not None:
+        report["earlier"] = dict(earlier)
+    return _jcs_of_text(report)
 
 
 def canonical_message(body: str, attachments: Sequence[str] = ()) -> bytes:

@@ -134,3 +134,24 @@ def test_dates_and_working_time_are_written_the_en_gb_way() -> None:
     # The same answers again, now from the per-day and per-minute caches.
     assert dates.when(datetime(2026, 12, 30, 18, 46, tzinfo=UTC)) == "30 December 2026, 6:46 pm"
     assert dates.duration(timedelta(hours=16)) == "16h 0m"
+
+
+def test_the_catalogue_template_holds_every_message_a_page_can_show(tmp_path: Path) -> None:
+    """A translator starts from translations/messages.pot: a string added to a page or a
+    handler without `make messages` would never reach them."""
+    import subprocess
+    import sys
+
+    from babel.messages.pofile import read_po
+
+    root = TEMPLATES.parent
+    fresh = tmp_path / "messages.pot"
+    extract = [sys.executable, "-m", "babel.messages.frontend", "--quiet", "extract"]
+    subprocess.run([*extract, "-F", "babel.cfg", "-o", str(fresh), "."], cwd=root, check=True)
+
+    def ids(path: Path) -> set[str]:
+        with path.open("rb") as f:
+            return {str(m.id) for m in read_po(f) if m.id}
+
+    missing = ids(fresh) - ids(root / "translations" / "messages.pot")
+    assert not missing, f"run `make messages`: {sorted(missing)[:5]}"

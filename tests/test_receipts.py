@@ -94,6 +94,8 @@ async def test_reporter_proves_a_report_with_its_receipt_which_holds_no_salt_or_
     words = canary("report")
     sent = await reporter_submits(http, f"Broken fire door on level 2. {words}")
     assert sent.reference and "Download a receipt" in sent.page
+    # The reference never breaks across lines, in the receipt's words either.
+    assert f'report <span class="reference-inline">{sent.reference}</span> and when' in sent.page
     data = await download(http, sent.page)
 
     receipt = json.loads(data)

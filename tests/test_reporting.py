@@ -423,7 +423,9 @@ async def test_flood_of_submissions_gets_429_with_retry_after(stack: Stack) -> N
         check = await reach_check_answers(http, description="one more")
         sent = await send_report(http, check)
     assert statuses[:3] == [201, 201, 201] and statuses[3:] == [429, 429]
-    assert sent.status == 429 and "Too many attempts" in sent.page
+    # The form's reporter gets the check page again, with every answer, and is told to wait.
+    assert sent.status == 429 and "has not been sent yet" in sent.page
+    assert "one more" in sent.page and "Send report" in sent.page
     assert "Retry-After" not in sent.page
 
 

@@ -31,6 +31,9 @@ ANSWER_FIELDS = (
     "description",
     "occurred",
     "location",
+    "made_before",
+    "earlier_reference",
+    "earlier_details",
     "follow_up",
     "contact_name",
     "contact_email",
@@ -40,7 +43,7 @@ STEPS = ("how", "category", "what", "when", "where", "follow-up", "contact", "ch
 STEP_FIELDS = {
     "how": ("how",),
     "category": ("category",),
-    "what": ("description",),
+    "what": ("description", "made_before", "earlier_reference", "earlier_details"),
     "when": ("occurred",),
     "where": ("location",),
     "follow-up": ("follow_up",),
@@ -72,6 +75,9 @@ def answers_from(form: dict[str, str]) -> dict[str, str]:
     answers = {name: form.get(name, "")[:25_000] for name in ANSWER_FIELDS}
     if answers["how"] != "contact":
         answers.update(dict.fromkeys(CONTACT_FIELDS, ""))
+    # Words about an earlier report mean the box was meant to be ticked: never drop them.
+    earlier = answers["earlier_reference"].strip() or answers["earlier_details"].strip()
+    answers["made_before"] = "yes" if answers["made_before"] == "yes" or earlier else ""
     return answers
 
 
@@ -111,6 +117,10 @@ class ReportForm(NewReport):
         anonymous = {"anonymous": True, "contact": False}.get(how, how)
         bound = {key: data.get(key) for key in ("category", "description", "occurred", "location")}
         bound["anonymous"] = anonymous
+        if data.get("made_before") == "yes":  # an unticked box sends nothing: no else
+            bound["made_before"] = True
+            bound["earlier_reference"] = data.get("earlier_reference")
+            bound["earlier_details"] = data.get("earlier_details")
         if anonymous is True:
             follow_up = data.get("follow_up")
             bound["follow_up"] = {"yes": True, "no": False}.get(follow_up, follow_up)

@@ -121,11 +121,40 @@ class Note(Answer):
     created_at: Timestamp
 
 
+class EarlierReport(Answer):
+    """What the reporter said of a report they made before (the "Possibly linked" panel)."""
+
+    reference: Annotated[str | None, Field(description="As the reporter typed it.")]
+    details: str | None
+    names: Annotated[
+        str | None,
+        Field(
+            description="The thread the reference names, only when the caller may see it; "
+            "null otherwise, whether or not it exists."
+        ),
+    ]
+
+    @classmethod
+    def of(cls, earlier: threads.EarlierReport | None) -> EarlierReport | None:
+        if earlier is None:
+            return None
+        names = earlier.match.reference if earlier.match else None
+        return cls(reference=earlier.reference, details=earlier.details, names=names)
+
+
 class StaffThread(ThreadSummary):
     description: str
     contact: dict[str, Any] | None
     messages: list[Message]
     notes: list[Note]
+    earlier: Annotated[
+        EarlierReport | None,
+        Field(description="Only when the reporter said it is about a report they made before."),
+    ]
+    linked: Annotated[
+        list[str],
+        Field(description="References of the linked threads the caller may see."),
+    ]
 
     @classmethod
     def of(cls, view: threads.ThreadView) -> StaffThread:
@@ -135,6 +164,8 @@ class StaffThread(ThreadSummary):
             contact=view.contact,
             messages=[Message.of(m) for m in view.messages],
             notes=[Note(author=n.author, body=n.body, created_at=n.created_at) for n in view.notes],
+            earlier=EarlierReport.of(view.earlier),
+            linked=[link.other.reference for link in view.links],
         )
 
 

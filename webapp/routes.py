@@ -26,7 +26,11 @@ FORM_ROUTES: dict[str, Form] = {
     ),
     # models helper: the check page's signed token is the submission's idempotency key too, so
     # report_submit checks it itself (and draws the check page "expired" with the answers).
-    "report_submit": Form(Token.SERVICE, why="its signed submit token, checked by the handler"),
+    "report_submit": Form(
+        Token.SERVICE,
+        why="its signed submit token, checked by the handler",
+        page=reporter.report_again,
+    ),
     "confirmation_saved": Form(
         Token.NONE,
         why="it only forgets the code in this browser's own draft (a SameSite=Strict cookie)",
@@ -52,7 +56,7 @@ FORM_ROUTES: dict[str, Form] = {
     "staff_logout": STAFF,
     **{
         f"staff_thread_{action}": Form(Token.STAFF_SESSION, page=caseworker.thread_again(action))
-        for action in ("reply", "note", "status", "assign", "restrict", "team")
+        for action in ("reply", "note", "status", "assign", "restrict", "team", "link", "unlink")
     },
     "staff_password_submit": Form(Token.STAFF_SESSION, page=caseworker.password_again),
     "staff_set_password_submit": Form(
@@ -170,6 +174,10 @@ def setup(app: web.Application, static_dir: Path) -> None:
                 name="staff_thread_restrict",
             ),
             web.post("/staff/threads/{reference}/team", caseworker.team, name="staff_thread_team"),
+            web.post("/staff/threads/{reference}/link", caseworker.link, name="staff_thread_link"),
+            web.post(
+                "/staff/threads/{reference}/unlink", caseworker.unlink, name="staff_thread_unlink"
+            ),
             web.post(
                 "/staff/threads/{reference}/receipt",
                 caseworker.receipt_check,

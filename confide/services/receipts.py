@@ -162,8 +162,23 @@ async def _stored_report(
         anonymous=row.anonymous,
         follow_up=row.follow_up,
         contact=None if contact is None else json.loads(contact),
+        earlier=_earlier(keyring, row),
     )
     return canonical, salt
+
+
+def _earlier(keyring: Keyring, row: ThreadDetail) -> dict[str, str | None] | None:
+    """What the reporter said of an earlier report, as committed (only when they said it)."""
+    if not row.made_before:
+        return None
+    return {
+        "reference": keyring.open_optional(
+            row.earlier_reference, field_context(row.id, "earlier_reference")
+        ),
+        "details": keyring.open_optional(
+            row.earlier_details, field_context(row.id, "earlier_details")
+        ),
+    }
 
 
 async def _stored_message(

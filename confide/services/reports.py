@@ -51,6 +51,20 @@ def new_reference() -> str:
     return REFERENCE_PREFIX + "".join(alphabet[b & 31] for b in secrets.token_bytes(8))
 
 
+def recognise_reference(typed: str | None) -> str | None:
+    """A reference as a reporter may have written it down (any case, with spaces or hyphens,
+    O for 0 and I or L for 1, with or without its ``R-``) as ``R-XXXXXXXX``; None when it is not
+    in that format. Format only: it never says whether such a report exists."""
+    if not typed or len(typed) > 100:
+        return None
+    text = codes.squeeze(typed)
+    if text.startswith("R") and len(text) == 9:
+        text = text[1:]
+    if len(text) != 8 or not codes.is_crockford(text):
+        return None
+    return REFERENCE_PREFIX + text
+
+
 def field_context(thread_id: UUID | str, column: str) -> str:
     """Associated data that binds a ciphertext to its row and column."""
     return f"threads.{column}:{thread_id}"
@@ -63,8 +77,14 @@ WAIT_POLL_S = 0.2
 
 
 def canonical_draft(draft: NewReport) -> bytes:
-    """The canonical form of what was submitted, for the idempotency request HMAC."""
-    return idempotency.canonical(draft.model_dump())
+    """The canonical form of what was submitted, for the idempotency request HMAC. A report
+    that says nothing of an earlier one has the form it had before those fields existed, so a
+    retry across an upgrade is still a repeat."""
+    body = draft.model_dump()
+    if not draft.made_before:
+        for name in ("made_before", "earlier_reference", "earlier_details"):
+            del body[name]
+    return idempotency.canonical(body)
 
 
 def submission_idempotency(
@@ -206,6 +226,9 @@ async def submit_report(
             anonymous=draft.anonymous,
             follow_up=wants_code,
             contact=contact_fields,
+            earlier={"reference": draft.earlier_reference, "details": draft.earlier_details}
+            if draft.made_before
+            else None,
         ),
     )
     salt_text = receipts.encode_salt(salt)
@@ -230,6 +253,14 @@ async def submit_report(
         location = ctx.keyring.seal_optional(draft.location, field_context(tid, "location"))
         sealed_contact = ctx.keyring.seal_optional(contact, field_context(tid, "contact"))
         sealed_salt = ctx.keyring.seal(salt_text, field_context(tid, "receipt_salt"))
+        earlier_reference = earlier_details = None
+        if draft.made_before:  # most reports: no seal, two NULLs in the same INSERT
+            earlier_reference = ctx.keyring.seal_optional(
+                draft.earlier_reference, field_context(tid, "earlier_reference")
+            )
+            earlier_details = ctx.keyring.seal_optional(
+                draft.earlier_details, field_context(tid, "earlier_details")
+            )
         try:
             async with ctx.pool.acquire() as conn:
                 # A single statement commits atomically: no BEGIN/COMMIT round trips needed.
@@ -255,6 +286,9 @@ async def submit_report(
                     outbox=outbox,
                     receipt_salt=sealed_salt,
                     commitment=commitment,
+                    made_before=draft.made_before,
+                    earlier_reference=earlier_reference,
+                    earlier_details=earlier_details,
                 )
                 if not row.category_ok:
                     raise ValidationFailed([FieldError("category", "Choose one of the categories")])

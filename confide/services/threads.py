@@ -32,16 +32,18 @@ from confide.errors import (
 from confide.idempotency import Idempotency
 from confide.models import NewMessage, field_errors
 from confide.services import deadlines, sessions
-from confide.services.reports import field_context
+from confide.services.reports import field_context, recognise_reference
 from confide.services.staff import THREAD_READER_ROLES
 from confide.settings import Settings
 from confide.sql import audit as sql_audit
 from confide.sql import deadlines as sql_deadlines
+from confide.sql import links as sql_links
 from confide.sql import org as sql_org
 from confide.sql import outbox as sql_outbox
 from confide.sql import sessions as sql_sessions
 from confide.sql import staff as sql_staff
 from confide.sql import threads as sql_threads
+from confide.sql.links import Link, OtherThread
 from confide.sql.org import TeamName
 from confide.sql.staff import Member
 from confide.sql.threads import InboxRow as InboxRow  # the web's inbox rows
@@ -130,6 +132,18 @@ class Note:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class EarlierReport:
+    """The "Possibly linked" panel: what the reporter wrote about a report they made before,
+    and ``match``, the thread their reference names, only when the viewer may see it (never a
+    hint otherwise: a missing thread and an invisible one read the same)."""
+
+    reference: str | None  # as the reporter typed it
+    details: str | None
+    match: OtherThread | None = None
+    linked: bool = False  # the match is linked to this thread already
+
+
 @dataclass
 class ThreadView:
     id: UUID
@@ -156,6 +170,8 @@ class ThreadView:
     location: str | None = None
     contact: dict[str, str | None] | None = None  # validation.Contact's fields
     has_receipt: bool = False  # the reporter's page only: the report has a receipt
+    earlier: EarlierReport | None = None  # staff only: "about a report I made before"
+    links: list[Link] = field(default_factory=list)  # staff only: to threads the viewer sees
     messages: list[Message] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
 
@@ -507,8 +523,27 @@ async def staff_view(ctx: Context, staff: Staff, reference: str) -> ThreadView:
             )
             for r in await sql_threads.notes(conn, view.id)
         ]
+        scope = visibility(staff)
+        view.links = await sql_links.of_thread(conn, view.id, **scope._asdict())
+        if row.made_before:
+            view.earlier = await _earlier(conn, ctx.keyring, scope, row, view.links)
         await sql_audit.record(conn, staff.id, view.id, "view")
     return view
+
+
+async def _earlier(
+    conn: Connection, keyring: Keyring, scope: Scope, row: ThreadDetail, links: list[Link]
+) -> EarlierReport:
+    """What the reporter said of an earlier report, and the thread their reference names if
+    the viewer may see it (the same rule as everywhere, ``sql.threads.VISIBLE``)."""
+    typed = keyring.open_optional(row.earlier_reference, field_context(row.id, "earlier_reference"))
+    details = keyring.open_optional(row.earlier_details, field_context(row.id, "earlier_details"))
+    reference = recognise_reference(typed)
+    match = None
+    if reference is not None and reference != row.reference:
+        match = await sql_links.visible_other(conn, reference, **scope._asdict())
+    linked = match is not None and any(link.other.id == match.id for link in links)
+    return EarlierReport(typed, details, match, linked)
 
 
 async def reply(

@@ -21,6 +21,8 @@ SEALED = (
     ("threads", "id", "location"),
     ("threads", "id", "contact"),
     ("threads", "id", "receipt_salt"),
+    ("threads", "id", "earlier_reference"),
+    ("threads", "id", "earlier_details"),
     ("messages", "id", "body"),
     ("messages", "id", "receipt_salt"),
     ("notes", "id", "body"),

@@ -94,10 +94,14 @@ async def submit(
     outbox: list[tuple[UUID, str, bytes | None]],
     receipt_salt: bytes | None = None,
     commitment: bytes | None = None,
+    made_before: bool = False,
+    earlier_reference: bytes | None = None,
+    earlier_details: bytes | None = None,
 ) -> Submitted:
     """One atomic statement: claim the idempotency key (with its request's HMAC and, when a code
     is to follow, how long repeats are told to wait for it), insert the report with its deadline, and
-    queue its outbox rows; with the receipt's sealed salt and commitment (``confide.receipts``).
+    queue its outbox rows; with the receipt's sealed salt and commitment (``confide.receipts``),
+    and what the reporter said of an earlier report (sealed; migrations/0016).
     ``claimed`` is false for a repeat of an earlier key (nothing is
     inserted); ``category_ok`` is false for an unknown category (nothing is inserted). A taken
     reference fails the claim's deferred foreign key, so the whole statement is undone.
@@ -120,9 +124,10 @@ async def submit(
                INSERT INTO threads (id, reference, category_slug, team_id, anonymous, follow_up,
                                     description, occurred, location, contact, received_at,
                                     last_reporter_message_at, last_activity_at, awaiting_since,
-                                    reply_due_at, receipt_salt, commitment)
+                                    reply_due_at, receipt_salt, commitment, made_before,
+                                    earlier_reference, earlier_details)
                SELECT $2, $3, cat.slug, cat.team_id, $5, $6, $7, $8, $9, $10, $11, $11, $11,
-                      $12, $13, $20, $21
+                      $12, $13, $20, $21, $22, $23, $24
                FROM cat WHERE $1::bytea IS NULL OR EXISTS (SELECT 1 FROM claim)
                ON CONFLICT (reference) DO NOTHING
                RETURNING id, reference, received_at, team_id
@@ -161,6 +166,9 @@ async def submit(
         pending_s,
         receipt_salt,
         commitment,
+        made_before,
+        earlier_reference,
+        earlier_details,
     )
     inserted = None
     if row["id"] is not None:

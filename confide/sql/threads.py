@@ -143,6 +143,10 @@ class ThreadDetail(ThreadSummary):
     location: bytes | None
     contact: bytes | None = None
     has_receipt: bool = False  # read for the reporter's page only (reporter_thread)
+    # Staff only: the reporter says this is about an earlier report (sealed words, 0016).
+    made_before: bool = False
+    earlier_reference: bytes | None = None
+    earlier_details: bytes | None = None
 
 
 def _typed(row: Record) -> dict[str, Any]:  # Any: a row's columns, of their own types
@@ -295,7 +299,8 @@ async def visible_thread(
     """``lock`` takes the thread's row lock (FOR UPDATE) until the transaction ends."""
     for_update = "FOR UPDATE OF t" if lock else ""
     row = await conn.fetchrow(
-        f"""SELECT {SUMMARY_COLUMNS}, t.description, t.occurred, t.location, t.contact
+        f"""SELECT {SUMMARY_COLUMNS}, t.description, t.occurred, t.location, t.contact,
+                   t.made_before, t.earlier_reference, t.earlier_details
             FROM {FROM} WHERE {VISIBLE} AND t.reference = $4 {for_update}""",
         team_ids,
         staff_id,

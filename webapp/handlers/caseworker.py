@@ -13,7 +13,7 @@ from aiohttp import web
 from confide import logs
 from confide.domain import ThreadStatus
 from confide.errors import RateLimited, ValidationFailed
-from confide.services import admin, audit, ops, receipts, sessions, threads
+from confide.services import admin, audit, links, ops, receipts, sessions, threads
 from confide.services import staff as staff_service
 from confide.services.staff import ROLES, THREAD_READER_ROLES
 from confide.services.threads import Forbidden, Staff
@@ -347,6 +347,19 @@ async def restrict(
 async def team(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
     await threads.set_team(request.app[CTX], member, reference, form.get("team", ""))
     return "moved"
+
+
+@thread_form("link")
+async def link(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
+    """Link this report to the earlier one its reporter named (both must be visible)."""
+    await links.link(request.app[CTX], member, reference, form.get("other", "")[:20])
+    return "linked"
+
+
+@thread_form("unlink")
+async def unlink(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
+    await links.unlink(request.app[CTX], member, reference, form.get("other", "")[:20])
+    return "unlinked"
 
 
 @staff_page(post=True)

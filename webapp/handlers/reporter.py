@@ -11,6 +11,7 @@ from confide import codes, drafts, logs
 from confide.errors import (
     CodeMalformed,
     CodeNotRecognised,
+    DatabaseUnavailable,
     FormExpired,
     IdempotencyKeyReused,
     RateLimited,
@@ -379,6 +380,41 @@ async def confirmation_saved(request: web.Request) -> web.StreamResponse:
 
 
 EXPIRED = report_flow.Page("check", status=400, notice=EXPIRED_NOTICE)
+NOT_SENT = {
+    RateLimited: N_(
+        "Too many reports have been sent from this connection recently, so this one has not "
+        "been sent yet. Your answers are kept: wait a few minutes, then press Send report again."
+    ),
+    DatabaseUnavailable: N_(
+        "We could not save your report just now, so it has not been sent. Your answers are "
+        "kept: try again in a minute."
+    ),
+}
+
+
+async def report_again(
+    request: web.Request, form: dict[str, str], exc: Exception, status: int
+) -> web.Response | None:
+    """The check page again with every answer, for a report that was not sent (too many from
+    this connection, or the database unreachable): nothing typed is lost
+    (webapp.form_routes.FormPage). With a draft, they are the draft's; while the database is
+    unreachable they cannot be read, and stay safe in it for a reload."""
+    notice = NOT_SENT.get(type(exc))
+    if notice is None:
+        return None
+    browser = report_drafts.browser_key(request)
+    if browser is None:  # cookies off: the answers came with the form
+        page = report_flow.Page("check", status=status, notice=_(notice))
+        return await render_step(request, report_flow.answers_from(form), page)
+    try:
+        held = report_drafts.answers_of(await report_drafts.load(request, browser))
+    except DatabaseUnavailable:
+        return None  # the answers are safe in the draft; reloading check answers shows them
+    if held is None:
+        return None
+    page = report_flow.Page("check", status=status, notice=_(notice))
+    token = form.get("form_token")
+    return await render_step(request, held, page, carry=False, form_token=token)
 
 
 async def _submit(
