@@ -94,6 +94,7 @@ class Settings:
     staff_login_per_client_per_15min: int = 20
     staff_login_global_per_minute: int = 60
     reporter_idle_minutes: int = 30
+    draft_idle_minutes: int = 60
     reporter_max_hours: int = 8
     staff_idle_minutes: int = 30
     staff_max_hours: int = 12
@@ -185,6 +186,7 @@ class Settings:
                 env, "CONFIDE_STAFF_LOGIN_GLOBAL_PER_MINUTE", 60, 1, 10**9
             ),
             reporter_idle_minutes=_int(env, "CONFIDE_REPORTER_IDLE_MINUTES", 30, 1, 24 * 60),
+            draft_idle_minutes=_int(env, "CONFIDE_DRAFT_IDLE_MINUTES", 60, 1, 24 * 60),
             reporter_max_hours=_int(env, "CONFIDE_REPORTER_MAX_HOURS", 8, 1, 24 * 7),
             staff_idle_minutes=_int(env, "CONFIDE_STAFF_IDLE_MINUTES", 30, 1, 24 * 60),
             staff_max_hours=_int(env, "CONFIDE_STAFF_MAX_HOURS", 12, 1, 24 * 7),

@@ -9,7 +9,7 @@ from confide.settings import Settings
 
 # Beat's own heartbeat is written by workers.scheduler.HeartbeatScheduler every 30 s.
 OUTBOX_RELAY_EVERY_S = 15.0
-PURGE_EVERY_S = 600.0
+PURGE_EVERY_S = 60.0  # a confirmation's code is wiped within a minute of its 10 (drafts)
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -27,7 +27,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": OUTBOX_RELAY_EVERY_S,
             "options": {"expires": OUTBOX_RELAY_EVERY_S, "queue": jobs.DEFAULT_QUEUE},
         },
-        # Forgets expired sessions and idempotency keys older than 24 h.
+        # Forgets expired sessions and drafts, and idempotency keys older than 24 h.
         "purge-expired": {
             "task": jobs.PURGE_EXPIRED,
             "schedule": PURGE_EVERY_S,

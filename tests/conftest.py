@@ -349,7 +349,7 @@ async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
     await conn.execute(
         "TRUNCATE threads, reporter_codes, submission_keys, sessions, messages, notes, "
         "audit_log, staff, staff_teams, outbox, reminders, reminder_tokens, "
-        "team_deadline_summary, job_runs CASCADE"
+        "team_deadline_summary, job_runs, report_drafts CASCADE"
     )
     try:
         yield conn

@@ -160,49 +160,60 @@ async def test_reloading_the_confirmation_after_login_shows_no_new_code(
     assert sent.code is not None
     status, _ = await reporter_logs_in(http, sent.code)
     assert status == 200
-    again = await send_report(http, check)  # Back, then "Confirm Form Resubmission"
+    again = await send_report(http, check)  # the check page's form, sent again
     assert again.reference == sent.reference
     assert again.code is None
-    assert "already received" in html.text(again.page)
+    # The draft's confirmation, whose code the login forgot: shown once, and it still works.
+    assert "shown once" in html.text(again.page)
     assert "still works" in html.text(again.page)
     assert await code_works(db, stack, sent.code)
     assert await db.fetchval("SELECT count(*) FROM reporter_codes") == 1
 
 
 async def test_changed_answers_with_a_used_form_token_do_not_reach_the_first_report(
-    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+    stack: Stack, db: asyncpg.Connection
 ) -> None:
-    check = await reach_check_answers(http, description="First version")
-    sent = await send_report(http, check)
-    form = html.main_form(check)
-    status, page = await post(http, form.action, {**form.fields, "description": "Changed"})
-    assert status == 422
-    assert sent.reference is not None and sent.reference not in page
-    assert html.code_on(page) is None
-    assert "second, separate report" in html.text(page)
-    assert await db.fetchval("SELECT count(*) FROM threads") == 1
-    assert sent.code is not None and await code_works(db, stack, sent.code)
+    # Cookies off: the answers ride in the form, and the token's own rules apply (CONTRACTS
+    # §3); with a draft, the draft's (tests/test_drafts.py).
+    async with aiohttp.ClientSession(
+        base_url=stack.base_url, cookie_jar=aiohttp.DummyCookieJar()
+    ) as http:
+        check = await reach_check_answers(http, description="First version")
+        sent = await send_report(http, check)
+        form = html.main_form(check)
+        status, page = await post(http, form.action, {**form.fields, "description": "Changed"})
+        assert status == 422
+        assert sent.reference is not None and sent.reference not in page
+        assert html.code_on(page) is None
+        assert "second, separate report" in html.text(page)
+        assert await db.fetchval("SELECT count(*) FROM threads") == 1
+        assert sent.code is not None and await code_works(db, stack, sent.code)
 
 
 async def test_an_old_form_token_starts_no_report_but_still_answers_its_repeat(
-    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+    stack: Stack, db: asyncpg.Connection
 ) -> None:
-    check = await reach_check_answers(http, description="Left open for hours")
-    form = html.main_form(check)
-    old = new_form_token(stack.settings, "report-submit", now=time.time() - 3 * 3600)
-    status, page = await post(http, form.action, {**form.fields, "form_token": old})
-    assert status == 400 and "had expired" in html.text(page)
-    assert await db.fetchval("SELECT count(*) FROM threads") == 0
+    # Cookies off: the answers ride in the form, and the token's own rules apply (CONTRACTS
+    # §3); with a draft, the draft's (tests/test_drafts.py).
+    async with aiohttp.ClientSession(
+        base_url=stack.base_url, cookie_jar=aiohttp.DummyCookieJar()
+    ) as http:
+        check = await reach_check_answers(http, description="Left open for hours")
+        form = html.main_form(check)
+        old = new_form_token(stack.settings, "report-submit", now=time.time() - 3 * 3600)
+        status, page = await post(http, form.action, {**form.fields, "form_token": old})
+        assert status == 400 and "had expired" in html.text(page)
+        assert await db.fetchval("SELECT count(*) FROM threads") == 0
 
-    # A token used just before its 2 hours were up still answers its repeat afterwards.
-    issued = time.time() - 2 * 3600 + 3
-    token = new_form_token(stack.settings, "report-submit", now=issued)
-    status, page = await post(http, form.action, {**form.fields, "form_token": token})
-    assert status == 200 and html.code_on(page) is not None
-    await asyncio.sleep(max(0.0, issued + 2 * 3600 + 1 - time.time()))  # now past 2 hours
-    status, again = await post(http, form.action, {**form.fields, "form_token": token})
-    assert status == 200 and "Report received" in again
-    assert await db.fetchval("SELECT count(*) FROM threads") == 1
+        # A token used just before its 2 hours were up still answers its repeat afterwards.
+        issued = time.time() - 2 * 3600 + 3
+        token = new_form_token(stack.settings, "report-submit", now=issued)
+        status, page = await post(http, form.action, {**form.fields, "form_token": token})
+        assert status == 200 and html.code_on(page) is not None
+        await asyncio.sleep(max(0.0, issued + 2 * 3600 + 1 - time.time()))  # now past 2 hours
+        status, again = await post(http, form.action, {**form.fields, "form_token": token})
+        assert status == 200 and "Report received" in again
+        assert await db.fetchval("SELECT count(*) FROM threads") == 1
 
 
 async def test_reporter_and_staff_using_the_same_key_both_have_their_message_kept(

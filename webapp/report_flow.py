@@ -1,7 +1,8 @@
 """The report question pages as a small state machine, bound to :class:`confide.models.NewReport`.
 
-Answers are never stored on the server before submission: every page carries all answers so far
-as hidden fields, and posts them back. The step that was answered names itself in ``step``.
+With the draft cookie, the answers so far are kept in the reporter's draft, sealed under a key
+only their browser holds (``webapp.report_drafts``); without it, every page carries them as
+hidden fields and posts them back. The step that was answered names itself in ``step``.
 The answers bind to the API's model directly (:class:`ReportForm`): the same rules and messages,
 except that the three questions asked as radio buttons say so in the page's words.
 """
@@ -210,6 +211,20 @@ def after_step(form: Mapping[str, str], answers: dict[str, str], categories: set
     answered = any(answers.get(name) for name in STEP_FIELDS[bad_step])
     shown = on_step(errors, bad_step) if answered and bad_step != following else FormErrors([])
     return Page(bad_step, shown, return_to="check")
+
+
+def to_fix(errors: FormErrors) -> Page:
+    """Check answers' submit with answers that are not valid: the first page to fix."""
+    step = first_bad_step(errors) or "how"
+    return Page(step, on_step(errors, step), "check", 422)
+
+
+def shown(step: str, answers: dict[str, str], return_to: str) -> Page:
+    """The page a GET of ``step`` shows: that step, or the first question for a step that is
+    not one, or does not apply to these answers."""
+    if step not in STEPS or not applies(step, answers):
+        return Page("how")
+    return Page(step, return_to="check" if return_to == "check" and step != "check" else "")
 
 
 def page_context(page: Page, answers: dict[str, str], categories: list[dict[str, str]]) -> Any:

@@ -10,15 +10,19 @@ from webapp import metrics
 from webapp.auth import login_purpose
 from webapp.form_routes import FORMS, Form, Token
 from webapp.handlers import api, caseworker, devmail, ops, reporter, support
+from webapp.report_flow import STEPS
 from webapp.security import RECEIPT_KEYS_PATH
 
 STAFF = Form(Token.STAFF_SESSION)
+STEP_PATHS = "|".join(STEPS)  # GET /report/<step>: a question page drawn from the draft
 # What each unsafe HTML route's form carries (webapp.form_routes), checked by webapp.policy
 # before the handler runs, and the page drawn again with what was typed when a check or a service
 # refuses it. A route missing here is refused, whatever it sends (docs/security.md).
 FORM_ROUTES: dict[str, Form] = {
     "report_step": Form(
-        Token.NONE, why="a step only draws the next question: nothing is stored or sent"
+        Token.NONE,
+        why="a step draws the next question; with a draft cookie it writes only that browser's "
+        "own draft, sealed under its key, which a cross-site form cannot send (SameSite=Strict)",
     ),
     # models helper: the check page's signed token is the submission's idempotency key too, so
     # report_submit checks it itself (and draws the check page "expired" with the answers).
@@ -26,6 +30,10 @@ FORM_ROUTES: dict[str, Form] = {
         Token.SERVICE,
         why="its signed submit token, checked by the handler",
         page=reporter.report_again,
+    ),
+    "confirmation_saved": Form(
+        Token.NONE,
+        why="it only forgets the code in this browser's own draft (a SameSite=Strict cookie)",
     ),
     "login_submit": Form(Token.SIGNED, purpose=login_purpose, page=reporter.login_again),
     "messages_submit": Form(Token.REPORTER_SESSION, page=reporter.thread_again),
@@ -69,6 +77,12 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.get("/", reporter.start, name="start"),
             web.get("/report", reporter.report_start, name="report"),
             web.post("/report", reporter.report_step, name="report_step"),
+            web.get(f"/report/{{step:{STEP_PATHS}}}", reporter.report_page, name="report_page"),
+            web.get("/report/confirmation", reporter.confirmation_page, name="confirmation"),
+            web.post(
+                "/report/confirmation", reporter.confirmation_saved, name="confirmation_saved"
+            ),
+            web.get("/exit", reporter.exit_page, name="exit"),
             web.post("/report/submit", reporter.report_submit, name="report_submit"),
             web.get("/login", reporter.login, name="login"),
             web.post("/login", reporter.login_submit, name="login_submit"),

@@ -1,4 +1,5 @@
-"""Forgetting on time: expired sessions and idempotency keys past their 24 h (CONTRACTS §3)."""
+"""Forgetting on time: expired sessions and reporters' drafts, and idempotency keys past their
+24 h (CONTRACTS §3)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 from confide.context import Context
 from confide.idempotency import KEPT_FOR_S
+from confide.sql import drafts as sql_drafts
 from confide.sql import reports as sql_reports
 from confide.sql import sessions as sql_sessions
 from confide.sql import threads as sql_threads
@@ -18,6 +20,7 @@ class Purged:
     sessions: int
     submission_keys: int
     message_keys: int
+    drafts: int = 0
 
 
 async def purge_expired(ctx: Context) -> Purged:
@@ -29,4 +32,7 @@ async def purge_expired(ctx: Context) -> Purged:
             submission_keys += n
         while n := await sql_threads.purge_message_keys(conn, KEPT_FOR_S, BATCH):
             message_keys += n
-    return Purged(sessions, submission_keys, message_keys)
+        drafts = 0
+        while n := await sql_drafts.purge_expired(conn, BATCH):
+            drafts += n
+    return Purged(sessions, submission_keys, message_keys, drafts)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import aiohttp_jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from confide import codes, logs
+from confide import codes, drafts, logs
 from confide.errors import (
     CodeMalformed,
     CodeNotRecognised,
@@ -22,7 +24,7 @@ from confide.errors import (
 from confide.models import NewReport
 from confide.receipts import Verified
 from confide.services import receipts, reminders, reporter_auth, reports, sessions, threads
-from webapp import report_flow
+from webapp import report_drafts, report_flow
 from webapp.auth import (
     Auth,
     bind_login_form,
@@ -40,6 +42,7 @@ from webapp.keys import (
     HASHER,
     LIMITS,
     LOGIN_LIMITS,
+    ORG,
     SETTINGS,
 )
 from webapp.report_flow import FormErrors
@@ -149,6 +152,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         request.app[HASHER].check_code,
     )
     log.info("reporter_logged_in", thread_id=str(thread_id))
+    await report_drafts.forget_code(request)  # the confirmation shows the code no more
     key = check_form_token(request.app[SETTINGS], "message", form.get("pending_token", ""))
     sent = await threads.send_pending_message(
         request.app[CTX], thread_id, form.get("pending_body"), idempotency_key=key
@@ -244,43 +248,136 @@ async def _categories(request: web.Request) -> list[dict[str, str]]:
 
 
 async def render_step(
-    request: web.Request, answers: dict[str, str], page: report_flow.Page
+    request: web.Request,
+    answers: dict[str, str],
+    page: report_flow.Page,
+    *,
+    carry: bool = True,
+    form_token: str | None = None,
 ) -> web.Response:
+    """A question page or check answers. ``carry``: the answers ride in hidden fields (no draft
+    cookie); with a draft they are drawn from it and the page posts only its own."""
     context = report_flow.page_context(page, answers, await _categories(request))
+    context["carry"] = carry
     template = f"reporter/step-{page.step}.html"
     if page.step == "check":
         template = "reporter/check.html"
-        context["form_token"] = new_form_token(request.app[SETTINGS], SUBMIT_PURPOSE)
+        context["form_token"] = form_token or new_form_token(request.app[SETTINGS], SUBMIT_PURPOSE)
     return aiohttp_jinja2.render_template(template, request, context, status=page.status)
 
 
 async def report_start(request: web.Request) -> web.Response:
-    return await render_step(request, report_flow.answers_from({}), report_flow.Page("how"))
+    """The first question. A live draft's answers are kept (browser Back to here); otherwise a
+    new draft cookie, with a fresh key, is set, and an earlier draft (a confirmation) deleted."""
+    browser = report_drafts.browser_key(request)
+    answers = report_drafts.answers_of(await report_drafts.load(request, browser))
+    fresh = drafts.new_key() if answers is None else None
+    if fresh is not None:
+        await report_drafts.forget(request)  # a report sent before: its confirmation ends
+    page = report_flow.Page("how")
+    response = await render_step(
+        request, answers or report_flow.answers_from({}), page, carry=False
+    )
+    if fresh is not None:
+        report_drafts.set_cookie(request, response, fresh)
+    return response
+
+
+async def report_page(request: web.Request) -> web.Response:
+    """GET of one step, drawn from the draft (post/redirect/get); no draft: start again."""
+    step = request.match_info["step"]
+    browser, draft, answers = await report_drafts.resume(request)
+    page = report_flow.shown(step, answers, request.query.get("return_to", ""))
+    if page.step != step:
+        raise web.HTTPSeeOther(report_drafts.page_url(page))
+    token = await _draft_token(request, browser, draft) if step == "check" else None
+    return await render_step(request, answers, page, carry=False, form_token=token)
+
+
+async def _draft_token(
+    request: web.Request, browser: drafts.BrowserKey, draft: report_drafts.Draft
+) -> str:
+    """The draft's submit token, made once: a reloaded check page sends the same report."""
+    token = draft.get("form_token")
+    if not isinstance(token, str):
+        token = new_form_token(request.app[SETTINGS], SUBMIT_PURPOSE)
+        await report_drafts.save(request, browser, {**draft, "form_token": token})
+    return token
 
 
 async def report_step(request: web.Request) -> web.Response:
-    """One question answered: validate that page, then show the next (or check answers)."""
+    """One question answered: validate that page, then show the next (or check answers). With
+    a draft, the page's answers are saved into it and the next page is a redirect to its GET;
+    a page with errors is drawn at once, as without one."""
     form = await read_form(request)
-    answers = report_flow.answers_from(form)
     categories = await request.app[CATEGORIES].slugs(request.app[CTX])
-    return await render_step(request, answers, report_flow.after_step(form, answers, categories))
+    browser = report_drafts.browser_key(request)
+    if browser is None:  # cookies off: the answers ride in the pages
+        answers = report_flow.answers_from(form)
+        return await render_step(
+            request, answers, report_flow.after_step(form, answers, categories)
+        )
+    draft = await report_drafts.in_progress(request, browser)
+    answers = report_drafts.merged(draft, form)
+    await report_drafts.save(request, browser, {**draft, "answers": answers})
+    page = report_flow.after_step(form, answers, categories)
+    if page.errors or page.status != 200:
+        return await render_step(request, answers, page, carry=False)
+    raise web.HTTPSeeOther(report_drafts.page_url(page))
 
 
 async def report_submit(request: web.Request) -> web.Response:
-    """Commit the report, then (for anonymous follow-up) issue the code and show it once."""
+    """Commit the report, then (for anonymous follow-up) issue the code. With a draft, the
+    answers are the draft's (its token starts a report while the draft lives) and the browser
+    is sent to the confirmation's GET; without one, the confirmation is this POST's answer."""
     form = await read_form(request)
-    answers = report_flow.answers_from(form)
-    draft, errors = report_flow.check(
+    browser, held = await report_drafts.held_answers(request)
+    answers = held or report_flow.answers_from(form)
+    report, errors = report_flow.check(
         answers, await request.app[CATEGORIES].slugs(request.app[CTX])
     )
-    if draft is None:
-        step = report_flow.first_bad_step(errors) or "how"
-        page = report_flow.Page(step, report_flow.on_step(errors, step), "check", 422)
-        return await render_step(request, answers, page)
-    done = await _submit(request, draft, form.get("form_token", ""))
+    if report is None:
+        return await render_step(request, answers, report_flow.to_fix(errors), carry=held is None)
+    token = form.get("form_token", "")
+    done = await _submit(request, report, token, drafted=held is not None)
     if isinstance(done, report_flow.Page):
-        return await render_step(request, answers, done)
-    return await _confirmation(request, draft, done, answers, form.get("form_token", ""))
+        return await render_step(request, answers, done, carry=held is None, form_token=token)
+    return await _sent(request, browser, report, done, answers, token)
+
+
+async def _sent(
+    request: web.Request,
+    browser: drafts.BrowserKey | None,
+    report: NewReport,
+    done: reports.Submitted,
+    answers: dict[str, str],
+    token: str,
+) -> web.Response:
+    """Without a draft, or when the code could not be made yet ("Get my code" sends the answers
+    again), the confirmation at once; otherwise the draft becomes the confirmation."""
+    shown = report_drafts.Confirmation.of(report, done)
+    if browser is None or done.code_failed:
+        return await _confirmation(
+            request, shown, done.code, code_failed=done.code_failed, answers=answers, token=token
+        )
+    await report_drafts.confirmed(request, browser, shown, done.code)
+    raise web.HTTPSeeOther("/report/confirmation")
+
+
+async def confirmation_page(request: web.Request) -> web.Response:
+    """The confirmation, as often as it is asked for: with the same code for a few minutes (or
+    until "I have saved my code", or a login), then with the reference only; then it is gone."""
+    draft = await report_drafts.load(request, report_drafts.browser_key(request))
+    shown = report_drafts.Confirmation.from_draft(draft)
+    if draft is None or shown is None:
+        raise web.HTTPSeeOther("/report")
+    return await _confirmation(request, shown, draft.get("code"), drafted=True)
+
+
+async def confirmation_saved(request: web.Request) -> web.StreamResponse:
+    """ "I have saved my code": the confirmation forgets it."""
+    await report_drafts.forget_code(request)
+    raise web.HTTPSeeOther("/report/confirmation")
 
 
 EXPIRED = report_flow.Page("check", status=400, notice=EXPIRED_NOTICE)
@@ -302,19 +399,33 @@ async def report_again(
 ) -> web.Response | None:
     """The check page again with every answer, for a report that was not sent (too many from
     this connection, or the database unreachable): nothing typed is lost
-    (webapp.form_routes.FormPage)."""
+    (webapp.form_routes.FormPage). With a draft, they are the draft's; while the database is
+    unreachable they cannot be read, and stay safe in it for a reload."""
     notice = NOT_SENT.get(type(exc))
     if notice is None:
         return None
+    browser = report_drafts.browser_key(request)
+    if browser is None:  # cookies off: the answers came with the form
+        page = report_flow.Page("check", status=status, notice=_(notice))
+        return await render_step(request, report_flow.answers_from(form), page)
+    try:
+        held = report_drafts.answers_of(await report_drafts.load(request, browser))
+    except DatabaseUnavailable:
+        return None  # the answers are safe in the draft; reloading check answers shows them
+    if held is None:
+        return None
     page = report_flow.Page("check", status=status, notice=_(notice))
-    return await render_step(request, report_flow.answers_from(form), page)
+    token = form.get("form_token")
+    return await render_step(request, held, page, carry=False, form_token=token)
 
 
 async def _submit(
-    request: web.Request, draft: NewReport, token: str
+    request: web.Request, draft: NewReport, token: str, *, drafted: bool = False
 ) -> reports.Submitted | report_flow.Page:
     """The report submitted under the check page's token; or the check page again, saying why
-    not (the page expired; or its token already sent other answers)."""
+    not (the page expired; or its token already sent other answers). ``drafted``: the answers
+    came from a live draft, so the token may start a report (CONTRACTS §3); without a draft,
+    for SUBMIT_TOKEN_NEW_S."""
     nonce = check_form_token(request.app[SETTINGS], SUBMIT_PURPOSE, token)
     if nonce is None:
         return EXPIRED
@@ -326,7 +437,7 @@ async def _submit(
             request,
             draft,
             idem,
-            accept_new=form_token_age_s(token) <= SUBMIT_TOKEN_NEW_S,
+            accept_new=drafted or form_token_age_s(token) <= SUBMIT_TOKEN_NEW_S,
             wait_for_first=True,
         )
     except FormExpired:
@@ -341,35 +452,50 @@ async def _submit(
 
 async def _confirmation(
     request: web.Request,
-    draft: NewReport,
-    done: reports.Submitted,
-    answers: dict[str, str],
-    token: str,
+    shown: report_drafts.Confirmation,
+    code: str | None,
+    *,
+    drafted: bool = False,
+    code_failed: bool = False,
+    answers: dict[str, str] | None = None,
+    token: str = "",
 ) -> web.Response:
-    receipt = done.receipt
+    """The confirmation page. ``drafted``: drawn from the draft, which can forget the code."""
     reminder_token = None
-    if done.code and receipt.reply_due_by is not None:
-        reminder_token = await reminders.issue_token(request.app[CTX], receipt.thread_id)
+    if code and shown.reply_due_by is not None:
+        reminder_token = await reminders.issue_token(request.app[CTX], UUID(shown.thread_id))
     return aiohttp_jinja2.render_template(
         "reporter/confirmation.html",
         request,
         {
-            "reply_due_by": receipt.reply_due_by,
+            "reply_due_by": shown.reply_due_by,
             "reminder_token": reminder_token,
-            "reference": receipt.reference,
+            "reference": shown.reference,
             # For running text, where it must not break at its hyphen (escaped by Markup's +).
-            "reference_inline": REF_OPEN + receipt.reference + REF_CLOSE,
-            "code": codes.display(done.code) if done.code else None,
-            "code_failed": done.code_failed,
+            "reference_inline": REF_OPEN + shown.reference + REF_CLOSE,
+            "code": codes.display(code) if code else None,
+            "code_failed": code_failed,
             # A repeat that may not get another code: the code shown the first time still works.
-            "already_received": not receipt.is_new and done.code is None,
-            "wants_code": receipt.wants_code,
-            "anonymous": draft.anonymous,
-            "answers": answers,
+            "already_received": shown.already_received,
+            # From the draft, after its minutes: the code was shown once and still works.
+            "shown_once": drafted and code is None and not shown.already_received,
+            "drafted": drafted,
+            "wants_code": shown.wants_code,
+            "anonymous": shown.anonymous,
+            "answers": answers or {},
             "form_token": token,
-            "receipt_token": new_receipt_token(request.app[SETTINGS], receipt.reference),
+            "receipt_token": new_receipt_token(request.app[SETTINGS], shown.reference),
         },
     )
+
+
+async def exit_page(request: web.Request) -> web.StreamResponse:
+    """Exit without JavaScript: the draft and its cookie are deleted, then straight to the
+    organisation's exit address."""
+    await report_drafts.forget(request)
+    response = web.HTTPSeeOther(request.app[ORG].exit_url)
+    report_drafts.clear_cookie(request, response)
+    raise response
 
 
 async def reminder_download(request: web.Request) -> web.StreamResponse:

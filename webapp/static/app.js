@@ -7,6 +7,11 @@
   function leave(event) {
     if (event) { event.preventDefault(); }
     document.body.style.display = "none";
+    // Delete the draft and its cookie on the way out (the link without JavaScript goes
+    // through /exit itself); never wait for it.
+    try {
+      fetch("/exit", { credentials: "same-origin", keepalive: true, redirect: "manual" });
+    } catch (ignored) { /* leaving matters more */ }
     window.location.replace(exitUrl);
   }
   if (exitUrl) {

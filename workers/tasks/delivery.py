@@ -101,15 +101,15 @@ def relay_outbox() -> int:
     return len(ids)
 
 
-@shared_task(name=jobs.PURGE_EXPIRED, acks_late=True, expires=600)
+@shared_task(name=jobs.PURGE_EXPIRED, acks_late=True, expires=60)
 def purge_expired() -> None:
-    """Forget expired sessions and idempotency keys past 24 h; idempotent."""
+    """Forget expired sessions and drafts, and idempotency keys past 24 h; idempotent."""
 
     async def run() -> None:
         done = await housekeeping.purge_expired(await context.current())
         log.info(
             "purged",
-            count=done.sessions + done.submission_keys + done.message_keys,
+            count=done.sessions + done.submission_keys + done.message_keys + done.drafts,
         )
 
     db.run(run())
