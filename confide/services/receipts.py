@@ -54,20 +54,18 @@ async def report_receipt(ctx: Context, thread_id: UUID) -> bytes:
     """The signed receipt of the reporter's own report (NotFound if it has none)."""
     async with ctx.pool.acquire() as conn:
         row = await sql_receipts.report(conn, thread_id)
-    if row is None:
-        raise NotFound()
-    return receipts.report_receipt(
-        receipts.keys_for(ctx.settings),
-        reference=row.reference,
-        received_at=row.received_at,
-        commitment=row.commitment,
-    )
+    return _signed(ctx, row)
 
 
 async def confirmation_receipt(ctx: Context, reference: str) -> bytes:
     """The receipt for the confirmation page, whose signed token names the reference."""
     async with ctx.pool.acquire() as conn:
         row = await sql_receipts.report_by_reference(conn, reference)
+    return _signed(ctx, row)
+
+
+def _signed(ctx: Context, row: sql_receipts.ReportReceipt | None) -> bytes:
+    """A report's receipt, signed with the current key; NotFound when there is none."""
     if row is None:
         raise NotFound()
     return receipts.report_receipt(
