@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 from axe_playwright_python.async_playwright import Axe
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 
 from tests.conftest import Stack, kick_relay
 
@@ -59,6 +59,30 @@ async def browser() -> AsyncIterator[Browser]:
         await browser.close()
 
 
+PHONE: ViewportSize = {"width": 375, "height": 812}
+
+
+async def on_a_phone(browser: Browser, base_url: str, js: bool) -> BrowserContext:
+    """A fresh browser the size of a small phone, with JavaScript on or off."""
+    return await browser.new_context(viewport=PHONE, java_script_enabled=js, base_url=base_url)
+
+
+async def send_a_safety_report_with_follow_up(page: Page) -> None:
+    """Walk every report page as a reporter would (anonymous, a safety concern, follow-up)
+    and send it: the page ends on "Report received"."""
+    await page.goto("/report")
+    await page.check("#how")
+    await page.click("button:has-text('Continue')")
+    await page.check("label:has-text('A safety concern on site')")
+    await page.click("button:has-text('Continue')")
+    await page.fill("#description", "The lift alarm does not work.")
+    for _ in range(3):  # what happened, when, where
+        await page.click("button:has-text('Continue')")
+    await page.check("#follow_up")
+    await page.click("button:has-text('Continue')")
+    await page.click("button:has-text('Send report')")
+
+
 class Auditor:
     """Runs axe on a page. A page rendered without JavaScript is audited as a snapshot (scripts
     removed) in a JavaScript-enabled tab on the same origin, since axe itself is JavaScript."""
@@ -99,9 +123,7 @@ async def test_reporter_completes_the_journey_on_a_phone(
     stack: Stack, browser: Browser, db: asyncpg.Connection, js: bool
 ) -> None:
     auditor = Auditor(browser, stack.base_url)
-    context = await browser.new_context(
-        viewport={"width": 375, "height": 812}, java_script_enabled=js, base_url=stack.base_url
-    )
+    context = await on_a_phone(browser, stack.base_url, js)
     page = await context.new_page()
     try:
         await page.goto("/")
@@ -206,24 +228,12 @@ async def test_reporter_and_caseworker_talk_in_a_real_browser(
     auditor = Auditor(browser, stack.base_url)
 
     async def new_page() -> tuple[Any, Page]:
-        context = await browser.new_context(
-            viewport={"width": 375, "height": 812}, java_script_enabled=js, base_url=stack.base_url
-        )
+        context = await on_a_phone(browser, stack.base_url, js)
         return context, await context.new_page()
 
     # 1. An anonymous report with follow-up shows a code.
     reporter_ctx, page = await new_page()
-    await page.goto("/report")
-    await page.check("#how")
-    await page.click("button:has-text('Continue')")
-    await page.check("label:has-text('A safety concern on site')")
-    await page.click("button:has-text('Continue')")
-    await page.fill("#description", "The lift alarm does not work.")
-    for _ in range(3):  # what happened, when, where
-        await page.click("button:has-text('Continue')")
-    await page.check("#follow_up")
-    await page.click("button:has-text('Continue')")
-    await page.click("button:has-text('Send report')")
+    await send_a_safety_report_with_follow_up(page)
     code = (await page.inner_text("#code")).strip()
     reference = (await page.inner_text(".reference")).strip()
     # 2. The reporter logs in, then out.

@@ -29,7 +29,7 @@ from confide.settings import parse_keyring
 from tests import html, leaks
 from tests.conftest import Stack
 from tests.journeys import reach_check_answers, reporter_logs_in, reporter_submits, send_report
-from tests.test_browser import Auditor, browser
+from tests.test_browser import Auditor, browser, on_a_phone
 
 __all__ = ["browser"]  # the session's Chromium (tests/test_browser.py)
 
@@ -329,9 +329,7 @@ async def test_back_and_forward_through_every_step_keep_every_answer(
     stack: Stack, browser: Browser, db: asyncpg.Connection, js: bool
 ) -> None:
     auditor = Auditor(browser, stack.base_url)
-    context = await browser.new_context(
-        viewport={"width": 375, "height": 812}, java_script_enabled=js, base_url=stack.base_url
-    )
+    context = await on_a_phone(browser, stack.base_url, js)
     page = await context.new_page()
     answers = [
         ("#description", "The fire door on level 2 does not close."),
@@ -416,9 +414,7 @@ async def test_exit_in_the_browser_deletes_the_draft(
     stack: Stack, browser: Browser, db: asyncpg.Connection
 ) -> None:
     for js in (True, False):
-        context = await browser.new_context(
-            viewport={"width": 375, "height": 812}, java_script_enabled=js, base_url=stack.base_url
-        )
+        context = await on_a_phone(browser, stack.base_url, js)
         await context.route("https://www.bbc.co.uk/**", lambda route: route.fulfill(body="away"))
         page = await context.new_page()
         try:

@@ -35,7 +35,12 @@ from tests.journeys import (
     staff_acts,
     staff_logs_in,
 )
-from tests.test_browser import Auditor, browser  # noqa: F401  (browser: the fixture)
+from tests.test_browser import (  # browser: the fixture
+    Auditor,
+    browser,  # noqa: F401
+    on_a_phone,
+    send_a_safety_report_with_follow_up,
+)
 
 
 def canary(label: str) -> str:
@@ -394,22 +399,10 @@ async def test_reporter_downloads_a_receipt_and_checks_it_in_a_real_browser(
     js: bool,
 ) -> None:
     auditor = Auditor(browser, stack.base_url)
-    context = await browser.new_context(
-        viewport={"width": 375, "height": 812}, java_script_enabled=js, base_url=stack.base_url
-    )
+    context = await on_a_phone(browser, stack.base_url, js)
     page = await context.new_page()
     try:
-        await page.goto("/report")
-        await page.check("#how")
-        await page.click("button:has-text('Continue')")
-        await page.check("label:has-text('A safety concern on site')")
-        await page.click("button:has-text('Continue')")
-        await page.fill("#description", "The lift alarm does not work.")
-        for _ in range(3):  # what happened, when, where
-            await page.click("button:has-text('Continue')")
-        await page.check("#follow_up")
-        await page.click("button:has-text('Continue')")
-        await page.click("button:has-text('Send report')")
+        await send_a_safety_report_with_follow_up(page)
         reference = (await page.inner_text(".reference")).strip()
         async with page.expect_download() as download_info:
             await page.click("button:has-text('Download a receipt')")

@@ -25,7 +25,7 @@ from playwright.async_api import Browser
 from tests import html
 from tests.conftest import Stack, StaffAccount, add_staff
 from tests.journeys import form_page, post, reporter_logs_in, staff_acts, staff_logs_in
-from tests.test_browser import Auditor, browser  # noqa: F401 - browser: the session's Chromium
+from tests.test_browser import Auditor, browser, on_a_phone  # noqa: F401 - browser: the session's Chromium
 
 
 def canary(label: str) -> str:
@@ -385,9 +385,7 @@ async def test_changed_pages_pass_axe_on_a_phone(
     casey = add_staff(stack, "casey@example.org", "wellbeing")
     earlier = (await api_report(http, "harassment"))["reference"]
     auditor = Auditor(browser, stack.base_url)
-    context = await browser.new_context(
-        viewport={"width": 375, "height": 812}, java_script_enabled=js, base_url=stack.base_url
-    )
+    context = await on_a_phone(browser, stack.base_url, js)
     page = await context.new_page()
     try:
         await page.goto("/report")

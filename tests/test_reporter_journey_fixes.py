@@ -29,7 +29,7 @@ from tests.journeys import (
     staff_acts,
     staff_logs_in,
 )
-from tests.test_browser import CHROMIUM_ARGS, Auditor, chromium_path
+from tests.test_browser import CHROMIUM_ARGS, Auditor, chromium_path, on_a_phone
 
 LONG_REPORT = "\n".join(f"Line {n}: the fire door on level {n} does not close." for n in range(60))
 
@@ -309,9 +309,7 @@ async def chromium() -> AsyncIterator[Browser]:
 async def reporter_in_browser(
     stack: Stack, browser: Browser, code: str, *, js: bool
 ) -> tuple[Any, Page]:
-    context = await browser.new_context(
-        viewport={"width": 375, "height": 812}, java_script_enabled=js, base_url=stack.base_url
-    )
+    context = await on_a_phone(browser, stack.base_url, js)
     page = await context.new_page()
     await page.goto("/login")
     await page.fill("#code", code)

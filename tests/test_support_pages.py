@@ -27,7 +27,7 @@ from confide.errors import ConfigError
 from tests import html
 from tests.conftest import Stack, StaffAccount, add_staff
 from tests.journeys import form_page, post, reporter_logs_in, send_report, staff_logs_in
-from tests.test_browser import Auditor, browser  # noqa: F401 - browser: the session's Chromium
+from tests.test_browser import Auditor, browser, on_a_phone  # noqa: F401 - browser: the session's Chromium
 
 DEMO_PAGES = {
     "help": "I need help now",
@@ -351,9 +351,7 @@ async def test_support_pages_and_their_editor_pass_axe(
 ) -> None:
     ada = add_staff(stack, "ada@example.org", "wellbeing", role="admin")
     auditor = Auditor(browser, stack.base_url)
-    context = await browser.new_context(
-        viewport={"width": 375, "height": 812}, java_script_enabled=js, base_url=stack.base_url
-    )
+    context = await on_a_phone(browser, stack.base_url, js)
     page = await context.new_page()
     try:
         await page.goto("/")
