@@ -1,5 +1,6 @@
 """The organisation file (``CONFIDE_ORG_FILE``, TOML): name, exit URL, region, hours, teams,
-categories, and the organisation's own support services."""
+categories, the organisation's own support services, and which staff roles must use a second
+factor (``require_second_factor``)."""
 
 from __future__ import annotations
 

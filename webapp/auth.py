@@ -21,10 +21,9 @@ from confide.crypto import keyed_hash
 from confide.domain import SessionKind
 from confide.services import second_factor, sessions
 from confide.services import staff as staff_service
-from confide.services.sessions import ActiveSession, NewSession
+from confide.services.sessions import ActiveSession, NewSession, PendingSession
 from confide.services.threads import Staff, resume_staff
 from confide.settings import Settings
-from confide.sql.sessions import PendingSession
 from webapp.keys import CSRF_TOKEN, CTX, ORG, SETTINGS, STAFF_MEMBER
 from webapp.security import is_tls
 

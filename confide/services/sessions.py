@@ -19,6 +19,9 @@ from confide.settings import Settings
 from confide.sql import sessions as sql_sessions
 from confide.sql.sessions import LiveSession
 
+# A half-signed-in staff session (the password was right, a second step due), for the web.
+from confide.sql.sessions import PendingSession as PendingSession
+
 
 @dataclass(frozen=True)
 class NewSession:
