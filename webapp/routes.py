@@ -42,7 +42,8 @@ FORM_ROUTES: dict[str, Form] = {
         Token.SERVICE, why="its single-use reminder token (reminders.file_for_token)"
     ),
     "receipt_from_confirmation": Form(
-        Token.SERVICE, why="its signed receipt token (security.check_receipt_token)"
+        Token.SERVICE,
+        why="the report's draft (a SameSite=Strict cookie), or its check page's submit token",
     ),
     "check_receipt_submit": Form(
         Token.NONE,
