@@ -58,7 +58,7 @@ async def enrols(http: aiohttp.ClientSession) -> tuple[pyotp.TOTP, list[str], st
 
 def next_code(totp: pyotp.TOTP) -> str:
     """A code the app shows in the next 30 s: not yet used, within the ±1 step window."""
-    return totp.at(time.time() + 30)
+    return str(totp.at(time.time() + 30))
 
 
 async def second_step(http: aiohttp.ClientSession, code: str) -> tuple[int, str]:
