@@ -24,6 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench import staff_totp
 from bench.common import (
     Context,
     OtherLoad,
@@ -88,7 +89,7 @@ def run(ctx: Context) -> list[Result]:
 
 
 def _run(ctx: Context) -> list[Result]:
-    web = start_web(ctx, "logins-web", **LOGIN_LIMITS_RAISED)
+    web = start_web(ctx, "logins-web", **LOGIN_LIMITS_RAISED, **staff_totp.STAFF_LIMITS_RAISED)
     worker = None
     try:
         worker = start_hashing_worker(ctx, web.env, WORKER_PROCESSES)
@@ -139,12 +140,26 @@ def _run(ctx: Context) -> list[Result]:
         )
         if set(statuses) != {200}:
             say("    WARNING: not every constant-rate login answered 200")
+        say("  staff sign-ins: password (argon2id in the web's local executor) + TOTP code")
+        staff, flood, genuine = staff_totp.run(ctx, web, CONNECTIONS)
     finally:
         ctx.processes.stop(web.procs + ([worker] if worker is not None else []))
 
     pairs = list(zip(confide_runs, bare_runs, strict=True))
     name = "logins, 2 hashing processes:"
+    bare_median = median([r.per_s for r in bare_runs])
     return [
+        Result(
+            "staff sign-ins, password + TOTP: sign-ins/s ÷ bare argon2 verifies/s",
+            (staff.ok_per_s / bare_median,),
+            target=RATIO_TARGET,
+        ),
+        Result("staff sign-ins, password + TOTP: sign-ins/s", (staff.ok_per_s,), "/s", digits=1),
+        Result(
+            "staff sign-ins: wrong-code flood answered 429 after 5, another account signed in",
+            (float(flood[5:] == [429] * 5 and genuine == 200),),
+            target=Target(">=", 1.0),
+        ),
         Result(
             f"{name} logins/s Confide ÷ bare verifies/s",
             tuple(c.ok_per_s / b.per_s for c, b in pairs),

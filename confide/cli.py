@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     disable.add_argument("--email", required=True)
     reset = staff_sub.add_parser("reset", help="print a one-time set-password link (24 h)")
     reset.add_argument("--email", required=True)
+    reset_factor = staff_sub.add_parser(
+        "reset-second-factor",
+        help="remove the account's second factors (authenticator, recovery codes) and end its "
+        "sessions, once the organisation has checked who they are",
+    )
+    reset_factor.add_argument("--email", required=True)
     deadline = sub.add_parser("deadline", help="print the reply-due time for a start time")
     deadline.add_argument("start", help="ISO 8601; without an offset it means Europe/London")
     deadline.add_argument("--region", choices=sorted(REGIONS))
@@ -285,6 +291,9 @@ async def staff_command(args: argparse.Namespace) -> int:
         elif args.staff_command == "disable":
             await staff_service.disable(ctx, args.email)
             print(f"disabled {args.email}")
+        elif args.staff_command == "reset-second-factor":
+            await staff_service.reset_second_factor(ctx, args.email)
+            print(f"removed the second factors of {args.email} and ended its sessions")
         elif args.staff_command == "reset":
             token = await staff_service.start_reset(ctx, args.email)
             base = os.environ.get("CONFIDE_BASE_URL", f"http://127.0.0.1:{settings.port}")

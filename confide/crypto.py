@@ -10,7 +10,9 @@ import hmac
 import os
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from confide.settings import Secret, parse_keyring
 
@@ -93,3 +95,10 @@ def keyed_hash(key: Secret | bytes, *parts: str | bytes) -> bytes:
         message += len(data).to_bytes(4, "big")
         message += data
     return hmac.digest(raw_key, message, "sha256")
+
+
+def derive_key(secret: Secret | bytes, label: str) -> bytes:
+    """A 32-byte key of its own for one purpose, derived from ``secret`` with HKDF-SHA256 and
+    ``label`` as the info: knowing it tells nothing of ``secret`` or of another label's key."""
+    raw = secret if isinstance(secret, bytes) else secret.bytes()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label.encode()).derive(raw)

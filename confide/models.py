@@ -353,10 +353,20 @@ class ReporterLogin(Body):
 
 
 class StaffLogin(Body):
-    """``POST /api/v1/staff/session``."""
+    """``POST /api/v1/staff/session``: the password, and the second factor when the account has
+    one (CONTRACTS §3; 401 ``/second-factor-required`` without it)."""
 
     email: str
     password: str
+    otp: Annotated[
+        str | None,
+        Field(
+            default=None,
+            max_length=64,
+            description="A 6-digit code from the staff member's authenticator app, or one of "
+            "their recovery codes (each works once).",
+        ),
+    ] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -365,6 +375,8 @@ class StaffLogin(Body):
             isinstance(data.get(name), str) for name in ("email", "password")
         ):
             _fail("Send email and password as strings", "email")
+        if data.get("otp") is not None and not isinstance(data.get("otp"), str):
+            _fail("Send otp as a string", "otp")
         return data
 
 

@@ -1,5 +1,6 @@
 """The organisation file (``CONFIDE_ORG_FILE``, TOML): name, exit URL, region, hours, teams,
-categories, and the organisation's own support services."""
+categories, the organisation's own support services, and which staff roles must use a second
+factor (``require_second_factor``)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,10 @@ class Organisation:
     teams: tuple[Team, ...]
     categories: tuple[Category, ...]
     support_services: tuple[SupportService, ...] = ()
+    # ``require_second_factor``: the roles that must use a second factor at sign-in; None when the
+    # file does not say, so that the default follows CONFIDE_ENV ("all" in production, "none" in
+    # development: confide.services.second_factor.required_roles).
+    require_second_factor: frozenset[str] | None = None
 
     def category(self, slug: str) -> Category | None:
         return next((c for c in self.categories if c.slug == slug), None)
@@ -133,6 +138,26 @@ def load(path: Path) -> Organisation:
         teams=tuple(teams),
         categories=tuple(categories),
         support_services=_support_services(data.get("support"), where),
+        require_second_factor=_second_factor_roles(data.get("require_second_factor"), where),
+    )
+
+
+SECOND_FACTOR_ROLES = ("caseworker", "manager", "admin", "ops")
+
+
+def _second_factor_roles(value: object, where: str) -> frozenset[str] | None:
+    """``require_second_factor = "all"``, ``"none"`` or a list of roles; None when absent."""
+    if value is None:
+        return None
+    if value == "all":
+        return frozenset(SECOND_FACTOR_ROLES)
+    if value == "none":
+        return frozenset()
+    if isinstance(value, list) and all(v in SECOND_FACTOR_ROLES for v in value):
+        return frozenset(value)
+    raise ConfigError(
+        f'{where}: \'require_second_factor\' must be "all", "none" or a list of roles '
+        f"({', '.join(SECOND_FACTOR_ROLES)})"
     )
 
 

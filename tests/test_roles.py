@@ -37,6 +37,14 @@ ACCOUNT_ROUTES = {
     "staff_set_password_submit",
     "api_staff_login",
     "api_staff_logout",
+    # Every account's own sign-in and security pages (issue 15): no thread on any of them.
+    "staff_second_factor",
+    "staff_second_factor_submit",
+    "staff_security",
+    "staff_enrol",
+    "staff_enrol_submit",
+    "staff_remove_authenticator",
+    "staff_new_recovery_codes",
 }
 HTML_ACTION_FIELDS = {
     "reply": {"body": "hello"},

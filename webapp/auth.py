@@ -11,6 +11,7 @@ so a browser's cookie can never carry a cross-site call there.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +19,12 @@ from aiohttp import web
 
 from confide.crypto import keyed_hash
 from confide.domain import SessionKind
-from confide.services import sessions
-from confide.services.sessions import ActiveSession, NewSession
+from confide.services import second_factor, sessions
+from confide.services import staff as staff_service
+from confide.services.sessions import ActiveSession, NewSession, PendingSession
 from confide.services.threads import Staff, resume_staff
 from confide.settings import Settings
-from webapp.keys import CSRF_TOKEN, CTX, SETTINGS, STAFF_MEMBER
+from webapp.keys import CSRF_TOKEN, CTX, ORG, SETTINGS, STAFF_MEMBER
 from webapp.security import is_tls
 
 CLEAR_SITE_DATA = '"cache", "cookies", "storage"'
@@ -113,6 +115,76 @@ async def staff_for(request: web.Request) -> tuple[Staff, Auth] | None:
             request[CSRF_TOKEN] = sessions.csrf_token(request.app[SETTINGS], resumed[0].token_hmac)
     staff: tuple[Staff, Auth] | None = found["staff_member"]
     return staff
+
+
+# --- The second step of a staff sign-in -----------------------------------------------------
+
+
+def second_factor_roles(request: web.Request) -> frozenset[str]:
+    """The roles that must sign in with a second factor (the organisation file, else the
+    default for CONFIDE_ENV)."""
+    settings = request.app[SETTINGS]
+    return second_factor.required_roles(request.app[ORG], production=settings.is_production)
+
+
+def must_enrol(request: web.Request, member: Staff, auth: Auth) -> bool:
+    """A full session whose account must have a second factor and has none (the rule came in
+    after it signed in, or the factor was removed): it may reach enrolment and nothing else."""
+    return not auth.session.has_second_factor and member.role in second_factor_roles(request)
+
+
+SECOND_FACTOR_PAGE = "/staff/sign-in/second-factor"
+ENROL_PAGE = "/staff/security/authenticator"
+
+
+async def signed_in_staff(request: web.Request, *, while_enrolling: bool) -> tuple[Staff, Auth]:
+    """The staff member of a full session, or a redirect: a half-signed-in browser to its second
+    step (a code, or enrolment), and it reaches nothing else; an account that must have a
+    second factor and has none to enrolment, unless the page is part of enrolling
+    (``while_enrolling``); anyone else to the login page."""
+    found = await staff_for(request)
+    if found is None:
+        pending = await pending_for(request)
+        if pending is not None:
+            raise web.HTTPSeeOther(
+                SECOND_FACTOR_PAGE if pending.step == "second_factor" else ENROL_PAGE
+            )
+        raise web.HTTPSeeOther("/staff/login")
+    if not while_enrolling and must_enrol(request, *found):
+        raise web.HTTPSeeOther(ENROL_PAGE)
+    return found
+
+
+async def pending_for(request: web.Request) -> PendingSession | None:
+    """The browser's half-signed-in staff session (a right password, the second step due).
+    No staff page or API call accepts it: only the second-factor and enrolment pages."""
+    found = _found(request)
+    if "pending" not in found:
+        token = request.cookies.get(cookie_name(request, "staff"))
+        found["pending"] = (
+            await staff_service.pending_sign_in(request.app[CTX], token) if token else None
+        )
+    pending: PendingSession | None = found["pending"]
+    return pending
+
+
+def staff_cookie(request: web.Request) -> str:
+    return request.cookies.get(cookie_name(request, "staff"), "")
+
+
+def staff_cookie_purpose(name: str) -> Callable[[web.Request], str | None]:
+    """A form-token purpose bound to this browser's staff cookie (None: it sent none): the
+    second-step forms, which a half-signed-in session fills, have no session CSRF token, and a
+    cross-site page can neither read nor send that cookie (SameSite=Strict)."""
+
+    def purpose(request: web.Request) -> str | None:
+        cookie = staff_cookie(request)
+        if not cookie:
+            return None
+        mac = keyed_hash(request.app[SETTINGS].session_key, "staff-cookie-binding", cookie)
+        return f"{name}:{mac.hex()}"
+
+    return purpose
 
 
 # --- Login CSRF: the reporter login form's token is bound to a cookie of this browser ----------

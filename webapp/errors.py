@@ -29,7 +29,13 @@ from confide.errors import (
     ValidationFailed,
 )
 from confide.org import Organisation
-from confide.services.staff import StaffLoginFailed
+from confide.services.second_factor import (
+    AlreadyEnrolled,
+    SecondFactorEnrolmentRequired,
+    SecondFactorInvalid,
+    SecondFactorRequired,
+)
+from confide.services.staff import SignInExpired, StaffLoginFailed
 from confide.services.threads import Forbidden, NoReplyPossible
 from webapp.form_routes import FormRefused, TokenRefused, declared
 from webapp.i18n import N_, _
@@ -48,6 +54,11 @@ ERROR_STATUS: dict[type[Exception], int] = {
     Forbidden: 403,
     NoReplyPossible: 409,
     StaffLoginFailed: 401,
+    SecondFactorRequired: 401,
+    SecondFactorInvalid: 401,
+    SecondFactorEnrolmentRequired: 401,
+    SignInExpired: 401,
+    AlreadyEnrolled: 409,
     IdempotencyKeyReused: 422,
     RequestInProgress: 409,
     ReminderNotReady: 503,
@@ -69,6 +80,12 @@ DETAILS: dict[type[Exception], str] = {
         "Send it again in a moment."
     ),
     RateLimited: "Please wait a little and try again.",
+    SecondFactorRequired: "This account signs in with a second factor: send it as otp.",
+    SecondFactorInvalid: "The authenticator or recovery code is not right, or was used already.",
+    SecondFactorEnrolmentRequired: (
+        "This account must set up a second factor before it can sign in: sign in once in a "
+        "browser to set it up."
+    ),
     ReminderNotReady: "The reminder is being prepared. Try again in a moment.",
 }
 
@@ -88,9 +105,20 @@ PAGE_DETAILS: dict[type[Exception], str] = {
     ReceiptLinkExpired: N_(
         "This receipt link has expired. If you have a code, log in to download your receipt."
     ),
+    SignInExpired: N_("Your sign-in took too long. Please log in again."),
+    AlreadyEnrolled: N_(
+        "You have an authenticator app already. Remove it first to set up another."
+    ),
+    SecondFactorEnrolmentRequired: N_("Set up an authenticator app in your browser first."),
 }
 
-PROBLEM_TYPES: dict[type[Exception], str] = {IdempotencyKeyReused: "idempotency-key-reused"}
+PROBLEM_TYPES: dict[type[Exception], str] = {
+    IdempotencyKeyReused: "idempotency-key-reused",
+    # CONTRACTS §3, staff sign-in: clients match the last segment.
+    SecondFactorRequired: "second-factor-required",
+    SecondFactorInvalid: "second-factor-invalid",
+    SecondFactorEnrolmentRequired: "second-factor-enrolment-required",
+}
 
 TITLES = {
     400: "Bad request",

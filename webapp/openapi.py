@@ -276,10 +276,18 @@ OPERATIONS: tuple[Op, ...] = (
         "post",
         "/api/v1/staff/session",
         "staffLogin",
-        "Staff sign-in with e-mail and password",
+        "Staff sign-in with e-mail, password and, when the account has one, a second factor",
         {"200": (responses.Session, "Logged in")},
         body=models.StaffLogin,
-        problems={"401": "Wrong e-mail or password", "429": "Slowed down after failures", **BODY},
+        problems={
+            "401": "Wrong e-mail or password; or, with `type` ending `/second-factor-required` "
+            "(no `otp` sent), `/second-factor-invalid` (a wrong, replayed or used authenticator "
+            "or recovery code) or `/second-factor-enrolment-required` (the account must set up "
+            "a second factor in the browser first)",
+            "429": "Slowed down after failures (wrong passwords, or wrong second-factor codes "
+            "for this account); see Retry-After",
+            **BODY,
+        },
     ),
     Op(
         "delete",

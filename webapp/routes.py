@@ -9,7 +9,7 @@ from aiohttp import web
 from webapp import metrics
 from webapp.auth import login_purpose
 from webapp.form_routes import FORMS, Form, Token
-from webapp.handlers import api, caseworker, devmail, ops, reporter, support
+from webapp.handlers import api, caseworker, devmail, ops, reporter, staff_security, support
 from webapp.report_flow import STEPS
 from webapp.security import RECEIPT_KEYS_PATH
 
@@ -55,6 +55,18 @@ FORM_ROUTES: dict[str, Form] = {
         Token.SIGNED, purpose=caseworker.login_purpose, page=caseworker.login_again
     ),
     "staff_logout": STAFF,
+    # The second step of a sign-in: a half-signed-in session has no CSRF token, so these forms
+    # carry a token bound to the browser's staff cookie (webapp.auth.staff_cookie_purpose).
+    "staff_second_factor_submit": Form(
+        Token.SIGNED,
+        purpose=staff_security.SECOND_FACTOR_PURPOSE,
+        page=staff_security.second_factor_again,
+    ),
+    "staff_enrol_submit": Form(
+        Token.SIGNED, purpose=staff_security.ENROL_PURPOSE, page=staff_security.enrol_again
+    ),
+    "staff_remove_authenticator": Form(Token.STAFF_SESSION, page=staff_security.security_again),
+    "staff_new_recovery_codes": Form(Token.STAFF_SESSION, page=staff_security.security_again),
     **{
         f"staff_thread_{action}": Form(Token.STAFF_SESSION, page=caseworker.thread_again(action))
         for action in ("reply", "note", "status", "assign", "restrict", "team", "link", "unlink")
@@ -157,6 +169,33 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.get("/staff/login", caseworker.login, name="staff_login"),
             web.post("/staff/login", caseworker.login_submit, name="staff_login_submit"),
             web.post("/staff/logout", caseworker.logout, name="staff_logout"),
+            web.get(
+                "/staff/sign-in/second-factor",
+                staff_security.second_factor_page,
+                name="staff_second_factor",
+            ),
+            web.post(
+                "/staff/sign-in/second-factor",
+                staff_security.second_factor_submit,
+                name="staff_second_factor_submit",
+            ),
+            web.get("/staff/security", staff_security.security_page, name="staff_security"),
+            web.get("/staff/security/authenticator", staff_security.enrol_page, name="staff_enrol"),
+            web.post(
+                "/staff/security/authenticator",
+                staff_security.enrol_submit,
+                name="staff_enrol_submit",
+            ),
+            web.post(
+                "/staff/security/authenticator/remove",
+                staff_security.remove_authenticator,
+                name="staff_remove_authenticator",
+            ),
+            web.post(
+                "/staff/security/recovery-codes",
+                staff_security.new_recovery_codes,
+                name="staff_new_recovery_codes",
+            ),
             web.get("/staff", caseworker.inbox, name="staff_inbox"),
             web.get("/staff/threads/{reference}", caseworker.thread_page, name="staff_thread"),
             web.post(

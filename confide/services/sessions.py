@@ -19,6 +19,9 @@ from confide.settings import Settings
 from confide.sql import sessions as sql_sessions
 from confide.sql.sessions import LiveSession
 
+# A half-signed-in staff session (the password was right, a second step due), for the web.
+from confide.sql.sessions import PendingSession as PendingSession
+
 
 @dataclass(frozen=True)
 class NewSession:
@@ -34,6 +37,9 @@ class ActiveSession:
     staff_id: int | None
     idle_until: datetime
     expires_at: datetime
+    # How it signed in, e.g. ("password", "totp"); and whether the account has a second factor.
+    methods: tuple[str, ...] = ()
+    has_second_factor: bool = False
 
     @property
     def logout_at(self) -> datetime:
@@ -63,12 +69,26 @@ def lifetimes(settings: Settings, kind: SessionKind) -> tuple[int, int]:
     return settings.staff_idle_minutes * 60, settings.staff_max_hours * 3600
 
 
+# A half-signed-in session (the password was right, the second step is due) lasts this long.
+PENDING_SECONDS = 15 * 60
+
+
 async def create(
-    ctx: Context, kind: SessionKind, *, thread_id: UUID | None = None, staff_id: int | None = None
+    ctx: Context,
+    kind: SessionKind,
+    *,
+    thread_id: UUID | None = None,
+    staff_id: int | None = None,
+    methods: tuple[str, ...] = (),
+    pending_step: str | None = None,
 ) -> NewSession:
-    """A brand-new session id on every login (never reuses one)."""
+    """A brand-new session id on every login (never reuses one). ``methods`` records how a
+    staff session signed in; ``pending_step`` makes a half-signed-in one (second_factor,
+    enrol) that no staff page or API call accepts."""
     token = secrets.token_urlsafe(32)
     idle, absolute = lifetimes(ctx.settings, kind)
+    if pending_step is not None:
+        idle = absolute = min(absolute, PENDING_SECONDS)
     async with ctx.pool.acquire() as conn:
         row = await sql_sessions.insert(
             conn,
@@ -78,6 +98,8 @@ async def create(
             staff_id=staff_id,
             idle_seconds=idle,
             absolute_seconds=absolute,
+            methods=methods,
+            pending_step=pending_step,
         )
     return NewSession(token, row.expires_at, row.last_seen_at + timedelta(seconds=idle))
 

@@ -25,7 +25,7 @@ from confide.crypto import keyed_hash
 from confide.domain import Role, SessionKind
 from confide.errors import ConfideError, FieldError, ValidationFailed
 from confide.models import email_field
-from confide.services import sessions
+from confide.services import second_factor, sessions
 from confide.settings import Settings
 from confide.sql import org as sql_org
 from confide.sql import sessions as sql_sessions
@@ -49,11 +49,19 @@ class StaffError(ConfideError):
     """A command-line or admin mistake, with a message for the user."""
 
 
+class SignInExpired(ConfideError):
+    """The half-signed-in session is gone (expired, finished in another tab): start again."""
+
+
 @dataclass(frozen=True)
 class StaffLogin:
+    """A sign-in: a full session, or (``pending_step`` set) a half-signed-in one whose second
+    step (``second_factor`` or ``enrol``) is still due."""
+
     staff_id: int
     session: sessions.NewSession
     role: str = "caseworker"
+    pending_step: str | None = None
 
 
 def hasher(settings: Settings) -> PasswordHasher:
@@ -118,10 +126,10 @@ class LoginGuard(Protocol):
         """The attempt succeeded: it gives back what it took."""
 
 
-async def log_in(
+async def _password_step(
     ctx: Context, executor: Executor, guard: LoginGuard, email: str, password: str
-) -> StaffLogin:
-    """Sign a staff member in by password; StaffLoginFailed (never says why) or RateLimited.
+) -> sql_staff.Account:
+    """The account whose password this is; StaffLoginFailed (never says why) or RateLimited.
 
     An unknown address, a disabled account and a wrong password get the same answer, the same
     limits and one argon2id verification each, in ``executor`` (the bounded local executor)."""
@@ -141,8 +149,117 @@ async def log_in(
         new_hash = await loop.run_in_executor(executor, _hash, ph, password)
         async with ctx.pool.acquire() as conn:
             await sql_staff.set_password(conn, row.id, new_hash)
-    session = await sessions.create(ctx, SessionKind.STAFF, staff_id=row.id)
+    return row
+
+
+async def log_in(
+    ctx: Context,
+    executor: Executor,
+    guard: LoginGuard,
+    email: str,
+    password: str,
+    *,
+    required: frozenset[str] = frozenset(),
+) -> StaffLogin:
+    """Sign a staff member in by password in the browser (see :func:`_password_step`).
+
+    An account with a second factor gets a half-signed-in session (``second_factor``), and one
+    whose role is in ``required`` but has none gets one for enrolment (``enrol``): neither
+    opens any staff page or API call. Any other account gets a full session."""
+    row = await _password_step(ctx, executor, guard, email, password)
+    step = None
+    if await second_factor.has_second_factor(ctx, row.id):
+        step = "second_factor"
+    elif row.role in required:
+        step = "enrol"
+    session = await sessions.create(
+        ctx,
+        SessionKind.STAFF,
+        staff_id=row.id,
+        methods=(second_factor.PASSWORD,),
+        pending_step=step,
+    )
+    return StaffLogin(row.id, session, row.role, step)
+
+
+async def log_in_api(
+    ctx: Context,
+    executor: Executor,
+    guard: LoginGuard,
+    email: str,
+    password: str,
+    otp: str | None,
+    *,
+    required: frozenset[str] = frozenset(),
+) -> StaffLogin:
+    """Sign in for the API in one call (CONTRACTS §3): the password, then the second factor
+    when the account has one (``otp``: an authenticator or a recovery code). Raises
+    SecondFactorRequired, SecondFactorInvalid, SecondFactorEnrolmentRequired, RateLimited."""
+    row = await _password_step(ctx, executor, guard, email, password)
+    methods: tuple[str, ...] = (second_factor.PASSWORD,)
+    if await second_factor.has_second_factor(ctx, row.id):
+        if not otp:
+            raise second_factor.SecondFactorRequired()
+        methods += (await second_factor.check(ctx, row.id, otp),)
+    elif row.role in required:
+        raise second_factor.SecondFactorEnrolmentRequired()
+    session = await sessions.create(ctx, SessionKind.STAFF, staff_id=row.id, methods=methods)
     return StaffLogin(row.id, session, row.role)
+
+
+async def pending_sign_in(ctx: Context, token: str) -> sql_sessions.PendingSession | None:
+    """The half-signed-in session of this token, if it is live."""
+    mac = sessions.presented_hmac(ctx.settings, token)
+    if mac is None:
+        return None
+    async with ctx.pool.acquire() as conn:
+        return await sql_sessions.touch_pending(conn, mac)
+
+
+async def _promote(
+    ctx: Context, token: str, pending: sql_sessions.PendingSession, method: str
+) -> StaffLogin:
+    """The half-signed-in session ends and a full one begins (a new token: never the same)."""
+    mac = sessions.token_hmac(ctx.settings, token)
+    async with ctx.pool.acquire() as conn:
+        if not await sql_sessions.delete_pending(conn, mac):
+            raise SignInExpired()  # finished in another tab, or ended meanwhile
+    session = await sessions.create(
+        ctx, SessionKind.STAFF, staff_id=pending.staff_id, methods=(*pending.methods, method)
+    )
+    return StaffLogin(pending.staff_id, session, pending.role)
+
+
+async def finish_second_factor(ctx: Context, token: str, code: str) -> StaffLogin:
+    """The second step of a browser sign-in: an authenticator or recovery code. SignInExpired,
+    SecondFactorInvalid or RateLimited; a full session otherwise."""
+    pending = await pending_sign_in(ctx, token)
+    if pending is None or pending.step != "second_factor":
+        raise SignInExpired()
+    method = await second_factor.check(ctx, pending.staff_id, code)
+    return await _promote(ctx, token, pending, method)
+
+
+async def finish_enrolment(ctx: Context, token: str, code: str) -> tuple[list[str], StaffLogin]:
+    """The enrolment a sign-in was sent to: the first code confirms the authenticator, and the
+    sign-in becomes a full one. Returns the recovery codes (shown once) and the sign-in."""
+    pending = await pending_sign_in(ctx, token)
+    if pending is None or pending.step != "enrol":
+        raise SignInExpired()
+    codes = await second_factor.confirm_totp(ctx, pending.staff_id, code)
+    return codes, await _promote(ctx, token, pending, second_factor.TOTP)
+
+
+async def check_password(ctx: Context, executor: Executor, staff_id: int, password: str) -> bool:
+    """Whether this is the account's password: one argon2id verification, off the event loop
+    (the security page asks for it before a factor is removed or codes are made again)."""
+    async with ctx.pool.acquire() as conn:
+        row = await sql_staff.by_id(conn, staff_id)
+    stored = row.password_hash if row is not None else None
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        executor, _verify, hasher(ctx.settings), stored, password[:PASSWORD_MAX]
+    )
 
 
 async def add(
@@ -246,3 +363,32 @@ async def change_password(
     async with ctx.pool.acquire() as conn, conn.transaction():
         await sql_staff.set_password(conn, staff_id, new_hash)
         await sql_sessions.delete_for_staff_except(conn, staff_id, keep_session)
+
+
+async def confirm_identity(
+    ctx: Context, executor: Executor, staff_id: int, proof: str, field: str = "proof"
+) -> None:
+    """Before a factor is removed or recovery codes are made again, the staff member shows it
+    is them, not someone at their unlocked screen: the current password, or a fresh code from
+    the authenticator (limited like any second-factor code). ValidationFailed otherwise."""
+    if not proof:
+        raise ValidationFailed([FieldError(field, "Enter your password or a code from your app")])
+    wrong = ValidationFailed([FieldError(field, "That is not your password or a current code")])
+    typed = "".join(proof.split())
+    if len(typed) == second_factor.DIGITS and typed.isdigit():  # never a password (12 or more)
+        try:
+            await second_factor.check(ctx, staff_id, typed)
+        except second_factor.SecondFactorInvalid:
+            raise wrong from None
+        return
+    if not await check_password(ctx, executor, staff_id, proof):
+        raise wrong
+
+
+async def reset_second_factor(ctx: Context, email: str) -> None:
+    """``confide staff reset-second-factor``: after the organisation has checked who the staff
+    member is, remove every factor of the account and end all its sessions (audited)."""
+    try:
+        await second_factor.reset(ctx, email)
+    except LookupError:
+        raise StaffError(f"no account for {email}") from None

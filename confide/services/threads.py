@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID, uuid4
@@ -406,7 +406,9 @@ async def resume_staff(ctx: Context, token: str) -> tuple[sessions.ActiveSession
     if row is None or not row.active:
         return None
     staff = Staff(row.staff_id, row.email, row.name, row.role, row.team_ids)
-    return sessions.active_from_row(mac, row.session), staff
+    active = sessions.active_from_row(mac, row.session)
+    active = replace(active, methods=row.methods, has_second_factor=row.has_second_factor)
+    return active, staff
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from asyncpg import Connection
 
 @dataclass(frozen=True, slots=True)
 class Sealed:
-    id: UUID
+    id: UUID | int
     sealed: bytes
 
 
@@ -27,7 +27,10 @@ SEALED = (
     ("messages", "id", "receipt_salt"),
     ("notes", "id", "body"),
     ("outbox", "id", "recipient"),
+    ("staff_totp", "staff_id", "secret"),
 )
+# The id column's type where it is not a uuid (fixed names only, like SEALED).
+ID_TYPES = {"staff_totp": "integer"}
 
 
 async def batch_not_under(
@@ -36,15 +39,16 @@ async def batch_not_under(
     id_col: str,
     column: str,
     prefix: bytes,
-    after: UUID | None,
+    after: UUID | int | None,
     limit: int,
 ) -> list[Sealed]:
     """Rows whose ciphertext is not under the key ``prefix``, in id order after ``after``."""
     assert (table, id_col, column) in SEALED
+    id_type = ID_TYPES.get(table, "uuid")
     rows = await conn.fetch(
         f"""SELECT {id_col} AS id, {column} AS sealed FROM {table}
             WHERE {column} IS NOT NULL AND substring({column} FROM 1 FOR $1) <> $2
-              AND ($3::uuid IS NULL OR {id_col} > $3)
+              AND ($3::{id_type} IS NULL OR {id_col} > $3)
             ORDER BY {id_col} LIMIT $4""",
         len(prefix),
         prefix,
@@ -55,7 +59,13 @@ async def batch_not_under(
 
 
 async def replace(
-    conn: Connection, table: str, id_col: str, column: str, row_id: UUID, old: bytes, new: bytes
+    conn: Connection,
+    table: str,
+    id_col: str,
+    column: str,
+    row_id: UUID | int,
+    old: bytes,
+    new: bytes,
 ) -> bool:
     """Compare-and-set, so a concurrent writer is never overwritten."""
     assert (table, id_col, column) in SEALED

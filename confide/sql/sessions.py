@@ -30,7 +30,8 @@ class LiveSession:
 
 @dataclass(frozen=True, slots=True)
 class LiveStaffSession:
-    """A live staff session with its staff member and their teams."""
+    """A live staff session with its staff member and their teams, how it signed in, and
+    whether the account has a second factor (the enrolment rule needs it on every request)."""
 
     session: LiveSession
     staff_id: int
@@ -39,6 +40,18 @@ class LiveStaffSession:
     role: Role
     active: bool
     team_ids: tuple[int, ...]
+    methods: tuple[str, ...] = ()
+    has_second_factor: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSession:
+    """A half-signed-in staff session: the password was right, a second step is due."""
+
+    staff_id: int
+    role: Role
+    step: str  # 'second_factor' or 'enrol'
+    methods: tuple[str, ...]
 
 
 def _live(row: Record) -> LiveSession:
@@ -60,10 +73,13 @@ async def insert(
     staff_id: int | None,
     idle_seconds: int,
     absolute_seconds: int,
+    methods: tuple[str, ...] = (),
+    pending_step: str | None = None,
 ) -> SessionTimes:
     row = await conn.fetchrow(
-        """INSERT INTO sessions (token_hmac, kind, thread_id, staff_id, idle_seconds, expires_at)
-           VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+        """INSERT INTO sessions (token_hmac, kind, thread_id, staff_id, idle_seconds, expires_at,
+                                 methods, pending_step)
+           VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7, $8)
            RETURNING created_at, last_seen_at, idle_seconds, expires_at""",
         token_hmac,
         kind,
@@ -71,6 +87,8 @@ async def insert(
         staff_id,
         idle_seconds,
         absolute_seconds,
+        list(methods),
+        pending_step,
     )
     return SessionTimes(**row)
 
@@ -82,10 +100,13 @@ async def insert(
 TOUCH_EVERY_S = 15
 
 _LIVE = """WITH live AS (
-               SELECT token_hmac, thread_id, staff_id, last_seen_at, idle_seconds, expires_at
+               SELECT token_hmac, thread_id, staff_id, last_seen_at, idle_seconds, expires_at,
+                      methods
                FROM sessions
                WHERE token_hmac = $1 AND kind = $2 AND expires_at > now()
                  AND last_seen_at + make_interval(secs => idle_seconds) > now()
+                 -- a half-signed-in session opens nothing (touch_pending alone finds it)
+                 AND pending_step IS NULL
            ), touched AS (
                UPDATE sessions s SET last_seen_at = now()
                FROM live WHERE s.token_hmac = live.token_hmac
@@ -112,7 +133,10 @@ async def touch_staff(conn: Connection, token_hmac: bytes) -> LiveStaffSession |
         f"""{_LIVE}
            SELECT {_SESSION_COLUMNS}, st.email, st.name, st.role, st.active,
                   ARRAY(SELECT team_id FROM staff_teams WHERE staff_id = st.id ORDER BY team_id)
-                      AS team_ids
+                      AS team_ids,
+                  live.methods,
+                  EXISTS (SELECT 1 FROM staff_totp WHERE staff_id = st.id
+                          AND confirmed_at IS NOT NULL) AS has_second_factor
            FROM live JOIN staff st ON st.id = live.staff_id""",
         token_hmac,
         SessionKind.STAFF,
@@ -128,7 +152,36 @@ async def touch_staff(conn: Connection, token_hmac: bytes) -> LiveStaffSession |
         Role(row["role"]),
         row["active"],
         tuple(row["team_ids"]),
+        tuple(row["methods"]),
+        row["has_second_factor"],
     )
+
+
+async def touch_pending(conn: Connection, token_hmac: bytes) -> PendingSession | None:
+    """The live half-signed-in session for this token, of an active account; None otherwise."""
+    row = await conn.fetchrow(
+        """SELECT s.staff_id, st.role, s.pending_step, s.methods
+           FROM sessions s JOIN staff st ON st.id = s.staff_id
+           WHERE s.token_hmac = $1 AND s.kind = 'staff' AND s.pending_step IS NOT NULL
+             AND s.expires_at > now()
+             AND s.last_seen_at + make_interval(secs => s.idle_seconds) > now() AND st.active""",
+        token_hmac,
+    )
+    if row is None:
+        return None
+    return PendingSession(
+        row["staff_id"], Role(row["role"]), row["pending_step"], tuple(row["methods"])
+    )
+
+
+async def delete_pending(conn: Connection, token_hmac: bytes) -> bool:
+    """End a half-signed-in session; False if it was gone already (a second tab finished)."""
+    done = await conn.fetchval(
+        """DELETE FROM sessions WHERE token_hmac = $1 AND pending_step IS NOT NULL
+           RETURNING true""",
+        token_hmac,
+    )
+    return bool(done)
 
 
 async def delete(conn: Connection, token_hmac: bytes) -> None:

@@ -10,9 +10,10 @@ from confide import codes, idempotency, logs, models
 from confide.errors import FieldError, ValidationFailed
 from confide.services import reporter_auth, reports, sessions, threads
 from confide.services import staff as staff_service
+from confide.services.second_factor import SecondFactorEnrolmentRequired
 from confide.services.staff import ROLES, THREAD_READER_ROLES
 from webapp import responses
-from webapp.auth import Auth, reporter_for, staff_for
+from webapp.auth import Auth, must_enrol, reporter_for, second_factor_roles, staff_for
 from webapp.errors import problem
 from webapp.forms import read_json
 from webapp.keys import (
@@ -137,32 +138,38 @@ def _sent(sent: threads.Sent) -> web.Response:
 
 async def staff_session(request: web.Request) -> web.Response:
     login = models.parse(models.StaffLogin, await read_json(request))
-    done = await staff_service.log_in(
+    done = await staff_service.log_in_api(
         request.app[CTX],
         request.app[HASHER].local,
         request.app[STAFF_LOGIN_LIMITS].guard(request),
         login.email,
         login.password,
+        login.otp,
+        required=second_factor_roles(request),
     )
     session = done.session
     return responses.Session(token=session.token, expires_at=session.expires_at).response()
 
 
 async def _staff(
-    request: web.Request, roles: tuple[str, ...] = THREAD_READER_ROLES
+    request: web.Request, roles: tuple[str, ...] = THREAD_READER_ROLES, *, to_sign_out: bool = False
 ) -> tuple[threads.Staff, Auth]:
     """The caller's staff session; by default only roles that read threads get further (else
     403), so a new staff call cannot forget that ops sees none."""
     found = await staff_for(request)
     if found is None:
         raise web.HTTPUnauthorized()
+    if not to_sign_out and must_enrol(
+        request, *found
+    ):  # signed in before the rule, or its factor was removed
+        raise SecondFactorEnrolmentRequired()
     if found[0].role not in roles:
         raise threads.Forbidden()
     return found
 
 
 async def staff_logout(request: web.Request) -> web.Response:
-    _, auth = await _staff(request, ROLES)
+    _, auth = await _staff(request, ROLES, to_sign_out=True)
     await sessions.end(request.app[CTX], auth.session.token_hmac)
     return web.Response(status=204)
 

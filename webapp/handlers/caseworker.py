@@ -18,7 +18,16 @@ from confide.services import staff as staff_service
 from confide.services.staff import ROLES, THREAD_READER_ROLES
 from confide.services.threads import Forbidden, Staff
 from webapp.admin_forms import apply_admin_form
-from webapp.auth import Auth, clear_session_cookie, set_session_cookie, staff_for
+from webapp.auth import (
+    ENROL_PAGE,
+    SECOND_FACTOR_PAGE,
+    Auth,
+    clear_session_cookie,
+    second_factor_roles,
+    set_session_cookie,
+    signed_in_staff,
+    staff_for,
+)
 from webapp.errors import error_page
 from webapp.form_routes import FormPage, TokenRefused
 from webapp.forms import confirmed, read_form
@@ -45,21 +54,28 @@ StaffHandler = Callable[[web.Request, Staff, Auth], Awaitable[web.StreamResponse
 
 
 def staff_page(
-    *, post: bool = False, roles: tuple[str, ...] = THREAD_READER_ROLES
+    *,
+    post: bool = False,
+    roles: tuple[str, ...] = THREAD_READER_ROLES,
+    while_enrolling: bool = False,
 ) -> Callable[[StaffHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
-    """Require a staff session; ``roles`` limits who may enter (else 403). The CSRF token of a
-    post was checked before (webapp.policy), whose form is then on ``request[FORM]``.
+    """Require a full staff session; ``roles`` limits who may enter (else 403). The CSRF token
+    of a post was checked before (webapp.policy), whose form is then on ``request[FORM]``.
 
     By default a page is for the roles that read threads, so a new page cannot forget that ops
     sees none: a page for every account (password, logout) or for ops says so with ``roles``.
+
+    The second-factor rule is kept here, for every staff page: a half-signed-in browser is sent
+    to its second step (a code, or enrolment) and reaches nothing else, and so is a signed-in
+    account that must have a second factor and has none, unless the page is part of enrolling
+    (``while_enrolling``: the enrolment page itself and logging out).
     """
 
     def wrap(handler: StaffHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         @wraps(handler)
         async def inner(request: web.Request) -> web.StreamResponse:
-            found = await staff_for(request)  # error pages are then in the staff layout
-            if found is None:
-                raise web.HTTPSeeOther("/staff/login")
+            # Error pages are then in the staff layout; anyone else is sent where they belong.
+            found = await signed_in_staff(request, while_enrolling=while_enrolling)
             if found[0].role not in roles:
                 raise Forbidden()  # "Your role cannot open this page."
             if post:
@@ -149,6 +165,8 @@ async def login_again(
         }
     elif isinstance(exc, staff_service.StaffLoginFailed):
         error = _("The email address or password is not right.")
+    elif isinstance(exc, staff_service.SignInExpired):
+        error = _("Your sign-in took too long. Please log in again.")
     else:
         return None
     return render_login(request, status=status, email=form.get("email", "")[:254], error=error)
@@ -166,15 +184,25 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         request.app[STAFF_LOGIN_LIMITS].guard(request),
         form.get("email", "")[:254],
         form.get("password", ""),
+        required=second_factor_roles(request),
     )
-    log.info("staff_logged_in", outcome="ok")
-    # Each role lands where it works: ops on its dashboard, since it reads no inbox.
-    response = web.HTTPSeeOther("/staff" if done.role in THREAD_READER_ROLES else "/ops")
+    if done.pending_step is not None:  # a half-signed-in session: its second step is due
+        log.info("staff_password_ok", outcome=done.pending_step)
+        step = SECOND_FACTOR_PAGE if done.pending_step == "second_factor" else ENROL_PAGE
+        response = web.HTTPSeeOther(step)
+    else:
+        log.info("staff_logged_in", outcome="ok")
+        response = web.HTTPSeeOther(landing(done.role))
     set_session_cookie(request, response, "staff", done.session)
     raise response
 
 
-@staff_page(post=True, roles=ROLES)
+def landing(role: str) -> str:
+    """Each role lands where it works: ops on its dashboard, since it reads no inbox."""
+    return "/staff" if role in THREAD_READER_ROLES else "/ops"
+
+
+@staff_page(post=True, roles=ROLES, while_enrolling=True)
 async def logout(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
     await sessions.end(request.app[CTX], auth.session.token_hmac)
     response = web.HTTPSeeOther("/staff/login")
