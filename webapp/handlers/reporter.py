@@ -402,13 +402,29 @@ async def _shown_code(request: web.Request, form: dict[str, str]) -> str | None:
     return code if isinstance(code, str) else None
 
 
-async def _confirmation_again(request: web.Request, **extra: object) -> web.Response:
+async def _confirmation_again(
+    request: web.Request,
+    *,
+    notice: str | None = None,
+    typed: str = "",
+    checked: bool = False,
+    status: int = 200,
+) -> web.Response:
     """The confirmation from the draft, drawn again as the answer of one of its forms."""
     draft = await report_drafts.load(request, report_drafts.browser_key(request))
     shown = report_drafts.Confirmation.from_draft(draft)
     if draft is None or shown is None:
         raise web.HTTPSeeOther("/report")
-    return await _confirmation(request, shown, draft.get("code"), drafted=True, **extra)
+    return await _confirmation(
+        request,
+        shown,
+        draft.get("code"),
+        drafted=True,
+        notice=notice,
+        typed=typed,
+        checked=checked,
+        status=status,
+    )
 
 
 async def code_file(request: web.Request) -> web.StreamResponse:
