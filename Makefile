@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench chaos lock messages clean browser-deps bench-deps ops-deps
+.PHONY: install run test lint bench chaos lock messages clean browser-deps bench-deps ops-deps static
 
 ## A developer's venv: the runtime lock and the dev lock (embedded servers, tests, bench, lint).
 $(STAMP): requirements/main.txt requirements/dev.txt pyproject.toml
@@ -24,7 +24,7 @@ run: install
 	$(BIN)/confide run
 
 ## Run the tests against real PostgreSQL, Redis, Celery, SMTP, Chromium, nginx and promtool.
-test: install browser-deps ops-deps
+test: install browser-deps ops-deps static
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Debian's chromium for the browser tests (installed when missing and apt is available).
@@ -66,6 +66,11 @@ lock: install
 ## Extract user-facing strings into translations/messages.pot (Babel).
 messages: install
 	$(BIN)/pybabel extract -F babel.cfg -o translations/messages.pot .
+
+## Gzip siblings of the static files, which aiohttp's FileResponse serves to browsers that take
+## gzip (deterministic: -n keeps no name or time; tests/test_hardening.py checks they match).
+static:
+	for f in webapp/static/*.css webapp/static/*.js; do gzip -9 -n -k -f "$$f"; done
 
 clean:
 	rm -rf $(VENV) var test-artifacts

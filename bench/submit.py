@@ -12,11 +12,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-from bench import bare_server
+from bench import bare_server, journey
 from bench.common import (
     Context,
     OtherLoad,
@@ -40,10 +41,17 @@ from confide.settings import Settings
 from webapp.security import new_form_token
 
 NAME = "submit"
-TITLE = "Report submission: anonymous form POST without follow-up, to the PostgreSQL commit"
+TITLE = (
+    "Report submission: anonymous form POST without follow-up, to the PostgreSQL commit; "
+    "and the whole post/redirect/get journey with a draft"
+)
 PROCESS_COUNTS = (1, 2)
 CONNECTIONS = 64
 LUA = Path(__file__).resolve().parent / "post_bodies.lua"
+JOURNEY_LUA = Path(__file__).resolve().parent / "journey.lua"
+# One wrk thread per connection (each keeps its own draft cookie): enough to keep two web
+# processes busy, with wrk's own threads still cheap beside them.
+JOURNEY_CONNECTIONS = 16
 SUBMIT_PURPOSE = "report-submit"  # webapp.handlers.reporter.SUBMIT_PURPOSE
 # Synthetic text only: never real report text in the bench either.
 DESCRIPTION = (
@@ -55,6 +63,8 @@ QUEUES = (jobs.DEFAULT_QUEUE, jobs.HASHING_QUEUE)
 RPS_RATIO_TARGET = Target(">=", 0.50)
 P99_RATIO_TARGET = Target("<=", 1.5)
 RSS_TARGET_MB = Target("<", 150)
+JOURNEY_KB_TARGET = Target("<", 60)  # issue 14: HTML + CSS + JS of one whole journey
+FOREIGN_TARGET = Target("<=", 0)  # nothing loaded from another host
 
 
 @dataclass
@@ -124,6 +134,8 @@ def _measure(ctx: Context, settings: Settings, procs: int) -> list[Result]:
                     confide_runs.append(result)
                 say(f"    run {i + 1} {which:<8} {_describe(result)}")
                 _warn_if_not_real(which, result)
+        walked = journey.walk(f"http://127.0.0.1:{confide.port}")
+        journey_pairs = _journeys(ctx, bare, confide, bare_bodies)
         rss = [rss_mb(p.pid) for p in confide.procs]
         bare_rss = [rss_mb(p.pid) for p in bare.procs]
     finally:
@@ -168,7 +180,8 @@ def _measure(ctx: Context, settings: Settings, procs: int) -> list[Result]:
                 ),
             )
         )
-    runs = confide_runs + bare_runs
+    results += _journey_results(f"journey, {label}:", walked, journey_pairs)
+    runs = confide_runs + bare_runs + [r for pair in journey_pairs for r in pair]
     results.append(
         Result(f"{name} CPU used by other processes", tuple(r.other_cpus for r in runs), "CPUs")
     )
@@ -177,6 +190,94 @@ def _measure(ctx: Context, settings: Settings, procs: int) -> list[Result]:
             Result(f"{name} RSS of Confide web process {n}", (mb,), "MB", RSS_TARGET_MB, digits=0)
         )
     return results
+
+
+def _journeys(
+    ctx: Context, bare: Server, confide: Server, bare_bodies: Path
+) -> list[tuple[Run, Run]]:
+    """Timed journey runs of Confide, each paired with a bare run moments apart (ABBA)."""
+    say(f"    the whole journey, wrk -t{JOURNEY_CONNECTIONS} -c{JOURNEY_CONNECTIONS}")
+    _timed_journey(ctx, confide, ctx.warmup)
+    pairs: list[tuple[Run, Run]] = []
+    for i in range(ctx.runs):
+        runs: dict[str, Run] = {}
+        for which in ("bare", "journey") if i % 2 == 0 else ("journey", "bare"):
+            if which == "bare":
+                runs[which] = _timed(ctx, bare, bare_bodies)
+            else:
+                runs[which] = _timed_journey(ctx, confide, ctx.secs)
+            say(f"    run {i + 1} {which:<8} {_describe(runs[which])}")
+        pairs.append((runs["journey"], runs["bare"]))
+    return pairs
+
+
+def _journey_results(name: str, walked: journey.Walk, pairs: list[tuple[Run, Run]]) -> list[Result]:
+    per = journey.REQUESTS_PER_JOURNEY
+    return [
+        Result(
+            f"{name} req/s Confide ÷ bare",
+            tuple(c.wrk.rps / b.wrk.rps for c, b in pairs),
+            target=RPS_RATIO_TARGET,
+        ),
+        Result(f"{name} journeys/s", tuple(c.wrk.rps / per for c, _ in pairs), "/s", digits=0),
+        Result(
+            f"{name} Confide p99 latency", tuple(c.wrk.p99_ms for c, _ in pairs), "ms", digits=1
+        ),
+        Result(
+            f"{name} CPU ms/req Confide ÷ bare",
+            tuple(c.cpu_ms_per_request / b.cpu_ms_per_request for c, b in pairs),
+        ),
+        Result(
+            f"{name} KB per journey (HTML + CSS + JS, as sent)",
+            (walked.total_bytes / 1024,),
+            "KB",
+            JOURNEY_KB_TARGET,
+            digits=1,
+        ),
+        Result(
+            f"{name} KB per journey with HTTP headers",
+            ((walked.total_bytes + walked.header_bytes) / 1024,),
+            "KB",
+            JOURNEY_KB_TARGET,
+            digits=1,
+        ),
+        Result(
+            f"{name} things loaded from another host",
+            (float(len(walked.foreign)),),
+            target=FOREIGN_TARGET,
+            digits=0,
+        ),
+    ]
+
+
+def _timed_journey(ctx: Context, server: Server, secs: float) -> Run:
+    """One wrk run of whole journeys; every complete journey must have committed its report."""
+    ctx.execute("TRUNCATE report_drafts")
+
+    def load() -> WrkResult:
+        return run_wrk(
+            f"http://127.0.0.1:{server.port}/report",
+            secs,
+            connections=JOURNEY_CONNECTIONS,
+            threads=JOURNEY_CONNECTIONS,
+            script=JOURNEY_LUA,
+            script_args=[journey.DESCRIPTION],
+        )
+
+    run = _timed(ctx, server, None, load=load)
+    complete = _journey_count(run.wrk.output)
+    if not complete - JOURNEY_CONNECTIONS <= run.rows <= complete + JOURNEY_CONNECTIONS:
+        say(f"    WARNING: journey: {run.rows} reports for {complete} complete journeys")
+    if "0 broken" not in run.wrk.output:
+        say(f"    WARNING: journey: {run.wrk.output.splitlines()[-1]}")
+    return run
+
+
+def _journey_count(output: str) -> int:
+    for line in output.splitlines():
+        if line.startswith("journeys: "):
+            return int(line.split()[1])
+    raise RuntimeError(f"journey.lua printed no count:\n{output}")
 
 
 # --- Servers -----------------------------------------------------------------------------------
@@ -299,14 +400,24 @@ def _warm_up(ctx: Context, settings: Settings, server: Server, bodies: Path | No
     run_wrk(server.url, ctx.warmup, connections=CONNECTIONS, script=LUA, script_args=[str(bodies)])
 
 
-def _timed(ctx: Context, server: Server, bodies: Path) -> Run:
+def _timed(
+    ctx: Context,
+    server: Server,
+    bodies: Path | None,
+    *,
+    load: Callable[[], WrkResult] | None = None,
+) -> Run:
+    """One timed wrk run: of ``bodies`` posted to ``server``, or of ``load``."""
     ctx.execute(f"TRUNCATE {server.table} CASCADE")
     queued_before = queued_messages(ctx.redis_url, QUEUES)
     db_before = database_cpu_s(ctx)
     cpu_before, machine_before, other = server.cpu_s(), machine_busy_s(), OtherLoad()
-    result = run_wrk(
-        server.url, ctx.secs, connections=CONNECTIONS, script=LUA, script_args=[str(bodies)]
-    )
+    if load is None:
+        result = run_wrk(
+            server.url, ctx.secs, connections=CONNECTIONS, script=LUA, script_args=[str(bodies)]
+        )
+    else:
+        result = load()
     time.sleep(0.5)  # requests in flight when wrk stopped still commit
     cpu, machine = server.cpu_s() - cpu_before, machine_busy_s() - machine_before
     other_cpus = other.cpus()

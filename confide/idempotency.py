@@ -61,6 +61,11 @@ def bind(
     if key is None:
         return None
     return Idempotency(
-        key_hmac=keyed_hash(settings.session_key, "idempotency-key", endpoint, author, key),
+        key_hmac=key_hmac(settings, key, endpoint=endpoint, author=author),
         request_hmac=keyed_hash(settings.session_key, "idempotency-request", method, path, body),
     )
+
+
+def key_hmac(settings: Settings, key: str, *, endpoint: str, author: str) -> bytes:
+    """The HMAC under which a key scoped to (endpoint, author) is kept."""
+    return keyed_hash(settings.session_key, "idempotency-key", endpoint, author, key)

@@ -239,7 +239,7 @@ async def test_each_step_is_a_page_that_can_be_reloaded_and_revisited_with_what_
     shown = await get(http, "/report/confirmation")
     code = html.code_on(shown)
     assert code is not None and "Report received" in shown
-    assert 'name="receipt_token"' in shown and 'name="reminder_token"' in shown
+    assert 'action="/receipt.json"' in shown and 'name="reminder_token"' in shown
     assert html.code_on(await get(http, "/report/confirmation")) == code
     # Sending again (Back to check answers and Send, or a resubmitted POST) adds nothing.
     async with http.post(form.action, data=form.fields) as resp:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import time
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ import aiohttp
 import asyncpg
 
 from tests import html
-from tests.conftest import Stack, StaffAccount
+from tests.conftest import ROOT, Stack, StaffAccount
 from tests.journeys import (
     form_page,
     reach_check_answers,
@@ -210,6 +211,32 @@ async def test_static_404_is_not_cached_while_static_files_are(http: aiohttp.Cli
     async with http.get("/static/app.css") as resp:
         assert resp.status == 200
         assert resp.headers["Cache-Control"].startswith("public")
+
+
+async def test_static_files_go_gzipped_to_browsers_that_take_it_and_match_their_source(
+    http: aiohttp.ClientSession,
+) -> None:
+    static = ROOT / "webapp" / "static"
+    shipped = sorted(p for p in static.iterdir() if p.suffix in (".css", ".js"))
+    assert shipped
+    for path in shipped:
+        packed = path.with_name(path.name + ".gz")
+        assert packed.is_file(), f"{packed.name} is missing: run make static"
+        assert gzip.decompress(packed.read_bytes()) == path.read_bytes(), (
+            f"{packed.name} is stale: run make static"
+        )
+        url = f"/static/{path.name}"
+        async with http.get(
+            url, headers={"Accept-Encoding": "gzip"}, auto_decompress=False
+        ) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            assert resp.headers["Vary"] == "Accept-Encoding"
+            assert await resp.read() == packed.read_bytes()
+        async with http.get(url, headers={"Accept-Encoding": "identity"}) as resp:
+            assert "Content-Encoding" not in resp.headers
+            assert await resp.read() == path.read_bytes()
+    async with http.get(f"/static/{shipped[0].name}.gz") as resp:
+        assert resp.status == 404  # not an address of its own
 
 
 # --- Signed form tokens (itsdangerous) -------------------------------------------------------------

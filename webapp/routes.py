@@ -52,7 +52,8 @@ FORM_ROUTES: dict[str, Form] = {
         Token.SERVICE, why="its single-use reminder token (reminders.file_for_token)"
     ),
     "receipt_from_confirmation": Form(
-        Token.SERVICE, why="its signed receipt token (security.check_receipt_token)"
+        Token.SERVICE,
+        why="the report's draft (a SameSite=Strict cookie), or its check page's submit token",
     ),
     "check_receipt_submit": Form(
         Token.NONE,
@@ -233,7 +234,11 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.get("/readyz", ops.readyz, name="readyz"),
         ]
     )
-    files = {path.name: path for path in static_dir.iterdir() if path.is_file()}
+    # The ``.gz`` siblings (``make static``) are not addresses of their own: FileResponse sends
+    # one instead of its file to a browser that accepts gzip, with ``Vary: Accept-Encoding``.
+    files = {
+        path.name: path for path in static_dir.iterdir() if path.is_file() and path.suffix != ".gz"
+    }
 
     async def static(request: web.Request) -> web.FileResponse:
         """Only the files we ship: never a path outside, never aiohttp's bare 404 body."""

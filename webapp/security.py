@@ -130,31 +130,6 @@ def check_form_token(settings: Settings, purpose: str, token: str) -> str | None
     return nonce.decode("ascii")
 
 
-RECEIPT_PURPOSE = "receipt"
-RECEIPT_TOKEN_MAX_AGE_S = 24 * 3600
-
-
-def new_receipt_token(settings: Settings, reference: str) -> str:
-    """The confirmation page's receipt download token: ``reference.timestamp.signature``, signed
-    like the form tokens for its own purpose, so it is bound to that report and works without
-    the code for 24 h (docs/security.md "Receipts"). Nothing is stored for it."""
-    signer = _signer(settings.session_key.bytes(), RECEIPT_PURPOSE)
-    return signer.sign(reference.encode("ascii")).decode("ascii")
-
-
-def check_receipt_token(settings: Settings, token: str) -> str | None:
-    """The reference a receipt token names, if it is ours and at most 24 h old."""
-    if len(token) > _TOKEN_MAX_LEN or not token.isascii():
-        return None
-    try:
-        reference = _signer(settings.session_key.bytes(), RECEIPT_PURPOSE).unsign(
-            token, max_age=RECEIPT_TOKEN_MAX_AGE_S
-        )
-    except BadSignature:
-        return None
-    return reference.decode("ascii")
-
-
 def form_token_age_s(token: str) -> float:
     """Seconds since a token (already checked with :func:`check_form_token`) was issued;
     infinite for anything that is not a token."""

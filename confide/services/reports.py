@@ -103,6 +103,15 @@ def submission_idempotency(
     )
 
 
+async def reference_for_form_key(ctx: Context, key: str) -> str | None:
+    """The reference of the report that the report form's key (its submit token's nonce) sent,
+    while the key is kept (24 h, CONTRACTS §3); None when it sent nothing or is gone."""
+    key_hmac = idempotency.key_hmac(ctx.settings, key, endpoint=ENDPOINT, author="form")
+    async with ctx.pool.acquire() as conn:
+        found = await sql_reports.thread_for_submission_key(conn, key_hmac)
+    return None if found is None else found.reference
+
+
 @dataclass(frozen=True)
 class Submitted:
     """What the reporter is shown: the receipt and, for anonymous follow-up, a working code.

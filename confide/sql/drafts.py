@@ -56,21 +56,33 @@ async def upsert_with_code(
 
 async def live(conn: Connection, row_id: bytes) -> SealedDraft | None:
     """The draft while it has not expired, with its code while that has not; whatever has
-    expired is deleted (the row) or wiped (the code) here."""
+    expired is deleted (the row) or wiped (the code) here, as soon as it is seen.
+
+    A plain read in the common case, and a write only for what has expired: every page of the
+    reporter's journey loads its draft (``make bench`` ``submit``, the journey figure).
+    """
     row = await conn.fetchrow(
-        """WITH gone AS (
-               DELETE FROM report_drafts WHERE id = $1 AND expires_at <= now() RETURNING id
-           ), wiped AS (
-               UPDATE report_drafts SET code_ciphertext = NULL, code_expires_at = NULL
-               WHERE id = $1 AND code_expires_at <= now() AND expires_at > now() RETURNING id
-           )
-           SELECT ciphertext,
-                  CASE WHEN code_expires_at > now() THEN code_ciphertext END AS code_ciphertext
-           FROM report_drafts
-           WHERE id = $1 AND expires_at > now()""",
+        """SELECT ciphertext, code_ciphertext, expires_at <= now() AS expired,
+                  coalesce(code_expires_at <= now(), false) AS code_expired
+           FROM report_drafts WHERE id = $1""",
         row_id,
     )
-    return None if row is None else SealedDraft(row["ciphertext"], row["code_ciphertext"])
+    if row is None:
+        return None
+    if row["expired"]:
+        await conn.execute(
+            "DELETE FROM report_drafts WHERE id = $1 AND expires_at <= now()", row_id
+        )
+        return None
+    code = row["code_ciphertext"]
+    if code is not None and row["code_expired"]:
+        await conn.execute(
+            """UPDATE report_drafts SET code_ciphertext = NULL, code_expires_at = NULL
+               WHERE id = $1 AND code_expires_at <= now()""",
+            row_id,
+        )
+        code = None
+    return SealedDraft(row["ciphertext"], code)
 
 
 async def forget_code(conn: Connection, row_id: bytes) -> None:

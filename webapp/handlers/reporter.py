@@ -50,10 +50,8 @@ from webapp.report_flow import FormErrors
 from webapp.responses import ics_response, latest_reminder
 from webapp.security import (
     check_form_token,
-    check_receipt_token,
     form_token_age_s,
     new_form_token,
-    new_receipt_token,
 )
 
 log = logs.get("confide.web.reporter")
@@ -587,7 +585,6 @@ async def _confirmation(
             "anonymous": shown.anonymous,
             "answers": answers or {},
             "form_token": token,
-            "receipt_token": new_receipt_token(request.app[SETTINGS], shown.reference),
         },
         status=status,
     )
@@ -640,12 +637,27 @@ def _receipt_file(data: bytes) -> web.Response:
 
 
 async def receipt_from_confirmation(request: web.Request) -> web.StreamResponse:
-    """From the confirmation page: a POST with its signed receipt token (no code needed)."""
-    form = await read_form(request)
-    reference = check_receipt_token(request.app[SETTINGS], form.get("receipt_token", ""))
+    """From the confirmation page (no code needed): docs/security.md "Receipts"."""
+    reference = await _confirmed_reference(request, await read_form(request))
     if reference is None:
         raise ReceiptLinkExpired()
     return _receipt_file(await receipts.confirmation_receipt(request.app[CTX], reference))
+
+
+async def _confirmed_reference(request: web.Request, form: dict[str, str]) -> str | None:
+    """The report the draft confirms (the page names it: an older confirmation of this browser
+    gets none) or, without a draft, the one that the check page's submit token sent; nothing new
+    is signed for the page that offers the download."""
+    token = form.get("form_token")
+    if not token:
+        draft = await report_drafts.load(request, report_drafts.browser_key(request))
+        shown = report_drafts.Confirmation.from_draft(draft)
+        named = form.get("reference")
+        return shown.reference if shown is not None and shown.reference == named else None
+    nonce = check_form_token(request.app[SETTINGS], SUBMIT_PURPOSE, token)
+    if nonce is None:
+        return None
+    return await reports.reference_for_form_key(request.app[CTX], nonce)
 
 
 async def receipt_download(request: web.Request) -> web.StreamResponse:
