@@ -239,6 +239,16 @@ async def test_static_files_go_gzipped_to_browsers_that_take_it_and_match_their_
         assert resp.status == 404  # not an address of its own
 
 
+async def test_pages_name_our_own_icon_so_browsers_never_ask_for_a_missing_one(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with http.get("/") as resp:
+        assert '<link rel="icon" href="/static/icon.svg"' in await resp.text()
+    async with http.get("/static/icon.svg") as resp:
+        assert resp.status == 200 and resp.content_type == "image/svg+xml"
+        assert resp.headers["Cache-Control"].startswith("public")
+
+
 # --- Signed form tokens (itsdangerous) -------------------------------------------------------------
 
 
