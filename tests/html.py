@@ -91,5 +91,7 @@ def text(page: str) -> str:
 
 
 def code_on(page: str) -> str | None:
-    match = re.search(r'<p class="code" id="code"[^>]*>([0-9A-Z-]+)</p>', page)
-    return match.group(1) if match else None
+    """The code shown on a confirmation, as its four groups joined by hyphens (the page lets
+    it break after each hyphen, with ``<wbr>``)."""
+    match = re.search(r'<p class="code" id="code"[^>]*>((?:[0-9A-Z-]|<wbr>)+)</p>', page)
+    return match.group(1).replace("<wbr>", "") if match else None

@@ -16,8 +16,16 @@ from typing import Any
 import asyncpg
 import pytest
 from axe_playwright_python.async_playwright import Axe
-from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Route,
+    ViewportSize,
+    async_playwright,
+)
 
+from tests import leaks
 from tests.conftest import Stack, kick_relay
 
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
@@ -287,3 +295,182 @@ async def test_reporter_and_caseworker_talk_in_a_real_browser(
         path=str(stack.artifacts / f"inbox-{'js' if js else 'nojs'}.png"), full_page=True
     )
     await staff_ctx.close()
+
+
+# --- The code first (issue 14 item 3) --------------------------------------------------------
+
+BIGGEST_TEXT = """() => {
+  const code = document.getElementById("code");
+  let size = 0, words = "";
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const element = node.parentElement;
+    if (!node.textContent.trim() || code.contains(element) || !element.checkVisibility()) {
+      continue;
+    }
+    const own = parseFloat(getComputedStyle(element).fontSize);
+    if (own > size) { size = own; words = node.textContent.trim().slice(0, 60); }
+  }
+  return [parseFloat(getComputedStyle(code).fontSize), size, words];
+}"""
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["javascript-on", "javascript-off"])
+async def test_reporter_sees_the_code_first_and_can_keep_it(
+    stack: Stack, browser: Browser, db: asyncpg.Connection, js: bool
+) -> None:
+    auditor = Auditor(browser, stack.base_url)
+    context = await on_a_phone(browser, stack.base_url, js)
+    page = await context.new_page()
+    try:
+        await send_a_safety_report_with_follow_up(page)
+        code = (await page.inner_text("#code")).strip()
+        assert re.fullmatch(r"[0-9A-Z]{4}(-[0-9A-Z]{4}){3}", code)
+        # The code is the biggest text on the page, above the title and the reference.
+        code_px, other_px, other_words = await page.evaluate(BIGGEST_TEXT)
+        assert code_px > other_px, (code_px, other_px, other_words)
+        family = await page.locator("#code").evaluate("e => getComputedStyle(e).fontFamily")
+        assert family.endswith("monospace")
+        # In its groups, two to a line at most on this phone, and nothing scrolls sideways.
+        box = await page.locator("#code").bounding_box()
+        assert box is not None and box["height"] <= 2 * 1.2 * code_px + 2
+        assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        # The reference is smaller, for the records, and on one line.
+        panel = await page.inner_text(".panel")
+        assert "for your records" in panel
+        reference = page.locator(".reference")
+        ref_px = await reference.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
+        ref_box = await reference.bounding_box()
+        assert ref_px < code_px and ref_box is not None and ref_box["height"] < 2 * ref_px
+        main = await page.inner_text("main")
+        assert (
+            "Anyone who finds the file, the printout or the receipt learns that a report was made."
+            in main
+        )
+        assert "Log in at" in main and f"{stack.settings.base_url}/login" in main
+        # "Log in now" is secondary, and says where it goes.
+        login = page.locator("a:has-text('Log in now to open your messages')")
+        assert "button--secondary" in (await login.get_attribute("class") or "")
+        # Copy and Print need JavaScript, so they are shown only with it; Download never does.
+        assert await page.is_visible("[data-copy-target]") == js
+        assert await page.is_visible("[data-print]") == js
+        assert await page.is_visible("button:has-text('Download as a text file')")
+        await auditor.check(page, js)
+        await page.screenshot(
+            path=str(stack.artifacts / f"code-first-{'js' if js else 'nojs'}.png"), full_page=True
+        )
+
+        # Download: a text file with exactly the code and the login address.
+        async with page.expect_download() as download_info:
+            await page.click("button:has-text('Download as a text file')")
+        download = await download_info.value
+        saved = stack.artifacts / f"code-{'js' if js else 'nojs'}.txt"
+        await download.save_as(str(saved))
+        assert saved.read_text() == f"{code}\n{stack.settings.base_url}/login\n"
+        assert download.suggested_filename == "code.txt" and code not in download.url
+        assert page.url.endswith("/report/confirmation")
+
+        # Printing shows the code and the login address, and nothing else.
+        await page.emulate_media(media="print")
+        for hidden in ("#exit-this-page", ".footer", ".header", ".panel", ".help-now"):
+            assert not await page.is_visible(hidden), hidden
+        assert await page.locator("button:visible").count() == 0
+        assert await page.locator("a:visible").count() == 0
+        assert await page.is_visible("#code") and await page.is_visible(".login-address")
+        printed = await page.evaluate("document.body.innerText")
+        assert code in printed and "Report received" not in printed and "R-" not in printed
+        await page.screenshot(path=str(stack.artifacts / "code-first-print.png"), full_page=True)
+        await page.emulate_media(media="screen")
+
+        if js:  # Copy puts the code on the clipboard, and says so politely.
+            await context.grant_permissions(
+                ["clipboard-read", "clipboard-write"], origin=stack.base_url
+            )
+            await page.click("[data-copy-target]")
+            await page.wait_for_selector("[data-copy-status]:has-text('Copied')")
+            assert await page.evaluate("navigator.clipboard.readText()") == code
+
+        # The last-4 check: a kind "no", then a "yes"; with JavaScript without a request.
+        wrong = "".join("Z" if ch != "Z" else "Y" for ch in code[-4:])
+        for typed, answer in ((wrong, "does not match"), (code[-4:].lower(), "That matches")):
+            await page.fill("#last4", typed)
+            await page.click("#saved-check button")
+            await page.wait_for_selector(f"#last4-result:has-text('{answer}')")
+            assert (await page.inner_text("#code")).strip() == code  # never hidden by it
+            assert page.url.endswith("/report/confirmation") == js
+        await auditor.check(page, js)
+
+        # A check, never a gate: after a wrong answer everything still works.
+        await page.fill("#last4", wrong)
+        await page.click("#saved-check button")
+        await page.wait_for_selector("#last4-result:has-text('does not match')")
+        await page.click("button:has-text('I have saved my code')")
+        assert not await page.is_visible("#code")
+        await page.goto("/login")
+        await page.fill("#code", code)
+        await page.click("main button[type=submit]")
+        assert page.url.endswith("/messages")
+        assert leaks.hits(stack.logs(), {"code": code}) == []
+    finally:
+        await context.close()
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["javascript-on", "javascript-off"])
+async def test_a_browser_that_refuses_cookies_still_gets_its_code(
+    stack: Stack, browser: Browser, db: asyncpg.Connection, js: bool
+) -> None:
+    """Every Set-Cookie is dropped on the way to the browser (and the context's jar emptied), as
+    in a browser that blocks cookies: the whole report still works, with nothing alarming."""
+    auditor = Auditor(browser, stack.base_url)
+    context = await on_a_phone(browser, stack.base_url, js)
+    offered: list[str] = []
+
+    async def refuse_cookies(route: Route) -> None:
+        response = await route.fetch(max_redirects=0)
+        await context.clear_cookies()  # the fetch's own jar keeps nothing either
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "set-cookie"}
+        if len(headers) != len(response.headers):
+            offered.append(route.request.url)
+        await route.fulfill(response=response, headers=headers)
+
+    await context.route(f"{stack.base_url}/**", refuse_cookies)
+    page = await context.new_page()
+    try:
+        await send_a_safety_report_with_follow_up(page)
+        assert offered  # the server did offer its draft cookie, and it was refused
+        assert await context.cookies() == []
+        assert (await page.title()).startswith("Report received")
+        code = (await page.inner_text("#code")).strip()
+        assert re.fullmatch(r"[0-9A-Z]{4}(-[0-9A-Z]{4}){3}", code)
+        main = (await page.inner_text("main")).casefold()
+        for alarming in ("cookie", "error", "expired", "not sent", "problem"):
+            assert alarming not in main, alarming
+        assert not await page.is_visible(".error-summary")
+        assert await db.fetchval("SELECT count(*) FROM threads") == 1
+        assert await db.fetchval("SELECT count(*) FROM report_drafts") == 0
+        # "I have saved my code" belongs to the draft; without one the last-4 check is the
+        # page's script's alone.
+        assert not await page.is_visible("button:has-text('I have saved my code')")
+        assert await page.is_visible("#last4") == js
+        await auditor.check(page, js)
+        # The download works without a draft: the page posts back the code it shows.
+        async with page.expect_download() as download_info:
+            await page.click("button:has-text('Download as a text file')")
+        download = await download_info.value
+        saved = stack.artifacts / f"code-no-cookies-{'js' if js else 'nojs'}.txt"
+        await download.save_as(str(saved))
+        assert saved.read_text() == f"{code}\n{stack.settings.base_url}/login\n"
+        assert code not in download.url
+        if js:
+            await page.fill("#last4", code[-4:])
+            await page.click("#saved-check button")
+            await page.wait_for_selector("#last4-result:has-text('That matches')")
+        # And the code logs in (a login needs its cookie: this browser now allows them).
+        await context.unroute(f"{stack.base_url}/**", refuse_cookies)
+        await page.goto("/login")
+        await page.fill("#code", code)
+        await page.click("main button[type=submit]")
+        assert page.url.endswith("/messages")
+        assert leaks.hits(leaks.redis_dump(stack.env["REDIS_URL"]), {"code": code}) == []
+    finally:
+        await context.close()

@@ -18,6 +18,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from playwright.async_api import Browser
+from yarl import URL
 
 from confide import drafts as draft_keys
 from confide.context import Context
@@ -319,6 +320,211 @@ async def test_with_cookies_off_the_answers_ride_in_the_pages_as_before(
     assert "cookie" not in html.text(sent.page).casefold()
     assert await db.fetchval("SELECT count(*) FROM threads") == 1
     assert await db.fetchval("SELECT count(*) FROM report_drafts") == 0
+
+
+# --- The code first: download and the last-4 check (issue 14 item 3) -------------------------
+
+
+async def download_code(
+    http: aiohttp.ClientSession, data: dict[str, str] | None = None
+) -> tuple[int, str, dict[str, str]]:
+    async with http.post("/report/code.txt", data=data or {}) as resp:
+        return resp.status, await resp.text(), dict(resp.headers)
+
+
+async def test_the_code_downloads_as_a_text_file_with_the_login_address_and_nothing_else(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    sent = await reporter_submits(http, "The stairwell light is out.", wants_replies=True)
+    shown = await get(http, "/report/confirmation")
+    code = html.code_on(shown)
+    assert code is not None and sent.reference
+    login = f"{stack.settings.base_url}/login"
+    assert login in html.text(shown)  # the page shows where to log in too
+    download = next(f for f in html.forms(shown) if f.action == "/report/code.txt")
+    assert download.method == "post" and download.fields == {}  # the draft holds the code
+
+    status, body, headers = await download_code(http, download.fields)
+    assert status == 200 and body == f"{code}\n{login}\n"  # exactly these two lines
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert headers["Content-Disposition"] == 'attachment; filename="code.txt"'
+    assert headers["Cache-Control"] == "no-store"
+    assert sent.reference not in body and "stairwell" not in body
+    # With a draft, only its code is ever given: a posted one is ignored.
+    other = "7QKM-2XRD-9HWB-T4NF"
+    status, body, _headers = await download_code(http, {"code": other})
+    assert status == 200 and body == f"{code}\n{login}\n"
+
+    # Once the page shows the code no more, neither does the download: it says so kindly.
+    saved = next(f for f in html.forms(shown) if f.action == "/report/confirmation")
+    async with http.post(saved.action, data=saved.fields) as resp:
+        assert html.code_on(await resp.text()) is None
+    status, body, headers = await download_code(http)
+    assert status == 410 and headers["Content-Type"].startswith("text/html")
+    assert "no longer shown on this page" in body and code not in body
+    assert "it still works" in html.text(body)
+
+    # Cookies off: the confirmation is the submit's answer, and its form posts the code back.
+    async with aiohttp.ClientSession(
+        base_url=stack.base_url, cookie_jar=aiohttp.DummyCookieJar()
+    ) as cookieless:
+        plain = await reporter_submits(cookieless, "No cookies here.", wants_replies=True)
+        assert plain.code is not None
+        form = next(f for f in html.forms(plain.page) if f.action == "/report/code.txt")
+        assert form.fields == {"code": plain.code}
+        status, body, headers = await download_code(cookieless, form.fields)
+        assert status == 200 and body == f"{plain.code}\n{login}\n"
+        assert headers["Cache-Control"] == "no-store"
+        # A tampered form gets the login page's answer for a code that is not one.
+        status, body, _headers = await download_code(cookieless, {"code": "<script>"})
+        assert status == 422 and "<script>" not in body
+        status, body, _headers = await download_code(cookieless)
+        assert status == 422
+
+    # Neither code went to a URL, a Redis key or a log line.
+    secrets_ = {"code": code, "plain": plain.code}
+    assert leaks.hits(leaks.redis_dump(stack.env["REDIS_URL"]), secrets_) == []
+    assert leaks.hits(stack.logs(), secrets_) == []
+
+
+async def test_the_last_4_check_says_whether_they_match_and_never_blocks(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    sent = await reporter_submits(http, "The lift is stuck.", wants_replies=True)
+    shown = await get(http, "/report/confirmation")
+    code = html.code_on(shown)
+    assert code is not None and sent.code == code
+    check = next(f for f in html.forms(shown) if f.action.startswith("/report/confirmation/check"))
+    assert "Type the last 4 characters of your code to check you have saved it" in shown
+    assert set(check.fields) == {"last4"}  # the code itself is not posted: the draft has it
+
+    async def typed(last4: str) -> str:
+        async with http.post(check.action, data={"last4": last4}) as resp:
+            assert resp.status == 200
+            page = await resp.text()
+        assert html.code_on(page) == code  # the page is the confirmation again, code and all
+        return html.text(page)
+
+    assert "That matches: you have saved your code." in await typed(code[-4:])
+    # Typed as people type: lower case, O for 0, I or L for 1, spaces.
+    squeezed = code[-4:].lower().replace("0", "o").replace("1", "l")
+    assert "That matches" in await typed(f" {squeezed[:2]} {squeezed[2:]} ")
+    wrong = "".join("Z" if ch != "Z" else "Y" for ch in code[-4:])
+    mismatch = await typed(wrong)
+    assert "That does not match the end of your code." in mismatch
+    assert "That matches" not in mismatch
+    assert "or skip this" in await typed("")
+    # Nothing was blocked or counted: many wrong answers later the page, the saved button, the
+    # download and the login all still work.
+    for _ in range(10):
+        await typed(wrong)
+    status, body, _headers = await download_code(http)
+    assert status == 200 and body.startswith(code)
+    saved = next(f for f in html.forms(shown) if f.action == "/report/confirmation")
+    async with http.post(saved.action, data=saved.fields) as resp:
+        assert "Your code was shown once" in await resp.text()
+    status, page = await reporter_logs_in(http, code)
+    assert status == 200 and "Log out" in page
+    # Afterwards (no code in the draft) the check has nothing to compare: no form, no answer.
+    async with http.post(check.action, data={"last4": code[-4:]}) as resp:
+        after = await resp.text()
+    assert "That matches" not in after and "That does not match" not in after
+    assert leaks.hits(stack.logs(), {"code": code}) == []
+
+    # Cookies off: the check is done by the page's script only (no form without JavaScript);
+    # a post without a draft cookie learns nothing and goes to the confirmation.
+    async with aiohttp.ClientSession(
+        base_url=stack.base_url, cookie_jar=aiohttp.DummyCookieJar()
+    ) as cookieless:
+        plain = await reporter_submits(cookieless, "No cookies here.", wants_replies=True)
+        assert plain.code is not None
+        assert re.search(r'<form[^>]+id="saved-check"[^>]+hidden>', plain.page)
+        async with cookieless.post(
+            "/report/confirmation/check", data={"last4": plain.code[-4:]}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 303 and resp.headers["Location"] == "/report/confirmation"
+
+
+async def test_one_browsers_draft_cookie_never_opens_another_browsers_draft(
+    stack: Stack, db: asyncpg.Connection
+) -> None:
+    words = canary("alice")
+
+    def browser_session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        )
+
+    def forged_browser(cookie: str) -> aiohttp.ClientSession:
+        jar = aiohttp.CookieJar(unsafe=True)
+        jar.update_cookies({"confide_draft": cookie}, URL(stack.base_url))
+        return aiohttp.ClientSession(base_url=stack.base_url, cookie_jar=jar)
+
+    async with browser_session() as alice, browser_session() as bob:
+        # Alice is half-way through her report; Bob opens his own.
+        await get(alice, "/report")
+        await step(alice, "/report/category", {"step": "how", "how": "anonymous"})
+        await step(alice, "/report/what", {"step": "category", "category": "safety"})
+        await step(alice, "/report/when", {"step": "what", "description": f"Door. {words}"})
+        alice_cookie = draft_cookie(alice)
+        first = await get(bob, "/report")
+        bob_cookie = draft_cookie(bob)
+        assert bob_cookie.value != alice_cookie.value
+        assert words not in first
+        # Bob's own cookie reaches only his own (empty) draft: no page shows Alice's words.
+        async with bob.get("/report/what", allow_redirects=False) as resp:
+            assert resp.status == 303 and resp.headers["Location"] == "/report"
+        await step(bob, "/report/category", {"step": "how", "how": "anonymous"})
+        await step(bob, "/report/what", {"step": "category", "category": "safety"})
+        assert words not in await get(bob, "/report/what")
+        await step(bob, "/report/when", {"step": "what", "description": "A light is out."})
+
+        # A cookie with Alice's draft id and Bob's key, or her id with a tampered key: each is a
+        # fresh start (a new cookie), never an error, never her words; and her draft is intact.
+        alice_id, alice_key = alice_cookie.value.split(".")
+        bob_key = bob_cookie.value.split(".")[1]
+        flipped = ("A" if alice_key[0] != "A" else "B") + alice_key[1:]
+        for forged in (f"{alice_id}.{bob_key}", f"{alice_id}.{flipped}", "junk.value"):
+            async with forged_browser(forged) as mallory:
+                assert mallory.cookie_jar.filter_cookies(URL(stack.base_url))["confide_draft"]
+                for path in ("/report/what", "/report/check", "/report/confirmation"):
+                    async with mallory.get(path, allow_redirects=False) as resp:
+                        assert resp.status == 303 and resp.headers["Location"] == "/report"
+                async with mallory.get("/report", allow_redirects=False) as resp:
+                    page = await resp.text()
+                    assert resp.status == 200 and words not in page
+                    fresh = resp.cookies["confide_draft"].value
+                    assert fresh and fresh != forged and not fresh.startswith(alice_id)
+                status, body, _headers = await download_code(mallory)
+                assert status < 500 and words not in body
+        assert words in await get(alice, "/report/what")
+
+        # Both send: each confirmation shows its own code, and never the other's.
+        for http, label in ((alice, "alice"), (bob, "bob")):
+            await step(http, "/report/where", {"step": "when", "occurred": label})
+            await step(http, "/report/follow-up", {"step": "where", "location": label})
+            await step(http, "/report/check", {"step": "follow-up", "follow_up": "yes"})
+        assert words not in await get(bob, "/report/check")
+        codes_shown: dict[str, str] = {}
+        for http, label in ((alice, "alice"), (bob, "bob")):
+            form = html.main_form(await get(http, "/report/check"))
+            async with http.post(form.action, data=form.fields) as resp:
+                shown_code = html.code_on(await resp.text())
+            assert shown_code is not None, label
+            codes_shown[label] = shown_code
+        assert codes_shown["alice"] != codes_shown["bob"]
+        bob_page = await get(bob, "/report/confirmation")
+        assert codes_shown["alice"] not in bob_page and words not in bob_page
+        status, body, _headers = await download_code(bob)
+        assert status == 200 and body.startswith(f"{codes_shown['bob']}\n")
+        # A forged cookie naming Alice's draft sees no confirmation and no code of hers.
+        async with forged_browser(f"{alice_id}.{bob_key}") as mallory:
+            async with mallory.get("/report/confirmation", allow_redirects=False) as resp:
+                assert resp.status == 303 and resp.headers["Location"] == "/report"
+            status, body, _headers = await download_code(mallory)
+            assert codes_shown["alice"] not in body
+        assert html.code_on(await get(alice, "/report/confirmation")) == codes_shown["alice"]
+    assert await db.fetchval("SELECT count(*) FROM threads") == 2
 
 
 # --- In a real Chromium at 375 px, JavaScript on and off -------------------------------------

@@ -353,11 +353,11 @@ async def test_tokens_keep_role_scoping_and_skip_no_rule_but_the_second_factor(
     async with jar_client(stack.base_url) as http:
         await staff_logs_in(http, caseworker.email, caseworker.password)
         await enrols(http)
-    token = confide_cli(stack, "tokens", "issue", "--email", caseworker.email, "--name", "n")
+    issued = confide_cli(stack, "tokens", "issue", "--email", caseworker.email, "--name", "n")
     async with (
         aiohttp.ClientSession(base_url=stack.base_url) as api,
         api.get(
-            "/api/v1/staff/threads", headers={"Authorization": f"Bearer {token.stdout.strip()}"}
+            "/api/v1/staff/threads", headers={"Authorization": f"Bearer {issued.stdout.strip()}"}
         ) as resp,
     ):
         assert resp.status == 200

@@ -168,7 +168,7 @@ async def test_admin_edit_with_scripts_and_javascript_links_is_served_inert(
         assert_inert(first)
         audit = await form_page(b, "/staff/audit")
     rows = audit[audit.index("<tbody>") : audit.index("</tbody>")]
-    edits = [r for r in rows.split("<tr>") if "admin_support_page" in r]
+    edits = [r for r in rows.split("<tr>") if "Edited a support page" in r]
     assert len(edits) == 2 and all(ada.email in r for r in edits)
     rows = await db.fetch(
         """SELECT v.version, v.edited_by = s.id AS by_ada FROM support_page_versions v

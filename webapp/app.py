@@ -26,6 +26,7 @@ from confide.services.org import sync_organisation
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp import i18n, routes
+from webapp.audit_words import audit_words
 from webapp.categories import CategoryCache, InboxCounts, InboxRows
 from webapp.dates import DateFormats
 from webapp.errors import error_middleware, error_page, prepare_parser_error_pages
@@ -164,6 +165,7 @@ def create_app(settings: Settings) -> web.Application:
     install_header_timeout()
     dates = DateFormats(i18n.DATE_LOCALE, org.timezone, app[CALENDAR])
     env.filters["when"] = dates.when
+    env.filters["audit_words"] = audit_words
     env.filters["time_of_day"] = dates.time_of_day
     env.filters["waited"] = dates.waited
     env.filters["working_left"] = dates.working_left

@@ -44,6 +44,16 @@ FORM_ROUTES: dict[str, Form] = {
         Token.NONE,
         why="it only forgets the code in this browser's own draft (a SameSite=Strict cookie)",
     ),
+    "confirmation_code_file": Form(
+        Token.NONE,
+        why="it writes nothing and answers only with what this browser holds already: the code "
+        "in its own draft (a SameSite=Strict cookie), or without one the code its page posted",
+    ),
+    "confirmation_check": Form(
+        Token.NONE,
+        why="it writes nothing: it says whether 4 characters match the code in this browser's "
+        "own draft (a SameSite=Strict cookie), and counts nothing",
+    ),
     "login_submit": Form(Token.SIGNED, purpose=login_purpose, page=reporter.login_again),
     "messages_submit": Form(Token.REPORTER_SESSION, page=reporter.thread_again),
     "logout": Form(Token.REPORTER_SESSION),
@@ -107,6 +117,12 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.post(
                 "/report/confirmation", reporter.confirmation_saved, name="confirmation_saved"
             ),
+            web.post(
+                "/report/confirmation/check",
+                reporter.confirmation_check,
+                name="confirmation_check",
+            ),
+            web.post("/report/code.txt", reporter.code_file, name="confirmation_code_file"),
             web.get("/exit", reporter.exit_page, name="exit"),
             web.post("/report/submit", reporter.report_submit, name="report_submit"),
             web.get("/login", reporter.login, name="login"),

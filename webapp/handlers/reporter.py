@@ -9,6 +9,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from confide import codes, drafts, logs
+from confide.crypto import same_text
 from confide.errors import (
     CodeMalformed,
     CodeNotRecognised,
@@ -268,10 +269,13 @@ async def report_start(request: web.Request) -> web.Response:
     """The first question. A live draft's answers are kept (browser Back to here); otherwise a
     new draft cookie, with a fresh key, is set, and an earlier draft (a confirmation) deleted."""
     browser = report_drafts.browser_key(request)
-    answers = report_drafts.answers_of(await report_drafts.load(request, browser))
+    draft = await report_drafts.load(request, browser)
+    answers = report_drafts.answers_of(draft)
     fresh = drafts.new_key() if answers is None else None
-    if fresh is not None:
-        await report_drafts.forget(request)  # a report sent before: its confirmation ends
+    if fresh is not None and draft is not None:
+        # A report sent before: its confirmation ends. A cookie whose key does not open its
+        # row (tampered, or another browser's draft id) deletes nothing: it only starts afresh.
+        await report_drafts.forget(request)
     page = report_flow.Page("how")
     response = await render_step(
         request, answers or report_flow.answers_from({}), page, carry=False
@@ -378,6 +382,95 @@ async def confirmation_saved(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/report/confirmation")
 
 
+CODE_GONE = N_(
+    "Your code is no longer shown on this page, so it cannot be saved from here. "
+    "If you saved it already, it still works."
+)
+
+
+async def _shown_code(request: web.Request, form: dict[str, str]) -> str | None:
+    """The code the confirmation shows, for its download: from the browser's own draft while it
+    shows the code; without a draft cookie (cookies off, so the confirmation was the submit's
+    answer), the one that page posted back in the form body. Never from a URL; nothing is kept.
+    None when the draft no longer holds it."""
+    browser = report_drafts.browser_key(request)
+    if browser is None:
+        return codes.normalise(form.get("code", ""))  # malformed: 422, like a login
+    code = (await report_drafts.load(request, browser) or {}).get("code")
+    return code if isinstance(code, str) else None
+
+
+async def _confirmation_again(
+    request: web.Request,
+    *,
+    notice: str | None = None,
+    typed: str = "",
+    checked: bool = False,
+    status: int = 200,
+) -> web.Response:
+    """The confirmation from the draft, drawn again as the answer of one of its forms."""
+    draft = await report_drafts.load(request, report_drafts.browser_key(request))
+    shown = report_drafts.Confirmation.from_draft(draft)
+    if draft is None or shown is None:
+        raise web.HTTPSeeOther("/report")
+    return await _confirmation(
+        request,
+        shown,
+        draft.get("code"),
+        drafted=True,
+        notice=notice,
+        typed=typed,
+        checked=checked,
+        status=status,
+    )
+
+
+async def code_file(request: web.Request) -> web.StreamResponse:
+    """ "Download as a text file": the code and the login address, nothing else (no reference,
+    no report), as an attachment no cache keeps. A POST, so it works without JavaScript and
+    the code is never in a URL."""
+    code = await _shown_code(request, await read_form(request))
+    if code is None:
+        return await _confirmation_again(request, notice=_(CODE_GONE), status=410)
+    body = f"{codes.display(code)}\n{login_address(request)}\n"
+    return web.Response(
+        text=body,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={
+            "Content-Disposition": 'attachment; filename="code.txt"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def login_address(request: web.Request) -> str:
+    return f"{request.app[SETTINGS].base_url.rstrip('/')}/login"
+
+
+async def confirmation_check(request: web.Request) -> web.Response:
+    """ "Type the last 4 characters of your code": says whether they match the code in this
+    browser's draft, and nothing else. A check, never a gate: it blocks nothing, and attempts
+    are neither counted nor logged. With JavaScript the page checks in the browser and never
+    sends this; without a draft (cookies off) only that check is offered."""
+    form = await read_form(request)
+    if report_drafts.browser_key(request) is None:
+        raise web.HTTPSeeOther("/report/confirmation")
+    typed = form.get("last4", "")[:20]
+    return await _confirmation_again(request, typed=typed, checked=True)
+
+
+def last4_result(code: str | None, typed: str) -> str | None:
+    """What the check says about what was typed: "match", "mismatch", "empty" (None: not
+    checked, or no code to check against)."""
+    if code is None:
+        return None
+    squeezed = codes.squeeze(typed)
+    if not squeezed:
+        return "empty"
+    return "match" if same_text(squeezed, code[-4:]) else "mismatch"
+
+
 EXPIRED = report_flow.Page("check", status=400, notice=EXPIRED_NOTICE)
 REF_OPEN, REF_CLOSE = Markup('<span class="reference-inline">'), Markup("</span>")
 NOT_SENT = {
@@ -457,8 +550,13 @@ async def _confirmation(
     code_failed: bool = False,
     answers: dict[str, str] | None = None,
     token: str = "",
+    notice: str | None = None,
+    typed: str = "",
+    checked: bool = False,
+    status: int = 200,
 ) -> web.Response:
-    """The confirmation page. ``drafted``: drawn from the draft, which can forget the code."""
+    """The confirmation page. ``drafted``: drawn from the draft, which can forget the code.
+    ``checked``: the answer of the last-4 check, with what was ``typed``."""
     reminder_token = None
     if code and shown.reply_due_by is not None:
         reminder_token = await reminders.issue_token(request.app[CTX], UUID(shown.thread_id))
@@ -472,6 +570,11 @@ async def _confirmation(
             # For running text, where it must not break at its hyphen (escaped by Markup's +).
             "reference_inline": REF_OPEN + shown.reference + REF_CLOSE,
             "code": codes.display(code) if code else None,
+            "code_groups": codes.display(code).split("-") if code else [],
+            "login_address": login_address(request),
+            "notice": notice,
+            "typed": typed,
+            "last4": last4_result(code, typed) if checked else None,
             "code_failed": code_failed,
             # A repeat that may not get another code: the code shown the first time still works.
             "already_received": shown.already_received,
@@ -483,6 +586,7 @@ async def _confirmation(
             "answers": answers or {},
             "form_token": token,
         },
+        status=status,
     )
 
 

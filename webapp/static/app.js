@@ -45,6 +45,30 @@
       });
     });
   }
+  // Print the code (the print stylesheet keeps only it and the login address).
+  document.querySelectorAll("[data-print]").forEach(function (button) {
+    button.hidden = false;
+    button.addEventListener("click", function () { window.print(); });
+  });
+  // "Type the last 4 characters": checked here, so the code is never sent again. Without
+  // JavaScript the form asks the server, which compares with the browser's own draft.
+  var check = document.querySelector("[data-last4]");
+  var shown = document.getElementById("code");
+  if (check && shown) {
+    check.hidden = false;
+    check.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var out = document.getElementById("last4-result");
+      // Read as the server reads codes: NFKC, no spaces or hyphens, upper case, O=0, I=L=1.
+      var typed = check.elements.last4.value.normalize("NFKC").replace(/[\s\u2010-\u2014\u2212-]/g, "")
+        .toUpperCase().replace(/O/g, "0").replace(/[IL]/g, "1");
+      var end = shown.textContent.replace(/[^0-9A-Z]/g, "").slice(-4);
+      var kind = !typed ? "empty" : typed === end ? "match" : "mismatch";
+      // Cleared first, so that the same answer twice is announced twice.
+      out.textContent = "";
+      setTimeout(function () { out.textContent = out.getAttribute("data-" + kind); }, 50);
+    });
+  }
   // Character count for long answers: in the catalogue's plural forms, styled as an error
   // when over, and told to screen readers politely once typing pauses (not every keystroke).
   var ANNOUNCE_AFTER_MS = 1000;

@@ -1,0 +1,40 @@
+"""What an audit row's action means, in words, for the audit log page (``|audit_words``).
+
+The stored action stays a stable code (tests, exports and the database rely on it). An action
+added later without words here is shown as its code with spaces, never hidden.
+"""
+
+from __future__ import annotations
+
+from webapp.i18n import N_, _
+
+WORDS = {
+    "view": N_("Opened the thread"),
+    "reply": N_("Replied to the reporter"),
+    "note": N_("Added a note"),
+    "status": N_("Changed the status"),
+    "team": N_("Moved to another team"),
+    "assign": N_("Changed who it is assigned to"),
+    "restrict": N_("Changed who may see it"),
+    "link": N_("Linked to another report"),
+    "unlink": N_("Removed a link to another report"),
+    "receipt_check": N_("Checked a reporter's receipt"),
+    "admin_team": N_("Changed a team"),
+    "admin_category": N_("Changed a category"),
+    "admin_join": N_("Added a member to a team"),
+    "admin_leave": N_("Removed a member from a team"),
+    "admin_support_page": N_("Edited a support page"),
+    "ops_retry": N_("Retried a failed message"),
+    "ops_dismiss": N_("Dismissed a failed message"),
+    "second_factor_enrolled": N_("Set up a second factor"),
+    "second_factor_removed": N_("Removed a second factor"),
+    "second_factor_failed": N_("Entered a wrong second-factor code"),
+    "second_factor_reset": N_("Second factors reset by an administrator"),
+    "recovery_code_used": N_("Signed in with a recovery code"),
+    "recovery_codes_regenerated": N_("Made new recovery codes"),
+}
+
+
+def audit_words(action: str) -> str:
+    words = WORDS.get(action)
+    return _(words) if words is not None else action.replace("_", " ")
