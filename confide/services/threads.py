@@ -407,12 +407,7 @@ async def resume_staff(ctx: Context, token: str) -> tuple[sessions.ActiveSession
         return None
     staff = Staff(row.staff_id, row.email, row.name, row.role, row.team_ids)
     active = sessions.active_from_row(mac, row.session)
-    active = replace(
-        active,
-        methods=row.methods,
-        has_second_factor=row.has_second_factor,
-        personal_token=row.personal_token,
-    )
+    active = replace(active, methods=row.methods, has_second_factor=row.has_second_factor)
     return active, staff
 
 
