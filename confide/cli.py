@@ -28,7 +28,7 @@ from confide.context import Context
 from confide.crypto import Keyring
 from confide.errors import ConfideError, ConfigError
 from confide.org import REGIONS
-from confide.services import deadlines, support, workdays
+from confide.services import deadlines, staff_sessions, support, workdays
 from confide.services import staff as staff_service
 from confide.services.org import sync_organisation
 from confide.services.staff import ROLES
@@ -72,6 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
         "sessions, once the organisation has checked who they are",
     )
     reset_factor.add_argument("--email", required=True)
+    tokens = sub.add_parser("tokens", help="personal access tokens for the staff API")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True, parser_class=_Parser)
+    issue = tokens_sub.add_parser(
+        "issue",
+        help="print a personal access token once: a Bearer token for the staff API that needs "
+        "no second factor, revocable on the staff member's sessions page",
+    )
+    issue.add_argument("--email", required=True)
+    issue.add_argument("--name", required=True, help="what the token is for, shown on the page")
+    issue.add_argument(
+        "--expires",
+        type=int,
+        default=staff_sessions.TOKEN_DAYS,
+        metavar="DAYS",
+        help=f"days until it expires (default {staff_sessions.TOKEN_DAYS}, "
+        f"at most {staff_sessions.TOKEN_MAX_DAYS})",
+    )
     deadline = sub.add_parser("deadline", help="print the reply-due time for a start time")
     deadline.add_argument("start", help="ISO 8601; without an offset it means Europe/London")
     deadline.add_argument("--region", choices=sorted(REGIONS))
@@ -120,6 +137,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return asyncio.run(staff_command(args))
         if args.command == "keys":
             return asyncio.run(keys_rotate())
+        if args.command == "tokens":
+            return asyncio.run(tokens_issue(args))
         if args.command == "deadline":
             return deadline_command(args)
         if args.command == "receipt":
@@ -300,6 +319,25 @@ async def staff_command(args: argparse.Namespace) -> int:
             print(f"{base.rstrip('/')}/staff/set-password?token={token}")
     finally:
         await pool.close()
+    return 0
+
+
+async def tokens_issue(args: argparse.Namespace) -> int:
+    """``confide tokens issue``: the token on stdout, once; it is kept only as its HMAC."""
+    if not 1 <= args.expires <= staff_sessions.TOKEN_MAX_DAYS:
+        raise UsageError(
+            f"confide tokens issue: --expires must be from 1 to {staff_sessions.TOKEN_MAX_DAYS}"
+        )
+    settings = Settings.from_env()
+    pool = await _connect(settings)
+    try:
+        issued = await staff_sessions.issue_token(
+            _context(settings, pool), email=args.email, name=args.name, days=args.expires
+        )
+    finally:
+        await pool.close()
+    print(issued.token)
+    print(f"expires {issued.expires_at.isoformat(timespec='seconds')}", file=sys.stderr)
     return 0
 
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from confide.context import Context
 from confide.errors import FieldError, ValidationFailed
-from confide.services import admin
+from confide.services import admin, staff_sessions
 
 AdminCall = Callable[[Context, int, dict[str, str]], Awaitable[object]]
 ADMIN_FORMS: dict[str, tuple[str, AdminCall]] = {
@@ -29,6 +29,10 @@ ADMIN_FORMS: dict[str, tuple[str, AdminCall]] = {
     "join": (
         "member",
         lambda ctx, by, f: admin.join_team(ctx, by, email=f["email"], team=f["team"]),
+    ),
+    "end_sessions": (
+        "account",
+        lambda ctx, by, f: staff_sessions.end_all_for_account(ctx, by, email=f["email"]),
     ),
     "leave": (
         "member",

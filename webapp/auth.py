@@ -109,12 +109,23 @@ async def staff_for(request: web.Request) -> tuple[Staff, Auth] | None:
     if "staff_member" not in found:
         token, via_cookie = _token(request, "staff")
         resumed = await resume_staff(request.app[CTX], token) if token else None
+        if resumed and resumed[0].personal_token and not _token_may_open(request, via_cookie):
+            resumed = None  # a personal access token opens the staff API, and nothing else
         found["staff_member"] = (resumed[1], Auth(resumed[0], via_cookie)) if resumed else None
         if resumed:
             request[STAFF_MEMBER] = resumed[1]
             request[CSRF_TOKEN] = sessions.csrf_token(request.app[SETTINGS], resumed[0].token_hmac)
     staff: tuple[Staff, Auth] | None = found["staff_member"]
     return staff
+
+
+def _token_may_open(request: web.Request, via_cookie: bool) -> bool:
+    """A personal access token is a Bearer token for the staff API only: never a cookie, and
+    never on an HTML page (docs/staff-sign-in.md "Personal access tokens")."""
+    return not via_cookie and request.path.startswith(STAFF_API_PREFIX)
+
+
+STAFF_API_PREFIX = "/api/v1/staff/"
 
 
 # --- The second step of a staff sign-in -----------------------------------------------------
@@ -130,6 +141,8 @@ def second_factor_roles(request: web.Request) -> frozenset[str]:
 def must_enrol(request: web.Request, member: Staff, auth: Auth) -> bool:
     """A full session whose account must have a second factor and has none (the rule came in
     after it signed in, or the factor was removed): it may reach enrolment and nothing else."""
+    if auth.session.personal_token:  # issued by an admin for an integration: no second factor
+        return False
     return not auth.session.has_second_factor and member.role in second_factor_roles(request)
 
 

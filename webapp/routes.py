@@ -9,7 +9,16 @@ from aiohttp import web
 from webapp import metrics
 from webapp.auth import login_purpose
 from webapp.form_routes import FORMS, Form, Token
-from webapp.handlers import api, caseworker, devmail, ops, reporter, staff_security, support
+from webapp.handlers import (
+    api,
+    caseworker,
+    devmail,
+    ops,
+    reporter,
+    staff_security,
+    staff_sessions,
+    support,
+)
 from webapp.report_flow import STEPS
 from webapp.security import RECEIPT_KEYS_PATH
 
@@ -75,6 +84,9 @@ FORM_ROUTES: dict[str, Form] = {
     "staff_enrol_submit": Form(
         Token.SIGNED, purpose=staff_security.ENROL_PURPOSE, page=staff_security.enrol_again
     ),
+    "staff_end_session": STAFF,
+    "staff_end_other_sessions": STAFF,
+    "staff_revoke_token": STAFF,
     "staff_remove_authenticator": Form(Token.STAFF_SESSION, page=staff_security.security_again),
     "staff_new_recovery_codes": Form(Token.STAFF_SESSION, page=staff_security.security_again),
     **{
@@ -196,6 +208,18 @@ def setup(app: web.Application, static_dir: Path) -> None:
                 name="staff_second_factor_submit",
             ),
             web.get("/staff/security", staff_security.security_page, name="staff_security"),
+            web.get("/staff/sessions", staff_sessions.sessions_page, name="staff_sessions"),
+            web.post("/staff/sessions/end", staff_sessions.end_session, name="staff_end_session"),
+            web.post(
+                "/staff/sessions/end-others",
+                staff_sessions.end_other_sessions,
+                name="staff_end_other_sessions",
+            ),
+            web.post(
+                "/staff/sessions/tokens/revoke",
+                staff_sessions.revoke_token,
+                name="staff_revoke_token",
+            ),
             web.get("/staff/security/authenticator", staff_security.enrol_page, name="staff_enrol"),
             web.post(
                 "/staff/security/authenticator",

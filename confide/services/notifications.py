@@ -11,6 +11,7 @@ from asyncpg import Connection
 
 from confide import mail
 from confide.context import Context
+from confide.services import sign_in_notices
 from confide.services.staff import THREAD_READER_ROLES
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
@@ -91,6 +92,8 @@ async def render(ctx: Context, conn: Connection, row: OutboxItem) -> EmailMessag
     """The mail for an outbox row, or None when there is nobody to send it to."""
     kind = row.kind
     base = ctx.settings.base_url
+    if kind in sign_in_notices.KINDS:  # a staff member's own sign-ins
+        return await sign_in_notices.render(ctx, conn, row)
     if kind == "overdue_alert" and row.thread_id is None:
         return await _overdue_alert(conn, ctx.settings, ctx.calendar, row)
     thread_id = row.thread_id  # set for every kind but digests (and team overdue alerts)

@@ -31,6 +31,7 @@ from confide.context import Context
 from confide.crypto import derive_key, keyed_hash
 from confide.errors import ConfideError, FieldError, RateLimited, ValidationFailed
 from confide.org import SECOND_FACTOR_ROLES, Organisation
+from confide.services import sign_in_notices
 from confide.settings import Secret
 from confide.sql import audit as sql_audit
 from confide.sql import second_factor as sql_factor
@@ -241,8 +242,12 @@ async def check(ctx: Context, staff_id: int, code: str, *, now: float | None = N
             raise RateLimited(await sql_factor.seconds_until_attempts(conn, staff_id, WINDOW_S))
     method = await _accept(ctx, staff_id, code, time.time() if now is None else now)
     if method is None:
-        async with ctx.pool.acquire() as conn:
+        async with ctx.pool.acquire() as conn, conn.transaction():
             await sql_audit.record(conn, staff_id, None, "second_factor_failed", {})
+            # The limit reached: once a window, the staff member hears someone has the password.
+            told = await sign_in_notices.queue_password_known(conn, staff_id, ATTEMPTS)
+        if told:
+            ctx.after_commit()
         raise SecondFactorInvalid()
     async with ctx.pool.acquire() as conn, conn.transaction():
         await sql_factor.give_back_attempts(conn, staff_id)

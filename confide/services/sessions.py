@@ -15,6 +15,7 @@ from uuid import UUID
 from confide.context import Context
 from confide.crypto import keyed_hash
 from confide.domain import SessionKind
+from confide.services import sign_in_notices
 from confide.settings import Settings
 from confide.sql import sessions as sql_sessions
 from confide.sql.sessions import LiveSession
@@ -40,6 +41,8 @@ class ActiveSession:
     # How it signed in, e.g. ("password", "totp"); and whether the account has a second factor.
     methods: tuple[str, ...] = ()
     has_second_factor: bool = False
+    # A personal access token (``confide tokens issue``): the staff API only, never a page.
+    personal_token: bool = False
 
     @property
     def logout_at(self) -> datetime:
@@ -89,7 +92,9 @@ async def create(
     idle, absolute = lifetimes(ctx.settings, kind)
     if pending_step is not None:
         idle = absolute = min(absolute, PENDING_SECONDS)
-    async with ctx.pool.acquire() as conn:
+    # A full staff sign-in mails its staff member (sign_in_notices), in the same transaction.
+    notify = kind is SessionKind.STAFF and pending_step is None and staff_id is not None
+    async with ctx.pool.acquire() as conn, conn.transaction():
         row = await sql_sessions.insert(
             conn,
             token_hmac(ctx.settings, token),
@@ -101,6 +106,12 @@ async def create(
             methods=methods,
             pending_step=pending_step,
         )
+        if notify and staff_id is not None and row.public_id is not None:
+            await sign_in_notices.queue_new_sign_in(
+                conn, staff_id, row.public_id, methods, row.created_at
+            )
+    if notify:
+        ctx.after_commit()
     return NewSession(token, row.expires_at, row.last_seen_at + timedelta(seconds=idle))
 
 

@@ -407,7 +407,12 @@ async def resume_staff(ctx: Context, token: str) -> tuple[sessions.ActiveSession
         return None
     staff = Staff(row.staff_id, row.email, row.name, row.role, row.team_ids)
     active = sessions.active_from_row(mac, row.session)
-    active = replace(active, methods=row.methods, has_second_factor=row.has_second_factor)
+    active = replace(
+        active,
+        methods=row.methods,
+        has_second_factor=row.has_second_factor,
+        personal_token=row.personal_token,
+    )
     return active, staff
 
 

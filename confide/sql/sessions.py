@@ -17,6 +17,7 @@ class SessionTimes:
     last_seen_at: datetime
     idle_seconds: int
     expires_at: datetime
+    public_id: UUID | None = None  # names the session on the sessions page (never its HMAC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,8 @@ class LiveStaffSession:
     team_ids: tuple[int, ...]
     methods: tuple[str, ...] = ()
     has_second_factor: bool = False
+    # A personal access token (``confide tokens issue``): the staff API only, never a page.
+    personal_token: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,7 @@ async def insert(
         """INSERT INTO sessions (token_hmac, kind, thread_id, staff_id, idle_seconds, expires_at,
                                  methods, pending_step)
            VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7, $8)
-           RETURNING created_at, last_seen_at, idle_seconds, expires_at""",
+           RETURNING created_at, last_seen_at, idle_seconds, expires_at, public_id""",
         token_hmac,
         kind,
         thread_id,
@@ -101,7 +104,7 @@ TOUCH_EVERY_S = 15
 
 _LIVE = """WITH live AS (
                SELECT token_hmac, thread_id, staff_id, last_seen_at, idle_seconds, expires_at,
-                      methods
+                      methods, token_name
                FROM sessions
                WHERE token_hmac = $1 AND kind = $2 AND expires_at > now()
                  AND last_seen_at + make_interval(secs => idle_seconds) > now()
@@ -136,7 +139,8 @@ async def touch_staff(conn: Connection, token_hmac: bytes) -> LiveStaffSession |
                       AS team_ids,
                   live.methods,
                   EXISTS (SELECT 1 FROM staff_totp WHERE staff_id = st.id
-                          AND confirmed_at IS NOT NULL) AS has_second_factor
+                          AND confirmed_at IS NOT NULL) AS has_second_factor,
+                  live.token_name IS NOT NULL AS personal_token
            FROM live JOIN staff st ON st.id = live.staff_id""",
         token_hmac,
         SessionKind.STAFF,
@@ -154,6 +158,7 @@ async def touch_staff(conn: Connection, token_hmac: bytes) -> LiveStaffSession |
         tuple(row["team_ids"]),
         tuple(row["methods"]),
         row["has_second_factor"],
+        row["personal_token"],
     )
 
 
@@ -192,10 +197,16 @@ async def delete_for_staff(conn: Connection, staff_id: int) -> None:
     await conn.execute("DELETE FROM sessions WHERE staff_id = $1", staff_id)
 
 
-async def delete_for_staff_except(conn: Connection, staff_id: int, keep_hmac: bytes) -> None:
-    await conn.execute(
-        "DELETE FROM sessions WHERE staff_id = $1 AND token_hmac <> $2", staff_id, keep_hmac
+async def delete_for_staff_except(conn: Connection, staff_id: int, keep_hmac: bytes) -> int:
+    """End every other session of the account, browsers and API sign-ins; its personal access
+    tokens stay (they are revoked one by one on the sessions page, or by an admin)."""
+    result: str = await conn.execute(
+        """DELETE FROM sessions WHERE staff_id = $1 AND token_hmac <> $2
+             AND token_name IS NULL""",
+        staff_id,
+        keep_hmac,
     )
+    return int(result.split()[-1])
 
 
 async def purge_expired(conn: Connection) -> int:
