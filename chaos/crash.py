@@ -29,8 +29,18 @@ import asyncpg
 from chaos.procs import ROOT, Proc
 from chaos.servers import PrivatePostgres, PrivateRedis, SmtpSink, free_port
 from confide import devservices
+from confide.services.sign_in_notices import NEW_SIGN_IN, PASSWORD_KNOWN
 
-MAIL_KINDS = ("new_report", "new_message", "acknowledgement", "digest", "overdue_alert")
+# Every kind of outbox row that is a mail: staff sign-ins (the chaos case worker's) send notices.
+MAIL_KINDS = (
+    "new_report",
+    "new_message",
+    "acknowledgement",
+    "digest",
+    "overdue_alert",
+    NEW_SIGN_IN,
+    PASSWORD_KNOWN,
+)
 MAIL_DOMAIN = "chaos.example"
 STAFF_EMAIL = "chaos-caseworker@example.org"
 
