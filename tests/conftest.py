@@ -290,6 +290,8 @@ def stack(
         SMTP_URL=f"smtp://127.0.0.1:{smtp_server[1]}",
         MAIL_FROM="confide@northbridge.example",
         PORT=str(port),
+        # The relying party of passkeys: a host name, never an IP address (CONTRACTS §1).
+        CONFIDE_BASE_URL=f"http://localhost:{port}",
         CONFIDE_ENV="development",
         CONFIDE_DATA_DIR=str(data_dir),
         # argon2 uses tiny parameters in tests, on the same code path.

@@ -191,6 +191,7 @@ def production(tmp_path: Path, **extra: str) -> dict[str, str]:
         CONFIDE_CODE_PEPPER=secrets.token_hex(32),
         CONFIDE_SESSION_KEY=secrets.token_urlsafe(32),
         CONFIDE_RECEIPT_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
+        CONFIDE_BASE_URL="https://report.example.org",
     )
     values.update(extra)
     return values
