@@ -110,7 +110,10 @@ class Stack:
 
     def start_web(self, name: str, **overrides: str) -> tuple[Proc, str]:
         """A second web process with other settings (e.g. low rate limits)."""
-        env = dict(self.env, PORT=str(devservices.free_port()), **overrides)
+        port = str(devservices.free_port())
+        # Its own public address (passkeys are bound to the origin), unless the test sets one.
+        env = dict(self.env, PORT=port, CONFIDE_BASE_URL=f"http://localhost:{port}")
+        env.update(overrides)
         proc = Proc(name, [sys.executable, "-m", "webapp"], env, self.artifacts / f"{name}.log")
         proc.start()
         self.extra.append(proc)
