@@ -9,9 +9,9 @@ an IP address.
 from __future__ import annotations
 
 import json
-from email.message import EmailMessage
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -182,9 +182,12 @@ def passkey_org(tmp_path: Path, *extra: str) -> Path:
     return org_file
 
 
-async def recorded(page: Page, path: str) -> list[dict[str, str]]:
+Form = dict[str, str | float | bool]
+
+
+async def recorded(page: Page, path: str) -> list[Form]:
     """The forms this page posts to ``path``, as sent (to send one again later)."""
-    sent: list[dict[str, str]] = []
+    sent: list[Form] = []
 
     async def keep(route: Route, request: Request) -> None:
         sent.append(dict(parse_qsl(request.post_data or "")))
@@ -279,7 +282,7 @@ async def test_a_replayed_second_step_is_refused(
     await logs_in_with_password(page, caseworker)
     assert "/staff/sign-in/second-factor" in page.url
     await page.unroute("**/staff/sign-in/passkey")
-    fresh = dict(sent[0])
+    fresh: Form = dict(sent[0])
     fresh["form_token"] = await page.input_value(
         "form[action='/staff/sign-in/passkey'] input[name=form_token]"
     )
@@ -359,6 +362,8 @@ async def test_passkey_pages_say_javascript_is_needed_and_pass_axe_without_it(
         await fits_the_phone(page)
     finally:
         await context.close()
-    async with aiohttp.ClientSession(base_url=stack.base_url) as http:
-        async with http.get("/static/passkeys.js") as resp:
-            assert resp.status == 200 and "navigator.credentials" in await resp.text()
+    async with (
+        aiohttp.ClientSession(base_url=stack.base_url) as http,
+        http.get("/static/passkeys.js") as resp,
+    ):
+        assert resp.status == 200 and "navigator.credentials" in await resp.text()
