@@ -315,8 +315,7 @@ async def staff_command(args: argparse.Namespace) -> int:
             print(f"removed the second factors of {args.email} and ended its sessions")
         elif args.staff_command == "reset":
             token = await staff_service.start_reset(ctx, args.email)
-            base = os.environ.get("CONFIDE_BASE_URL", f"http://127.0.0.1:{settings.port}")
-            print(f"{base.rstrip('/')}/staff/set-password?token={token}")
+            print(f"{settings.base_url}/staff/set-password?token={token}")
     finally:
         await pool.close()
     return 0
@@ -424,7 +423,8 @@ def run(args: argparse.Namespace) -> int:
             ]
         for name, cmd in commands:
             procs.append((name, subprocess.Popen(cmd, env=environ, cwd=ROOT)))  # noqa: S603
-        url = f"http://127.0.0.1:{settings.port}/"
+        # CONFIDE_BASE_URL (http://localhost:$PORT unless set): the address passkeys work on.
+        url = f"{settings.base_url}/"
         print(f"confide: running at {url} (Ctrl-C stops everything)", flush=True)
         return _supervise(procs)
     finally:

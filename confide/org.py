@@ -1,6 +1,7 @@
 """The organisation file (``CONFIDE_ORG_FILE``, TOML): name, exit URL, region, hours, teams,
 categories, the organisation's own support services, and which staff roles must use a second
-factor (``require_second_factor``)."""
+factor (``require_second_factor``) and whether a passkey may replace the password
+(``passkey_sign_in``)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,9 @@ class Organisation:
     # file does not say, so that the default follows CONFIDE_ENV ("all" in production, "none" in
     # development: confide.services.second_factor.required_roles).
     require_second_factor: frozenset[str] | None = None
+    # ``passkey_sign_in = true``: a passkey may replace the password (a discoverable credential,
+    # user verification required); otherwise a passkey is only the step after the password.
+    passkey_sign_in: bool = False
 
     def category(self, slug: str) -> Category | None:
         return next((c for c in self.categories if c.slug == slug), None)
@@ -139,7 +143,14 @@ def load(path: Path) -> Organisation:
         categories=tuple(categories),
         support_services=_support_services(data.get("support"), where),
         require_second_factor=_second_factor_roles(data.get("require_second_factor"), where),
+        passkey_sign_in=_flag(data.get("passkey_sign_in", False), "passkey_sign_in", where),
     )
+
+
+def _flag(value: object, key: str, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: '{key}' must be true or false")
+    return value
 
 
 SECOND_FACTOR_ROLES = ("caseworker", "manager", "admin", "ops")

@@ -99,7 +99,9 @@ class Settings:
     staff_idle_minutes: int = 30
     staff_max_hours: int = 12
     show_staff_names: bool = False
-    base_url: str = "http://127.0.0.1:8080"
+    # The public address: links in mails, and the passkeys' relying party (its host, never an
+    # IP address, is the RP id). Required in production (CONTRACTS §1).
+    base_url: str = "http://localhost:8080"
     escalation_interval_s: int = 300
     digest_time: str = "09:00"
     nearing_working_hours: float = 8.0
@@ -191,9 +193,7 @@ class Settings:
             staff_idle_minutes=_int(env, "CONFIDE_STAFF_IDLE_MINUTES", 30, 1, 24 * 60),
             staff_max_hours=_int(env, "CONFIDE_STAFF_MAX_HOURS", 12, 1, 24 * 7),
             show_staff_names=_bool(env, "CONFIDE_SHOW_STAFF_NAMES", False),
-            base_url=(
-                env.get("CONFIDE_BASE_URL") or f"http://127.0.0.1:{env.get('PORT') or 8080}"
-            ).rstrip("/"),
+            base_url=_base_url(env, mode),
             escalation_interval_s=_int(env, "CONFIDE_ESCALATION_INTERVAL_S", 300, 10, 86400),
             digest_time=_hhmm(env, "CONFIDE_DIGEST_TIME", "09:00"),
             nearing_working_hours=_float(env, "CONFIDE_NEARING_WORKING_HOURS", 8.0, 0.25, 200.0),
@@ -253,6 +253,23 @@ class Settings:
         if not self.redis_url:
             raise ConfigError("REDIS_URL is not set (`confide run` starts an embedded server)")
         return self.redis_url
+
+
+def _base_url(env: Mapping[str, str], mode: str) -> str:
+    """CONFIDE_BASE_URL: ``http://localhost:$PORT`` in development when unset; required in
+    production. scheme://host[:port] with nothing after it but an optional slash."""
+    value = (env.get("CONFIDE_BASE_URL") or "").strip()
+    if not value:
+        if mode == "production":
+            raise ConfigError(
+                "CONFIDE_BASE_URL is not set (required in production: the public https:// "
+                "address, which passkeys are bound to)"
+            )
+        return f"http://localhost:{env.get('PORT') or 8080}"
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ConfigError("CONFIDE_BASE_URL must be http(s)://host[:port], with no path")
+    return value.rstrip("/")
 
 
 def parse_keyring(text: str) -> list[tuple[str, bytes]]:

@@ -110,7 +110,10 @@ class Stack:
 
     def start_web(self, name: str, **overrides: str) -> tuple[Proc, str]:
         """A second web process with other settings (e.g. low rate limits)."""
-        env = dict(self.env, PORT=str(devservices.free_port()), **overrides)
+        port = str(devservices.free_port())
+        # Its own public address (passkeys are bound to the origin), unless the test sets one.
+        env = dict(self.env, PORT=port, CONFIDE_BASE_URL=f"http://localhost:{port}")
+        env.update(overrides)
         proc = Proc(name, [sys.executable, "-m", "webapp"], env, self.artifacts / f"{name}.log")
         proc.start()
         self.extra.append(proc)
@@ -290,6 +293,8 @@ def stack(
         SMTP_URL=f"smtp://127.0.0.1:{smtp_server[1]}",
         MAIL_FROM="confide@northbridge.example",
         PORT=str(port),
+        # The relying party of passkeys: a host name, never an IP address (CONTRACTS §1).
+        CONFIDE_BASE_URL=f"http://localhost:{port}",
         CONFIDE_ENV="development",
         CONFIDE_DATA_DIR=str(data_dir),
         # argon2 uses tiny parameters in tests, on the same code path.

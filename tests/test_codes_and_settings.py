@@ -191,6 +191,7 @@ def production(tmp_path: Path, **extra: str) -> dict[str, str]:
         CONFIDE_CODE_PEPPER=secrets.token_hex(32),
         CONFIDE_SESSION_KEY=secrets.token_urlsafe(32),
         CONFIDE_RECEIPT_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
+        CONFIDE_BASE_URL="https://report.example.org",
     )
     values.update(extra)
     return values
@@ -263,3 +264,17 @@ def test_web_names_a_bad_trusted_proxies_setting_in_one_line(tmp_path: Path) -> 
     assert result.returncode == 1
     assert result.stderr.strip().startswith("confide: CONFIDE_TRUSTED_PROXIES must be")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_base_url_is_localhost_in_development_and_required_in_production(tmp_path: Path) -> None:
+    """Passkeys' relying party id is its host, which cannot be an IP address (CONTRACTS §1)."""
+    development = Settings.from_env({"CONFIDE_DATA_DIR": str(tmp_path), "PORT": "8123"})
+    assert development.base_url == "http://localhost:8123"
+    values = production(tmp_path)
+    del values["CONFIDE_BASE_URL"]
+    with pytest.raises(ConfigError, match=r"^CONFIDE_BASE_URL is not set \(required in production"):
+        Settings.from_env(values)
+    with pytest.raises(ConfigError, match=r"^CONFIDE_BASE_URL must be http\(s\)://host"):
+        Settings.from_env(production(tmp_path, CONFIDE_BASE_URL="https://example.org/confide"))
+    given = Settings.from_env(production(tmp_path, CONFIDE_BASE_URL="https://report.example.org/"))
+    assert given.base_url == "https://report.example.org"

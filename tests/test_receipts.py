@@ -480,6 +480,7 @@ def test_production_needs_a_receipt_key_of_32_bytes(tmp_path: Path) -> None:
         "CONFIDE_LOOKUP_KEY": secrets.token_urlsafe(32),
         "CONFIDE_CODE_PEPPER": secrets.token_urlsafe(32),
         "CONFIDE_SESSION_KEY": secrets.token_urlsafe(32),
+        "CONFIDE_BASE_URL": "https://report.example.org",
     }
     with pytest.raises(ConfigError, match=r"^CONFIDE_RECEIPT_KEY is not set"):
         Settings.from_env(base)

@@ -49,6 +49,13 @@ ACCOUNT_ROUTES = {
     "staff_enrol_submit",
     "staff_remove_authenticator",
     "staff_new_recovery_codes",
+    # Passkeys: adding, removing, the second step and sign-in without a password.
+    "staff_passkey_new",
+    "staff_passkey_register",
+    "staff_remove_passkey",
+    "staff_passkey_second_factor",
+    "staff_passkey_login_options",
+    "staff_passkey_login",
 }
 HTML_ACTION_FIELDS = {
     "reply": {"body": "hello"},

@@ -30,6 +30,9 @@ WORDS = {
     "second_factor_removed": N_("Removed a second factor"),
     "second_factor_failed": N_("Entered a wrong second-factor code"),
     "second_factor_reset": N_("Second factors reset by an administrator"),
+    "passkey_registered": N_("Added a passkey"),
+    "passkey_removed": N_("Removed a passkey"),
+    "passkey_failed": N_("A passkey was refused"),
     "recovery_code_used": N_("Signed in with a recovery code"),
     "recovery_codes_regenerated": N_("Made new recovery codes"),
 }

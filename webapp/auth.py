@@ -229,6 +229,22 @@ def login_purpose(request: web.Request, binding: str | None = None) -> str | Non
     return f"{LOGIN_PURPOSE}:{mac}"
 
 
+def login_cookie_purpose(name: str) -> Callable[[web.Request], str | None]:
+    """A form-token purpose bound to this browser's login cookie (None: it sent none), for the
+    staff login page's passkey form: its challenge is bound to the same cookie."""
+
+    def purpose(request: web.Request) -> str | None:
+        binding = login_binding(request)
+        return None if binding is None else login_cookie_bound(request, name, binding)
+
+    return purpose
+
+
+def login_cookie_bound(request: web.Request, name: str, binding: str) -> str:
+    mac = keyed_hash(request.app[SETTINGS].session_key, "login-binding", binding).hex()
+    return f"{name}:{mac}"
+
+
 def bind_login_form(request: web.Request) -> tuple[str, str | None]:
     """The login form's purpose, and a new cookie value to set when the browser has none."""
     binding = login_binding(request)

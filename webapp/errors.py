@@ -29,6 +29,7 @@ from confide.errors import (
     ValidationFailed,
 )
 from confide.org import Organisation
+from confide.services.passkeys import PasskeyInvalid, PasskeySignInOff
 from confide.services.second_factor import (
     AlreadyEnrolled,
     SecondFactorEnrolmentRequired,
@@ -58,6 +59,8 @@ ERROR_STATUS: dict[type[Exception], int] = {
     SecondFactorInvalid: 401,
     SecondFactorEnrolmentRequired: 401,
     SignInExpired: 401,
+    PasskeyInvalid: 401,
+    PasskeySignInOff: 403,
     AlreadyEnrolled: 409,
     IdempotencyKeyReused: 422,
     RequestInProgress: 409,
@@ -106,6 +109,10 @@ PAGE_DETAILS: dict[type[Exception], str] = {
         "This receipt link has expired. If you have a code, log in to download your receipt."
     ),
     SignInExpired: N_("Your sign-in took too long. Please log in again."),
+    PasskeyInvalid: N_(
+        "That passkey could not be checked. Go back, reload the page and try again."
+    ),
+    PasskeySignInOff: N_("Signing in with a passkey is not turned on here."),
     AlreadyEnrolled: N_(
         "You have an authenticator app already. Remove it first to set up another."
     ),

@@ -14,6 +14,7 @@ from webapp.handlers import (
     caseworker,
     devmail,
     ops,
+    passkeys,
     reporter,
     staff_security,
     staff_sessions,
@@ -83,6 +84,24 @@ FORM_ROUTES: dict[str, Form] = {
     ),
     "staff_enrol_submit": Form(
         Token.SIGNED, purpose=staff_security.ENROL_PURPOSE, page=staff_security.enrol_again
+    ),
+    # Passkeys (webapp/static/passkeys.js fills the form's credential field): adding one is a
+    # step of enrolment too, so like it the form's token is bound to the staff cookie; the
+    # passwordless sign-in's forms are bound to the login cookie, as is their challenge.
+    "staff_passkey_register": Form(
+        Token.SIGNED, purpose=passkeys.REGISTER_PURPOSE, page=passkeys.register_again
+    ),
+    "staff_remove_passkey": Form(Token.STAFF_SESSION, page=staff_security.security_again),
+    "staff_passkey_second_factor": Form(
+        Token.SIGNED,
+        purpose=staff_security.PASSKEY_SECOND_FACTOR_PURPOSE,
+        page=staff_security.second_factor_again,
+    ),
+    "staff_passkey_login_options": Form(
+        Token.SIGNED, purpose=caseworker.PASSKEY_LOGIN_PURPOSE, page=caseworker.login_again
+    ),
+    "staff_passkey_login": Form(
+        Token.SIGNED, purpose=caseworker.PASSKEY_LOGIN_PURPOSE, page=caseworker.login_again
     ),
     "staff_end_session": STAFF,
     "staff_end_other_sessions": STAFF,
@@ -208,6 +227,28 @@ def setup(app: web.Application, static_dir: Path) -> None:
                 name="staff_second_factor_submit",
             ),
             web.get("/staff/security", staff_security.security_page, name="staff_security"),
+            web.post(
+                "/staff/login/passkey/options",
+                passkeys.login_options,
+                name="staff_passkey_login_options",
+            ),
+            web.post("/staff/login/passkey", passkeys.login_submit, name="staff_passkey_login"),
+            web.post(
+                "/staff/sign-in/passkey",
+                passkeys.second_factor_submit,
+                name="staff_passkey_second_factor",
+            ),
+            web.get(
+                "/staff/security/passkeys/new", passkeys.register_page, name="staff_passkey_new"
+            ),
+            web.post(
+                "/staff/security/passkeys/new",
+                passkeys.register_submit,
+                name="staff_passkey_register",
+            ),
+            web.post(
+                "/staff/security/passkeys/remove", passkeys.remove, name="staff_remove_passkey"
+            ),
             web.get("/staff/sessions", staff_sessions.sessions_page, name="staff_sessions"),
             web.post("/staff/sessions/end", staff_sessions.end_session, name="staff_end_session"),
             web.post(

@@ -1,5 +1,5 @@
-"""Forgetting on time: expired sessions and reporters' drafts, and idempotency keys past their
-24 h (CONTRACTS §3)."""
+"""Forgetting on time: expired sessions, reporters' drafts and passkey challenges, and
+idempotency keys past their 24 h (CONTRACTS §3)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from confide.context import Context
 from confide.idempotency import KEPT_FOR_S
 from confide.sql import drafts as sql_drafts
+from confide.sql import passkeys as sql_passkeys
 from confide.sql import reports as sql_reports
 from confide.sql import sessions as sql_sessions
 from confide.sql import threads as sql_threads
@@ -35,4 +36,5 @@ async def purge_expired(ctx: Context) -> Purged:
         drafts = 0
         while n := await sql_drafts.purge_expired(conn, BATCH):
             drafts += n
+        await sql_passkeys.purge_challenges(conn)  # spent ones are gone already: a few minutes'
     return Purged(sessions, submission_keys, message_keys, drafts)

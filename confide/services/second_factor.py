@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import pyotp
 import segno
+from asyncpg import Connection
 
 from confide.context import Context
 from confide.crypto import derive_key, keyed_hash
@@ -34,6 +35,7 @@ from confide.org import SECOND_FACTOR_ROLES, Organisation
 from confide.services import sign_in_notices
 from confide.settings import Secret
 from confide.sql import audit as sql_audit
+from confide.sql import passkeys as sql_passkeys
 from confide.sql import second_factor as sql_factor
 from confide.sql import sessions as sql_sessions
 from confide.sql import staff as sql_staff
@@ -161,19 +163,42 @@ class Status:
     has_totp: bool
     recovery_codes_left: int
     required: bool
+    passkeys: tuple[sql_passkeys.Passkey, ...] = ()
+
+    @property
+    def has_factor(self) -> bool:
+        return self.has_totp or bool(self.passkeys)
 
 
 async def status(ctx: Context, staff_id: int, *, required: bool) -> Status:
     async with ctx.pool.acquire() as conn:
         has = await sql_factor.has_confirmed_totp(conn, staff_id)
         left = await sql_factor.recovery_codes_left(conn, staff_id)
-    return Status(has, left, required)
+        passkeys = await sql_passkeys.for_staff(conn, staff_id)
+    return Status(has, left, required, tuple(passkeys))
 
 
 async def has_second_factor(ctx: Context, staff_id: int) -> bool:
-    # TODO(#15): passkeys count here too, when they come.
+    """An authenticator app or a passkey (either satisfies the second-factor rule)."""
     async with ctx.pool.acquire() as conn:
-        return await sql_factor.has_confirmed_totp(conn, staff_id)
+        return await has_factor(conn, staff_id)
+
+
+async def has_factor(conn: Connection, staff_id: int) -> bool:
+    """The account has a factor that recovery codes can stand in for: an app or a passkey."""
+    return await sql_factor.has_confirmed_totp(conn, staff_id) or await sql_passkeys.has_passkey(
+        conn, staff_id
+    )
+
+
+async def replace_recovery_codes(conn: Connection, key: Secret, staff_id: int) -> list[str]:
+    """Ten new recovery codes for the account, the old ones void, in the caller's transaction
+    (enrolment of any first factor, an authenticator or a passkey). Shown once."""
+    codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
+    await sql_factor.replace_recovery_codes(
+        conn, staff_id, [recovery_hmac(key, staff_id, c) for c in codes]
+    )
+    return codes
 
 
 async def begin_totp(ctx: Context, staff_id: int, issuer: str) -> Enrolment:
@@ -220,14 +245,10 @@ async def confirm_totp(
                 )
             ]
         )
-    codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
-    key = ctx.settings.lookup_key
     async with ctx.pool.acquire() as conn, conn.transaction():
         if not await sql_factor.confirm(conn, staff_id, step):
             raise AlreadyEnrolled()
-        await sql_factor.replace_recovery_codes(
-            conn, staff_id, [recovery_hmac(key, staff_id, c) for c in codes]
-        )
+        codes = await replace_recovery_codes(conn, ctx.settings.lookup_key, staff_id)
         await sql_audit.record(conn, staff_id, None, "second_factor_enrolled", {"method": TOTP})
     return codes
 
@@ -271,7 +292,7 @@ async def _accept(ctx: Context, staff_id: int, code: str, now: float) -> str | N
         return None
     mac = recovery_hmac(ctx.settings.lookup_key, staff_id, code)
     async with ctx.pool.acquire() as conn:
-        if not await sql_factor.has_confirmed_totp(conn, staff_id):
+        if not await has_factor(conn, staff_id):
             return None  # recovery codes stand in for a factor the account has
         if await sql_factor.use_recovery_code(conn, staff_id, mac):
             return RECOVERY_CODE
@@ -281,14 +302,12 @@ async def _accept(ctx: Context, staff_id: int, code: str, now: float) -> str | N
 async def regenerate_recovery_codes(ctx: Context, staff_id: int) -> list[str]:
     """Ten new recovery codes, the old ones void; the caller has checked the staff member
     (password or a fresh code). Shown once."""
-    codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
-    key = ctx.settings.lookup_key
     async with ctx.pool.acquire() as conn, conn.transaction():
-        if not await sql_factor.has_confirmed_totp(conn, staff_id):
-            raise ValidationFailed([FieldError("proof", "Set up an authenticator app first")])
-        await sql_factor.replace_recovery_codes(
-            conn, staff_id, [recovery_hmac(key, staff_id, c) for c in codes]
-        )
+        if not await has_factor(conn, staff_id):
+            raise ValidationFailed(
+                [FieldError("proof", "Set up an authenticator app or a passkey first")]
+            )
+        codes = await replace_recovery_codes(conn, ctx.settings.lookup_key, staff_id)
         await sql_audit.record(conn, staff_id, None, "recovery_codes_regenerated", {})
     return codes
 
@@ -298,8 +317,8 @@ async def remove_totp(ctx: Context, staff_id: int) -> None:
     caller has checked the staff member. Audited."""
     async with ctx.pool.acquire() as conn, conn.transaction():
         if await sql_factor.delete_totp(conn, staff_id):
-            # TODO(#15): keep the recovery codes while the account still has a passkey.
-            await sql_factor.delete_recovery_codes(conn, staff_id)
+            if not await sql_passkeys.has_passkey(conn, staff_id):  # they stand in for a passkey
+                await sql_factor.delete_recovery_codes(conn, staff_id)
             await sql_audit.record(
                 conn, staff_id, None, "second_factor_removed", {"method": TOTP, "by": "self"}
             )
@@ -307,7 +326,8 @@ async def remove_totp(ctx: Context, staff_id: int) -> None:
 
 async def reset(ctx: Context, email: str) -> int:
     """``confide staff reset-second-factor``: remove every factor of the account (the
-    authenticator and the recovery codes; TODO(#15): its passkeys), and end all its sessions.
+    authenticator, its passkeys and its recovery codes), and end all its sessions, in one
+    transaction.
     Audited. Returns the staff id; LookupError when there is no such account."""
     async with ctx.pool.acquire() as conn, conn.transaction():
         account = await sql_staff.by_email(conn, email.strip())
@@ -315,13 +335,19 @@ async def reset(ctx: Context, email: str) -> int:
             raise LookupError(email)
         had_totp = await sql_factor.delete_totp(conn, account.id)
         codes = await sql_factor.delete_recovery_codes(conn, account.id)
-        # Here, too, the account's passkeys go when there are any (TODO(#15)).
+        passkeys = await sql_passkeys.delete_for_staff(conn, account.id)
         await sql_sessions.delete_for_staff(conn, account.id)
         await sql_audit.record(
             conn,
             None,
             None,
             "second_factor_reset",
-            {"staff_id": account.id, "totp": had_totp, "recovery_codes": codes, "by": "command"},
+            {
+                "staff_id": account.id,
+                "totp": had_totp,
+                "passkeys": passkeys,
+                "recovery_codes": codes,
+                "by": "command",
+            },
         )
     return account.id

@@ -25,7 +25,7 @@ from confide.crypto import keyed_hash
 from confide.domain import Role, SessionKind
 from confide.errors import ConfideError, FieldError, ValidationFailed
 from confide.models import email_field
-from confide.services import second_factor, sessions
+from confide.services import passkeys, second_factor, sessions
 from confide.settings import Settings
 from confide.sql import org as sql_org
 from confide.sql import sessions as sql_sessions
@@ -248,6 +248,38 @@ async def finish_enrolment(ctx: Context, token: str, code: str) -> tuple[list[st
         raise SignInExpired()
     codes = await second_factor.confirm_totp(ctx, pending.staff_id, code)
     return codes, await _promote(ctx, token, pending, second_factor.TOTP)
+
+
+async def finish_with_passkey(ctx: Context, token: str, response: str) -> StaffLogin:
+    """The second step of a browser sign-in with a passkey (``token``: the staff cookie, to which
+    the challenge was bound). SignInExpired, PasskeyInvalid or RateLimited."""
+    pending = await pending_sign_in(ctx, token)
+    if pending is None or pending.step != "second_factor":
+        raise SignInExpired()
+    method = await passkeys.check_second_factor(ctx, pending.staff_id, token, response)
+    return await _promote(ctx, token, pending, method)
+
+
+async def enrol_passkey(
+    ctx: Context, token: str, name: str, response: str
+) -> tuple[list[str] | None, StaffLogin]:
+    """The enrolment a sign-in was sent to, with a passkey: it is registered and the sign-in
+    becomes a full one ("password + passkey"). Returns the recovery codes and the sign-in."""
+    pending = await pending_sign_in(ctx, token)
+    if pending is None or pending.step != "enrol":
+        raise SignInExpired()
+    codes = await passkeys.register(ctx, pending.staff_id, token, name, response)
+    return codes, await _promote(ctx, token, pending, passkeys.PASSKEY)
+
+
+async def sign_in_with_passkey(ctx: Context, login_cookie: str, response: str) -> StaffLogin:
+    """Sign-in without the password (the organisation allows it): a passkey with user
+    verification is both factors. A full session with methods ("passkey",)."""
+    found = await passkeys.check_sign_in(ctx, login_cookie, response)
+    session = await sessions.create(
+        ctx, SessionKind.STAFF, staff_id=found.staff_id, methods=(passkeys.PASSKEY,)
+    )
+    return StaffLogin(found.staff_id, session, found.role)
 
 
 async def check_password(ctx: Context, executor: Executor, staff_id: int, password: str) -> bool:

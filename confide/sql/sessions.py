@@ -138,8 +138,10 @@ async def touch_staff(conn: Connection, token_hmac: bytes) -> LiveStaffSession |
                   ARRAY(SELECT team_id FROM staff_teams WHERE staff_id = st.id ORDER BY team_id)
                       AS team_ids,
                   live.methods,
-                  EXISTS (SELECT 1 FROM staff_totp WHERE staff_id = st.id
-                          AND confirmed_at IS NOT NULL) AS has_second_factor,
+                  (EXISTS (SELECT 1 FROM staff_totp WHERE staff_id = st.id
+                           AND confirmed_at IS NOT NULL)
+                   OR EXISTS (SELECT 1 FROM staff_passkeys WHERE staff_id = st.id))
+                      AS has_second_factor,
                   live.token_name IS NOT NULL AS personal_token
            FROM live JOIN staff st ON st.id = live.staff_id""",
         token_hmac,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
@@ -15,6 +16,7 @@ from confide.domain import ThreadStatus
 from confide.errors import RateLimited, ValidationFailed
 from confide.services import admin, audit, links, ops, receipts, sessions, threads
 from confide.services import staff as staff_service
+from confide.services.passkeys import PasskeyInvalid, PasskeySignInOff
 from confide.services.staff import ROLES, THREAD_READER_ROLES
 from confide.services.threads import Forbidden, Staff
 from webapp.admin_forms import apply_admin_form
@@ -23,7 +25,11 @@ from webapp.auth import (
     SECOND_FACTOR_PAGE,
     Auth,
     clear_session_cookie,
+    login_binding,
+    login_cookie_bound,
+    login_cookie_purpose,
     second_factor_roles,
+    set_login_cookie,
     set_session_cookie,
     signed_in_staff,
     staff_for,
@@ -40,6 +46,7 @@ from webapp.keys import (
     HASHER,
     INBOX_COUNTS,
     INBOX_ROWS,
+    ORG,
     SETTINGS,
     STAFF_LOGIN_LIMITS,
 )
@@ -142,15 +149,41 @@ def login_purpose(request: web.Request) -> str:
     return LOGIN_PURPOSE
 
 
+PASSKEY_LOGIN_NAME = "staff-passkey-login"
+PASSKEY_LOGIN_PURPOSE = login_cookie_purpose(PASSKEY_LOGIN_NAME)
+
+
+def _passkey_login_token(request: web.Request) -> tuple[str | None, str | None]:
+    """The passkey form's token where the organisation allows sign-in with a passkey, and a new
+    login cookie to set when the browser has none: the token and the challenge are bound to it."""
+    if not request.app[ORG].passkey_sign_in:
+        return None, None
+    binding = login_binding(request)
+    fresh = None if binding else secrets.token_urlsafe(32)
+    purpose = login_cookie_bound(request, PASSKEY_LOGIN_NAME, binding or fresh or "")
+    return new_form_token(request.app[SETTINGS], purpose), fresh
+
+
 def render_login(
-    request: web.Request, *, status: int = 200, error: str | None = None, email: str = ""
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    email: str = "",
+    passkey_error: str | None = None,
 ) -> web.Response:
-    context = {
-        "form_token": new_form_token(request.app[SETTINGS], LOGIN_PURPOSE),
+    settings = request.app[SETTINGS]
+    errors = [("email", error)] if error else []
+    context: dict[str, Any] = {
+        "form_token": new_form_token(settings, LOGIN_PURPOSE),
         "email": email,
-        "errors": FormErrors([("email", error)] if error else []),
+        "errors": FormErrors(errors + ([("passkey", passkey_error)] if passkey_error else [])),
     }
-    return render(request, "staff/login.html", None, None, context, status=status)
+    context["passkey_token"], fresh = _passkey_login_token(request)
+    response = render(request, "staff/login.html", None, None, context, status=status)
+    if fresh:
+        set_login_cookie(request, response, fresh)
+    return response
 
 
 async def login_again(
@@ -167,6 +200,13 @@ async def login_again(
         error = _("The email address or password is not right.")
     elif isinstance(exc, staff_service.SignInExpired):
         error = _("Your sign-in took too long. Please log in again.")
+    elif isinstance(exc, PasskeyInvalid | PasskeySignInOff):
+        message = (
+            _("Signing in with a passkey is not turned on here. Log in with your password.")
+            if isinstance(exc, PasskeySignInOff)
+            else _("That passkey could not sign you in. Try again, or log in with your password.")
+        )
+        return render_login(request, status=status, passkey_error=message)
     else:
         return None
     return render_login(request, status=status, email=form.get("email", "")[:254], error=error)

@@ -14,8 +14,9 @@ from aiohttp import web
 
 from confide import logs
 from confide.errors import RateLimited, ValidationFailed
-from confide.services import second_factor
+from confide.services import passkeys, second_factor
 from confide.services import staff as staff_service
+from confide.services.passkeys import PasskeyInvalid
 from confide.services.second_factor import AlreadyEnrolled, SecondFactorInvalid
 from confide.services.staff import ROLES, SignInExpired
 from confide.services.threads import Staff
@@ -44,10 +45,11 @@ from webapp.security import new_form_token
 
 log = logs.get("confide.web.staff")
 SECOND_FACTOR_PURPOSE = staff_cookie_purpose("staff-second-factor")
+PASSKEY_SECOND_FACTOR_PURPOSE = staff_cookie_purpose("staff-passkey-second-factor")
 ENROL_PURPOSE = staff_cookie_purpose("staff-enrol")
 
 
-def _form_token(request: web.Request, purpose: Any) -> str:
+def form_token(request: web.Request, purpose: Any) -> str:
     bound = purpose(request)
     assert bound is not None  # the page is drawn for a browser with a staff cookie only
     return new_form_token(request.app[SETTINGS], bound)
@@ -56,10 +58,27 @@ def _form_token(request: web.Request, purpose: Any) -> str:
 # --- The second step of a sign-in ------------------------------------------------------------
 
 
-def _second_factor_page(
+async def _second_factor_page(
     request: web.Request, *, status: int = 200, errors: FormErrors | None = None
 ) -> web.Response:
-    context = {"form_token": _form_token(request, SECOND_FACTOR_PURPOSE), "errors": errors}
+    pending = await pending_for(request)
+    if pending is None:
+        return render_login(
+            request, status=401, error=_("Your sign-in took too long. Please log in again.")
+        )
+    ctx = request.app[CTX]
+    factors = await second_factor.status(ctx, pending.staff_id, required=False)
+    context: dict[str, Any] = {
+        "form_token": form_token(request, SECOND_FACTOR_PURPOSE),
+        "errors": errors,
+        "has_totp": factors.has_totp,
+        "passkey_options": None,
+    }
+    if factors.passkeys:  # "Use a passkey": its challenge bound to this browser's staff cookie
+        context["passkey_options"] = await passkeys.authentication_options(
+            ctx, passkeys.SECOND_FACTOR, staff_cookie(request), pending.staff_id
+        )
+        context["passkey_token"] = form_token(request, PASSKEY_SECOND_FACTOR_PURPOSE)
     return render(request, "staff/second_factor.html", None, None, context, status=status)
 
 
@@ -68,15 +87,18 @@ async def second_factor_page(request: web.Request) -> web.StreamResponse:
     if pending is None or pending.step != "second_factor":
         found = await staff_for(request)
         raise web.HTTPSeeOther(landing(found[0].role) if found else "/staff/login")
-    return _second_factor_page(request)
+    return await _second_factor_page(request)
 
 
 async def second_factor_again(
     request: web.Request, form: dict[str, str], exc: Exception, status: int
 ) -> web.Response | None:
     """The second-factor page for a wrong code or a wait; the login page once it expired."""
+    field = "code"
     if isinstance(exc, SecondFactorInvalid):
         message = _("That code is not right, or it was used already. Try the newest code.")
+    elif isinstance(exc, PasskeyInvalid):
+        field, message = "passkey", _("That passkey could not be checked. Try again.")
     elif isinstance(exc, RateLimited):
         message = _("Too many wrong codes. Wait %(n)s seconds, then try again.") % {
             "n": exc.retry_after
@@ -87,7 +109,9 @@ async def second_factor_again(
         )
     else:
         return None
-    return _second_factor_page(request, status=status, errors=FormErrors([("code", message)]))
+    if request.path.endswith("/passkey") and isinstance(exc, RateLimited):
+        field = "passkey"
+    return await _second_factor_page(request, status=status, errors=FormErrors([(field, message)]))
 
 
 async def second_factor_submit(request: web.Request) -> web.StreamResponse:
@@ -130,7 +154,7 @@ async def _enrol_page(
     except AlreadyEnrolled:
         raise web.HTTPSeeOther("/staff/security") from None
     context = {
-        "form_token": _form_token(request, ENROL_PURPOSE),
+        "form_token": form_token(request, ENROL_PURPOSE),
         "qr_svg": enrolment.qr_svg(),
         "secret": enrolment.secret_grouped,
         "must_enrol": required,
@@ -156,14 +180,14 @@ async def enrol_again(
     return None
 
 
-def _codes_page(
+def codes_page(
     request: web.Request,
     member: Staff | None,
     auth: Auth | None,
     codes: list[str],
     *,
     next_url: str,
-    enrolled: bool,
+    enrolled: str | None,
 ) -> web.Response:
     context = {"codes": codes, "next_url": next_url, "enrolled": enrolled}
     response = render(request, "staff/recovery_codes.html", member, auth, context)
@@ -178,14 +202,14 @@ async def enrol_submit(request: web.Request) -> web.StreamResponse:
     if member is not None:  # AlreadyEnrolled (a second tab): the error middleware's 409 page
         codes = await second_factor.confirm_totp(request.app[CTX], staff_id, code)
         log.info("second_factor_enrolled", outcome="ok")
-        return _codes_page(
-            request, member, auth, codes, next_url=landing(member.role), enrolled=True
+        return codes_page(
+            request, member, auth, codes, next_url=landing(member.role), enrolled="totp"
         )
     codes, done = await staff_service.finish_enrolment(
         request.app[CTX], staff_cookie(request), code
     )
     log.info("second_factor_enrolled", outcome="ok")
-    response = _codes_page(request, None, None, codes, next_url=landing(done.role), enrolled=True)
+    response = codes_page(request, None, None, codes, next_url=landing(done.role), enrolled="totp")
     set_session_cookie(request, response, "staff", done.session)
     return response
 
@@ -215,19 +239,28 @@ async def security_again(
     if found is None:
         return None
     member, auth = found
-    field = "remove_proof" if request.path.endswith("/remove") else "codes_proof"
-    if isinstance(exc, RateLimited):
-        message = _("Too many wrong codes. Wait %(n)s seconds, then try again.") % {
-            "n": exc.retry_after
-        }
-        errors = FormErrors([(field, message)])
-    else:
-        errors = FormErrors([(field, e.message) for e in exc.errors])
+    errors = _proof_errors(_proof_field(request, form), exc)
     context = dict(await _security_context(request, member), errors=errors, done="")
     return render(request, "staff/security.html", member, auth, context, status=status)
 
 
-async def _confirm_it_is_them(request: web.Request, member: Staff, field: str) -> None:
+def _proof_field(request: web.Request, form: dict[str, str]) -> str:
+    """The form's password-or-code field: one per passkey, since each has its own form."""
+    if request.path.endswith("/passkeys/remove"):
+        return f"passkey_proof_{form.get('passkey', '')[:40]}"
+    return "remove_proof" if request.path.endswith("/remove") else "codes_proof"
+
+
+def _proof_errors(field: str, exc: ValidationFailed | RateLimited) -> FormErrors:
+    if isinstance(exc, RateLimited):
+        message = _("Too many wrong codes. Wait %(n)s seconds, then try again.") % {
+            "n": exc.retry_after
+        }
+        return FormErrors([(field, message)])
+    return FormErrors([(field, e.message) for e in exc.errors])
+
+
+async def confirm_it_is_them(request: web.Request, member: Staff, field: str) -> None:
     await staff_service.confirm_identity(
         request.app[CTX], request.app[HASHER].local, member.id, request[FORM].get(field, ""), field
     )
@@ -237,13 +270,13 @@ async def _confirm_it_is_them(request: web.Request, member: Staff, field: str) -
 async def remove_authenticator(
     request: web.Request, member: Staff, auth: Auth
 ) -> web.StreamResponse:
-    await _confirm_it_is_them(request, member, "remove_proof")
+    await confirm_it_is_them(request, member, "remove_proof")
     await second_factor.remove_totp(request.app[CTX], member.id)
     raise web.HTTPSeeOther("/staff/security?done=removed")
 
 
 @staff_page(post=True, roles=ROLES)
 async def new_recovery_codes(request: web.Request, member: Staff, auth: Auth) -> web.Response:
-    await _confirm_it_is_them(request, member, "codes_proof")
+    await confirm_it_is_them(request, member, "codes_proof")
     codes = await second_factor.regenerate_recovery_codes(request.app[CTX], member.id)
-    return _codes_page(request, member, auth, codes, next_url="/staff/security", enrolled=False)
+    return codes_page(request, member, auth, codes, next_url="/staff/security", enrolled=None)
