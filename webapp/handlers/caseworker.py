@@ -40,7 +40,9 @@ from webapp.keys import (
     HASHER,
     INBOX_COUNTS,
     INBOX_ROWS,
+    ORG,
     SETTINGS,
+    SSO_PROVIDER,
     STAFF_LOGIN_LIMITS,
 )
 from webapp.metrics import queue_lengths_or_none
@@ -143,12 +145,22 @@ def login_purpose(request: web.Request) -> str:
 
 
 def render_login(
-    request: web.Request, *, status: int = 200, error: str | None = None, email: str = ""
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    email: str = "",
+    notice: str | None = None,
 ) -> web.Response:
+    """The login page: the password form, and "Sign in with <organisation>" where single
+    sign-on is set up (alone, where the organisation switched password sign-in off)."""
     context = {
         "form_token": new_form_token(request.app[SETTINGS], LOGIN_PURPOSE),
         "email": email,
         "errors": FormErrors([("email", error)] if error else []),
+        "notice": notice,
+        "sso": SSO_PROVIDER in request.app,
+        "password_sign_in": request.app[ORG].sso.password_sign_in,
     }
     return render(request, "staff/login.html", None, None, context, status=status)
 
@@ -167,6 +179,11 @@ async def login_again(
         error = _("The email address or password is not right.")
     elif isinstance(exc, staff_service.SignInExpired):
         error = _("Your sign-in took too long. Please log in again.")
+    elif isinstance(exc, staff_service.PasswordSignInDisabled):
+        notice = _("Passwords are not used here: sign in through %(org)s.") % {
+            "org": request.app[ORG].name
+        }
+        return render_login(request, status=status, notice=notice)
     else:
         return None
     return render_login(request, status=status, email=form.get("email", "")[:254], error=error)
@@ -185,6 +202,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         form.get("email", "")[:254],
         form.get("password", ""),
         required=second_factor_roles(request),
+        password_sign_in=request.app[ORG].sso.password_sign_in,
     )
     if done.pending_step is not None:  # a half-signed-in session: its second step is due
         log.info("staff_password_ok", outcome=done.pending_step)
