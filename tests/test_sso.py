@@ -488,3 +488,32 @@ async def test_sso_in_a_real_browser_and_its_pages_pass_axe(
     finally:
         await only.close()
     assert len(auditor.audited) == 3
+
+
+def test_sso_settings_need_all_three_and_the_org_rules_are_checked(tmp_path: Path) -> None:
+    from confide import org as org_file
+    from confide.errors import ConfigError
+    from confide.settings import Settings
+    from tests.test_codes_and_settings import env
+
+    with pytest.raises(ConfigError, match="CONFIDE_OIDC_CLIENT_SECRET is not set"):
+        Settings.from_env(
+            env(tmp_path, CONFIDE_OIDC_ISSUER="https://idp.example", CONFIDE_OIDC_CLIENT_ID="c")
+        )
+    settings = Settings.from_env(env(tmp_path, **oidc_env("https://idp.example/tenant")))
+    assert settings.oidc is not None and settings.oidc.issuer == "https://idp.example/tenant"
+    assert CLIENT_SECRET not in repr(settings)
+    with pytest.raises(ConfigError, match="CONFIDE_OIDC_ISSUER must be"):
+        Settings.from_env(env(tmp_path, **oidc_env("ftp://idp.example")))
+    base = Path(DEFAULT_ORG_FILE).read_text()
+    for table, words in (
+        ("[sso]\npassword_sign_in = 'no'\n", "password_sign_in"),
+        ("[sso]\nprovision = { role = 'admin-ish' }\n", "provision.role"),
+        ("[sso]\nprovision = { role = 'caseworker' }\n", "team' is required"),
+        ("[sso]\nprovision = { role = 'caseworker', team = 'nope' }\n", "unknown team"),
+        ("[sso]\nroles_from_idp = true\n", "may hold only"),
+    ):
+        path = tmp_path / "org.toml"
+        path.write_text(base + "\n" + table)
+        with pytest.raises(ConfigError, match=words):
+            org_file.load(path)
