@@ -49,6 +49,31 @@ class SupportService:
 
 
 @dataclass(frozen=True)
+class SsoProvision:
+    """``[sso.provision]``: a verified e-mail address with no account gets one, with this role
+    and team (roles never come from the identity provider)."""
+
+    role: str
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class SsoRules:
+    """The ``[sso]`` table (docs/staff-sign-in.md "Single sign-on")."""
+
+    password_sign_in: bool = True
+    # Values meaning "signed in with more than one factor": the ID token's ``acr`` must be one of
+    # require_acr, and its ``amr`` must hold one of require_amr (each only when set).
+    require_acr: frozenset[str] = frozenset()
+    require_amr: frozenset[str] = frozenset()
+    provision: SsoProvision | None = None
+
+    @property
+    def requires_mfa(self) -> bool:
+        return bool(self.require_acr or self.require_amr)
+
+
+@dataclass(frozen=True)
 class Organisation:
     name: str
     logo: str
@@ -68,6 +93,7 @@ class Organisation:
     # ``passkey_sign_in = true``: a passkey may replace the password (a discoverable credential,
     # user verification required); otherwise a passkey is only the step after the password.
     passkey_sign_in: bool = False
+    sso: SsoRules = SsoRules()
 
     def category(self, slug: str) -> Category | None:
         return next((c for c in self.categories if c.slug == slug), None)
@@ -144,6 +170,7 @@ def load(path: Path) -> Organisation:
         support_services=_support_services(data.get("support"), where),
         require_second_factor=_second_factor_roles(data.get("require_second_factor"), where),
         passkey_sign_in=_flag(data.get("passkey_sign_in", False), "passkey_sign_in", where),
+        sso=_sso_rules(data.get("sso"), where, team_slugs),
     )
 
 
@@ -170,6 +197,55 @@ def _second_factor_roles(value: object, where: str) -> frozenset[str] | None:
         f'{where}: \'require_second_factor\' must be "all", "none" or a list of roles '
         f"({', '.join(SECOND_FACTOR_ROLES)})"
     )
+
+
+SSO_KEYS = frozenset({"password_sign_in", "require_acr", "require_amr", "provision"})
+
+
+def _strings(value: object, name: str, where: str) -> frozenset[str]:
+    """A string or a list of strings (``require_acr``, ``require_amr``)."""
+    if value is None:
+        return frozenset()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) and v.strip() for v in items):
+        raise ConfigError(f"{where}: 'sso.{name}' must be a string or a list of strings")
+    return frozenset(v.strip() for v in items)
+
+
+def _sso_rules(value: object, where: str, teams: set[str]) -> SsoRules:
+    """``[sso]``: password_sign_in, require_acr, require_amr and provision = {role, team}."""
+    if value is None:
+        return SsoRules()
+    if not isinstance(value, dict) or not set(value) <= SSO_KEYS:
+        raise ConfigError(f"{where}: '[sso]' may hold only {', '.join(sorted(SSO_KEYS))}")
+    password = value.get("password_sign_in", True)
+    if not isinstance(password, bool):
+        raise ConfigError(f"{where}: 'sso.password_sign_in' must be true or false")
+    return SsoRules(
+        password_sign_in=password,
+        require_acr=_strings(value.get("require_acr"), "require_acr", where),
+        require_amr=_strings(value.get("require_amr"), "require_amr", where),
+        provision=_provision(value.get("provision"), where, teams),
+    )
+
+
+def _provision(value: object, where: str, teams: set[str]) -> SsoProvision | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not set(value) <= {"role", "team"}:
+        raise ConfigError(f"{where}: 'sso.provision' must be a table with role and team")
+    role, team = value.get("role"), value.get("team")
+    if role not in SECOND_FACTOR_ROLES:
+        raise ConfigError(
+            f"{where}: 'sso.provision.role' must be one of {', '.join(SECOND_FACTOR_ROLES)}"
+        )
+    if role == "ops" and team is not None:
+        raise ConfigError(f"{where}: 'sso.provision.team' is refused for ops (no team)")
+    if role in ("caseworker", "manager") and team is None:
+        raise ConfigError(f"{where}: 'sso.provision.team' is required for role {role}")
+    if team is not None and team not in teams:
+        raise ConfigError(f"{where}: 'sso.provision.team' names unknown team '{team}'")
+    return SsoProvision(str(role), None if team is None else str(team))
 
 
 def _support_services(support: object, where: str) -> tuple[SupportService, ...]:

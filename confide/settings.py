@@ -114,6 +114,8 @@ class Settings:
     db_timeout_s: float = 30.0
     log_level: str = "INFO"
     generated_keys: tuple[str, ...] = field(default=())
+    # Staff single sign-on through OpenID Connect (CONTRACTS §1): all three or none.
+    oidc: OidcClient | None = None
 
     @property
     def is_production(self) -> bool:
@@ -211,6 +213,7 @@ class Settings:
             ),
             log_level=env.get("CONFIDE_LOG_LEVEL", "INFO").upper(),
             generated_keys=tuple(generated),
+            oidc=_oidc(env, data_dir, production=mode == "production"),
         )
         if not settings.org_file.is_file():
             raise ConfigError(f"CONFIDE_ORG_FILE: no such file: {settings.org_file}")
@@ -270,6 +273,42 @@ def _base_url(env: Mapping[str, str], mode: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
         raise ConfigError("CONFIDE_BASE_URL must be http(s)://host[:port], with no path")
     return value.rstrip("/")
+
+
+@dataclass(frozen=True)
+class OidcClient:
+    """Confide as an OpenID Connect client of the organisation's identity provider."""
+
+    issuer: str  # exactly as the provider's discovery document and ID tokens name it
+    client_id: str
+    client_secret: Secret
+
+
+OIDC_NAMES = ("CONFIDE_OIDC_ISSUER", "CONFIDE_OIDC_CLIENT_ID", "CONFIDE_OIDC_CLIENT_SECRET")
+
+
+def _oidc(env: dict[str, str], data_dir: Path, *, production: bool) -> OidcClient | None:
+    """CONFIDE_OIDC_ISSUER, _CLIENT_ID and _CLIENT_SECRET (or _CLIENT_SECRET_FILE): all or none."""
+    issuer = env.get("CONFIDE_OIDC_ISSUER", "").strip()
+    client_id = env.get("CONFIDE_OIDC_CLIENT_ID", "").strip()
+    secret = _read_secret(env, "CONFIDE_OIDC_CLIENT_SECRET", data_dir, production=production)
+    given = [bool(issuer), bool(client_id), secret is not None]
+    if not any(given):
+        return None
+    if not all(given):
+        missing = next(name for name, ok in zip(OIDC_NAMES, given, strict=True) if not ok)
+        raise ConfigError(
+            f"{missing} is not set: single sign-on needs all three of {', '.join(OIDC_NAMES)}"
+        )
+    parts = urlsplit(issuer)
+    allowed = ("https",) if production else ("https", "http")
+    if parts.scheme not in allowed or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(
+            "CONFIDE_OIDC_ISSUER must be the provider's https:// issuer address"
+            + ("" if production else " (http:// is allowed in development)")
+        )
+    assert secret is not None
+    return OidcClient(issuer, client_id, secret)
 
 
 def parse_keyring(text: str) -> list[tuple[str, bytes]]:

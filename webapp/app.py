@@ -21,6 +21,7 @@ from confide import org as org_file
 from confide.context import Context
 from confide.crypto import Keyring
 from confide.errors import ConfigError
+from confide.oidc import Provider
 from confide.services import support
 from confide.services.org import sync_organisation
 from confide.services.workdays import WorkingCalendar
@@ -48,6 +49,7 @@ from webapp.keys import (
     REDIS,
     REQUEST_ID,
     SETTINGS,
+    SSO_PROVIDER,
     STAFF_LOGIN_LIMITS,
     STARTED,
     SUPPORT_PAGES,
@@ -119,6 +121,11 @@ class FixedGlobalsEnvironment(jinja2.Environment):
 
 def create_app(settings: Settings) -> web.Application:
     org = org_file.load(settings.org_file)
+    if not org.sso.password_sign_in and settings.oidc is None:
+        raise ConfigError(
+            "CONFIDE_ORG_FILE: 'sso.password_sign_in = false' needs single sign-on: set "
+            "CONFIDE_OIDC_ISSUER, CONFIDE_OIDC_CLIENT_ID and CONFIDE_OIDC_CLIENT_SECRET"
+        )
     app = web.Application(
         client_max_size=MAX_BODY,
         # Inside the error middleware: a body cut off for its rate is answered 408, not 503.
@@ -182,6 +189,9 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_support_pages)
     app.cleanup_ctx.append(_queue)
+    if settings.oidc is not None:
+        app[SSO_PROVIDER] = Provider(settings.oidc)
+        app.cleanup_ctx.append(_sso_provider)
     routes.setup(app, ROOT / "webapp" / "static")
     return app
 
@@ -210,6 +220,14 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await sync_organisation(ctx, app[ORG])
     yield
     await pool.close()
+
+
+async def _sso_provider(app: web.Application) -> AsyncIterator[None]:
+    """Its HTTP client lives as long as the app; discovery is read at the first sign-in."""
+    provider = app[SSO_PROVIDER]
+    await provider.start()
+    yield
+    await provider.close()
 
 
 async def _support_pages(app: web.Application) -> AsyncIterator[None]:

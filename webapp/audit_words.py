@@ -35,6 +35,9 @@ WORDS = {
     "passkey_failed": N_("A passkey was refused"),
     "recovery_code_used": N_("Signed in with a recovery code"),
     "recovery_codes_regenerated": N_("Made new recovery codes"),
+    "sso_sign_in": N_("Signed in through single sign-on"),
+    "sso_failed": N_("Single sign-on refused"),
+    "sso_identity_bound": N_("Account linked to the organisation's sign-in"),
 }
 
 

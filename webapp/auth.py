@@ -22,6 +22,7 @@ from confide.domain import SessionKind
 from confide.services import second_factor, sessions
 from confide.services import staff as staff_service
 from confide.services.sessions import ActiveSession, NewSession, PendingSession
+from confide.services.sso import SSO_MFA
 from confide.services.threads import Staff, resume_staff
 from confide.settings import Settings
 from webapp.keys import CSRF_TOKEN, CTX, ORG, SETTINGS, STAFF_MEMBER
@@ -142,6 +143,8 @@ def must_enrol(request: web.Request, member: Staff, auth: Auth) -> bool:
     """A full session whose account must have a second factor and has none (the rule came in
     after it signed in, or the factor was removed): it may reach enrolment and nothing else."""
     if auth.session.personal_token:  # issued by an admin for an integration: no second factor
+        return False
+    if SSO_MFA in auth.session.methods:  # the provider's multi-factor sign-in counted as one
         return False
     return not auth.session.has_second_factor and member.role in second_factor_roles(request)
 

@@ -36,7 +36,8 @@ from confide.services.second_factor import (
     SecondFactorInvalid,
     SecondFactorRequired,
 )
-from confide.services.staff import SignInExpired, StaffLoginFailed
+from confide.services.sso import SsoRefused
+from confide.services.staff import PasswordSignInDisabled, SignInExpired, StaffLoginFailed
 from confide.services.threads import Forbidden, NoReplyPossible
 from webapp.form_routes import FormRefused, TokenRefused, declared
 from webapp.i18n import N_, _
@@ -61,6 +62,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     SignInExpired: 401,
     PasskeyInvalid: 401,
     PasskeySignInOff: 403,
+    PasswordSignInDisabled: 401,
     AlreadyEnrolled: 409,
     IdempotencyKeyReused: 422,
     RequestInProgress: 409,
@@ -90,6 +92,10 @@ DETAILS: dict[type[Exception], str] = {
         "browser to set it up."
     ),
     ReminderNotReady: "The reminder is being prepared. Try again in a moment.",
+    PasswordSignInDisabled: (
+        "This organisation signs its staff in through single sign-on only. Sign in in a "
+        "browser, or use a personal access token for the API."
+    ),
 }
 
 # What an HTML page says instead (JSON keeps the bare problem of CONTRACTS §3, or DETAILS).
@@ -117,6 +123,9 @@ PAGE_DETAILS: dict[type[Exception], str] = {
         "You have an authenticator app already. Remove it first to set up another."
     ),
     SecondFactorEnrolmentRequired: N_("Set up an authenticator app in your browser first."),
+    PasswordSignInDisabled: N_(
+        "Your organisation signs you in through its own sign-in page, not with a password here."
+    ),
 }
 
 PROBLEM_TYPES: dict[type[Exception], str] = {
@@ -125,6 +134,7 @@ PROBLEM_TYPES: dict[type[Exception], str] = {
     SecondFactorRequired: "second-factor-required",
     SecondFactorInvalid: "second-factor-invalid",
     SecondFactorEnrolmentRequired: "second-factor-enrolment-required",
+    PasswordSignInDisabled: "password-sign-in-disabled",
 }
 
 TITLES = {
@@ -140,6 +150,7 @@ TITLES = {
     422: "There is a problem with what was sent",
     429: "Too many attempts",
     500: "Something went wrong",
+    502: "The sign-in service did not answer",
     503: "Service unavailable",
 }
 
@@ -240,12 +251,23 @@ def error_page(
     return response
 
 
+def sso_refused_page(request: web.Request, exc: SsoRefused) -> web.Response:
+    """A refused single sign-on, in words for its reason (templates/staff/sso_refused.html)."""
+    context = {"reason": exc.reason, "status": exc.status, "staff": None, "csrf_token": ""}
+    return aiohttp_jinja2.render_template(
+        "staff/sso_refused.html", request, context, status=exc.status
+    )
+
+
 OWN_WORDS = (BadRequest, UnsupportedMediaType, Forbidden, FormRefused)
 """The exceptions that carry the words shown for them, as ``detail``."""
 
 
 def status_of(exc: BaseException) -> int | None:
-    """The status ERROR_STATUS gives ``exc`` (or a class it derives from), if any."""
+    """The status ERROR_STATUS gives ``exc`` (or a class it derives from), if any; a refused
+    single sign-on carries its own (400, 403 or 502)."""
+    if isinstance(exc, SsoRefused):
+        return exc.status
     for cls in type(exc).__mro__:
         if cls in ERROR_STATUS:
             return ERROR_STATUS[cls]
@@ -261,6 +283,8 @@ async def domain_response(request: web.Request, exc: Exception, status: int) -> 
     (if it declares one), else the error page or problem of the tables above."""
     retry_after = getattr(exc, "retry_after", None) if isinstance(exc, ConfideError) else None
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    if isinstance(exc, SsoRefused) and not wants_json(request):
+        return sso_refused_page(request, exc)
     form = declared(request)
     if form is not None and form.page is not None and not wants_json(request):
         response = await form.page(request, request.get(FORM) or {}, exc, status)

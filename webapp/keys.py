@@ -9,6 +9,7 @@ from celery import Celery
 from confide.context import Context
 from confide.crypto import Keyring
 from confide.db import Pool
+from confide.oidc import Provider
 from confide.org import Organisation
 from confide.services.threads import Staff
 from confide.services.workdays import WorkingCalendar
@@ -31,6 +32,8 @@ HASHER = web.AppKey("hasher", CodeHasher)
 LIMITS = web.AppKey("limits", SubmissionLimits)
 LOGIN_LIMITS = web.AppKey("login_limits", LoginLimits)
 STAFF_LOGIN_LIMITS = web.AppKey("staff_login_limits", StaffLoginLimits)
+# Staff single sign-on's provider (confide.oidc), when CONFIDE_OIDC_* are set.
+SSO_PROVIDER = web.AppKey("sso_provider", Provider)
 STARTED = web.AppKey("started", float)
 CALENDAR = web.AppKey("calendar", WorkingCalendar)
 CATEGORIES = web.AppKey("categories", CategoryCache)

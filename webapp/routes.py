@@ -16,6 +16,7 @@ from webapp.handlers import (
     ops,
     passkeys,
     reporter,
+    sso,
     staff_security,
     staff_sessions,
     support,
@@ -216,6 +217,8 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.get("/staff/login", caseworker.login, name="staff_login"),
             web.post("/staff/login", caseworker.login_submit, name="staff_login_submit"),
             web.post("/staff/logout", caseworker.logout, name="staff_logout"),
+            web.get("/staff/sso/start", sso.start, name="staff_sso_start"),
+            web.get("/staff/sso/callback", sso.callback, name="staff_sso_callback"),
             web.get(
                 "/staff/sign-in/second-factor",
                 staff_security.second_factor_page,

@@ -38,6 +38,7 @@ METHOD_WORDS = {
     "webauthn": "passkey",
     "sso": "single sign-on",
     "oidc": "single sign-on",
+    "sso_mfa": "your organisation's second factor",
     "personal_access_token": "personal access token",
 }
 

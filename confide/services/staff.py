@@ -49,6 +49,11 @@ class StaffError(ConfideError):
     """A command-line or admin mistake, with a message for the user."""
 
 
+class PasswordSignInDisabled(ConfideError):
+    """The organisation signs its staff in through single sign-on only (``[sso]
+    password_sign_in = false``): no password is checked (CONTRACTS §3)."""
+
+
 class SignInExpired(ConfideError):
     """The half-signed-in session is gone (expired, finished in another tab): start again."""
 
@@ -160,12 +165,16 @@ async def log_in(
     password: str,
     *,
     required: frozenset[str] = frozenset(),
+    password_sign_in: bool = True,
 ) -> StaffLogin:
     """Sign a staff member in by password in the browser (see :func:`_password_step`).
 
     An account with a second factor gets a half-signed-in session (``second_factor``), and one
     whose role is in ``required`` but has none gets one for enrolment (``enrol``): neither
-    opens any staff page or API call. Any other account gets a full session."""
+    opens any staff page or API call. Any other account gets a full session.
+    PasswordSignInDisabled, before any work, where the organisation signs in by SSO only."""
+    if not password_sign_in:
+        raise PasswordSignInDisabled()
     row = await _password_step(ctx, executor, guard, email, password)
     step = None
     if await second_factor.has_second_factor(ctx, row.id):
@@ -191,10 +200,14 @@ async def log_in_api(
     otp: str | None,
     *,
     required: frozenset[str] = frozenset(),
+    password_sign_in: bool = True,
 ) -> StaffLogin:
     """Sign in for the API in one call (CONTRACTS §3): the password, then the second factor
     when the account has one (``otp``: an authenticator or a recovery code). Raises
-    SecondFactorRequired, SecondFactorInvalid, SecondFactorEnrolmentRequired, RateLimited."""
+    SecondFactorRequired, SecondFactorInvalid, SecondFactorEnrolmentRequired, RateLimited;
+    PasswordSignInDisabled where the organisation signs in by SSO only."""
+    if not password_sign_in:
+        raise PasswordSignInDisabled()
     row = await _password_step(ctx, executor, guard, email, password)
     methods: tuple[str, ...] = (second_factor.PASSWORD,)
     if await second_factor.has_second_factor(ctx, row.id):

@@ -66,7 +66,9 @@ async def by_id(conn: Connection, staff_id: int) -> Account | None:
     return _account(row)
 
 
-async def insert(conn: Connection, email: str, name: str, role: Role, password_hash: str) -> int:
+async def insert(
+    conn: Connection, email: str, name: str, role: Role, password_hash: str | None
+) -> int:
     staff_id: int = await conn.fetchval(
         """INSERT INTO staff (email, name, role, password_hash) VALUES ($1, $2, $3, $4)
            RETURNING id""",

@@ -22,6 +22,7 @@ from webapp.keys import (
     HASHER,
     LIMITS,
     LOGIN_LIMITS,
+    ORG,
     SETTINGS,
     STAFF_LOGIN_LIMITS,
 )
@@ -146,6 +147,7 @@ async def staff_session(request: web.Request) -> web.Response:
         login.password,
         login.otp,
         required=second_factor_roles(request),
+        password_sign_in=request.app[ORG].sso.password_sign_in,
     )
     session = done.session
     return responses.Session(token=session.token, expires_at=session.expires_at).response()

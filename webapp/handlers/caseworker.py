@@ -48,6 +48,7 @@ from webapp.keys import (
     INBOX_ROWS,
     ORG,
     SETTINGS,
+    SSO_PROVIDER,
     STAFF_LOGIN_LIMITS,
 )
 from webapp.metrics import queue_lengths_or_none
@@ -171,19 +172,40 @@ def render_login(
     error: str | None = None,
     email: str = "",
     passkey_error: str | None = None,
+    notice: str | None = None,
 ) -> web.Response:
-    settings = request.app[SETTINGS]
+    """The login page: the password form, "Sign in with <organisation>" where single sign-on
+    is set up (alone, where the organisation switched password sign-in off), and the passkey
+    button where passkeys may replace the password."""
     errors = [("email", error)] if error else []
     context: dict[str, Any] = {
-        "form_token": new_form_token(settings, LOGIN_PURPOSE),
+        "form_token": new_form_token(request.app[SETTINGS], LOGIN_PURPOSE),
         "email": email,
         "errors": FormErrors(errors + ([("passkey", passkey_error)] if passkey_error else [])),
+        "notice": notice,
+        "sso": SSO_PROVIDER in request.app,
+        "password_sign_in": request.app[ORG].sso.password_sign_in,
     }
     context["passkey_token"], fresh = _passkey_login_token(request)
     response = render(request, "staff/login.html", None, None, context, status=status)
     if fresh:
         set_login_cookie(request, response, fresh)
     return response
+
+
+def _login_refused(request: web.Request, exc: Exception, status: int) -> web.Response:
+    """A passkey sign-in refused, or a password where the organisation uses SSO only."""
+    if isinstance(exc, staff_service.PasswordSignInDisabled):
+        notice = _("Passwords are not used here: sign in through %(org)s.") % {
+            "org": request.app[ORG].name
+        }
+        return render_login(request, status=status, notice=notice)
+    message = (
+        _("Signing in with a passkey is not turned on here. Log in with your password.")
+        if isinstance(exc, PasskeySignInOff)
+        else _("That passkey could not sign you in. Try again, or log in with your password.")
+    )
+    return render_login(request, status=status, passkey_error=message)
 
 
 async def login_again(
@@ -200,13 +222,8 @@ async def login_again(
         error = _("The email address or password is not right.")
     elif isinstance(exc, staff_service.SignInExpired):
         error = _("Your sign-in took too long. Please log in again.")
-    elif isinstance(exc, PasskeyInvalid | PasskeySignInOff):
-        message = (
-            _("Signing in with a passkey is not turned on here. Log in with your password.")
-            if isinstance(exc, PasskeySignInOff)
-            else _("That passkey could not sign you in. Try again, or log in with your password.")
-        )
-        return render_login(request, status=status, passkey_error=message)
+    elif isinstance(exc, PasskeyInvalid | PasskeySignInOff | staff_service.PasswordSignInDisabled):
+        return _login_refused(request, exc, status)
     else:
         return None
     return render_login(request, status=status, email=form.get("email", "")[:254], error=error)
@@ -225,6 +242,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         form.get("email", "")[:254],
         form.get("password", ""),
         required=second_factor_roles(request),
+        password_sign_in=request.app[ORG].sso.password_sign_in,
     )
     if done.pending_step is not None:  # a half-signed-in session: its second step is due
         log.info("staff_password_ok", outcome=done.pending_step)
