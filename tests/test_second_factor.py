@@ -274,6 +274,56 @@ async def test_manager_who_must_enrol_reaches_nothing_else_until_they_do(
         assert status == 200 and "inbox" in html.title(page)
 
 
+async def test_a_stranger_with_only_the_password_cannot_add_a_factor_beside_the_owners(
+    stack: Stack, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """Someone who has the manager's password, but not their phone, signs in first and is sent
+    to enrolment. The owner then signs in elsewhere and sets up their own app. The stranger's
+    browser never saw the owner's key, cannot confirm a key of its own beside it, and is sent to
+    the second step, which it cannot pass."""
+    org = (ROOT / "confide" / "data" / "demo-org.toml").read_text()
+    org_file = tmp_path / "org.toml"
+    org_file.write_text(
+        org.replace("closure_days = []", 'closure_days = []\nrequire_second_factor = ["manager"]')
+    )
+    _, base = stack.start_web("web-2fa-stranger", CONFIDE_ORG_FILE=str(org_file))
+    manager = add_staff(stack, "morgan@example.org", "safety", role="manager")
+    async with jar_client(base) as stranger, jar_client(base) as owner:
+        status, page = await staff_logs_in(stranger, manager.email, manager.password)
+        assert status == 200 and "Set up an authenticator app" in page
+        stranger_page = await form_page(stranger, "/staff/security/authenticator")
+        strangers_key = pyotp.TOTP(secret_on(stranger_page))
+
+        status, _ = await staff_logs_in(owner, manager.email, manager.password)
+        assert status == 200
+        owners_totp, _, _ = await enrols(owner)
+        assert owners_totp.secret != strangers_key.secret  # the owner got a key of their own
+
+        # The stranger's enrolment form, sent now with its own key's code: refused.
+        form = html.main_form(stranger_page)
+        async with stranger.post(
+            form.action, data=form.data(code=strangers_key.now()), allow_redirects=False
+        ) as resp:
+            assert resp.status == 303
+            assert resp.headers["Location"] == "/staff/sign-in/second-factor"
+        for path in ("/staff", "/staff/security", "/staff/security/authenticator"):
+            async with stranger.get(path, allow_redirects=False) as resp:
+                assert resp.status == 303, path
+                assert resp.headers["Location"] == "/staff/sign-in/second-factor", path
+        status, _ = await second_step(stranger, strangers_key.now())
+        assert status != 200 or "inbox" not in html.title(_)
+    assert await db.fetchval(
+        "SELECT secret IS NOT NULL AND confirmed_at IS NOT NULL FROM staff_totp st"
+        " JOIN staff s ON s.id = st.staff_id WHERE s.email = $1",
+        manager.email,
+    )
+    # Only the owner's app works: its next code signs in on the API.
+    status, _, _ = await api_session(
+        base, {"email": manager.email, "password": manager.password, "otp": next_code(owners_totp)}
+    )
+    assert status == 200
+
+
 async def test_ops_can_reset_a_staff_members_second_factor(
     stack: Stack, db: asyncpg.Connection, enrolled: tuple[StaffAccount, pyotp.TOTP, list[str]]
 ) -> None:

@@ -190,10 +190,17 @@ def check_name(name: str) -> str:
 
 
 async def register(
-    ctx: Context, staff_id: int, browser_token: str, name: str, response: str
+    ctx: Context,
+    staff_id: int,
+    browser_token: str,
+    name: str,
+    response: str,
+    *,
+    first_only: bool = False,
 ) -> list[str] | None:
     """Add the passkey of this registration response to the account. Returns its ten new
-    recovery codes when it is the account's first factor (shown once), else None.
+    recovery codes when it is the account's first factor (shown once), else None. With
+    ``first_only`` (a half-signed-in enrolment), EnrolledMeanwhile if it would not be the first.
     ValidationFailed for a bad name; PasskeyInvalid when the response does not check out."""
     name = check_name(name)
     challenge, for_staff = await _spend(ctx, response, REGISTER, browser_token)
@@ -215,7 +222,10 @@ async def register(
         raise PasskeyInvalid() from None
     transports = [t.value for t in credential.response.transports or []]
     async with ctx.pool.acquire() as conn, conn.transaction():
+        await sql_factor.lock_factors(conn, staff_id)
         first = not await second_factor.has_factor(conn, staff_id)
+        if first_only and not first:
+            raise second_factor.EnrolledMeanwhile()
         public_id = await sql_passkeys.insert(
             conn,
             staff_id,

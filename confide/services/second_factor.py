@@ -32,7 +32,7 @@ from confide.context import Context
 from confide.crypto import derive_key, keyed_hash
 from confide.errors import ConfideError, FieldError, RateLimited, ValidationFailed
 from confide.org import SECOND_FACTOR_ROLES, Organisation
-from confide.services import sign_in_notices
+from confide.services import sessions, sign_in_notices
 from confide.settings import Secret
 from confide.sql import audit as sql_audit
 from confide.sql import passkeys as sql_passkeys
@@ -70,6 +70,11 @@ class SecondFactorEnrolmentRequired(ConfideError):
 
 class AlreadyEnrolled(ConfideError):
     """The account has an authenticator already: remove it before setting up another."""
+
+
+class EnrolledMeanwhile(ConfideError):
+    """A half-signed-in enrolment found a factor on the account (its owner set one up in another
+    browser meanwhile): the sign-in goes on at the second step, which only the owner can pass."""
 
 
 def required_roles(org: Organisation, *, production: bool) -> frozenset[str]:
@@ -201,14 +206,17 @@ async def replace_recovery_codes(conn: Connection, key: Secret, staff_id: int) -
     return codes
 
 
-async def begin_totp(ctx: Context, staff_id: int, issuer: str) -> Enrolment:
-    """The account's unconfirmed authenticator secret, made now if it has none (so that a
-    reload shows the same one); AlreadyEnrolled if it has a confirmed one."""
+async def begin_totp(ctx: Context, staff_id: int, issuer: str, browser_token: str) -> Enrolment:
+    """This browser's unconfirmed authenticator secret, made now if it has none (so that a
+    reload shows the same one); AlreadyEnrolled if the account has a confirmed one. A key begun
+    by another browser (``browser_token``: the staff cookie) is replaced, never shown here."""
+    browser = sessions.token_hmac(ctx.settings, browser_token)
     async with ctx.pool.acquire() as conn, conn.transaction():
-        await sql_factor.drop_stale_candidate(conn, staff_id, CANDIDATE_S)
+        await sql_factor.lock_factors(conn, staff_id)
+        await sql_factor.drop_stale_candidate(conn, staff_id, CANDIDATE_S, browser)
         secret = pyotp.random_base32()  # 160 bits, RFC 4226's recommendation
         await sql_factor.insert_candidate(
-            conn, staff_id, ctx.keyring.seal(secret, _context(staff_id))
+            conn, staff_id, ctx.keyring.seal(secret, _context(staff_id)), browser
         )
         row = await sql_factor.totp(conn, staff_id)
         account = await sql_staff.by_id(conn, staff_id)
@@ -223,17 +231,28 @@ async def begin_totp(ctx: Context, staff_id: int, issuer: str) -> Enrolment:
 
 
 async def confirm_totp(
-    ctx: Context, staff_id: int, code: str, *, now: float | None = None
+    ctx: Context,
+    staff_id: int,
+    browser_token: str,
+    code: str,
+    *,
+    now: float | None = None,
+    first_only: bool = False,
 ) -> list[str]:
     """The first code makes the authenticator take effect; returns the account's new recovery
-    codes (shown once). ValidationFailed on a wrong code, AlreadyEnrolled if done already."""
+    codes (shown once). ValidationFailed on a wrong code, AlreadyEnrolled if done already, and
+    with ``first_only`` (a half-signed-in enrolment) EnrolledMeanwhile when the account has any
+    factor by now: a password alone never adds a factor beside the owner's."""
     code = _typed_code(code)
     if not code:
         raise ValidationFailed([FieldError("code", "Enter the 6-digit code from your app")])
+    browser = sessions.token_hmac(ctx.settings, browser_token)
     async with ctx.pool.acquire() as conn:
         row = await sql_factor.totp(conn, staff_id)
     if row is not None and row.confirmed_at is not None:
         raise AlreadyEnrolled()
+    if row is not None and row.begun_by != browser:
+        row = None  # another browser's key: this one's was replaced, so its codes are not right
     secret = ctx.keyring.open(row.secret, _context(staff_id)) if row else None
     step = _matching_step(secret, code, time.time() if now is None else now) if secret else None
     if step is None:
@@ -246,7 +265,10 @@ async def confirm_totp(
             ]
         )
     async with ctx.pool.acquire() as conn, conn.transaction():
-        if not await sql_factor.confirm(conn, staff_id, step):
+        await sql_factor.lock_factors(conn, staff_id)
+        if first_only and await has_factor(conn, staff_id):
+            raise EnrolledMeanwhile()
+        if not await sql_factor.confirm(conn, staff_id, step, browser):
             raise AlreadyEnrolled()
         codes = await replace_recovery_codes(conn, ctx.settings.lookup_key, staff_id)
         await sql_audit.record(conn, staff_id, None, "second_factor_enrolled", {"method": TOTP})

@@ -259,7 +259,7 @@ async def finish_enrolment(ctx: Context, token: str, code: str) -> tuple[list[st
     pending = await pending_sign_in(ctx, token)
     if pending is None or pending.step != "enrol":
         raise SignInExpired()
-    codes = await second_factor.confirm_totp(ctx, pending.staff_id, code)
+    codes = await second_factor.confirm_totp(ctx, pending.staff_id, token, code, first_only=True)
     return codes, await _promote(ctx, token, pending, second_factor.TOTP)
 
 
@@ -281,7 +281,7 @@ async def enrol_passkey(
     pending = await pending_sign_in(ctx, token)
     if pending is None or pending.step != "enrol":
         raise SignInExpired()
-    codes = await passkeys.register(ctx, pending.staff_id, token, name, response)
+    codes = await passkeys.register(ctx, pending.staff_id, token, name, response, first_only=True)
     return codes, await _promote(ctx, token, pending, passkeys.PASSKEY)
 
 

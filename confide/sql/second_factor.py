@@ -15,44 +15,60 @@ class Totp:
     confirmed_at: datetime | None
     last_step: int | None
     created_at: datetime
+    begun_by: bytes | None  # the browser whose unconfirmed key this is (its session token HMAC)
 
 
 async def totp(conn: Connection, staff_id: int) -> Totp | None:
     row = await conn.fetchrow(
-        "SELECT secret, confirmed_at, last_step, created_at FROM staff_totp WHERE staff_id = $1",
+        """SELECT secret, confirmed_at, last_step, created_at, begun_by
+           FROM staff_totp WHERE staff_id = $1""",
         staff_id,
     )
     return None if row is None else Totp(**row)
 
 
-async def drop_stale_candidate(conn: Connection, staff_id: int, older_than_s: int) -> None:
-    """An enrolment left unconfirmed for too long starts again with a new secret."""
+async def drop_stale_candidate(
+    conn: Connection, staff_id: int, older_than_s: int, begun_by: bytes
+) -> None:
+    """An enrolment left unconfirmed for too long, or begun by another browser, starts again
+    with a new secret (so no browser ever sees the key that another one will confirm)."""
     await conn.execute(
         """DELETE FROM staff_totp WHERE staff_id = $1 AND confirmed_at IS NULL
-             AND created_at < now() - make_interval(secs => $2)""",
+             AND (created_at < now() - make_interval(secs => $2)
+                  OR begun_by IS DISTINCT FROM $3::bytea)""",
         staff_id,
         older_than_s,
+        begun_by,
     )
 
 
-async def insert_candidate(conn: Connection, staff_id: int, sealed: bytes) -> bool:
-    """A new unconfirmed secret; False when the account already has one (kept as it is)."""
+async def insert_candidate(conn: Connection, staff_id: int, sealed: bytes, begun_by: bytes) -> bool:
+    """A new unconfirmed secret of this browser; False when the account already has one."""
     done = await conn.fetchval(
-        """INSERT INTO staff_totp (staff_id, secret) VALUES ($1, $2)
+        """INSERT INTO staff_totp (staff_id, secret, begun_by) VALUES ($1, $2, $3)
            ON CONFLICT (staff_id) DO NOTHING RETURNING true""",
         staff_id,
         sealed,
+        begun_by,
     )
     return bool(done)
 
 
-async def confirm(conn: Connection, staff_id: int, step: int) -> bool:
-    """The candidate takes effect, its first code's step used; False if confirmed already."""
+async def lock_factors(conn: Connection, staff_id: int) -> None:
+    """Take the account's row lock until the transaction ends: factor changes of one account
+    (two tabs, or a half-signed-in stranger and its owner) then happen one after the other."""
+    await conn.execute("SELECT 1 FROM staff WHERE id = $1 FOR UPDATE", staff_id)
+
+
+async def confirm(conn: Connection, staff_id: int, step: int, begun_by: bytes) -> bool:
+    """This browser's candidate takes effect, its first code's step used; False if it is
+    confirmed already or no longer this browser's."""
     done = await conn.fetchval(
-        """UPDATE staff_totp SET confirmed_at = now(), last_step = $2
-           WHERE staff_id = $1 AND confirmed_at IS NULL RETURNING true""",
+        """UPDATE staff_totp SET confirmed_at = now(), last_step = $2, begun_by = NULL
+           WHERE staff_id = $1 AND confirmed_at IS NULL AND begun_by = $3 RETURNING true""",
         staff_id,
         step,
+        begun_by,
     )
     return bool(done)
 

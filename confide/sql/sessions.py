@@ -165,9 +165,17 @@ async def touch_staff(conn: Connection, token_hmac: bytes) -> LiveStaffSession |
 
 
 async def touch_pending(conn: Connection, token_hmac: bytes) -> PendingSession | None:
-    """The live half-signed-in session for this token, of an active account; None otherwise."""
+    """The live half-signed-in session for this token, of an active account; None otherwise.
+    A session sent to enrolment whose account has a factor by now (its owner enrolled in another
+    browser) is at the second step instead: whoever holds only the password must pass it."""
     row = await conn.fetchrow(
-        """SELECT s.staff_id, st.role, s.pending_step, s.methods
+        """SELECT s.staff_id, st.role, s.methods,
+                  CASE WHEN s.pending_step = 'enrol'
+                        AND (EXISTS (SELECT 1 FROM staff_totp t
+                                     WHERE t.staff_id = s.staff_id AND t.confirmed_at IS NOT NULL)
+                             OR EXISTS (SELECT 1 FROM staff_passkeys p
+                                        WHERE p.staff_id = s.staff_id))
+                       THEN 'second_factor' ELSE s.pending_step END AS pending_step
            FROM sessions s JOIN staff st ON st.id = s.staff_id
            WHERE s.token_hmac = $1 AND s.kind = 'staff' AND s.pending_step IS NOT NULL
              AND s.expires_at > now()

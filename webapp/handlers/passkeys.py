@@ -16,9 +16,11 @@ from confide.errors import ValidationFailed
 from confide.services import passkeys
 from confide.services import staff as staff_service
 from confide.services.passkeys import PasskeyInvalid, PasskeySignInOff
+from confide.services.second_factor import EnrolledMeanwhile
 from confide.services.staff import ROLES, SignInExpired
 from confide.services.threads import Staff
 from webapp.auth import (
+    SECOND_FACTOR_PAGE,
     Auth,
     login_binding,
     pending_for,
@@ -99,9 +101,12 @@ async def register_submit(request: web.Request) -> web.StreamResponse:
     _staff_id, member, auth = await _registering(request)
     if member is not None:
         return await _add_for_signed_in(request, member, auth, name, response)
-    codes, done = await staff_service.enrol_passkey(
-        request.app[CTX], staff_cookie(request), name, response
-    )
+    try:
+        codes, done = await staff_service.enrol_passkey(
+            request.app[CTX], staff_cookie(request), name, response
+        )
+    except EnrolledMeanwhile:
+        raise web.HTTPSeeOther(SECOND_FACTOR_PAGE) from None
     log.info("passkey_registered", outcome="ok")
     next_url = landing(done.role)
     # No codes: a factor was added meanwhile (another tab), so there is nothing more to show.

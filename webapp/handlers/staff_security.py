@@ -17,7 +17,11 @@ from confide.errors import RateLimited, ValidationFailed
 from confide.services import passkeys, second_factor
 from confide.services import staff as staff_service
 from confide.services.passkeys import PasskeyInvalid
-from confide.services.second_factor import AlreadyEnrolled, SecondFactorInvalid
+from confide.services.second_factor import (
+    AlreadyEnrolled,
+    EnrolledMeanwhile,
+    SecondFactorInvalid,
+)
 from confide.services.staff import ROLES, SignInExpired
 from confide.services.threads import Staff
 from webapp.auth import (
@@ -149,7 +153,7 @@ async def _enrol_page(
     staff_id, member, auth, required = await _enrolling(request)
     try:
         enrolment = await second_factor.begin_totp(
-            request.app[CTX], staff_id, request.app[ORG].name
+            request.app[CTX], staff_id, request.app[ORG].name, staff_cookie(request)
         )
     except AlreadyEnrolled:
         raise web.HTTPSeeOther("/staff/security") from None
@@ -195,19 +199,30 @@ def codes_page(
     return response
 
 
+async def _enrol_signed_in(
+    request: web.Request, member: Staff, auth: Auth | None, code: str
+) -> web.Response:
+    """A signed-in staff member's own enrolment (AlreadyEnrolled, from a second tab, is the
+    error middleware's 409 page)."""
+    codes = await second_factor.confirm_totp(
+        request.app[CTX], member.id, staff_cookie(request), code
+    )
+    log.info("second_factor_enrolled", outcome="ok")
+    return codes_page(request, member, auth, codes, next_url=landing(member.role), enrolled="totp")
+
+
 async def enrol_submit(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     code = form.get("code", "")[:64]
-    staff_id, member, auth, _required = await _enrolling(request)
-    if member is not None:  # AlreadyEnrolled (a second tab): the error middleware's 409 page
-        codes = await second_factor.confirm_totp(request.app[CTX], staff_id, code)
-        log.info("second_factor_enrolled", outcome="ok")
-        return codes_page(
-            request, member, auth, codes, next_url=landing(member.role), enrolled="totp"
+    _staff_id, member, auth, _required = await _enrolling(request)
+    if member is not None:
+        return await _enrol_signed_in(request, member, auth, code)
+    try:
+        codes, done = await staff_service.finish_enrolment(
+            request.app[CTX], staff_cookie(request), code
         )
-    codes, done = await staff_service.finish_enrolment(
-        request.app[CTX], staff_cookie(request), code
-    )
+    except EnrolledMeanwhile:
+        raise web.HTTPSeeOther(SECOND_FACTOR_PAGE) from None
     log.info("second_factor_enrolled", outcome="ok")
     response = codes_page(request, None, None, codes, next_url=landing(done.role), enrolled="totp")
     set_session_cookie(request, response, "staff", done.session)
