@@ -632,8 +632,8 @@ async def run(root: Path) -> ScanResult:
         [
             f"Flower's API: {tasks:,} task records",
             f"rate limiter: {buckets} entries; each reporter's login bucket found under its HMAC",
-            f"second factor: {len(canaries.by_kind['totp_secret'])} forms of the app's key, "
-            f"{len(canaries.by_kind['recovery_code'])} of 20 recovery codes",
+            f"second factor: the app's key in {len(canaries.by_kind['totp_secret'])} forms, "
+            f"{len(canaries.by_kind['recovery_code']) // 2} recovery codes in 2 forms each",
             f"search: {scan_s:.1f} s",
         ],
     )
