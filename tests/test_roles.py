@@ -56,6 +56,9 @@ ACCOUNT_ROUTES = {
     "staff_passkey_second_factor",
     "staff_passkey_login_options",
     "staff_passkey_login",
+    # Single sign-on: the way in through the organisation's provider (404 where it is not set up).
+    "staff_sso_start",
+    "staff_sso_callback",
 }
 HTML_ACTION_FIELDS = {
     "reply": {"body": "hello"},
