@@ -1,15 +1,21 @@
-"""Canary scan: what a reporter typed, their address, user agent and code, searched in every sink.
+"""Canary scan: what a reporter typed, their address, user agent and code, and a staff member's
+second-factor secrets, searched in every sink.
 
 Ten reporters each send a report, log in, write a message and get a reply, with canaries of their
 own in the report text, the message, the reply, the ``User-Agent`` and the source address
 (127.0.3.n); the wrong codes tried and the real code are canaries too. The run also downloads the
 reminder (.ics), runs the escalation pass at digest time (digest and alert mails), sends malformed
-raw HTTP that carries canaries, and a request PostgreSQL rejects (a NUL in the report text).
+raw HTTP that carries canaries, and a request PostgreSQL rejects (a NUL in the report text). A
+staff member enrols an authenticator app through the HTML pages, signs in with its code and with
+a recovery code (in a browser and on the API), and makes new recovery codes: the app's key (as
+shown, ungrouped and as raw bytes) and every recovery code shown (as shown and normalised) are
+canaries.
 
 Then every sink is collected and searched raw, case-folded, base64 (standard and URL-safe, each of
 the three alignments), quoted-printable, URL-encoded, JSON-escaped and hex, and for the sha256 of
-each address and code. A canary planted on purpose in each sink that can take one (PostgreSQL,
-Redis, the mail server, a log) must be found: that is the positive control.
+each address, code, key and recovery code. A canary planted on purpose in each sink that can take
+one (PostgreSQL, Redis, the mail server, a log, Flower), and random bytes planted the same way,
+must be found: that is the positive control.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import hashlib
 import json
 import os
 import quopri
+import re
 import secrets
 import signal
 import socket
@@ -34,6 +41,7 @@ from urllib.parse import quote, quote_plus
 
 import aiohttp
 import asyncpg
+import pyotp
 import redis
 
 from chaos.crash import STAFF_EMAIL, Plan, System, _drain
@@ -42,18 +50,27 @@ from chaos.procs import Proc
 from chaos.servers import free_port
 from confide import jobs
 from confide.crypto import keyed_hash
+from confide.services.second_factor import normalise_recovery_code
+from tests import html
 
 REPORTERS = 10
+FACTOR_EMAIL = "chaos-second-factor@example.org"  # the staff member who enrols an app
+SECRET_ON_PAGE = re.compile(r'id="totp-secret"[^>]*>([A-Z2-7 ]+)</p>')
+RECOVERY_ON_PAGE = re.compile(r"<li><code>([a-z0-9-]{19})</code></li>")
 # Where each kind of canary may appear. Every other (canary, sink) cell must stay empty; the code
 # appears only on its one receipt page, which is an HTTP response and not a sink.
-ALLOWED: dict[str, set[str]] = {"planted": {"*"}}
+ALLOWED: dict[str, set[str]] = {"planted": {"*"}, "planted_bytes": {"*"}}
 
 
 @dataclass
 class Canaries:
-    by_kind: dict[str, list[str]] = field(default_factory=dict)
+    by_kind: dict[str, list[str | bytes]] = field(default_factory=dict)
 
     def add(self, kind: str, value: str) -> str:
+        self.by_kind.setdefault(kind, []).append(value)
+        return value
+
+    def add_bytes(self, kind: str, value: bytes) -> bytes:
         self.by_kind.setdefault(kind, []).append(value)
         return value
 
@@ -62,18 +79,21 @@ def _tag(kind: str) -> str:
     return f"Cnry{kind}{secrets.token_hex(5).upper()}"
 
 
-def variants(value: str) -> dict[str, bytes]:
-    """The forms a string can take in a sink."""
-    raw = value.encode()
+def variants(value: str | bytes) -> dict[str, bytes]:
+    """The forms a string (or raw bytes, a key's) can take in a sink."""
+    raw = value.encode() if isinstance(value, str) else value
     found = {
         "raw": raw,
         "url": quote_plus(value).encode(),
         "url-path": quote(value).encode(),
-        "json": json.dumps(value)[1:-1].encode(),
         "qp": quopri.encodestring(raw).rstrip(b"=\n"),
         "hex": binascii.hexlify(raw),
         "HEX": binascii.hexlify(raw).upper(),
     }
+    if isinstance(value, str):  # JSON has no form for raw bytes: they would be base64 or hex
+        found["json"] = json.dumps(value)[1:-1].encode()
+    else:  # as Python prints them: b'\x9f...'
+        found["repr"] = repr(value)[2:-1].encode()
     for name, encode in (("b64", base64.b64encode), ("b64url", base64.urlsafe_b64encode)):
         for shift in range(3):
             encoded = encode(b"\0" * shift + raw)
@@ -86,16 +106,19 @@ def variants(value: str) -> dict[str, bytes]:
     return found
 
 
-def _hashes(value: str) -> dict[str, bytes]:
-    digest = hashlib.sha256(value.encode())
+def _hashes(value: str | bytes) -> dict[str, bytes]:
+    digest = hashlib.sha256(value.encode() if isinstance(value, str) else value)
     return {"sha256": digest.hexdigest().encode(), "sha256-raw": digest.digest()}
 
 
-def scan(blob: bytes, value: str, *, hashed: bool = False, lower: bytes | None = None) -> list[str]:
+def scan(
+    blob: bytes, value: str | bytes, *, hashed: bool = False, lower: bytes | None = None
+) -> list[str]:
     """The forms of ``value`` found in ``blob`` (``lower``: ``blob.lower()``, if already made)."""
     lower = blob.lower() if lower is None else lower
     hits = [name for name, form in variants(value).items() if form and form in blob]
-    if value.lower().encode() in lower and "raw" not in hits:
+    folded = value.lower().encode() if isinstance(value, str) else value.lower()
+    if folded in lower and "raw" not in hits:
         hits.append("casefold")
     if hashed:
         hits += [name for name, form in _hashes(value).items() if form in blob]
@@ -106,6 +129,7 @@ def scan(blob: bytes, value: str, *, hashed: bool = False, lower: bytes | None =
 
 
 async def _drive(system: System, canaries: Canaries) -> None:
+    await _second_factor(system, canaries)
     async with aiohttp.ClientSession(base_url=system.base_url) as staff_http:
         async with staff_http.post(
             "/api/v1/staff/session", json={"email": STAFF_EMAIL, "password": system.staff_password}
@@ -170,6 +194,86 @@ async def _drive(system: System, canaries: Canaries) -> None:
     await asyncio.to_thread(_malformed_http, system, canaries)
     await _forced_failures(system, canaries)
     system.cli("escalate", "--as-of", "2027-03-10T10:00")  # digests and alerts
+
+
+def _browser(system: System) -> aiohttp.ClientSession:
+    """A fresh browser without JavaScript: its own cookie jar (cookies for an IP host too)."""
+    return aiohttp.ClientSession(
+        base_url=system.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    )
+
+
+async def _page(http: aiohttp.ClientSession, path: str) -> str:
+    async with http.get(path) as resp:
+        assert resp.status == 200, (path, resp.status)
+        return await resp.text()
+
+
+async def _submit(http: aiohttp.ClientSession, form: html.Form, **answers: str) -> tuple[int, str]:
+    async with http.post(form.action, data=form.data(**answers)) as resp:
+        return resp.status, await resp.text()
+
+
+async def _staff_signs_in(http: aiohttp.ClientSession, password: str, code: str | None) -> str:
+    """The login form, then (with ``code``) the second-factor page's; the page reached."""
+    form = html.main_form(await _page(http, "/staff/login"))
+    status, page = await _submit(http, form, email=FACTOR_EMAIL, password=password)
+    assert status == 200, status
+    if code is not None:
+        assert 'name="code"' in page, "no second step asked for"
+        status, page = await _submit(http, html.main_form(page), code=code)
+        assert status == 200, status
+    assert "inbox" in html.title(page), "not signed in"
+    return page
+
+
+def _shown_codes(canaries: Canaries, page: str) -> list[str]:
+    """The ten recovery codes on the page, each a canary as shown and normalised."""
+    codes = RECOVERY_ON_PAGE.findall(page)
+    assert len(set(codes)) == 10, len(codes)
+    for code in codes:
+        canaries.add("recovery_code", code)
+        canaries.add("recovery_code", normalise_recovery_code(code))
+    return codes
+
+
+async def _second_factor(system: System, canaries: Canaries) -> None:
+    """A staff member enrols an authenticator app and uses it as a person would: the key read
+    off the enrolment page, confirmed with the app's code; the ten recovery codes read off the
+    next page; a sign-in with the app's code, ten new codes, a sign-in with one of them, and on
+    the API one void code (refused) and one new one. The key and every code shown are canaries."""
+    password = secrets.token_urlsafe(16)
+    await asyncio.to_thread(
+        system.cli, "staff", "add", "--email", FACTOR_EMAIL, "--name", "Chaos second factor",
+        "--team", "safety", stdin=password + "\n",
+    )  # fmt: skip
+    async with _browser(system) as http:
+        await _staff_signs_in(http, password, None)  # no factor yet: the password alone
+        page = await _page(http, "/staff/security/authenticator")
+        match = SECRET_ON_PAGE.search(page)
+        assert match, "no key on the enrolment page"
+        shown = canaries.add("totp_secret", match.group(1).strip())  # in groups of four
+        secret = canaries.add("totp_secret", shown.replace(" ", ""))
+        canaries.add_bytes("totp_secret", base64.b32decode(secret))
+        app = pyotp.TOTP(secret)
+        status, page = await _submit(http, html.main_form(page), code=app.now())
+        assert status == 200, status
+        first = _shown_codes(canaries, page)
+    async with _browser(system) as http:
+        # The app's next code: unused (the enrolment spent this step's), within the ±1 window.
+        await _staff_signs_in(http, password, app.at(time.time() + 30))
+        page = await _page(http, "/staff/security")
+        form = next(f for f in html.forms(page) if f.action.endswith("/recovery-codes"))
+        status, page = await _submit(http, form, codes_proof=password)
+        assert status == 200, status
+        second = _shown_codes(canaries, page)
+    async with _browser(system) as http:
+        await _staff_signs_in(http, password, second[0])
+    async with aiohttp.ClientSession(base_url=system.base_url) as api:
+        for otp, expected in ((first[0], 401), (second[1].upper(), 200)):
+            body = {"email": FACTOR_EMAIL, "password": password, "otp": otp}
+            async with api.post("/api/v1/staff/session", json=body) as resp:
+                assert resp.status == expected, (resp.status, expected)
 
 
 async def _canary_report(http: aiohttp.ClientSession, canaries: Canaries, tag: str) -> int:
@@ -257,29 +361,33 @@ def _files(folder: Path) -> bytes:
     return b"\n".join(parts)
 
 
-async def _plant(system: System, planted: str) -> None:
-    """The positive control: the planted canary, put where each sink keeps data."""
+async def _plant(system: System, planted: str, planted_bytes: bytes) -> None:
+    """The positive control: the planted canary, and random bytes the size of an authenticator
+    key (in the form each sink would keep bytes in), put where each sink keeps data."""
     conn = await asyncpg.connect(system.pg.url)
     try:
-        await conn.execute("CREATE TABLE IF NOT EXISTS chaos_planted (value text)")
-        await conn.execute("INSERT INTO chaos_planted VALUES ($1)", planted)
+        await conn.execute("CREATE TABLE IF NOT EXISTS chaos_planted (value text, raw bytea)")
+        await conn.execute("INSERT INTO chaos_planted VALUES ($1, $2)", planted, planted_bytes)
         await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
     client = redis.Redis.from_url(system.redis.url)
     client.set("chaos-planted", base64.b64encode(planted.encode()))
+    client.set("chaos-planted-bytes", planted_bytes)
     client.bgrewriteaof()
     client.close()
     with (system.root / "logs" / "web.log").open("a") as log:
         log.write(json.dumps({"event": "planted", "value": planted}) + "\n")
+        log.write(json.dumps({"event": "planted", "bytes": planted_bytes.hex()}) + "\n")
     # Flower shows a task's argsrepr: a relay run labelled with the canary (it does nothing more).
     from celery import Celery
 
     sender = Celery("chaos-planted", broker=system.redis.url)
-    sender.send_task(
-        jobs.RELAY_OUTBOX, argsrepr=planted, kwargsrepr="{}", queue=jobs.DEFAULT_QUEUE,
-        ignore_result=True,
-    )  # fmt: skip
+    for label in (planted, base64.b64encode(planted_bytes).decode()):
+        sender.send_task(
+            jobs.RELAY_OUTBOX, argsrepr=label, kwargsrepr="{}", queue=jobs.DEFAULT_QUEUE,
+            ignore_result=True,
+        )  # fmt: skip
     sender.close()
     import smtplib
 
@@ -287,7 +395,8 @@ async def _plant(system: System, planted: str) -> None:
         smtp.sendmail(
             "a@chaos.example",
             ["b@chaos.example"],
-            f"Subject: planted\r\nMessage-ID: <planted@x>\r\n\r\n{planted}\r\n",
+            f"Subject: planted\r\nMessage-ID: <planted@x>\r\n\r\n{planted}\r\n"
+            f"{base64.b64encode(planted_bytes).decode()}\r\n",
         )
 
 
@@ -424,10 +533,10 @@ class ScanResult:
         lines.append("  sinks: " + ", ".join(f"{k} {v:,} B" for k, v in self.sinks.items()))
         lines.append(f"  canaries: {self.canary_count} values in {len(ALL_KINDS)} kinds")
         lines += [f"  {note}" for note in self.notes]
-        header = f"  {'canary':<12}" + "".join(f"{s[:14]:>16}" for s in self.sinks)
+        header = f"  {'canary':<14}" + "".join(f"{s[:14]:>16}" for s in self.sinks)
         lines.append(header)
-        for kind in (*ALL_KINDS, "planted"):
-            row = f"  {kind:<12}"
+        for kind in (*ALL_KINDS, *PLANTED_KINDS):
+            row = f"  {kind:<14}"
             for sink in self.sinks:
                 found = self.hits.get((kind, sink))
                 row += f"{sum(found.values()) if found else 0:>16}"
@@ -442,12 +551,17 @@ class ScanResult:
             )
         )
         for (kind, sink), forms in sorted(self.hits.items()):
-            if kind != "planted":
+            if kind not in PLANTED_KINDS:
                 lines.append(f"  HIT {kind} in {sink}: {dict(forms)}")
         return "\n".join(lines)
 
 
-ALL_KINDS = ("report", "message", "reply", "user_agent", "address", "code", "wrong_code")
+ALL_KINDS = (
+    "report", "message", "reply", "user_agent", "address", "code", "wrong_code", "totp_secret",
+    "recovery_code",
+)  # fmt: skip
+HASHED_KINDS = ("address", "code", "totp_secret", "recovery_code")  # their sha256 is searched too
+PLANTED_KINDS = ("planted", "planted_bytes")
 PLANTED_IN = (
     "pg_dump", "postgres data and WAL", "redis keys", "redis AOF/RDB", "logs", "mail", "Flower API",
 )  # fmt: skip
@@ -467,8 +581,8 @@ async def run(root: Path) -> ScanResult:
         await asyncio.to_thread(flower.start)  # before the traffic, so it sees every task
         canaries = Canaries()
         await _drive(system, canaries)
-        planted = _tag("Planted")
-        await _plant(system, planted)
+        planted, planted_bytes = _tag("Planted"), os.urandom(20)
+        await _plant(system, planted, planted_bytes)
         await _drain(system, 90)  # the relay sends the digests and alerts
         sinks = await asyncio.to_thread(_sinks, system, flower)
     finally:
@@ -477,9 +591,15 @@ async def run(root: Path) -> ScanResult:
         await asyncio.to_thread(system.stop)
     hits: dict[tuple[str, str], Counter[str]] = {}
     forbidden = 0
+    scan_started = time.monotonic()
     lowered = {sink: blob.lower() for sink, blob in sinks.items()}
-    for kind, values in (*canaries.by_kind.items(), ("planted", [planted])):
-        hashed = kind in ("address", "code")
+    searched: list[tuple[str, list[str | bytes]]] = [
+        *canaries.by_kind.items(),
+        ("planted", [planted]),
+        ("planted_bytes", [planted_bytes]),
+    ]
+    for kind, values in searched:
+        hashed = kind in HASHED_KINDS
         for value in values:
             for sink, blob in sinks.items():
                 found = scan(blob, value, hashed=hashed, lower=lowered[sink])
@@ -488,11 +608,18 @@ async def run(root: Path) -> ScanResult:
                     allowed = ALLOWED.get(kind, set())
                     if "*" not in allowed and sink not in allowed:
                         forbidden += len(found)
-    missing = [s for s in PLANTED_IN if ("planted", s) not in hits]
+    scan_s = time.monotonic() - scan_started
+    missing = [
+        s + ("" if kind == "planted" else " (bytes)")
+        for kind in PLANTED_KINDS
+        for s in PLANTED_IN
+        if (kind, s) not in hits
+    ]
     # The limiter cannot take a planted value; its control is a bucket for each canary client.
+    addresses = [a for a in canaries.by_kind["address"][:REPORTERS] if isinstance(a, str)]
     missing += [
         f"rate limiter (no bucket for {a})"
-        for a in _limiter_control(sinks["rate limiter"], canaries.by_kind["address"][:REPORTERS])
+        for a in _limiter_control(sinks["rate limiter"], addresses)
     ]
     tasks = sinks["Flower API"].count(b'"uuid"')
     buckets = sum(1 for line in sinks["rate limiter"].splitlines() if b"._client_key " not in line)
@@ -505,21 +632,27 @@ async def run(root: Path) -> ScanResult:
         [
             f"Flower's API: {tasks:,} task records",
             f"rate limiter: {buckets} entries; each reporter's login bucket found under its HMAC",
+            f"second factor: the app's key in {len(canaries.by_kind['totp_secret'])} forms, "
+            f"{len(canaries.by_kind['recovery_code']) // 2} recovery codes in 2 forms each",
+            f"search: {scan_s:.1f} s",
         ],
     )
 
 
 def self_test() -> list[str]:
-    """Every encoding of a canary, embedded in other bytes, is found (the scanner's own check)."""
-    value = _tag("Self")
+    """Every encoding of a canary (text, or raw bytes as of an authenticator key), embedded in
+    other bytes, is found, and so are their sha256 (the scanner's own check)."""
     failures = []
-    for name, form in variants(value).items():
-        blob = os.urandom(17) + form + os.urandom(13)
-        if not scan(blob, value):
-            failures.append(name)
-    for shift in range(3):
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            blob = encode(os.urandom(shift) + value.encode() + os.urandom(5))
-            if not scan(blob, value):
-                failures.append(f"{encode.__name__} at offset {shift}")
+    for value in (_tag("Self"), os.urandom(20)):
+        raw = value.encode() if isinstance(value, str) else value
+        label = "" if isinstance(value, str) else " (bytes)"
+        for name, form in (*variants(value).items(), *_hashes(value).items()):
+            blob = os.urandom(17) + form + os.urandom(13)
+            if not scan(blob, value, hashed=True):
+                failures.append(name + label)
+        for shift in range(3):
+            for encode in (base64.b64encode, base64.urlsafe_b64encode):
+                blob = encode(os.urandom(shift) + raw + os.urandom(5))
+                if not scan(blob, value):
+                    failures.append(f"{encode.__name__} at offset {shift}{label}")
     return failures

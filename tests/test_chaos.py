@@ -5,8 +5,9 @@ clients, while worker processes are SIGKILLed every 3–7 s, Redis is killed and
 AOF and then empty, and PostgreSQL stops for 5 s; all on the harness's own private servers. Then
 the same attack with the outbox relay and late acks switched off, which must lose work: a
 harness that cannot see a loss proves nothing. Then the canary scan: what reporters typed, their
-addresses, user agents and codes must appear in no sink, in any encoding, while a canary planted
-on purpose in each sink is found. Timings are printed, never asserted.
+addresses, user agents and codes, and a staff member's authenticator key and recovery codes
+(issue 15), must appear in no sink, in any encoding, while a canary planted on purpose in each
+sink is found. Timings are printed, never asserted.
 """
 
 from __future__ import annotations
