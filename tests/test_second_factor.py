@@ -368,6 +368,16 @@ async def test_caseworker_can_remove_the_app_and_make_new_codes_with_proof(
         status, new_page = await post(http, form.action, form.data(codes_proof=next_code(totp)))
         new_codes = codes_on(new_page)
         assert status == 200 and len(new_codes) == 10 and not set(new_codes) & set(old_codes)
+        # Reloading the page of new codes sends the form again, with the password: it makes
+        # nothing, and the codes just shown stay the ones that work.
+        status, again = await post(http, form.action, form.data(codes_proof=caseworker.password))
+        assert status == 200 and "were made already" in again
+        assert not set(codes_on(again))
+        status, _, _ = await api_session(
+            stack.base_url,
+            {"email": caseworker.email, "password": caseworker.password, "otp": new_codes[0]},
+        )
+        assert status == 200
         page = await form_page(http, "/staff/security")
         form = next(f for f in html.forms(page) if f.action.endswith("/remove"))
         status, page = await post(http, form.action, form.data(remove_proof=caseworker.password))

@@ -169,6 +169,7 @@ class Status:
     recovery_codes_left: int
     required: bool
     passkeys: tuple[sql_passkeys.Passkey, ...] = ()
+    recovery_codes_set: str = "none"  # sent back by "Make new recovery codes" (a reload is a no-op)
 
     @property
     def has_factor(self) -> bool:
@@ -180,7 +181,8 @@ async def status(ctx: Context, staff_id: int, *, required: bool) -> Status:
         has = await sql_factor.has_confirmed_totp(conn, staff_id)
         left = await sql_factor.recovery_codes_left(conn, staff_id)
         passkeys = await sql_passkeys.for_staff(conn, staff_id)
-    return Status(has, left, required, tuple(passkeys))
+        made = await sql_factor.recovery_codes_set(conn, staff_id)
+    return Status(has, left, required, tuple(passkeys), made)
 
 
 async def has_second_factor(ctx: Context, staff_id: int) -> bool:
@@ -321,10 +323,19 @@ async def _accept(ctx: Context, staff_id: int, code: str, now: float) -> str | N
     return None
 
 
-async def regenerate_recovery_codes(ctx: Context, staff_id: int) -> list[str]:
+class CodesMadeAlready(ConfideError):
+    """ "Make new recovery codes" sent again (a reload, or Back and resubmit): the set it was
+    made from is gone, so the set made then, and shown then, stays the one that works."""
+
+
+async def regenerate_recovery_codes(ctx: Context, staff_id: int, replacing: str) -> list[str]:
     """Ten new recovery codes, the old ones void; the caller has checked the staff member
-    (password or a fresh code). Shown once."""
+    (password or a fresh code). Shown once. ``replacing`` names the set the page showed
+    (:attr:`Status.recovery_codes_set`): CodesMadeAlready when it is no longer the account's."""
     async with ctx.pool.acquire() as conn, conn.transaction():
+        await sql_factor.lock_factors(conn, staff_id)
+        if await sql_factor.recovery_codes_set(conn, staff_id) != replacing:
+            raise CodesMadeAlready()
         if not await has_factor(conn, staff_id):
             raise ValidationFailed(
                 [FieldError("proof", "Set up an authenticator app or a passkey first")]

@@ -129,6 +129,17 @@ async def recovery_codes_left(conn: Connection, staff_id: int) -> int:
     return left
 
 
+async def recovery_codes_set(conn: Connection, staff_id: int) -> str:
+    """Which set of recovery codes the account has: when it was made (one transaction makes a
+    set, so its codes share ``created_at``), as microseconds; "none" for no set."""
+    made = await conn.fetchval(
+        """SELECT (extract(epoch FROM max(created_at)) * 1000000)::bigint
+           FROM staff_recovery_codes WHERE staff_id = $1""",
+        staff_id,
+    )
+    return "none" if made is None else str(made)
+
+
 async def delete_recovery_codes(conn: Connection, staff_id: int) -> int:
     result: str = await conn.execute(
         "DELETE FROM staff_recovery_codes WHERE staff_id = $1", staff_id

@@ -293,5 +293,11 @@ async def remove_authenticator(
 @staff_page(post=True, roles=ROLES)
 async def new_recovery_codes(request: web.Request, member: Staff, auth: Auth) -> web.Response:
     await confirm_it_is_them(request, member, "codes_proof")
-    codes = await second_factor.regenerate_recovery_codes(request.app[CTX], member.id)
+    replacing = request[FORM].get("codes_set", "")[:32]
+    try:
+        codes = await second_factor.regenerate_recovery_codes(
+            request.app[CTX], member.id, replacing
+        )
+    except second_factor.CodesMadeAlready:
+        raise web.HTTPSeeOther("/staff/security?done=codes-kept") from None
     return codes_page(request, member, auth, codes, next_url="/staff/security", enrolled=None)
