@@ -441,6 +441,28 @@ async def test_an_unreachable_provider_gets_a_clear_page(
         proc.stop()
 
 
+async def test_a_flood_of_sso_starts_from_one_client_gets_429(stack: Stack) -> None:
+    """Each start stores a short-lived attempt: one client may start as many sign-ins as it may
+    try passwords (CONFIDE_STAFF_LOGIN_PER_CLIENT_PER_15MIN), then waits."""
+    proc, base = start_web(
+        stack,
+        "web-sso-flood",
+        CONFIDE_STAFF_LOGIN_PER_CLIENT_PER_15MIN="3",
+        **oidc_env(f"http://127.0.0.1:{devservices.free_port()}"),
+    )
+    try:
+        statuses = []
+        async with jar_client(base) as http:
+            for _ in range(4):
+                async with http.get("/staff/sso/start", allow_redirects=False) as resp:
+                    statuses.append(resp.status)
+                    retry_after = resp.headers.get("Retry-After")
+        assert statuses == [502, 502, 502, 429]
+        assert retry_after is not None and int(retry_after) > 0
+    finally:
+        proc.stop()
+
+
 async def test_sso_in_a_real_browser_and_its_pages_pass_axe(
     stack: Stack,
     db: asyncpg.Connection,

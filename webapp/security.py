@@ -422,9 +422,19 @@ class StaffLoginLimits:
         self.global_ = TokenBuckets(settings.staff_login_global_per_minute, 60.0)
         self.failed_recently = RecentKeys(900.0)
         self.limited = 0
+        # Sign-ins that start with no password (SSO, passkey without a password): each start
+        # stores a short-lived row, so each client may start as many as it may try passwords.
+        self.starts = TokenBuckets(settings.staff_login_per_client_per_15min, 900.0)
+        self.starts_global = TokenBuckets(settings.staff_login_global_per_minute, 60.0)
 
     def guard(self, request: web.Request) -> StaffLoginGuard:
         return StaffLoginGuard(self, request)
+
+    def start(self, request: web.Request) -> None:
+        """RateLimited when this client (or everyone) started too many sign-ins lately."""
+        if self.enabled_per_client:
+            self.starts.take(client_key(request, self.trusted_proxies, self._key, "start"))
+        self.starts_global.take(b"global")
 
 
 @dataclass

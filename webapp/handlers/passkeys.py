@@ -33,7 +33,7 @@ from webapp.forms import read_form
 from webapp.handlers.caseworker import landing, render, render_login, staff_page
 from webapp.handlers.staff_security import codes_page, confirm_it_is_them, form_token
 from webapp.i18n import _
-from webapp.keys import CTX, FORM, ORG
+from webapp.keys import CTX, FORM, ORG, STAFF_LOGIN_LIMITS
 from webapp.report_flow import FormErrors
 
 log = logs.get("confide.web.staff")
@@ -168,6 +168,7 @@ async def login_options(request: web.Request) -> web.StreamResponse:
     """The options for a sign-in without the password, fetched by passkeys.js when its button is
     pressed (so that a visit to the login page stores nothing)."""
     binding = _allowed(request)
+    request.app[STAFF_LOGIN_LIMITS].start(request)
     options = await passkeys.authentication_options(request.app[CTX], passkeys.SIGN_IN, binding)
     return web.Response(text=options, content_type="application/json")
 

@@ -23,7 +23,7 @@ from webapp.auth import (
     set_session_cookie,
 )
 from webapp.handlers.caseworker import landing
-from webapp.keys import CTX, ORG, SETTINGS, SSO_PROVIDER
+from webapp.keys import CTX, ORG, SETTINGS, SSO_PROVIDER, STAFF_LOGIN_LIMITS
 from webapp.security import is_tls
 
 log = logs.get("confide.web.staff")
@@ -39,6 +39,7 @@ def _provider(request: web.Request) -> Provider:
 
 async def start(request: web.Request) -> web.StreamResponse:
     provider = _provider(request)
+    request.app[STAFF_LOGIN_LIMITS].start(request)
     started = await sso.begin(request.app[CTX], provider, request.app[ORG].sso)
     response = web.HTTPSeeOther(started.url)
     response.set_cookie(
