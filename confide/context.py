@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from confide.crypto import Keyring
 from confide.db import Pool
@@ -21,6 +22,10 @@ def _nothing() -> None:
     return None
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     pool: Pool
@@ -30,6 +35,9 @@ class Context:
     # A wake-up only: the relay's periodic pass finds every committed outbox row anyway. The web
     # sends a throttled "relay now" task; a worker needs none (its own relay runs on a beat).
     wake_outbox: Callable[[], None] = field(default=_nothing)
+    # The time that lifecycle rules (retention, auto-close, statutory clocks) judge by. Tests and
+    # `--as-of` passes give a fixed clock here instead of sleeping.
+    clock: Callable[[], datetime] = field(default=_utc_now)
 
     def after_commit(self) -> None:
         """Call after a transaction that added outbox rows has committed."""
