@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -95,9 +96,28 @@ def build_parser() -> argparse.ArgumentParser:
     escalate = sub.add_parser("escalate", help="run or preview one escalation pass")
     escalate.add_argument("--as-of", dest="as_of", help="ISO 8601 time (default: now)")
     escalate.add_argument("--dry-run", action="store_true")
-    keys = sub.add_parser("keys", help="encryption keys")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
-    keys_sub.add_parser("rotate", help="re-encrypt everything under the first key")
+    lifecycle = sub.add_parser(
+        "lifecycle", help="run or preview one lifecycle pass (auto-close, warnings, erasure)"
+    )
+    lifecycle.add_argument("--as-of", dest="as_of", help="ISO 8601 time (default: now)")
+    lifecycle.add_argument("--dry-run", action="store_true")
+    keys = sub.add_parser(
+        "keys", help="encryption keys: without a subcommand, which are in use and retirable"
+    )
+    keys_sub = keys.add_subparsers(dest="keys_command", parser_class=_Parser)
+    keys_sub.add_parser(
+        "rotate",
+        help="rewrap thread keys under their quarter's current key; re-encrypt the values the "
+        "keyring seals itself under the first key",
+    )
+    retire = keys_sub.add_parser(
+        "retire", help="retire a key no live thread or value uses (refused otherwise)"
+    )
+    retire.add_argument("--id", dest="key_id", required=True)
+    migrate_threads = keys_sub.add_parser(
+        "migrate-threads", help="give threads made before thread keys their own (resumable)"
+    )
+    migrate_threads.add_argument("--limit", type=int, help="stop after this many threads")
     receipt = sub.add_parser("receipt", help="reporters' receipts")
     receipt_sub = receipt.add_subparsers(
         dest="receipt_command", required=True, parser_class=_Parser
@@ -136,7 +156,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "staff":
             return asyncio.run(staff_command(args))
         if args.command == "keys":
-            return asyncio.run(keys_rotate())
+            return asyncio.run(keys_command(args))
+        if args.command == "lifecycle":
+            return asyncio.run(lifecycle_command(args))
         if args.command == "tokens":
             return asyncio.run(tokens_issue(args))
         if args.command == "deadline":
@@ -263,17 +285,69 @@ async def escalate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def keys_rotate() -> int:
+def _as_of(command: str, text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    try:
+        return workdays.parse_start(text)
+    except ValueError:
+        raise UsageError(f"confide {command}: not an ISO 8601 time: {text!r}") from None
+
+
+async def lifecycle_command(args: argparse.Namespace) -> int:
+    """``confide lifecycle [--as-of TIME] [--dry-run]``: one pass, judged at ``as_of`` (the
+    context's clock too), printed as CONTRACTS §4's JSON."""
+    from confide.services import lifecycle
+
+    settings = Settings.from_env()
+    as_of = _as_of("lifecycle", args.as_of)
+    pool = await _connect(settings)
+    ctx = dataclasses.replace(_context(settings, pool), clock=lambda: as_of)
+    try:
+        report = await lifecycle.run_pass(ctx, as_of, dry_run=args.dry_run)
+    finally:
+        await pool.close()
+    print(json.dumps(report.as_json(), sort_keys=True))
+    return 0
+
+
+async def keys_command(args: argparse.Namespace) -> int:
+    """``confide keys`` (list), ``keys rotate``, ``keys retire --id ID``, ``keys
+    migrate-threads``: JSON on stdout."""
     from confide.services import keys as key_service
 
     settings = Settings.from_env()
+    if args.keys_command == "retire" and not args.key_id.strip():
+        raise UsageError("confide keys retire: --id must name a key")
     pool = await _connect(settings)
     ctx = _context(settings, pool)
     try:
-        counts = await key_service.rotate(ctx)
+        out: dict[str, object]
+        if args.keys_command == "rotate":
+            started = time.monotonic()
+            counts = await key_service.reencrypt(ctx)
+            reencrypt_s = time.monotonic() - started
+            started = time.monotonic()
+            rewrapped = await key_service.rewrap_all(ctx)
+            out = {
+                "re_encrypted": counts,
+                "rewrapped": rewrapped,
+                "seconds": {
+                    "re_encrypt": round(reencrypt_s, 3),
+                    "rewrap": round(time.monotonic() - started, 3),
+                },
+            }
+        elif args.keys_command == "retire":
+            out = {"retired": (await key_service.retire(ctx, args.key_id.strip())).as_json()}
+        elif args.keys_command == "migrate-threads":
+            if args.limit is not None and args.limit < 1:
+                raise UsageError("confide keys migrate-threads: --limit must be at least 1")
+            out = dict(await key_service.migrate_threads(ctx, limit=args.limit))
+        else:
+            out = {"keys": [u.as_json() for u in await key_service.usage(ctx)]}
     finally:
         await pool.close()
-    print(json.dumps({"re_encrypted": counts}, sort_keys=True))
+    print(json.dumps(out, sort_keys=True))
     return 0
 
 

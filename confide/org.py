@@ -1,14 +1,16 @@
 """The organisation file (``CONFIDE_ORG_FILE``, TOML): name, exit URL, region, hours, teams,
-categories, the organisation's own support services, and which staff roles must use a second
-factor (``require_second_factor``) and whether a passkey may replace the password
-(``passkey_sign_in``)."""
+categories, the organisation's own support services, which staff roles must use a second
+factor (``require_second_factor``), whether a passkey may replace the password
+(``passkey_sign_in``), and the lifecycle rules (``[lifecycle]``, docs/lifecycle.md)."""
 
 from __future__ import annotations
 
+import calendar
+import functools
 import re
 import tomllib
-from dataclasses import dataclass
-from datetime import date, time
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,11 +29,77 @@ class Team:
     email: str
 
 
+_DURATION = re.compile(r"^\s*(\d{1,4})\s+(day|week|month|year)s?\s*$")
+
+
+@dataclass(frozen=True, order=True)
+class Duration:
+    """A calendar length from the organisation file: whole months and days, as PostgreSQL's
+    ``interval`` holds it (a month added to 31 January is the last day of February, in Python
+    and in SQL alike)."""
+
+    months: int = 0
+    days: int = 0
+
+    def after(self, moment: datetime) -> datetime:
+        """``moment`` plus this length, the way ``timestamptz + interval`` adds it in UTC."""
+        total = moment.month - 1 + self.months
+        year, month = moment.year + total // 12, total % 12 + 1
+        day = min(moment.day, calendar.monthrange(year, month)[1])
+        return moment.replace(year=year, month=month, day=day) + timedelta(days=self.days)
+
+    @property
+    def sql(self) -> str:
+        """As a PostgreSQL interval literal (a parameter cast with ``::interval``)."""
+        return f"{self.months} months {self.days} days"
+
+    def __str__(self) -> str:
+        if self.days == 0 and self.months % 12 == 0 and self.months:
+            return f"{self.months // 12} years"
+        if self.days == 0:
+            return f"{self.months} months"
+        if self.months == 0 and self.days % 7 == 0:
+            return f"{self.days // 7} weeks"
+        return f"{self.months} months {self.days} days" if self.months else f"{self.days} days"
+
+
+def parse_duration(text: object, name: str, where: str = "CONFIDE_ORG_FILE") -> Duration:
+    """``"N days|weeks|months|years"`` (singular or plural) as a :class:`Duration`; a clear
+    ConfigError naming ``name`` otherwise."""
+    found = _DURATION.match(text) if isinstance(text, str) else None
+    if found is None:
+        raise ConfigError(
+            f"{where}: '{name}' must look like \"12 months\" (days, weeks, months, years)"
+        )
+    n, unit = int(found.group(1)), found.group(2)
+    if unit == "day":
+        return Duration(days=n)
+    if unit == "week":
+        return Duration(days=7 * n)
+    return Duration(months=n if unit == "month" else 12 * n)
+
+
 @dataclass(frozen=True)
 class Category:
     slug: str
     name: str
     team: str
+    retention: Duration | None = None  # None: [lifecycle] retention
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """``[lifecycle]`` (docs/lifecycle.md): how long a closed thread is kept, when a thread that
+    was never closed is closed for inactivity, and how many working days ahead staff are warned.
+    Other lifecycle keys (auto-close, clocks) are read by their own parsers."""
+
+    retention: Duration = Duration(months=12)
+    close_inactive_after: Duration = Duration(months=12)
+    erasure_warning_days: int = 10
+    by_category: dict[str, Duration] = field(default_factory=dict)
+
+    def retention_for(self, category: str) -> Duration:
+        return self.by_category.get(category, self.retention)
 
 
 @dataclass(frozen=True)
@@ -94,6 +162,7 @@ class Organisation:
     # user verification required); otherwise a passkey is only the step after the password.
     passkey_sign_in: bool = False
     sso: SsoRules = SsoRules()
+    lifecycle: Lifecycle = Lifecycle()
 
     def category(self, slug: str) -> Category | None:
         return next((c for c in self.categories if c.slug == slug), None)
@@ -151,7 +220,10 @@ def load(path: Path) -> Organisation:
             raise ConfigError(f"{where}: category id '{slug}' must be a lower-case slug")
         if team not in team_slugs:
             raise ConfigError(f"{where}: category '{slug}' names unknown team '{team}'")
-        categories.append(Category(slug, str(item.get("name") or slug), team))
+        retention = None
+        if "retention" in item:
+            retention = parse_duration(item["retention"], f"categories.{slug}.retention", where)
+        categories.append(Category(slug, str(item.get("name") or slug), team, retention))
     if not categories:
         raise ConfigError(f"{where}: define at least one [[categories]]")
     if len({c.slug for c in categories}) != len(categories):
@@ -171,7 +243,33 @@ def load(path: Path) -> Organisation:
         require_second_factor=_second_factor_roles(data.get("require_second_factor"), where),
         passkey_sign_in=_flag(data.get("passkey_sign_in", False), "passkey_sign_in", where),
         sso=_sso_rules(data.get("sso"), where, team_slugs),
+        lifecycle=_lifecycle(data.get("lifecycle"), where, categories),
     )
+
+
+@functools.cache
+def cached(path: Path) -> Organisation:
+    """The organisation file as loaded once per process (services that need its rules and
+    have only the settings: the lifecycle pass, the submission's thread key)."""
+    return load(path)
+
+
+def _lifecycle(value: object, where: str, categories: list[Category]) -> Lifecycle:
+    """``[lifecycle]``: retention, close_inactive_after, erasure_warning_days. Keys of the
+    other lifecycle rules (auto_close_after, clocks, ...) are left to their parsers."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: '[lifecycle]' must be a table")
+    retention = parse_duration(value.get("retention", "12 months"), "lifecycle.retention", where)
+    inactive = parse_duration(
+        value.get("close_inactive_after", "12 months"), "lifecycle.close_inactive_after", where
+    )
+    warning = value.get("erasure_warning_days", 10)
+    if not isinstance(warning, int) or isinstance(warning, bool) or not 0 <= warning <= 250:
+        raise ConfigError(f"{where}: 'lifecycle.erasure_warning_days' must be a whole number 0-250")
+    by_category = {c.slug: c.retention for c in categories if c.retention is not None}
+    return Lifecycle(retention, inactive, warning, by_category)
 
 
 def _flag(value: object, key: str, where: str) -> bool:

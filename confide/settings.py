@@ -13,6 +13,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -443,7 +444,29 @@ def _generated_secret(data_dir: Path, name: str, maker: str) -> Secret:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(value + "\n")
+    if maker == "keyring":
+        _add_dev_quarter_keys(path)
     return Secret(path.read_text().strip(), "generated")
+
+
+DEV_QUARTERS_AHEAD = 16  # four years: the longest retention plus inactivity, with room
+
+
+def _add_dev_quarter_keys(path: Path) -> None:
+    """Development only: a key for each quarter from this one to four years on (``dev-2027q3``),
+    after the untagged first key, so thread keys are wrapped by quarter as in production
+    (docs/lifecycle.md "Keys"). Missing quarters are appended as time goes by."""
+    text = path.read_text().strip()
+    have = {part.partition(":")[0] for part in text.split(",")}
+    now = datetime.now(UTC)
+    index = now.year * 4 + (now.month - 1) // 3
+    added = []
+    for i in range(index, index + DEV_QUARTERS_AHEAD + 1):
+        key_id = f"dev-{i // 4}q{i % 4 + 1}"
+        if key_id not in have:
+            added.append(key_id + ":" + base64.b64encode(secrets.token_bytes(32)).decode())
+    if added:
+        path.write_text(",".join([text, *added]) + "\n")
 
 
 def _is_within(path: Path, folder: Path) -> bool:

@@ -10,6 +10,7 @@ from confide.settings import Settings
 # Beat's own heartbeat is written by workers.scheduler.HeartbeatScheduler every 30 s.
 OUTBOX_RELAY_EVERY_S = 15.0
 PURGE_EVERY_S = 60.0  # a confirmation's code is wiped within a minute of its 10 (drafts)
+LIFECYCLE_EVERY_S = 3600.0  # retention is counted in days: hourly is prompt enough
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -32,5 +33,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": jobs.PURGE_EXPIRED,
             "schedule": PURGE_EVERY_S,
             "options": {"expires": PURGE_EVERY_S, "queue": jobs.DEFAULT_QUEUE},
+        },
+        # Auto-close, inactivity closes, erasure warnings and erasure (docs/lifecycle.md).
+        "lifecycle-pass": {
+            "task": jobs.LIFECYCLE,
+            "schedule": LIFECYCLE_EVERY_S,
+            "options": {"expires": LIFECYCLE_EVERY_S, "queue": jobs.DEFAULT_QUEUE},
         },
     }

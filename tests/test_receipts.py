@@ -121,10 +121,13 @@ async def test_reporter_proves_a_report_with_its_receipt_which_holds_no_salt_or_
 
     # Neither the words nor the salt: the receipt cannot be used to test a guessed text.
     row = await db.fetchrow(
-        "SELECT id, received_at, receipt_salt, commitment FROM threads WHERE reference = $1",
+        """SELECT id, received_at, receipt_salt, commitment, data_key FROM threads
+           WHERE reference = $1""",
         sent.reference,
     )
-    salt_text = stack.keyring.open(row["receipt_salt"], f"threads.receipt_salt:{row['id']}")
+    salt_text = stack.keyring.thread_key(row["id"], row["data_key"]).open(
+        row["receipt_salt"], f"threads.receipt_salt:{row['id']}"
+    )
     salt = receipts.decode_salt(salt_text)
     text = data.decode()
     assert not leaks.hits(text, {"report": words, "salt": salt_text})

@@ -60,7 +60,9 @@ async def test_reporter_can_report_anonymously_and_leaves_no_trace(
     assert row["anonymous"] and row["follow_up"] and row["contact"] is None
     # Stored encrypted: ciphertext in PostgreSQL that opens only with the key and its row.
     assert words.encode() not in bytes(row["description"])
-    opened = stack.keyring.open(row["description"], field_context(row["id"], "description"))
+    opened = stack.keyring.thread_key(row["id"], row["data_key"]).open(
+        row["description"], field_context(row["id"], "description")
+    )
     assert words in opened
 
     await asyncio.sleep(0.5)  # let the worker finish writing its log line
@@ -103,7 +105,11 @@ async def test_reporter_with_contact_details_is_stored_encrypted(
     assert sent.code is None
     row = await db.fetchrow("SELECT * FROM threads")
     assert not row["anonymous"] and not row["follow_up"]
-    contact = json.loads(stack.keyring.open(row["contact"], field_context(row["id"], "contact")))
+    contact = json.loads(
+        stack.keyring.thread_key(row["id"], row["data_key"]).open(
+            row["contact"], field_context(row["id"], "contact")
+        )
+    )
     assert contact == {"name": "Sam Doe", "email": email, "phone": "+447700900982"}
     assert await db.fetchval("SELECT count(*) FROM reporter_codes") == 0
     server_major = int(await db.fetchval("SHOW server_version_num")) // 10000

@@ -67,6 +67,8 @@ HTML_ACTION_FIELDS = {
     "assign": {"email": "olly@example.org"},
     "restrict": {"restricted": "0"},
     "team": {"team": "hr"},
+    "extend": {"extension": "1 month", "reason": "a reason"},
+    "hold": {"hold": "1"},
 }
 API_ACTION_BODIES: dict[str, dict[str, Any]] = {
     "messages": {"body": "hello"},

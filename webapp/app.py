@@ -177,6 +177,8 @@ def create_app(settings: Settings) -> web.Application:
     env.filters["waited"] = dates.waited
     env.filters["working_left"] = dates.working_left
     env.filters["due_words"] = dates.due_words
+    warning_days = org.lifecycle.erasure_warning_days
+    env.filters["erased_in"] = lambda due: dates.erased_in(due, warning_days)
     # Loaded last: FixedGlobalsEnvironment fixes a template's globals when it loads.
     app[INBOX_ROWS] = InboxRows(env.get_template("staff/_inbox_row.html"))
 

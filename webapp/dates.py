@@ -24,7 +24,7 @@ from babel.lists import format_list
 from babel.units import format_unit
 
 from confide.services.workdays import WorkingCalendar
-from webapp.i18n import _
+from webapp.i18n import _, ngettext
 
 T = TypeVar("T", bound=Hashable)
 MAX_CACHED = 4096  # entries per cache; emptied when full
@@ -106,6 +106,24 @@ class DateFormats:
             return _("overdue by %(duration)s working") % {"duration": late}
         left = self.duration(self.calendar.working_time_between(now, due))
         return _("%(duration)s working time left") % {"duration": left}
+
+    def erased_in(self, due: datetime | None, within: int) -> str:
+        """``Erased in 3 working days`` when erasure is due within ``within`` working days of
+        now, else "" (docs/lifecycle.md "Warnings before erasure")."""
+        if due is None:
+            return ""
+        now = self.now()
+        day, last, n = now.astimezone(self.tz).date(), due.astimezone(self.tz).date(), 0
+        while day < last and n <= within:
+            day += timedelta(days=1)
+            n += self.calendar.is_working_day(day)
+        if n > within:
+            return ""
+        if due <= now or n == 0:
+            return _("Erased at the next lifecycle pass")
+        return ngettext("Erased in %(num)d working day", "Erased in %(num)d working days", n) % {
+            "num": n
+        }
 
     def duration(self, delta: timedelta) -> str:
         """Hours and minutes in the locale's narrow units, ``3h 5m`` or ``45m``.

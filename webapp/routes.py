@@ -111,7 +111,18 @@ FORM_ROUTES: dict[str, Form] = {
     "staff_new_recovery_codes": Form(Token.STAFF_SESSION, page=staff_security.security_again),
     **{
         f"staff_thread_{action}": Form(Token.STAFF_SESSION, page=caseworker.thread_again(action))
-        for action in ("reply", "note", "status", "assign", "restrict", "team", "link", "unlink")
+        for action in (
+            "reply",
+            "note",
+            "status",
+            "assign",
+            "restrict",
+            "team",
+            "link",
+            "unlink",
+            "extend",
+            "hold",
+        )
     },
     "staff_password_submit": Form(Token.STAFF_SESSION, page=caseworker.password_again),
     "staff_set_password_submit": Form(
@@ -298,6 +309,10 @@ def setup(app: web.Application, static_dir: Path) -> None:
                 name="staff_thread_restrict",
             ),
             web.post("/staff/threads/{reference}/team", caseworker.team, name="staff_thread_team"),
+            web.post(
+                "/staff/threads/{reference}/extend", caseworker.extend, name="staff_thread_extend"
+            ),
+            web.post("/staff/threads/{reference}/hold", caseworker.hold, name="staff_thread_hold"),
             web.post("/staff/threads/{reference}/link", caseworker.link, name="staff_thread_link"),
             web.post(
                 "/staff/threads/{reference}/unlink", caseworker.unlink, name="staff_thread_unlink"

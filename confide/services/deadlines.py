@@ -8,6 +8,7 @@ from uuid import UUID
 
 from asyncpg import Connection
 
+from confide import org
 from confide.context import Context
 from confide.services.staff import THREAD_READER_ROLES
 from confide.services.workdays import WorkingCalendar
@@ -82,6 +83,13 @@ def digest_due(calendar: WorkingCalendar, settings: Settings, as_of: datetime) -
     return local.date().isoformat()
 
 
+def erasure_until(ctx: Context, as_of: datetime) -> datetime:
+    """The end of the erasure warning period from ``as_of``: digests list the threads to be
+    erased before it (docs/lifecycle.md "Warnings before erasure")."""
+    days = org.cached(ctx.settings.org_file).lifecycle.erasure_warning_days
+    return ctx.calendar.add_working_time(as_of, ctx.calendar.day_length * days)
+
+
 async def escalation_pass(ctx: Context, as_of: datetime, *, dry_run: bool = False) -> PassReport:
     """Mark nearing/overdue threads, alert managers once per overdue thread, keep the per-team
     summary, and at digest time queue one digest per (team, day). Idempotent; ``dry_run``
@@ -95,7 +103,7 @@ async def escalation_pass(ctx: Context, as_of: datetime, *, dry_run: bool = Fals
             day = digest_due(ctx.calendar, ctx.settings, as_of)
             if day is not None:
                 report.digests = await sql_deadlines.queue_digests(
-                    conn, day, as_of, list(THREAD_READER_ROLES)
+                    conn, day, as_of, list(THREAD_READER_ROLES), erasure_until(ctx, as_of)
                 )
                 await sql_deadlines.record_success(conn, DIGEST_JOB, as_of)
             await sql_deadlines.record_success(conn, ESCALATION_JOB, as_of)

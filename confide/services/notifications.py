@@ -32,6 +32,32 @@ def _when(calendar: WorkingCalendar, moment: datetime) -> str:
 MAX_LISTED = 200  # a mail lists at most this many threads; the Escalations page has them all
 
 
+async def _erasing_lines(
+    ctx: Context,
+    conn: Connection,
+    team_id: int,
+    payload: dict[str, object],
+    base: str,
+    *,
+    private: int | None,
+) -> list[str]:
+    """The team digest's list of threads to be erased within the warning period (none in a
+    restricted digest: those are for the people a restricted thread names)."""
+    until = payload.get("erasure_until")
+    if private is not None or not isinstance(until, str):
+        return []
+    erasing = await sql_deadlines.erasing_threads(conn, team_id, datetime.fromisoformat(until))
+    if not erasing:
+        return []
+    lines = ["", "To be erased within the warning period (a manager can extend or hold):", ""]
+    for t in erasing:
+        lines.append(
+            f"- {t.reference}  {t.category_name}  erased from {_when(ctx.calendar, t.erasure_due_at)}"
+            f"\n  {base}/staff/threads/{t.reference}"
+        )
+    return lines
+
+
 def _digest_as_of(payload: dict[str, object], queued_at: datetime) -> datetime:
     """The moment a digest describes: its pass's ``as_of`` (``confide escalate --as-of`` may be
     days from now), or, for a row queued before the payload carried it, when it was queued."""
@@ -182,6 +208,7 @@ async def render(ctx: Context, conn: Connection, row: OutboxItem) -> EmailMessag
             )
         if not threads:
             lines.append("(All of them have been answered since this digest was queued.)")
+        lines += await _erasing_lines(ctx, conn, team.id, payload, base, private=row.staff_id)
         lines += ["", f"Escalations page: {base}/staff/escalations", ""]
         return mail.compose(ctx.settings, row.id, to=to, subject=subject, text="\n".join(lines))
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from confide.context import Context
 from confide.org import Organisation
+from confide.services import retention
 from confide.sql import org as sql_org
 from confide.sql.org import ActiveCategory
 
@@ -18,6 +19,7 @@ async def sync_organisation(ctx: Context, org: Organisation) -> None:
             await sql_org.upsert_category(
                 conn, category.slug, category.name, team_ids[category.team], position
             )
+        await retention.sync_rules(conn, org)
 
 
 async def active_categories(ctx: Context) -> list[ActiveCategory]:

@@ -16,7 +16,7 @@ from asyncpg import Connection
 
 from confide import receipts
 from confide.context import Context
-from confide.crypto import DecryptionError, Keyring
+from confide.crypto import DecryptionError, Keyring, ThreadKey
 from confide.errors import NotFound, ReceiptInvalid
 from confide.receipts import Verified
 from confide.services import threads
@@ -127,11 +127,12 @@ async def _compare(
     if verified.reference != row.reference:
         return TamperCheck.OTHER_REPORT
     try:
+        key = keyring.thread_key(row.id, row.data_key)
         if verified.kind == receipts.KIND_MESSAGE:
             assert verified.message_id is not None
-            canonical, salt = await _stored_message(conn, keyring, row.id, verified.message_id)
+            canonical, salt = await _stored_message(conn, key, row.id, verified.message_id)
         else:
-            canonical, salt = await _stored_report(conn, keyring, row)
+            canonical, salt = await _stored_report(conn, key, row)
     except (DecryptionError, ValueError, TypeError):
         # A sealed value that no longer opens, or a salt or contact that is not what was
         # written: the stored report was changed (JSONDecodeError is a ValueError).
@@ -145,7 +146,7 @@ async def _compare(
 
 
 async def _stored_report(
-    conn: Connection, keyring: Keyring, row: ThreadDetail
+    conn: Connection, keyring: ThreadKey, row: ThreadDetail
 ) -> tuple[bytes, bytes | None]:
     sealed_salt = await sql_receipts.report_salt(conn, row.id)
     if sealed_salt is None:
@@ -165,7 +166,7 @@ async def _stored_report(
     return canonical, salt
 
 
-def _earlier(keyring: Keyring, row: ThreadDetail) -> dict[str, str | None] | None:
+def _earlier(keyring: ThreadKey, row: ThreadDetail) -> dict[str, str | None] | None:
     """What the reporter said of an earlier report, as committed (only when they said it)."""
     if not row.made_before:
         return None
@@ -180,7 +181,7 @@ def _earlier(keyring: Keyring, row: ThreadDetail) -> dict[str, str | None] | Non
 
 
 async def _stored_message(
-    conn: Connection, keyring: Keyring, thread_id: UUID, message_id: UUID
+    conn: Connection, keyring: ThreadKey, thread_id: UUID, message_id: UUID
 ) -> tuple[bytes, bytes | None]:
     stored = await sql_receipts.stored_message(conn, thread_id, message_id)
     if stored is None or stored.receipt_salt is None:

@@ -14,6 +14,7 @@ import asyncpg
 
 from confide import codes, idempotency, receipts
 from confide.context import Context
+from confide.crypto import quarter_of
 from confide.db import Pool
 from confide.errors import (
     CodeNotIssued,
@@ -26,7 +27,7 @@ from confide.errors import (
 from confide.idempotency import Idempotency
 from confide.models import NewReport
 from confide.services import codes as code_service
-from confide.services import deadlines
+from confide.services import deadlines, retention
 from confide.settings import Settings
 from confide.sql import deadlines as sql_deadlines
 from confide.sql import reports as sql_reports
@@ -241,6 +242,11 @@ async def submit_report(
         ),
     )
     salt_text = receipts.encode_salt(salt)
+    # The thread key is wrapped for the earliest quarter the thread could be erased in (one
+    # wrap: docs/lifecycle.md "Thread keys"); rewrapped when its due date is fixed or moves.
+    quarter = quarter_of(
+        retention.projected_erasure(retention.rules(ctx), draft.category, received_at)
+    )
     for _ in range(10):
         thread_id = uuid4()
         outbox: list[tuple[UUID, str, bytes | None]] = [(uuid4(), "new_report", None)]
@@ -257,17 +263,18 @@ async def submit_report(
             )
         # Encrypt before taking a connection, so the connection is held only for the statement.
         tid = str(thread_id)  # once, not once per field
-        description = ctx.keyring.seal(draft.description, field_context(tid, "description"))
-        occurred = ctx.keyring.seal_optional(draft.occurred, field_context(tid, "occurred"))
-        location = ctx.keyring.seal_optional(draft.location, field_context(tid, "location"))
-        sealed_contact = ctx.keyring.seal_optional(contact, field_context(tid, "contact"))
-        sealed_salt = ctx.keyring.seal(salt_text, field_context(tid, "receipt_salt"))
+        key, key_id, wrapped = ctx.keyring.new_thread_key(tid, quarter)
+        description = key.seal(draft.description, field_context(tid, "description"))
+        occurred = key.seal_optional(draft.occurred, field_context(tid, "occurred"))
+        location = key.seal_optional(draft.location, field_context(tid, "location"))
+        sealed_contact = key.seal_optional(contact, field_context(tid, "contact"))
+        sealed_salt = key.seal(salt_text, field_context(tid, "receipt_salt"))
         earlier_reference = earlier_details = None
         if draft.made_before:  # most reports: no seal, two NULLs in the same INSERT
-            earlier_reference = ctx.keyring.seal_optional(
+            earlier_reference = key.seal_optional(
                 draft.earlier_reference, field_context(tid, "earlier_reference")
             )
-            earlier_details = ctx.keyring.seal_optional(
+            earlier_details = key.seal_optional(
                 draft.earlier_details, field_context(tid, "earlier_details")
             )
         try:
@@ -298,6 +305,7 @@ async def submit_report(
                     made_before=draft.made_before,
                     earlier_reference=earlier_reference,
                     earlier_details=earlier_details,
+                    data_key=(wrapped, key_id, quarter),
                 )
                 if not row.category_ok:
                     raise ValidationFailed([FieldError("category", "Choose one of the categories")])

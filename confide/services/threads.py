@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from confide import idempotency, receipts
 from confide.context import Context
-from confide.crypto import Keyring
+from confide.crypto import Keyring, ThreadKey
 from confide.domain import Author, Escalation, Role, ThreadStatus
 from confide.errors import (
     ConfideError,
@@ -31,7 +31,7 @@ from confide.errors import (
 )
 from confide.idempotency import Idempotency
 from confide.models import NewMessage, field_errors
-from confide.services import deadlines, sessions
+from confide.services import deadlines, retention, sessions
 from confide.services.reports import field_context, recognise_reference
 from confide.services.staff import THREAD_READER_ROLES
 from confide.settings import Settings
@@ -174,6 +174,12 @@ class ThreadView:
     links: list[Link] = field(default_factory=list)  # staff only: to threads the viewer sees
     messages: list[Message] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    # Staff only (docs/lifecycle.md): the coming erasure or inactivity close, and the
+    # manager's extension and legal hold.
+    warning: retention.Warning | None = None
+    erasure_due_at: datetime | None = None
+    legal_hold: bool = False
+    extended: bool = False
 
     @property
     def awaiting_reply(self) -> bool:
@@ -215,19 +221,19 @@ def _summary(row: ThreadSummary) -> ThreadView:
     )
 
 
-def _open_report(view: ThreadView, row: ThreadDetail, keyring: Keyring, *, contact: bool) -> None:
-    view.description = keyring.open(row.description, field_context(view.id, "description"))
-    view.occurred = keyring.open_optional(row.occurred, field_context(view.id, "occurred"))
-    view.location = keyring.open_optional(row.location, field_context(view.id, "location"))
+def _open_report(view: ThreadView, row: ThreadDetail, key: ThreadKey, *, contact: bool) -> None:
+    view.description = key.open(row.description, field_context(view.id, "description"))
+    view.occurred = key.open_optional(row.occurred, field_context(view.id, "occurred"))
+    view.location = key.open_optional(row.location, field_context(view.id, "location"))
     if contact and row.contact is not None:
-        view.contact = json.loads(keyring.open(row.contact, field_context(view.id, "contact")))
+        view.contact = json.loads(key.open(row.contact, field_context(view.id, "contact")))
 
 
-async def _messages(conn: Connection, keyring: Keyring, thread_id: UUID) -> list[Message]:
+async def _messages(conn: Connection, key: ThreadKey, thread_id: UUID) -> list[Message]:
     return [
         Message(
             r.author,
-            keyring.open(r.body, f"messages.body:{r.id}"),
+            key.open(r.body, f"messages.body:{r.id}"),
             r.sent_at,
             r.staff_name,
             r.id,
@@ -245,9 +251,10 @@ async def _reporter_view(conn: Connection, keyring: Keyring, thread_id: UUID) ->
     if row is None:
         raise NotFound()
     view = _summary(row)
-    _open_report(view, row, keyring, contact=False)
+    key = keyring.thread_key(thread_id, row.data_key)
+    _open_report(view, row, key, contact=False)
     view.has_receipt = row.has_receipt
-    view.messages = await _messages(conn, keyring, thread_id)
+    view.messages = await _messages(conn, key, thread_id)
     return view
 
 
@@ -325,17 +332,21 @@ async def _add_message(
     scope = "reporter" if staff_id is None else f"staff:{staff_id}"
     idem = message_idempotency(ctx.settings, thread_id, idempotency_key, body, author=scope)
     message_id = uuid4()
-    sealed_salt = commitment = None
+    salt = commitment = sealed_salt = None
     if author == Author.REPORTER:  # the reporter's own words get a receipt (confide.receipts)
         salt = receipts.new_salt()
         commitment = receipts.commitment(salt, receipts.canonical_message(body))
-        sealed_salt = ctx.keyring.seal(
-            receipts.encode_salt(salt), f"messages.receipt_salt:{message_id}"
-        )
     async with ctx.pool.acquire() as conn, conn.transaction():
         thread = await sql_threads.lock_thread(conn, thread_id)
         if thread is None:
             raise NotFound()
+        # Sealed under the thread key read on the locked row, so a migration to a data key
+        # (keys migrate-threads) never meets a message sealed under the keyring.
+        key = ctx.keyring.thread_key(thread_id, thread.data_key)
+        if salt is not None:
+            sealed_salt = key.seal(
+                receipts.encode_salt(salt), f"messages.receipt_salt:{message_id}"
+            )
         if idem is not None:
             earlier = await sql_threads.message_by_key(conn, idem.key_hmac)
             if earlier is not None:
@@ -354,7 +365,7 @@ async def _add_message(
             thread_id=thread_id,
             author=author,
             staff_id=staff_id,
-            body=ctx.keyring.seal(body, f"messages.body:{message_id}"),
+            body=key.seal(body, f"messages.body:{message_id}"),
             key_hmac=idem.key_hmac if idem else None,
             request_hmac=idem.request_hmac if idem else None,
             receipt_salt=sealed_salt,
@@ -519,13 +530,14 @@ async def staff_view(ctx: Context, staff: Staff, reference: str) -> ThreadView:
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, staff, reference)
         view = _summary(row)
-        _open_report(view, row, ctx.keyring, contact=not row.anonymous)
-        view.messages = await _messages(conn, ctx.keyring, view.id)
+        key = ctx.keyring.thread_key(row.id, row.data_key)
+        _open_report(view, row, key, contact=not row.anonymous)
+        view.messages = await _messages(conn, key, view.id)
         view.notes = [
             Note(
                 r.author,
                 r.author_name,
-                ctx.keyring.open(r.body, f"notes.body:{r.id}"),
+                key.open(r.body, f"notes.body:{r.id}"),
                 r.created_at,
             )
             for r in await sql_threads.notes(conn, view.id)
@@ -533,18 +545,34 @@ async def staff_view(ctx: Context, staff: Staff, reference: str) -> ThreadView:
         scope = visibility(staff)
         view.links = await sql_links.of_thread(conn, view.id, **scope._asdict())
         if row.made_before:
-            view.earlier = await _earlier(conn, ctx.keyring, scope, row, view.links)
+            view.earlier = await _earlier(conn, key, scope, row, view.links)
+        _lifecycle(ctx, view, row)
         await sql_audit.record(conn, staff.id, view.id, "view")
     return view
 
 
+def _lifecycle(ctx: Context, view: ThreadView, row: ThreadDetail) -> None:
+    """The retention facts and warning the staff thread page shows (docs/lifecycle.md)."""
+    view.erasure_due_at = row.erasure_due_at
+    view.legal_hold = row.legal_hold_at is not None
+    view.extended = row.retention_extended_at is not None
+    view.warning = retention.warning_for(
+        ctx,
+        status=row.status,
+        category=row.category_slug,
+        erasure_due_at=row.erasure_due_at,
+        last_activity_at=row.last_activity_at,
+        held=view.legal_hold,
+    )
+
+
 async def _earlier(
-    conn: Connection, keyring: Keyring, scope: Scope, row: ThreadDetail, links: list[Link]
+    conn: Connection, key: ThreadKey, scope: Scope, row: ThreadDetail, links: list[Link]
 ) -> EarlierReport:
     """What the reporter said of an earlier report, and the thread their reference names if
     the viewer may see it (the same rule as everywhere, ``sql.threads.VISIBLE``)."""
-    typed = keyring.open_optional(row.earlier_reference, field_context(row.id, "earlier_reference"))
-    details = keyring.open_optional(row.earlier_details, field_context(row.id, "earlier_details"))
+    typed = key.open_optional(row.earlier_reference, field_context(row.id, "earlier_reference"))
+    details = key.open_optional(row.earlier_details, field_context(row.id, "earlier_details"))
     reference = recognise_reference(typed)
     match = None
     if reference is not None and reference != row.reference:
@@ -571,13 +599,14 @@ async def reply(
 async def add_note(ctx: Context, staff: Staff, reference: str, body: str) -> datetime:
     note_id = uuid4()
     async with ctx.pool.acquire() as conn, conn.transaction():
-        row = await _visible(conn, staff, reference)
+        # Locked: sealed under the key the row holds now (see _add_message).
+        row = await _visible(conn, staff, reference, lock=True)
         created = await sql_threads.insert_note(
             conn,
             note_id=note_id,
             thread_id=row.id,
             staff_id=staff.id,
-            body=ctx.keyring.seal(body, f"notes.body:{note_id}"),
+            body=ctx.keyring.thread_key(row.id, row.data_key).seal(body, f"notes.body:{note_id}"),
         )
         await sql_audit.record(conn, staff.id, row.id, "note")
     return created
@@ -605,6 +634,9 @@ async def set_status(ctx: Context, staff: Staff, reference: str, chosen: str) ->
             if since is not None and not (row.anonymous and not row.follow_up):
                 await deadlines.start_clock(conn, ctx.calendar, ctx.settings, row.id, since)
         await sql_audit.record(conn, staff.id, row.id, "status", {"status": status})
+        # Closing fixes the erasure date and reopening clears it (migrations/0023's trigger):
+        # the data key follows to its new quarter's key.
+        await retention.rewrap_thread(conn, ctx, row.id)
     ctx.after_commit()  # a reopened or closed clock queues a reminder
 
 
@@ -652,6 +684,42 @@ async def set_restricted(ctx: Context, staff: Staff, reference: str, restricted:
         row = await _visible(conn, staff, reference, lock=True)
         await sql_threads.set_restricted(conn, row.id, restricted)
         await sql_audit.record(conn, staff.id, row.id, "restrict", {"restricted": restricted})
+
+
+async def extend_retention(
+    ctx: Context, staff: Staff, reference: str, length: str, reason: str
+) -> None:
+    """Managers only: extend the thread's retention once, by up to its category's period
+    again, with a reason (docs/lifecycle.md); audited."""
+    visibility(staff)
+    if not staff.is_manager:
+        raise Forbidden("Only managers can extend retention.")
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        row = await _visible(conn, staff, reference, lock=True)
+        try:
+            await retention.extend(
+                conn,
+                ctx,
+                thread_id=row.id,
+                category=row.category_slug,
+                staff_id=staff.id,
+                length_text=length,
+                reason_text=reason,
+            )
+        except retention.AlreadyExtended:
+            raise ValidationFailed(
+                [FieldError("extension", "Retention of this thread has been extended already")]
+            ) from None
+
+
+async def set_legal_hold(ctx: Context, staff: Staff, reference: str, hold: bool) -> None:
+    """Managers only: set or lift a legal hold, which stops erasure until lifted; audited."""
+    visibility(staff)
+    if not staff.is_manager:
+        raise Forbidden("Only managers can set or lift a legal hold.")
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        row = await _visible(conn, staff, reference, lock=True)
+        await retention.set_hold(conn, ctx, thread_id=row.id, staff_id=staff.id, hold=hold)
 
 
 async def teams_and_members(

@@ -203,7 +203,13 @@ async def summary(conn: Connection) -> list[TeamDeadlines]:
     return [TeamDeadlines(**r) for r in rows]
 
 
-async def queue_digests(conn: Connection, day: str, as_of: datetime, roles: list[str]) -> list[str]:
+async def queue_digests(
+    conn: Connection,
+    day: str,
+    as_of: datetime,
+    roles: list[str],
+    erasure_until: datetime | None = None,
+) -> list[str]:
     """One digest per (team, day) for every team with nearing or overdue unrestricted threads
     (the teams' slugs), and the restricted threads' digests to the people who may see them.
     The pass's ``as_of`` goes in the payload: the digest measures "waited" to it, not to when
@@ -215,7 +221,8 @@ async def queue_digests(conn: Connection, day: str, as_of: datetime, roles: list
     rows = await conn.fetch(
         """INSERT INTO outbox (id, kind, dedupe_key, team_id, payload)
            SELECT gen_random_uuid(), 'digest', 'digest:' || tm.slug || ':' || $1, tm.id,
-                  jsonb_build_object('day', $1::text, 'as_of', $2::timestamptz)
+                  jsonb_build_object('day', $1::text, 'as_of', $2::timestamptz,
+                                     'erasure_until', $3::timestamptz)
            FROM teams tm JOIN team_deadline_summary s ON s.team_id = tm.id
            WHERE tm.active AND tm.email <> ''
              -- The shared address hears of unrestricted threads only (see below): more
@@ -223,13 +230,19 @@ async def queue_digests(conn: Connection, day: str, as_of: datetime, roles: list
              -- few restricted threads (index threads_restricted), not by walking the team's
              -- clocks for an unrestricted one, which took a seq scan of every clock when the
              -- escalated ones lay at the end of the table (escalation bench, embedded server).
-             AND s.nearing + s.overdue > (
+             AND (s.nearing + s.overdue > (
                  SELECT count(*) FROM threads t JOIN thread_clocks k ON k.thread_id = t.id
                  WHERE t.restricted AND t.team_id = tm.id AND k.escalation <> 'none')
+               -- or unrestricted threads to be erased within the warning period
+               -- (docs/lifecycle.md), from the partial index threads_erasure_due
+               OR EXISTS (SELECT 1 FROM threads t WHERE t.erasure_due_at <= $3
+                          AND t.team_id = tm.id AND NOT t.restricted
+                          AND t.status = 'closed' AND t.legal_hold_at IS NULL))
            ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
            RETURNING (SELECT slug FROM teams WHERE id = team_id) AS slug""",
         day,
         as_of,
+        erasure_until,
     )
     await queue_restricted_digests(conn, day, as_of, roles)
     return [r["slug"] for r in rows]
@@ -290,6 +303,29 @@ async def digest_threads(conn: Connection, team_id: int) -> list[DigestThread]:
         team_id,
     )
     return [_digest_thread(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ErasingThread:
+    """What a digest may say of a thread about to be erased: no content."""
+
+    reference: str
+    category_name: str
+    erasure_due_at: datetime
+
+
+async def erasing_threads(conn: Connection, team_id: int, until: datetime) -> list[ErasingThread]:
+    """The team's unrestricted, unheld closed threads to be erased by ``until``, soonest first."""
+    rows = await conn.fetch(
+        """SELECT t.reference, c.name AS category_name, t.erasure_due_at
+           FROM threads t JOIN categories c ON c.slug = t.category_slug
+           WHERE t.erasure_due_at <= $2 AND t.team_id = $1 AND NOT t.restricted
+             AND t.status = 'closed' AND t.legal_hold_at IS NULL
+           ORDER BY t.erasure_due_at, t.reference LIMIT 500""",
+        team_id,
+        until,
+    )
+    return [ErasingThread(**r) for r in rows]
 
 
 async def restricted_digest_threads(

@@ -1,8 +1,10 @@
-"""SQL for re-encryption under the primary key: batches of (id, ciphertext) per sealed column."""
+"""SQL for re-encryption under the primary key (batches of (id, ciphertext) per sealed column),
+for the migration of threads to data keys, and for retired keyring keys."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from asyncpg import Connection
@@ -23,6 +25,7 @@ SEALED = (
     ("threads", "id", "receipt_salt"),
     ("threads", "id", "earlier_reference"),
     ("threads", "id", "earlier_details"),
+    ("threads", "id", "retention_extension_reason"),
     ("messages", "id", "body"),
     ("messages", "id", "receipt_salt"),
     ("notes", "id", "body"),
@@ -42,12 +45,15 @@ async def batch_not_under(
     after: UUID | int | None,
     limit: int,
 ) -> list[Sealed]:
-    """Rows whose ciphertext is not under the key ``prefix``, in id order after ``after``."""
+    """Rows whose ciphertext is sealed by the keyring but not under the key ``prefix``, in id
+    order after ``after``. Values under a thread's data key (format 0x02) are left alone: their
+    key's wrap is what rotation changes."""
     assert (table, id_col, column) in SEALED
     id_type = ID_TYPES.get(table, "uuid")
     rows = await conn.fetch(
         f"""SELECT {id_col} AS id, {column} AS sealed FROM {table}
-            WHERE {column} IS NOT NULL AND substring({column} FROM 1 FOR $1) <> $2
+            WHERE {column} IS NOT NULL AND get_byte({column}, 0) = 1
+              AND substring({column} FROM 1 FOR $1) <> $2
               AND ($3::{id_type} IS NULL OR {id_col} > $3)
             ORDER BY {id_col} LIMIT $4""",
         len(prefix),
@@ -76,3 +82,112 @@ async def replace(
         new,
     )
     return bool(done)
+
+
+async def count_under(conn: Connection, table: str, column: str, prefix: bytes) -> int:
+    """How many values of one sealed column the keyring key ``prefix`` seals."""
+    assert any(t == table and c == column for t, _, c in SEALED)
+    n: int = await conn.fetchval(
+        f"""SELECT count(*) FROM {table}
+            WHERE {column} IS NOT NULL AND substring({column} FROM 1 FOR $1) = $2""",
+        len(prefix),
+        prefix,
+    )
+    return n
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyThread:
+    """A thread without a data key yet: its keyring-sealed columns (THREAD_COLUMNS order)."""
+
+    id: UUID
+    category_slug: str
+    status: str
+    erasure_due_at: datetime | None
+    last_activity_at: datetime
+    held: bool
+    sealed: dict[str, bytes | None]
+
+
+THREAD_COLUMNS = tuple(c for t, _, c in SEALED if t == "threads")
+
+
+async def lock_legacy_thread(conn: Connection, thread_id: UUID) -> LegacyThread | None:
+    """The thread, locked, if it still has no data key (else None: done already)."""
+    columns = ", ".join(THREAD_COLUMNS)
+    row = await conn.fetchrow(
+        f"""SELECT id, category_slug, status, erasure_due_at, last_activity_at,
+                   legal_hold_at IS NOT NULL AS held, {columns}
+            FROM threads WHERE id = $1 AND data_key IS NULL FOR UPDATE""",
+        thread_id,
+    )
+    if row is None:
+        return None
+    return LegacyThread(
+        row["id"],
+        row["category_slug"],
+        row["status"],
+        row["erasure_due_at"],
+        row["last_activity_at"],
+        row["held"],
+        {c: row[c] for c in THREAD_COLUMNS},
+    )
+
+
+async def thread_rows(
+    conn: Connection, thread_id: UUID
+) -> tuple[list[tuple[UUID, bytes, bytes | None]], list[tuple[UUID, bytes]]]:
+    """A thread's messages (id, body, receipt salt) and notes (id, body), sealed."""
+    messages = await conn.fetch(
+        "SELECT id, body, receipt_salt FROM messages WHERE thread_id = $1", thread_id
+    )
+    notes = await conn.fetch("SELECT id, body FROM notes WHERE thread_id = $1", thread_id)
+    return (
+        [(r["id"], r["body"], r["receipt_salt"]) for r in messages],
+        [(r["id"], r["body"]) for r in notes],
+    )
+
+
+async def adopt_data_key(
+    conn: Connection,
+    thread_id: UUID,
+    wrap: tuple[bytes, str, str | None],
+    columns: dict[str, bytes | None],
+    messages: list[tuple[UUID, bytes, bytes | None]],
+    notes: list[tuple[UUID, bytes]],
+) -> None:
+    """Store a thread's content re-sealed under its new data key, and the key's wrap."""
+    sets = ", ".join(f"{c} = ${i + 5}" for i, c in enumerate(THREAD_COLUMNS))
+    await conn.execute(
+        f"""UPDATE threads SET data_key = $2, data_key_id = $3, data_key_quarter = $4, {sets}
+            WHERE id = $1""",
+        thread_id,
+        *wrap,
+        *(columns[c] for c in THREAD_COLUMNS),
+    )
+    if messages:
+        await conn.execute(
+            """UPDATE messages m SET body = n.body, receipt_salt = n.salt
+               FROM unnest($1::uuid[], $2::bytea[], $3::bytea[]) AS n(id, body, salt)
+               WHERE m.id = n.id""",
+            [m[0] for m in messages],
+            [m[1] for m in messages],
+            [m[2] for m in messages],
+        )
+    if notes:
+        await conn.execute(
+            """UPDATE notes o SET body = n.body
+               FROM unnest($1::uuid[], $2::bytea[]) AS n(id, body) WHERE o.id = n.id""",
+            [n[0] for n in notes],
+            [n[1] for n in notes],
+        )
+
+
+async def retire(conn: Connection, key_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO retired_keys (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", key_id
+    )
+
+
+async def retired(conn: Connection) -> set[str]:
+    return {r["id"] for r in await conn.fetch("SELECT id FROM retired_keys")}

@@ -97,11 +97,13 @@ async def submit(
     made_before: bool = False,
     earlier_reference: bytes | None = None,
     earlier_details: bytes | None = None,
+    data_key: tuple[bytes, str, str | None] | None = None,
 ) -> Submitted:
     """One atomic statement: claim the idempotency key (with its request's HMAC and, when a code
     is to follow, how long repeats are told to wait for it), insert the report with its deadline, and
     queue its outbox rows; with the receipt's sealed salt and commitment (``confide.receipts``),
-    and what the reporter said of an earlier report (sealed; migrations/0016).
+    and what the reporter said of an earlier report (sealed; migrations/0016), and the thread's
+    wrapped data key (wrapped, wrapping key id, quarter: migrations/0022), in the same INSERT.
     ``claimed`` is false for a repeat of an earlier key (nothing is
     inserted); ``category_ok`` is false for an unknown category (nothing is inserted). A taken
     reference fails the claim's deferred foreign key, so the whole statement is undone.
@@ -125,9 +127,10 @@ async def submit(
                                     description, occurred, location, contact, received_at,
                                     last_reporter_message_at, last_activity_at, awaiting_since,
                                     reply_due_at, receipt_salt, commitment, made_before,
-                                    earlier_reference, earlier_details)
+                                    earlier_reference, earlier_details, data_key, data_key_id,
+                                    data_key_quarter)
                SELECT $2, $3, cat.slug, cat.team_id, $5, $6, $7, $8, $9, $10, $11, $11, $11,
-                      $12, $13, $20, $21, $22, $23, $24
+                      $12, $13, $20, $21, $22, $23, $24, $25, $26, $27
                FROM cat WHERE $1::bytea IS NULL OR EXISTS (SELECT 1 FROM claim)
                ON CONFLICT (reference) DO NOTHING
                RETURNING id, reference, received_at, team_id
@@ -169,6 +172,7 @@ async def submit(
         made_before,
         earlier_reference,
         earlier_details,
+        *(data_key if data_key is not None else (None, None, None)),
     )
     inserted = None
     if row["id"] is not None:

@@ -50,7 +50,9 @@ INBOX_COLUMNS = """t.reference, t.category_slug AS category, c.name AS category_
     (extract(epoch FROM t.last_reporter_message_at) * 1000000)::int8
         AS last_reporter_message_us,
     (extract(epoch FROM t.reply_due_at) * 1000000)::int8 AS reply_due_us,
-    (extract(epoch FROM t.awaiting_since) * 1000000)::int8 AS awaiting_since_us"""
+    (extract(epoch FROM t.awaiting_since) * 1000000)::int8 AS awaiting_since_us,
+    CASE WHEN t.legal_hold_at IS NULL
+         THEN (extract(epoch FROM t.erasure_due_at) * 1000000)::int8 END AS erasure_due_us"""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -89,6 +91,7 @@ class InboxRow(NamedTuple):
     last_reporter_message_us: int | None
     reply_due_us: int | None
     awaiting_since_us: int | None
+    erasure_due_us: int | None = None  # closed and not held (docs/lifecycle.md)
 
     @property
     def received_at(self) -> datetime:
@@ -105,6 +108,10 @@ class InboxRow(NamedTuple):
     @property
     def awaiting_since(self) -> datetime | None:
         return _from_us(self.awaiting_since_us)
+
+    @property
+    def erasure_due_by(self) -> datetime | None:
+        return _from_us(self.erasure_due_us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +154,11 @@ class ThreadDetail(ThreadSummary):
     made_before: bool = False
     earlier_reference: bytes | None = None
     earlier_details: bytes | None = None
+    data_key: bytes | None = None  # wrapped (migrations/0022); None before migrate-threads
+    # Retention (migrations/0023): staff only.
+    erasure_due_at: datetime | None = None
+    legal_hold_at: datetime | None = None
+    retention_extended_at: datetime | None = None
 
 
 def _typed(row: Record) -> dict[str, Any]:  # Any: a row's columns, of their own types
@@ -164,6 +176,7 @@ class LockedThread:
     anonymous: bool
     follow_up: bool
     awaiting_since: datetime | None
+    data_key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +313,8 @@ async def visible_thread(
     for_update = "FOR UPDATE OF t" if lock else ""
     row = await conn.fetchrow(
         f"""SELECT {SUMMARY_COLUMNS}, t.description, t.occurred, t.location, t.contact,
-                   t.made_before, t.earlier_reference, t.earlier_details
+                   t.made_before, t.earlier_reference, t.earlier_details, t.data_key,
+                   t.erasure_due_at, t.legal_hold_at, t.retention_extended_at
             FROM {FROM} WHERE {VISIBLE} AND t.reference = $4 {for_update}""",
         team_ids,
         staff_id,
@@ -313,7 +327,7 @@ async def visible_thread(
 async def reporter_thread(conn: Connection, thread_id: UUID) -> ThreadDetail | None:
     row = await conn.fetchrow(
         f"""SELECT {SUMMARY_COLUMNS}, t.description, t.occurred, t.location,
-                   t.commitment IS NOT NULL AS has_receipt
+                   t.commitment IS NOT NULL AS has_receipt, t.data_key
             FROM {FROM} WHERE t.id = $1""",
         thread_id,
     )
@@ -353,7 +367,8 @@ async def earliest_unanswered(conn: Connection, thread_id: UUID) -> datetime | N
 
 async def lock_thread(conn: Connection, thread_id: UUID) -> LockedThread | None:
     row = await conn.fetchrow(
-        "SELECT id, status, anonymous, follow_up, awaiting_since FROM threads WHERE id = $1 FOR UPDATE",
+        """SELECT id, status, anonymous, follow_up, awaiting_since, data_key FROM threads
+           WHERE id = $1 FOR UPDATE""",
         thread_id,
     )
     return None if row is None else LockedThread(**{**row, "status": ThreadStatus(row["status"])})

@@ -349,6 +349,8 @@ def thread_again(action: str) -> FormPage:
         if found is None or errors is None:
             return None  # the other domain errors: the error middleware's table
         typed = {action: form.get("body") or form.get("note") or form.get("receipt") or ""}
+        if action == "extend":
+            typed = {"extension": form.get("extension", ""), "reason": form.get("reason", "")}
         return await render_thread(request, *found, errors=errors, status=status, typed=typed)
 
     return again
@@ -427,6 +429,20 @@ async def restrict(
     restricted = form.get("restricted") == "1"
     await threads.set_restricted(request.app[CTX], member, reference, restricted)
     return "restricted" if restricted else "unrestricted"
+
+
+@thread_form("extend")
+async def extend(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
+    length, reason = form.get("extension", "")[:40], form.get("reason", "")[:4000]
+    await threads.extend_retention(request.app[CTX], member, reference, length, reason)
+    return "extended"
+
+
+@thread_form("hold")
+async def hold(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
+    held = form.get("hold") == "1"
+    await threads.set_legal_hold(request.app[CTX], member, reference, held)
+    return "held" if held else "released"
 
 
 @thread_form("team")

@@ -15,7 +15,7 @@ from celery import shared_task
 
 from confide import jobs, logs, mail
 from confide.context import Context
-from confide.services import deadlines, housekeeping, notifications, reminders
+from confide.services import deadlines, housekeeping, lifecycle, notifications, reminders
 from confide.sql import outbox as sql_outbox
 from confide.sql.outbox import OutboxItem
 from workers import context, db
@@ -125,3 +125,15 @@ def escalate_threads() -> None:
 
     db.run(run())
     relay_outbox.apply_async(argsrepr="()", kwargsrepr="{}", queue=jobs.DEFAULT_QUEUE)
+
+
+@shared_task(name=jobs.LIFECYCLE, acks_late=True, expires=3000)
+def run_lifecycle_pass() -> None:
+    """One lifecycle pass as of now (auto-close, inactivity closes, warnings, erasure).
+    Idempotent and set-based: two at once skip each other's locked rows."""
+
+    async def run() -> None:
+        report = await lifecycle.run_pass(await context.current(), datetime.now(UTC))
+        log.info("lifecycle_pass", count=report.erased)
+
+    db.run(run())
