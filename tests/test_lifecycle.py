@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -17,8 +18,8 @@ import pytest
 from confide.crypto import DecryptionError, Keyring, quarter_of
 from confide.org import Duration
 from confide.settings import parse_keyring
-from tests import leaks
-from tests.conftest import Stack, StaffAccount, add_staff, confide_cli
+from tests import html, leaks
+from tests.conftest import SmtpSink, Stack, StaffAccount, add_staff, confide_cli, kick_relay
 from tests.journeys import (
     form_page,
     reporter_logs_in,
@@ -295,3 +296,81 @@ async def test_erasure_leaves_no_plaintext_in_the_data_directory_or_the_wal(
         assert any("pg_wal" in str(p) for p in (tmp_path / "pg").rglob("0000*"))
     finally:
         embedded.stop()
+
+
+async def test_staff_are_warned_before_erasure_and_a_manager_extends_retention_once(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
+    caseworker: StaffAccount,
+    smtp: SmtpSink,
+) -> None:
+    ring = stack.env["CONFIDE_ENCRYPTION_KEYS"]
+    manager = add_staff(stack, "mona@example.org", "safety", role="manager")
+    sent = await reporter_submits(http, "A report to be kept a little longer")
+    assert sent.reference
+    reason = "Canary-reason-" + secrets.token_hex(6)
+    async with aiohttp.ClientSession(
+        base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as staff:
+        await staff_logs_in(staff, caseworker.email, caseworker.password)
+        await staff_acts(staff, sent.reference, "status", status="closed")
+        await db.execute("UPDATE threads SET erasure_due_at = now() + interval '3 days'")
+        page = await form_page(staff, f"/staff/threads/{sent.reference}")
+        assert re.search(r"Erased (in \d working days?|at the next lifecycle pass)", page)
+        inbox = await form_page(staff, "/staff?state=closed")
+        assert sent.reference in inbox and "Erased " in inbox
+        # Only managers extend or hold: a case worker's own POST is refused.
+        form = next(f for f in html.forms(page) if f.action.endswith("/status"))
+        async with staff.post(
+            f"/staff/threads/{sent.reference}/extend",
+            data={**form.fields, "extension": "1 month", "reason": "mine"},
+        ) as resp:
+            assert resp.status == 403
+        assert 'id="extend"' not in page
+
+    # The digest lists it among the team's threads to be erased in the warning period.
+    await db.execute("UPDATE threads SET erasure_due_at = '2027-03-15T12:00Z'")
+    result = confide_cli(stack, "escalate", "--as-of", "2027-03-10T10:00")
+    assert result.returncode == 0, result.stderr
+    assert "safety" in json.loads(result.stdout)["digests"]
+    kick_relay(stack)
+    [digest] = smtp.wait_for(lambda m: "digest" in str(m["Subject"]) and "safety" in str(m["To"]))
+    body = digest.get_content()
+    assert "To be erased" in body and sent.reference in body
+    warned = lifecycle(stack, ring, datetime(2027, 3, 10, 10, tzinfo=UTC))
+    assert warned["warned"] == 1 and warned["erased"] == 0
+    assert lifecycle(stack, ring, datetime(2027, 3, 10, 10, tzinfo=UTC))["warned"] == 0
+
+    async with aiohttp.ClientSession(
+        base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as boss:
+        await staff_logs_in(boss, manager.email, manager.password)
+        status, page = await staff_acts(
+            boss, sent.reference, "extend", extension="13 months", reason=reason
+        )
+        assert status == 422 and "at most the category" in page and reason in page
+        status, page = await staff_acts(boss, sent.reference, "extend", extension="6 months")
+        assert status == 422 and "Give a reason" in page
+        status, page = await staff_acts(
+            boss, sent.reference, "extend", extension="6 months", reason=reason
+        )
+        assert status == 200 and "Retention extended" in page and 'id="extend"' not in page
+        csrf = next(f for f in html.forms(page) if f.action.endswith("/status")).fields
+        async with boss.post(
+            f"/staff/threads/{sent.reference}/extend",
+            data={**csrf, "extension": "1 month", "reason": reason},
+        ) as resp:
+            assert resp.status == 422 and "extended already" in await resp.text()
+    row = await db.fetchrow(
+        "SELECT erasure_due_at, retention_extension_reason, data_key_quarter FROM threads"
+    )
+    assert row["erasure_due_at"] == datetime(2027, 9, 15, 12, tzinfo=UTC)
+    assert row["data_key_quarter"] == "2027q3"  # rewrapped for the new quarter
+    assert reason.encode() not in bytes(row["retention_extension_reason"])
+    audit = await db.fetch("SELECT action, detail::text AS detail FROM audit_log")
+    extended = [a for a in audit if a["action"] == "retention_extended"]
+    assert len(extended) == 1 and "6 months" in extended[0]["detail"]
+    assert reason not in str([dict(a) for a in audit])
+    assert lifecycle(stack, ring, datetime(2027, 3, 16, tzinfo=UTC))["erased"] == 0
+    assert reason not in smtp.raw() and reason not in stack.logs()
