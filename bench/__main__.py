@@ -31,6 +31,7 @@ BENCHMARKS = {
     "digest": "bench.digest",
     "metrics": "bench.metrics",
     "observability": "bench.observability",
+    "erasure": "bench.erasure",
 }
 WARMUP_S = 3.0
 

@@ -28,6 +28,7 @@ from confide.sql import lifecycle as sql_lifecycle
 from confide.sql.lifecycle import Wrap
 
 BATCH = 500
+REWRAP_BATCH = 2000  # 32 bytes a thread: big batches, few round trips
 
 
 class KeyInUse(ConfideError):
@@ -88,7 +89,7 @@ async def rewrap_all(ctx: Context) -> int:
     after: UUID | None = None
     done = 0
     async with ctx.pool.acquire() as conn:
-        while wraps := await sql_lifecycle.with_keys(conn, after, BATCH):
+        while wraps := await sql_lifecycle.with_keys(conn, after, REWRAP_BATCH):
             rows = [r for w in wraps if (r := retention.new_wrap_for(ctx.keyring, rules, w))]
             done += await sql_lifecycle.set_wraps(conn, rows)
             after = wraps[-1].id

@@ -19,7 +19,7 @@ from asyncpg import Connection
 
 from confide import org
 from confide.context import Context
-from confide.crypto import Keyring, quarter_of
+from confide.crypto import DecryptionError, Keyring, quarter_of
 from confide.errors import ConfideError, FieldError, NotFound, ValidationFailed
 from confide.org import Duration, Lifecycle, Organisation, parse_duration
 from confide.services.workdays import WorkingCalendar
@@ -73,7 +73,10 @@ def new_wrap_for(
     if wrap.data_key_id == key_id and wrap.data_key_quarter == quarter:
         return None
     old = bytes(wrap.data_key)
-    new_id, new = keyring.rewrap(wrap.id, old, quarter)
+    try:
+        new_id, new = keyring.rewrap(wrap.id, old, quarter)
+    except DecryptionError:
+        return None  # wrapped by a key this keyring lacks: left as it is, and it still opens
     return wrap.id, old, new, new_id, quarter
 
 

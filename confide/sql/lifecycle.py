@@ -94,14 +94,15 @@ async def count_inactive(conn: Connection, as_of: datetime, inactive: str) -> in
 async def warn(
     conn: Connection, as_of: datetime, warn_until: datetime, inactive: str, *, dry_run: bool
 ) -> int:
-    """Mark the threads that enter their warning period: erasure due by ``warn_until``, or
-    (open ones) an inactivity close due by then. Each is counted once; held threads never."""
+    """Mark the threads that enter their warning period: erasure due by ``warn_until`` (but not
+    yet: those this pass erases), or (open ones) an inactivity close due by then. Each is
+    counted once; held threads never."""
     condition = """t.erasure_warned_at IS NULL AND t.legal_hold_at IS NULL
-        AND ((t.status = 'closed' AND t.erasure_due_at <= $2)
+        AND ((t.status = 'closed' AND t.erasure_due_at <= $2 AND t.erasure_due_at > $1)
              OR (t.status <> 'closed' AND t.last_activity_at + $3::text::interval <= $2))"""
     if dry_run:
         n: int = await conn.fetchval(
-            f"SELECT count(*) FROM threads t WHERE {condition} AND $1::timestamptz IS NOT NULL",
+            f"SELECT count(*) FROM threads t WHERE {condition}",
             as_of,
             warn_until,
             inactive,
