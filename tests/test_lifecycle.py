@@ -131,7 +131,10 @@ async def test_an_erased_thread_is_gone_for_good_and_its_key_can_be_retired(
     assert len(erasure_ids) == 1 and next(iter(erasure_ids)).startswith("E-")
     assert all(a["thread_id"] is None for a in audit)
     assert {"view", "reply", "note", "status", "erased"} <= {a["action"] for a in audit}
-    assert await db.fetchval("SELECT count(*) FROM erasures") == 1
+    assert (
+        await db.fetchval("SELECT count(*) FROM erasures WHERE id = ANY($1)", list(erasure_ids))
+        == 1
+    )
 
     server_major = int(await db.fetchval("SHOW server_version_num")) // 10000
     dump = leaks.pg_dump(stack.env["DATABASE_URL"], server_major)
@@ -374,3 +377,30 @@ async def test_staff_are_warned_before_erasure_and_a_manager_extends_retention_o
     assert reason not in str([dict(a) for a in audit])
     assert lifecycle(stack, ring, datetime(2027, 3, 16, tzinfo=UTC))["erased"] == 0
     assert reason not in smtp.raw() and reason not in stack.logs()
+
+
+async def test_a_manager_reads_the_audit_of_an_erased_thread_by_its_erasure_id(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    manager = add_staff(stack, "mona@example.org", "safety", role="manager")
+    other = add_staff(stack, "hana@example.org", "hr", role="manager")
+    sent = await reporter_submits(http, "A report to be erased and audited")
+    assert sent.reference
+    async with aiohttp.ClientSession(
+        base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as staff:
+        await staff_logs_in(staff, caseworker.email, caseworker.password)
+        await staff_acts(staff, sent.reference, "status", status="closed")
+    due = await db.fetchval("SELECT erasure_due_at FROM threads")
+    lifecycle(stack, stack.env["CONFIDE_ENCRYPTION_KEYS"], due + timedelta(days=1))
+    erasure_id = await db.fetchval("SELECT erasure_id FROM audit_log WHERE action = 'erased'")
+    for account, sees in ((manager, True), (other, False)):
+        async with aiohttp.ClientSession(
+            base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as browser:
+            await staff_logs_in(browser, account.email, account.password)
+            page = await form_page(browser, "/staff/audit")
+        assert (erasure_id in page) is sees, account.email
+        assert sent.reference not in page
+        if sees:
+            assert "Erased at the end of its retention period" in page

@@ -195,23 +195,21 @@ async def usage(ctx: Context) -> list[KeyUse]:
     async with ctx.pool.acquire() as conn:
         wraps = await sql_lifecycle.key_usage(conn)
         retired = await sql_keys.retired(conn)
-        uses = []
-        for key_id in keyring.ids:
-            prefix = bytes([1, len(key_id)]) + key_id.encode()
-            values = 0
-            for table, _, column in sql_keys.SEALED:
-                values += await sql_keys.count_under(conn, table, column, prefix)
-            uses.append(
-                KeyUse(
-                    key_id,
-                    quarter_tag(key_id),
-                    key_id == keyring.primary_id,
-                    wraps.get(key_id, 0),
-                    values,
-                    key_id in retired,
-                )
-            )
-    return uses
+        sealed: dict[str, int] = {}
+        for table, _, column in sql_keys.SEALED:
+            for key_id, n in (await sql_keys.count_by_key(conn, table, column)).items():
+                sealed[key_id] = sealed.get(key_id, 0) + n
+    return [
+        KeyUse(
+            key_id,
+            quarter_tag(key_id),
+            key_id == keyring.primary_id,
+            wraps.get(key_id, 0),
+            sealed.get(key_id, 0),
+            key_id in retired,
+        )
+        for key_id in keyring.ids
+    ]
 
 
 async def retire(ctx: Context, key_id: str) -> KeyUse:

@@ -21,7 +21,7 @@ class AuditRow:
     action: str
     detail: str  # the JSON text as stored (nothing reads it back but the database)
     staff_email: str | None
-    reference: str | None
+    reference: str | None  # an erased thread's rows: its erasure id (docs/lifecycle.md)
 
 
 async def record(
@@ -49,7 +49,7 @@ async def recent(
     with_admin_events: bool,
     limit: int,
     offset: int,
-    reference: str | None = None,
+    reference: str | None,  # an erased thread's rows: its erasure id (docs/lifecycle.md) = None,
 ) -> list[AuditRow]:
     """Audit rows the viewer may read: a row about a thread only if the viewer may see that
     thread now (sql.threads.VISIBLE: team, restriction), a row about no thread (staff and
@@ -58,10 +58,15 @@ async def recent(
     # plans the prepared statement for any values, fits neither case (see sql.threads.inbox).
     by_reference = "AND t.reference = $7" if reference is not None else ""
     rows = await conn.fetch(
-        f"""SELECT a.at, a.action, a.detail, s.email AS staff_email, t.reference
+        f"""SELECT a.at, a.action, a.detail, s.email AS staff_email,
+                   coalesce(t.reference, a.erasure_id) AS reference
             FROM audit_log a LEFT JOIN staff s ON s.id = a.staff_id
             LEFT JOIN threads t ON t.id = a.thread_id
-            WHERE CASE WHEN a.thread_id IS NULL THEN $4::boolean
+            LEFT JOIN erasures e ON e.id = a.erasure_id
+            WHERE CASE WHEN a.erasure_id IS NOT NULL
+                       -- an erased thread's rows: its team's managers, and admins
+                       THEN e.team_id = ANY($1::int[]) OR $4::boolean
+                       WHEN a.thread_id IS NULL THEN $4::boolean
                        ELSE coalesce({VISIBLE}, false) END
             {by_reference}
             ORDER BY a.at DESC, a.id DESC LIMIT $5 OFFSET $6""",

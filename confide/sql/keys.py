@@ -84,16 +84,17 @@ async def replace(
     return bool(done)
 
 
-async def count_under(conn: Connection, table: str, column: str, prefix: bytes) -> int:
-    """How many values of one sealed column the keyring key ``prefix`` seals."""
+async def count_by_key(conn: Connection, table: str, column: str) -> dict[str, int]:
+    """How many values of one sealed column each keyring key seals (one scan of the column;
+    values under a thread's data key, format 0x02, are not the keyring's)."""
     assert any(t == table and c == column for t, _, c in SEALED)
-    n: int = await conn.fetchval(
-        f"""SELECT count(*) FROM {table}
-            WHERE {column} IS NOT NULL AND substring({column} FROM 1 FOR $1) = $2""",
-        len(prefix),
-        prefix,
+    rows = await conn.fetch(
+        f"""SELECT convert_from(substring({column} FROM 3 FOR get_byte({column}, 1)), 'SQL_ASCII')
+                   AS key_id, count(*) AS n
+            FROM {table} WHERE {column} IS NOT NULL AND get_byte({column}, 0) = 1
+            GROUP BY 1"""
     )
-    return n
+    return {r["key_id"]: r["n"] for r in rows}
 
 
 @dataclass(frozen=True, slots=True)
