@@ -123,7 +123,7 @@ class RedisMonitor:
         self.client = redis.Redis.from_url(url)
         self.db = int(self.client.connection_pool.connection_kwargs.get("db", 0))
         self.commands: list[str] = []
-        self._monitor = self.client.monitor()
+        self._monitor = self.client.monitor()  # type: ignore[no-untyped-call]  # redis-py
         self._monitor.__enter__()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
