@@ -10,6 +10,7 @@ pass at the same time finds nothing left to do.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -45,16 +46,21 @@ def new_erasure_id() -> str:
     return "E-" + "".join(codes.ALPHABET[b & 31] for b in secrets.token_bytes(12))
 
 
-async def run_pass(ctx: Context, as_of: datetime, dry_run: bool = False) -> LifecycleReport:
+async def run_pass(
+    ctx: Context, as_of: datetime, dry_run: bool = False, *, budget_s: float | None = None
+) -> LifecycleReport:
     """One pass at ``as_of``; ``dry_run`` counts what it would do and changes nothing.
 
     ``auto_closed`` counts the auto-close after silence and the closes for inactivity alike.
+    ``budget_s`` (the beat task's, inside Celery's time limit) stops the batched steps once
+    spent, between batches: the next pass carries on where this one stopped.
     """
+    stop_at = None if budget_s is None else time.monotonic() + budget_s
     report = LifecycleReport(as_of)
     rules = retention.rules(ctx)
     inactive = rules.close_inactive_after.sql
     report.auto_closed = await autoclose.auto_close(ctx, as_of, dry_run=dry_run)
-    report.auto_closed += await _close_inactive(ctx, as_of, inactive, dry_run=dry_run)
+    report.auto_closed += await _close_inactive(ctx, as_of, inactive, dry_run, stop_at)
     if not dry_run:
         await rewrap_drifted(ctx)
     warn_until = ctx.calendar.add_working_time(
@@ -62,11 +68,17 @@ async def run_pass(ctx: Context, as_of: datetime, dry_run: bool = False) -> Life
     )
     async with ctx.pool.acquire() as conn:
         report.warned = await sql_lifecycle.warn(conn, as_of, warn_until, inactive, dry_run=dry_run)
-    report.erased = await erase_due(ctx, as_of, dry_run=dry_run)
+    report.erased = await erase_due(ctx, as_of, dry_run=dry_run, stop_at=stop_at)
     return report
 
 
-async def _close_inactive(ctx: Context, as_of: datetime, inactive: str, *, dry_run: bool) -> int:
+def _spent(stop_at: float | None) -> bool:
+    return stop_at is not None and time.monotonic() >= stop_at
+
+
+async def _close_inactive(
+    ctx: Context, as_of: datetime, inactive: str, dry_run: bool, stop_at: float | None
+) -> int:
     async with ctx.pool.acquire() as conn:
         if dry_run:
             return await sql_lifecycle.count_inactive(conn, as_of, inactive)
@@ -75,7 +87,7 @@ async def _close_inactive(ctx: Context, as_of: datetime, inactive: str, *, dry_r
             async with conn.transaction():
                 closed = await sql_lifecycle.close_inactive(conn, as_of, inactive, BATCH)
             total += len(closed)
-            if len(closed) < BATCH:
+            if len(closed) < BATCH or _spent(stop_at):
                 return total
 
 
@@ -93,7 +105,9 @@ async def rewrap_drifted(ctx: Context) -> int:
     return done
 
 
-async def erase_due(ctx: Context, as_of: datetime, *, dry_run: bool = False) -> int:
+async def erase_due(
+    ctx: Context, as_of: datetime, *, dry_run: bool = False, stop_at: float | None = None
+) -> int:
     """Erase every closed, unheld thread whose erasure was due by ``as_of``, a batch per
     transaction: statistics facts are kept first (``statistics.capture_facts``), audit rows
     keep an erasure id, then the rows go, the wrapped data key with them."""
@@ -101,7 +115,7 @@ async def erase_due(ctx: Context, as_of: datetime, *, dry_run: bool = False) -> 
         if dry_run:
             return await sql_lifecycle.count_erasable(conn, as_of)
         total = 0
-        while True:
+        while not _spent(stop_at):
             async with conn.transaction():
                 due = await sql_lifecycle.claim_erasable(conn, as_of, BATCH)
                 if not due:
@@ -111,3 +125,4 @@ async def erase_due(ctx: Context, as_of: datetime, *, dry_run: bool = False) -> 
                 total += await sql_lifecycle.erase(
                     conn, ids, [new_erasure_id() for _ in due], [d.team_id for d in due]
                 )
+        return total

@@ -127,13 +127,19 @@ def escalate_threads() -> None:
     relay_outbox.apply_async(argsrepr="()", kwargsrepr="{}", queue=jobs.DEFAULT_QUEUE)
 
 
+LIFECYCLE_BUDGET_S = 180.0
+
+
 @shared_task(name=jobs.LIFECYCLE, acks_late=True, expires=3000)
 def run_lifecycle_pass() -> None:
     """One lifecycle pass as of now (auto-close, inactivity closes, warnings, erasure).
     Idempotent and set-based: two at once skip each other's locked rows."""
 
     async def run() -> None:
-        report = await lifecycle.run_pass(await context.current(), datetime.now(UTC))
+        # Inside the workers' task_soft_time_limit (240 s): a backlog is carried on hourly.
+        report = await lifecycle.run_pass(
+            await context.current(), datetime.now(UTC), budget_s=LIFECYCLE_BUDGET_S
+        )
         log.info("lifecycle_pass", count=report.erased)
 
     db.run(run())
