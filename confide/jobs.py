@@ -14,6 +14,7 @@ DELIVER = "confide.deliver_outbox_item"
 RELAY_OUTBOX = "confide.relay_outbox"
 ESCALATE = "confide.escalate_threads"
 PURGE_EXPIRED = "confide.purge_expired"
+REFRESH_STATISTICS = "confide.refresh_statistics"
 
 BEAT_HEARTBEAT_NAME = "beat"
 BEAT_INTERVAL_S = 30

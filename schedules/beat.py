@@ -10,6 +10,7 @@ from confide.settings import Settings
 # Beat's own heartbeat is written by workers.scheduler.HeartbeatScheduler every 30 s.
 OUTBOX_RELAY_EVERY_S = 15.0
 PURGE_EVERY_S = 60.0  # a confirmation's code is wiped within a minute of its 10 (drafts)
+STATISTICS_EVERY_S = 300.0  # the statistics page is at most five minutes behind
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -32,5 +33,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": jobs.PURGE_EXPIRED,
             "schedule": PURGE_EVERY_S,
             "options": {"expires": PURGE_EVERY_S, "queue": jobs.DEFAULT_QUEUE},
+        },
+        # Statistics: facts of threads changed since the last pass, then their monthly summaries
+        # (nothing is added to the report-submission request; the page reads the summaries).
+        "refresh-statistics": {
+            "task": jobs.REFRESH_STATISTICS,
+            "schedule": STATISTICS_EVERY_S,
+            "options": {"expires": STATISTICS_EVERY_S, "queue": jobs.DEFAULT_QUEUE},
         },
     }
