@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from confide.services.statistics import Statistics
+from webapp.i18n import _
+
 WIDTH = 640
 HEIGHT = 240
 LEFT = 48
@@ -70,3 +73,20 @@ def bar_chart(title: str, description: str, values: Sequence[tuple[str, int | No
         )
     ticks = tuple((round(HEIGHT - BOTTOM - plot_height * k / 4, 1), top * k // 4) for k in range(5))
     return BarChart(title, description, tuple(bars), ticks)
+
+
+def month_chart(stats: Statistics) -> BarChart:
+    """Reports received per month: a withheld month is a marked gap, never a number."""
+    values = [(m.label, m.figures.received) for m in stats.months]
+    shown = sum(1 for _label, v in values if v is not None)
+    description = _(
+        "Reports received in each month from %(first)s to %(last)s; %(shown)s of %(all)s months "
+        "shown, the others withheld because a number in them is fewer than 5. The table below "
+        "has the same numbers."
+    ) % {
+        "first": stats.first.isoformat()[:7],
+        "last": stats.last.isoformat()[:7],
+        "shown": shown,
+        "all": len(values),
+    }
+    return bar_chart(_("Reports received per month"), description, values)

@@ -46,6 +46,7 @@ STATISTICS_ROLES = (Role.MANAGER, Role.ADMIN)
 MAX_MONTHS = 120
 DEFAULT_MONTHS = 12
 BATCH = 1000
+RECOUNT_BATCH = 200  # groups a round: about 200 × a month's reports of one category in memory
 # Re-read this much activity before the watermark: a transaction that began before the last
 # pass (its last_activity_at is its start time) may have committed after that pass read.
 OVERLAP = timedelta(minutes=10)
@@ -167,10 +168,10 @@ async def _write_facts(
     return await sql_statistics.upsert_facts(conn, [fact_of(s, calendar, target) for s in states])
 
 
-async def _recount(conn: Connection) -> int:
+async def recount_dirty(conn: Connection) -> int:
     """Recount every dirty group from its facts; returns how many groups."""
     done = 0
-    while groups := await sql_statistics.take_dirty(conn, BATCH):
+    while groups := await sql_statistics.take_dirty(conn, RECOUNT_BATCH):
         by_group: dict[Group, list[GroupFact]] = defaultdict(list)
         for fact in await sql_statistics.group_facts(conn, groups):
             by_group[(fact.month, fact.team_id, fact.category_slug)].append(fact)
@@ -203,7 +204,7 @@ async def refresh(ctx: Context) -> int:
             if len(states) < BATCH:
                 break
         await sql_statistics.mark_dirty(conn, await sql_statistics.sync_overdue(conn))
-        await _recount(conn)
+        await recount_dirty(conn)
         await sql_statistics.set_watermark(conn, started)
     return read
 
@@ -521,11 +522,40 @@ def may_read(staff: Staff) -> None:
         raise Forbidden()
 
 
-async def statistics(ctx: Context, staff: Staff, start: str | None, end: str | None) -> Statistics:
-    """What ``staff`` may see of [start, end], suppressed: managers only their teams' rows."""
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What one request may read: a range of months, and its teams (None: every team)."""
+
+    first: date
+    last: date
+    team_ids: tuple[int, ...] | None
+
+    @property
+    def for_manager(self) -> bool:
+        return self.team_ids is not None
+
+
+def scope_of(ctx: Context, staff: Staff, start: str | None, end: str | None) -> Scope:
+    """Managers: their teams; admins: all; anyone else: 403. The range as :func:`choose_range`."""
     may_read(staff)
     first, last = choose_range(ctx, start, end)
-    team_ids = None if staff.role is Role.ADMIN else list(staff.team_ids)
+    team_ids = None if staff.role is Role.ADMIN else tuple(sorted(staff.team_ids))
+    return Scope(first, last, team_ids)
+
+
+async def version(ctx: Context) -> datetime | None:
+    """When the summaries were last refreshed: a reader's cache is good while this holds."""
     async with ctx.pool.acquire() as conn:
-        found = await sql_statistics.summaries(conn, first, last, team_ids)
-    return publish(first, last, found)
+        return await sql_statistics.watermark(conn)
+
+
+async def read(ctx: Context, scope: Scope) -> Statistics:
+    """The suppressed statistics of a scope (:func:`scope_of` decided who may read it)."""
+    async with ctx.pool.acquire() as conn:
+        found = await sql_statistics.summaries(conn, scope.first, scope.last, scope.team_ids)
+    return publish(scope.first, scope.last, found)
+
+
+async def statistics(ctx: Context, staff: Staff, start: str | None, end: str | None) -> Statistics:
+    """What ``staff`` may see of [start, end], suppressed: managers only their teams' rows."""
+    return await read(ctx, scope_of(ctx, staff, start, end))

@@ -14,10 +14,8 @@ from confide.services import statistics
 from confide.services.statistics import STATISTICS_ROLES, Figures, Statistics
 from confide.services.threads import Staff
 from webapp.auth import Auth
-from webapp.charts import BarChart, bar_chart
 from webapp.handlers.caseworker import field_errors, render, staff_page
-from webapp.i18n import _
-from webapp.keys import CTX
+from webapp.keys import CTX, STATISTICS_PAGES
 
 ROLES = tuple(r.value for r in STATISTICS_ROLES)
 SUPPRESSED = "fewer than 5*"
@@ -40,34 +38,18 @@ CSV_COLUMNS = (
 )
 
 
-def month_chart(stats: Statistics) -> BarChart:
-    values = [(m.label, m.figures.received) for m in stats.months]
-    shown = sum(1 for _, v in values if v is not None)
-    description = _(
-        "Reports received in each month from %(first)s to %(last)s; %(shown)s of %(all)s months "
-        "shown, the others withheld because a number in them is fewer than 5. The table below "
-        "has the same numbers."
-    ) % {
-        "first": stats.first.isoformat()[:7],
-        "last": stats.last.isoformat()[:7],
-        "shown": shown,
-        "all": len(values),
-    }
-    return bar_chart(_("Reports received per month"), description, values)
-
-
 @staff_page(roles=ROLES)
 async def page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
     start, end = request.query.get("from"), request.query.get("to")
     typed = {"typed_from": (start or "")[:7], "typed_to": (end or "")[:7]}
     try:
-        stats = await statistics.statistics(request.app[CTX], member, start, end)
+        scope = statistics.scope_of(request.app[CTX], member, start, end)
     except ValidationFailed as exc:
-        context: dict[str, Any] = {**typed, "stats": None, "errors": field_errors(exc)}
+        context: dict[str, Any] = {**typed, "body": None, "errors": field_errors(exc)}
         return render(request, "staff/statistics.html", member, auth, context, status=422)
-    shown = {"typed_from": stats.first.isoformat()[:7], "typed_to": stats.last.isoformat()[:7]}
-    context = {**shown, "stats": stats, "chart": month_chart(stats)}
-    return render(request, "staff/statistics.html", member, auth, context)
+    drawn = await request.app[STATISTICS_PAGES].get(request.app[CTX], scope)
+    shown = {"typed_from": scope.first.isoformat()[:7], "typed_to": scope.last.isoformat()[:7]}
+    return render(request, "staff/statistics.html", member, auth, {**shown, "body": drawn.body})
 
 
 def _cell(value: float | None, hidden: str) -> str:
