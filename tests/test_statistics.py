@@ -570,3 +570,40 @@ def test_a_histogram_percentile_lands_in_the_right_bucket(hours: float) -> None:
     found = statistics.histogram_percentile(histogram, 0.5)
     low, high = statistics._bucket_bounds(statistics.bucket_of(hours))
     assert found is not None and low <= found <= max(high, low)
+
+
+async def test_first_replies_are_counted_in_working_hours_and_against_the_promise(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    """Five anonymous reports answered by message and five contact-details reports marked
+    contacted, at once: all ten within the promise, median and 90th percentile shown."""
+    ada = add_staff(stack, "ada@example.org", "safety", role="admin")
+    casey = add_staff(stack, "casey@example.org", "safety")
+    staff = await bearer(http, casey)
+    for _ in range(5):
+        reference = await submit(http, "safety")
+        async with http.post(
+            f"/api/v1/staff/threads/{reference}/messages", json={"body": "Thanks"}, headers=staff
+        ) as resp:
+            assert resp.status == 201
+        reference = await submit(
+            http, "safety", anonymous=False, follow_up=False, contact={"phone": "+447700900123"}
+        )
+        async with http.post(
+            f"/api/v1/staff/threads/{reference}/status",
+            json={"status": "contacted"},
+            headers=staff,
+        ) as resp:
+            assert resp.status == 200
+    await refreshed(stack, db, 10)
+    hours = await db.fetch("SELECT first_reply_hours, within_target FROM statistics_facts")
+    assert len(hours) == 10 and all(h["within_target"] for h in hours)
+    assert all(h["first_reply_hours"] is not None and h["first_reply_hours"] < 1 for h in hours)
+    async with http.get("/api/v1/staff/statistics", headers=await bearer(http, ada)) as resp:
+        [row] = (await resp.json())["rows"]
+    assert row["received"] == 10 and row["anonymous"] == 5 and row["with_contact"] == 5
+    assert row["follow_up"] == 5 and row["replied_within_target"] == 10
+    assert row["share_within_target"] == 1.0
+    assert row["median_first_reply_working_hours"] is not None
+    assert row["median_first_reply_working_hours"] < 1
+    assert row["open"] is None and row["closed"] is None  # ten open, none closed: withheld
