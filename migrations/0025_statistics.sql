@@ -3,7 +3,8 @@
 -- statistics_facts: one row per report, with no text and no reference. While the thread lives,
 -- thread_id links the row to it (so a refresh can update it) and activity_at says which state
 -- of the thread it describes; erasure (statistics.capture_facts) sets both to NULL in the same
--- transaction, so what is left names no case: category, team, month received, anonymous /
+-- transaction (a thread deleted any other way leaves its row with thread_id NULL, and the next
+-- refresh clears its activity_at), so what is left names no case: category, team, month received, anonymous /
 -- contact / follow-up, time to first reply in working hours, outcome. The random id orders
 -- nothing. No foreign key on team or category: a fact outlives what it counted.
 CREATE TABLE statistics_facts (
@@ -18,11 +19,13 @@ CREATE TABLE statistics_facts (
     is_open             boolean NOT NULL,       -- outcome: open (or contacted) / closed
     overdue             boolean NOT NULL DEFAULT false,
     first_reply_hours   double precision,       -- working hours to the first reply, if any
-    within_target       boolean NOT NULL DEFAULT false,
-    CHECK ((thread_id IS NULL) = (activity_at IS NULL))
+    within_target       boolean NOT NULL DEFAULT false
 );
 CREATE INDEX statistics_facts_group ON statistics_facts (month, team_id, category_slug);
 CREATE INDEX statistics_facts_overdue ON statistics_facts (thread_id) WHERE overdue;
+-- Rows of threads deleted without capture_facts: none, as a rule (clear_orphans empties it).
+CREATE INDEX statistics_facts_orphans ON statistics_facts (id)
+    WHERE thread_id IS NULL AND activity_at IS NOT NULL;
 
 -- One row per (month, team, category) with any report: what the page and the API read. Written
 -- only by the refresh pass (a beat task), never counted at request time.

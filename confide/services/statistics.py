@@ -204,6 +204,7 @@ async def refresh(ctx: Context) -> int:
             if len(states) < BATCH:
                 break
         await sql_statistics.mark_dirty(conn, await sql_statistics.sync_overdue(conn))
+        await sql_statistics.mark_dirty(conn, await sql_statistics.clear_orphans(conn))
         await recount_dirty(conn)
         await sql_statistics.set_watermark(conn, started)
     return read
@@ -499,8 +500,8 @@ def parse_month(text: str | None, name: str) -> date | None:
         parsed = date(int(value[:4]), int(value[5:]), 1)
     except ValueError:
         raise ValidationFailed([FieldError(name, "A month as YYYY-MM, such as 2026-01")]) from None
-    if parsed.year < 2000:
-        raise ValidationFailed([FieldError(name, "A month from 2000-01")])
+    if not 2000 <= parsed.year <= 2999:
+        raise ValidationFailed([FieldError(name, "A month from 2000-01 to 2999-12")])
     return parsed
 
 

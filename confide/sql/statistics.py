@@ -225,6 +225,17 @@ async def sync_overdue(conn: Connection) -> set[Group]:
     return _groups(marked) | _groups(cleared)
 
 
+async def clear_orphans(conn: Connection) -> set[Group]:
+    """Rows whose thread was deleted without :func:`detach` (ON DELETE SET NULL): forget when
+    it was last active, and count it as closed."""
+    rows = await conn.fetch(
+        """UPDATE statistics_facts SET activity_at = NULL, is_open = false, overdue = false
+           WHERE thread_id IS NULL AND activity_at IS NOT NULL
+           RETURNING month, team_id, category_slug"""
+    )
+    return _groups(rows)
+
+
 async def detach(conn: Connection, thread_ids: Sequence[UUID]) -> set[Group]:
     """Cut the facts rows of these threads loose: no thread id, no activity time, closed."""
     rows = await conn.fetch(
