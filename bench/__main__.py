@@ -26,6 +26,7 @@ BENCHMARKS = {
     "logins": "bench.logins",
     "wrong_codes": "bench.wrong_codes",
     "inbox": "bench.inbox",
+    "statistics": "bench.statistics",
     "escalation": "bench.escalation",
     "deadlines": "bench.deadlines",
     "digest": "bench.digest",

@@ -55,6 +55,7 @@ from tests import html
 
 REPORTERS = 10
 FACTOR_EMAIL = "chaos-second-factor@example.org"  # the staff member who enrols an app
+STATISTICS_EMAIL = "chaos-statistics@example.org"  # an admin who reads the statistics
 SECRET_ON_PAGE = re.compile(r'id="totp-secret"[^>]*>([A-Z2-7 ]+)</p>')
 RECOVERY_ON_PAGE = re.compile(r"<li><code>([a-z0-9-]{19})</code></li>")
 # Where each kind of canary may appear. Every other (canary, sink) cell must stay empty; the code
@@ -130,6 +131,7 @@ def scan(
 
 async def _drive(system: System, canaries: Canaries) -> None:
     await _second_factor(system, canaries)
+    references: list[str] = []
     async with aiohttp.ClientSession(base_url=system.base_url) as staff_http:
         async with staff_http.post(
             "/api/v1/staff/session", json={"email": STAFF_EMAIL, "password": system.staff_password}
@@ -173,6 +175,7 @@ async def _drive(system: System, canaries: Canaries) -> None:
                     headers=staff,
                 ) as resp:
                     assert resp.status == 201, resp.status
+                references.append(receipt["reference"])
                 for _ in range(30):  # the reminder is built by a worker
                     async with http.get("/api/v1/reporter/reminder.ics", headers=reporter) as resp:
                         if resp.status == 200:
@@ -193,7 +196,75 @@ async def _drive(system: System, canaries: Canaries) -> None:
                     assert resp.status < 500, resp.status
     await asyncio.to_thread(_malformed_http, system, canaries)
     await _forced_failures(system, canaries)
+    await _statistics_and_print(system, references)
     system.cli("escalate", "--as-of", "2027-03-10T10:00")  # digests and alerts
+
+
+async def _statistics_and_print(system: System, references: list[str]) -> None:
+    """The statistics refresh in the worker (facts rows and summaries of every report), an
+    admin's CSV download and API answer (kept as files: sinks), and the case worker's printable
+    record of a thread with its notes, which leaves an audit row (in the sinks too)."""
+    from celery import Celery
+
+    password = secrets.token_urlsafe(16)
+    system.cli(
+        "staff", "add", "--email", STATISTICS_EMAIL, "--name", "Chaos Statistics", "--role",
+        "admin", "--team", "safety", stdin=password + "\n",
+    )  # fmt: skip
+    conn = await asyncpg.connect(system.pg.url)
+    try:
+        mark = await conn.fetchval("SELECT now()")
+        client = Celery("canary", broker=system.redis.url)
+        try:
+            for _ in range(60):
+                client.send_task(jobs.REFRESH_STATISTICS, queue=jobs.DEFAULT_QUEUE)
+                await asyncio.sleep(1)
+                done = await conn.fetchval(
+                    "SELECT changed_after >= $1 FROM statistics_watermark WHERE name = 'facts'",
+                    mark,
+                )
+                if done and not await conn.fetchval("SELECT count(*) FROM statistics_dirty"):
+                    break
+            else:
+                raise AssertionError("no statistics refresh pass finished")
+        finally:
+            client.close()
+    finally:
+        await conn.close()
+    async with _browser(system) as http:
+        form = html.main_form(await _page(http, "/staff/login"))
+        status, _ = await _submit(http, form, email=STATISTICS_EMAIL, password=password)
+        assert status == 200, status
+        async with http.get("/staff/statistics.csv") as resp:
+            assert resp.status == 200, resp.status
+            (system.root / "statistics.csv").write_bytes(await resp.read())
+        async with http.get("/api/v1/staff/statistics") as resp:
+            assert resp.status == 401  # the API ignores cookies (CONTRACTS §3)
+    async with _browser(system) as http:
+        form = html.main_form(await _page(http, "/staff/login"))
+        status, _ = await _submit(http, form, email=STAFF_EMAIL, password=system.staff_password)
+        assert status == 200, status
+        await _page(http, f"/staff/threads/{references[0]}/print?notes=1")
+        async with http.get("/staff/statistics") as resp:
+            assert resp.status == 403, resp.status
+
+
+async def _statistics_sinks(system: System) -> dict[str, bytes]:
+    """Statistics rows (facts and summaries), the CSV as downloaded, and the print view's audit
+    rows, each as a sink of its own."""
+    conn = await asyncpg.connect(system.pg.url)
+    try:
+        facts = await conn.fetch("SELECT * FROM statistics_facts")
+        summaries = await conn.fetch("SELECT * FROM statistics_monthly")
+        printed = await conn.fetch("SELECT * FROM audit_log WHERE action = 'print'")
+    finally:
+        await conn.close()
+    assert facts and summaries and printed, "no statistics rows or print audit to search"
+    return {
+        "statistics rows": "\n".join(repr(dict(r)) for r in [*facts, *summaries]).encode(),
+        "statistics CSV": (system.root / "statistics.csv").read_bytes(),
+        "print audit": "\n".join(repr(dict(r)) for r in printed).encode(),
+    }
 
 
 def _browser(system: System) -> aiohttp.ClientSession:
@@ -585,6 +656,7 @@ async def run(root: Path) -> ScanResult:
         await _plant(system, planted, planted_bytes)
         await _drain(system, 90)  # the relay sends the digests and alerts
         sinks = await asyncio.to_thread(_sinks, system, flower)
+        sinks.update(await _statistics_sinks(system))
     finally:
         if flower is not None:
             flower.proc.stop()

@@ -15,6 +15,7 @@ RELAY_OUTBOX = "confide.relay_outbox"
 ESCALATE = "confide.escalate_threads"
 PURGE_EXPIRED = "confide.purge_expired"
 LIFECYCLE = "confide.run_lifecycle_pass"
+REFRESH_STATISTICS = "confide.refresh_statistics"
 
 BEAT_HEARTBEAT_NAME = "beat"
 BEAT_INTERVAL_S = 30

@@ -11,6 +11,7 @@ from confide.settings import Settings
 OUTBOX_RELAY_EVERY_S = 15.0
 PURGE_EVERY_S = 60.0  # a confirmation's code is wiped within a minute of its 10 (drafts)
 LIFECYCLE_EVERY_S = 3600.0  # retention is counted in days: hourly is prompt enough
+STATISTICS_EVERY_S = 300.0  # the statistics page is at most five minutes behind
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -39,5 +40,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": jobs.LIFECYCLE,
             "schedule": LIFECYCLE_EVERY_S,
             "options": {"expires": LIFECYCLE_EVERY_S, "queue": jobs.DEFAULT_QUEUE},
+        },
+        # Statistics: facts of threads changed since the last pass, then their monthly summaries
+        # (nothing is added to the report-submission request; the page reads the summaries).
+        "refresh-statistics": {
+            "task": jobs.REFRESH_STATISTICS,
+            "schedule": STATISTICS_EVERY_S,
+            "options": {"expires": STATISTICS_EVERY_S, "queue": jobs.DEFAULT_QUEUE},
         },
     }

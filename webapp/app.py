@@ -28,7 +28,7 @@ from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp import i18n, routes
 from webapp.audit_words import audit_words
-from webapp.categories import CategoryCache, InboxCounts, InboxRows
+from webapp.categories import CategoryCache, InboxCounts, InboxRows, StatisticsPages
 from webapp.dates import DateFormats
 from webapp.errors import error_middleware, error_page, prepare_parser_error_pages
 from webapp.jobs import CodeHasher, HashResults, OutboxKicker, make_client
@@ -52,6 +52,7 @@ from webapp.keys import (
     SSO_PROVIDER,
     STAFF_LOGIN_LIMITS,
     STARTED,
+    STATISTICS_PAGES,
     SUPPORT_PAGES,
 )
 from webapp.policy import same_origin_middleware
@@ -181,6 +182,7 @@ def create_app(settings: Settings) -> web.Application:
     env.filters["erased_in"] = lambda due: dates.erased_in(due, warning_days)
     # Loaded last: FixedGlobalsEnvironment fixes a template's globals when it loads.
     app[INBOX_ROWS] = InboxRows(env.get_template("staff/_inbox_row.html"))
+    app[STATISTICS_PAGES] = StatisticsPages(env.get_template("staff/_statistics_body.html"))
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         security_headers(

@@ -10,6 +10,7 @@ from webapp.i18n import N_, _
 
 WORDS = {
     "view": N_("Opened the thread"),
+    "print": N_("Opened the printable case record"),
     "reply": N_("Replied to the reporter"),
     "note": N_("Added a note"),
     "status": N_("Changed the status"),

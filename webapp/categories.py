@@ -1,19 +1,24 @@
 """Short-lived caches of one web process: the active categories (they change rarely, and every
-question page and submission needs them), the staff inbox's filter counts and its rendered rows."""
+question page and submission needs them), the staff inbox's filter counts and its rendered rows,
+and the statistics of each scope, drawn once per refresh of the summaries."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 import jinja2
 from markupsafe import Markup
 
 from confide import logs
 from confide.context import Context
-from confide.services import org, threads
+from confide.services import org, statistics, threads
+from confide.services.statistics import Scope, Statistics
 from confide.services.threads import InboxRow, Staff
+from webapp.charts import month_chart
 
 TTL_S = 10.0
 log = logs.get("confide.web.caches")
@@ -189,3 +194,46 @@ class InboxRows:
             out.append(html)
         # Safe: every piece is the autoescaped macro's Markup, joined by a newline.
         return Markup("\n".join(out))  # noqa: S704
+
+
+@dataclass(frozen=True, slots=True)
+class DrawnStatistics:
+    stats: Statistics
+    body: Markup  # the page below its range form
+
+
+class StatisticsPages:
+    """The statistics of one scope (a range and a set of teams), read and drawn once for each
+    refresh of the summaries. The key is the scope itself, so a manager's page is never
+    another's (``statistics.scope_of`` decided the scope first); each request checks the
+    summaries' version (one indexed read), so nothing shown is older than the summaries.
+
+    Serves ``make bench`` ``statistics`` (manager p99 ÷ bare form ≤ 1.5): drawing the page took
+    3.6–5 ms of web CPU, the bare form 0.3 ms.
+    """
+
+    def __init__(self, template: jinja2.Template, max_keys: int = 1000) -> None:
+        # The template's ``body`` macro: autoescaped, and it returns Markup.
+        self.body: Callable[[Statistics, object, bool], Markup] = template.module.body  # type: ignore[attr-defined]
+        self.max_keys = max_keys
+        self._version: datetime | None = None
+        self._drawn: dict[Scope, asyncio.Future[DrawnStatistics]] = {}
+
+    async def get(self, ctx: Context, scope: Scope) -> DrawnStatistics:
+        current = await statistics.version(ctx)
+        if current != self._version or len(self._drawn) >= self.max_keys:
+            self._version, self._drawn = current, {}
+        found = self._drawn.get(scope)
+        if found is not None:
+            return await asyncio.shield(found)
+        drawing = self._drawn[scope] = asyncio.get_running_loop().create_future()
+        try:
+            stats = await statistics.read(ctx, scope)
+            drawn = DrawnStatistics(stats, self.body(stats, month_chart(stats), scope.for_manager))
+        except BaseException as exc:
+            self._drawn.pop(scope, None)
+            drawing.set_exception(exc)
+            drawing.exception()  # marked as retrieved: waiters get it, and nobody else needs to
+            raise
+        drawing.set_result(drawn)
+        return drawn

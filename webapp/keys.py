@@ -14,7 +14,7 @@ from confide.org import Organisation
 from confide.services.threads import Staff
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
-from webapp.categories import CategoryCache, InboxCounts, InboxRows
+from webapp.categories import CategoryCache, InboxCounts, InboxRows, StatisticsPages
 from webapp.jobs import CodeHasher, OutboxKicker
 from webapp.security import LoginLimits, StaffLoginLimits, SubmissionLimits
 from webapp.support_pages import SupportPages
@@ -39,6 +39,7 @@ CALENDAR = web.AppKey("calendar", WorkingCalendar)
 CATEGORIES = web.AppKey("categories", CategoryCache)
 INBOX_COUNTS = web.AppKey("inbox_counts", InboxCounts)
 INBOX_ROWS = web.AppKey("inbox_rows", InboxRows)
+STATISTICS_PAGES = web.AppKey("statistics_pages", StatisticsPages)
 SUPPORT_PAGES = web.AppKey("support_pages", SupportPages)
 
 # Per-request storage (aiohttp's typed RequestKeys, like the AppKeys above).

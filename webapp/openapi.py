@@ -339,6 +339,34 @@ OPERATIONS: tuple[Op, ...] = (
     _action("team", "Move to another team", models.NewTeam),
     _action("assignee", "Assign to a member of the team, or unassign", models.NewAssignee),
     _action("restricted", "Restrict to the assignee and managers", models.NewRestriction),
+    Op(
+        "get",
+        "/api/v1/staff/statistics",
+        "staffStatistics",
+        "Statistics per month, team and category, small counts suppressed (managers: their "
+        "teams; admins: all)",
+        {"200": (responses.StatisticsAnswer, "The suppressed table and its totals")},
+        bearer=True,
+        parameters=(
+            {
+                "name": "from",
+                "in": "query",
+                "description": "First month; default 11 months before `to`",
+                "schema": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+            },
+            {
+                "name": "to",
+                "in": "query",
+                "description": "Last month; default this month",
+                "schema": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+            },
+        ),
+        problems={
+            **NO_SESSION,
+            "403": "Only managers and admins read statistics",
+            "422": "A month that is not YYYY-MM, from after to, or over 120 months",
+        },
+    ),
     Op("get", "/healthz", "healthz", "Liveness", {"200": (None, "The process runs")}),
     Op(
         "get",

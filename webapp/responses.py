@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSche
 from pydantic.json_schema import SkipJsonSchema
 
 from confide.errors import ReminderNotReady
-from confide.services import reminders, threads
+from confide.services import reminders, statistics, threads
 from webapp.keys import CTX
 
 # ISO 8601 as ``datetime.isoformat`` writes it (``+00:00``, not pydantic's ``Z``): the API's
@@ -184,6 +184,74 @@ class Problem(BaseModel):
     errors: list[FieldProblem] | SkipJsonSchema[None] = None
 
 
+Count = Annotated[
+    int | None,
+    Field(description="null when suppressed: never a number below suppressed_below"),
+]
+Hours = Annotated[
+    float | None, Field(description="working hours; null when fewer than 5 threads replied")
+]
+
+
+class StatisticsFigures(Answer):
+    received: Count
+    anonymous: Count
+    with_contact: Count
+    follow_up: Count
+    replied_within_target: Count
+    median_first_reply_working_hours: Hours
+    p90_first_reply_working_hours: Hours
+    share_within_target: Annotated[
+        float | None,
+        Field(description="replied_within_target ÷ (follow_up + with_contact); null if hidden"),
+    ]
+    open: Count
+    closed: Count
+    overdue: Count
+
+    @staticmethod
+    def fields(f: statistics.Figures) -> dict[str, Any]:
+        return {
+            "received": f.received,
+            "anonymous": f.anonymous,
+            "with_contact": f.with_contact,
+            "follow_up": f.follow_up,
+            "replied_within_target": f.replied_within_target,
+            "median_first_reply_working_hours": f.median_hours,
+            "p90_first_reply_working_hours": f.p90_hours,
+            "share_within_target": f.share_within_target,
+            "open": f.open,
+            "closed": f.closed,
+            "overdue": f.overdue,
+        }
+
+
+class StatisticsRow(StatisticsFigures):
+    month: Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}$")]
+    team: str
+    category: str
+
+
+class StatisticsAnswer(Answer):
+    suppressed_below: int
+    rows: list[StatisticsRow]
+    totals: StatisticsFigures
+
+    @classmethod
+    def of(cls, found: statistics.Statistics) -> StatisticsAnswer:
+        rows = [
+            StatisticsRow(
+                month=r.month.isoformat()[:7],
+                team=r.team,
+                category=r.category,
+                **StatisticsFigures.fields(r.figures),
+            )
+            for r in found.rows
+        ]
+        totals = StatisticsFigures(**StatisticsFigures.fields(found.totals))
+        return cls(suppressed_below=found.suppressed_below, rows=rows, totals=totals)
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Category,
     Receipt,
@@ -194,6 +262,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ReporterThread,
     ThreadPage,
     StaffThread,
+    StatisticsAnswer,
     Problem,
 )
 

@@ -19,6 +19,7 @@ from webapp.handlers import (
     sso,
     staff_security,
     staff_sessions,
+    statistics,
     support,
 )
 from webapp.report_flow import STEPS
@@ -194,6 +195,7 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.post("/api/v1/staff/session", api.staff_session, name="api_staff_login"),
             web.delete("/api/v1/staff/session", api.staff_logout, name="api_staff_logout"),
             web.get("/api/v1/staff/threads", api.staff_threads, name="api_staff_threads"),
+            web.get("/api/v1/staff/statistics", api.staff_statistics, name="api_staff_statistics"),
             web.get("/api/v1/staff/threads/{reference}", api.staff_thread, name="api_staff_thread"),
             web.post(
                 "/api/v1/staff/threads/{reference}/messages",
@@ -293,6 +295,11 @@ def setup(app: web.Application, static_dir: Path) -> None:
             ),
             web.get("/staff", caseworker.inbox, name="staff_inbox"),
             web.get("/staff/threads/{reference}", caseworker.thread_page, name="staff_thread"),
+            web.get(
+                "/staff/threads/{reference}/print", caseworker.print_page, name="staff_thread_print"
+            ),
+            web.get("/staff/statistics", statistics.page, name="staff_statistics"),
+            web.get("/staff/statistics.csv", statistics.download, name="staff_statistics_csv"),
             web.post(
                 "/staff/threads/{reference}/reply", caseworker.reply, name="staff_thread_reply"
             ),

@@ -121,7 +121,12 @@ async def erase_due(
                 if not due:
                     return total
                 ids = [d.id for d in due]
-                await statistics.capture_facts(conn, ids)
+                await statistics.capture_facts(
+                    conn,
+                    ids,
+                    calendar=ctx.calendar,
+                    target_workdays=ctx.settings.reply_target_workdays,
+                )
                 total += await sql_lifecycle.erase(
                     conn, ids, [new_erasure_id() for _ in due], [d.team_id for d in due]
                 )

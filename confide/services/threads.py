@@ -525,8 +525,11 @@ def _may_change_who_sees(staff: Staff, row: ThreadSummary) -> None:
         raise Forbidden(RESTRICTED_NEEDS_MANAGER)
 
 
-async def staff_view(ctx: Context, staff: Staff, reference: str) -> ThreadView:
-    """The whole thread for a staff member who may see it. The view itself is audited."""
+async def staff_view(
+    ctx: Context, staff: Staff, reference: str, *, audit: tuple[str, dict[str, bool]] | None = None
+) -> ThreadView:
+    """The whole thread for a staff member who may see it. The view itself is audited (as
+    ``audit``'s action and detail when given: the printable record)."""
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, staff, reference)
         view = _summary(row)
@@ -547,7 +550,17 @@ async def staff_view(ctx: Context, staff: Staff, reference: str) -> ThreadView:
         if row.made_before:
             view.earlier = await _earlier(conn, key, scope, row, view.links)
         _lifecycle(ctx, view, row)
-        await sql_audit.record(conn, staff.id, view.id, "view")
+        action, detail = audit or ("view", {})
+        await sql_audit.record(conn, staff.id, view.id, action, detail or None)
+    return view
+
+
+async def print_view(ctx: Context, staff: Staff, reference: str, *, with_notes: bool) -> ThreadView:
+    """The printable case record: report, messages and (if asked) notes. Opening it is audited
+    as ``print``, saying whether notes were in it."""
+    view = await staff_view(ctx, staff, reference, audit=("print", {"notes": with_notes}))
+    if not with_notes:
+        view.notes = []
     return view
 
 

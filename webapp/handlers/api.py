@@ -8,7 +8,7 @@ from aiohttp import web
 
 from confide import codes, idempotency, logs, models
 from confide.errors import FieldError, ValidationFailed
-from confide.services import reporter_auth, reports, sessions, threads
+from confide.services import reporter_auth, reports, sessions, statistics, threads
 from confide.services import staff as staff_service
 from confide.services.second_factor import SecondFactorEnrolmentRequired
 from confide.services.staff import ROLES, THREAD_READER_ROLES
@@ -190,6 +190,15 @@ async def staff_threads(request: web.Request) -> web.Response:
     )
     rows = [responses.ThreadSummary(**responses.ThreadSummary.fields(t)) for t in result.threads]
     return responses.ThreadPage(threads=rows, next_page=result.next_page).response()
+
+
+async def staff_statistics(request: web.Request) -> web.Response:
+    member, _ = await _staff(request, statistics.STATISTICS_ROLES)
+    query = request.query
+    found = await statistics.statistics(
+        request.app[CTX], member, query.get("from"), query.get("to")
+    )
+    return responses.StatisticsAnswer.of(found).response()
 
 
 async def staff_thread(request: web.Request) -> web.Response:

@@ -314,6 +314,16 @@ async def thread_page(request: web.Request, member: Staff, auth: Auth) -> web.Re
     return await render_thread(request, member, auth)
 
 
+@staff_page()
+async def print_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
+    """The printable case record (``?notes=1`` includes the internal notes); audited."""
+    with_notes = request.query.get("notes") == "1"
+    reference = request.match_info["reference"]
+    view = await threads.print_view(request.app[CTX], member, reference, with_notes=with_notes)
+    context = {"thread": view, "with_notes": with_notes}
+    return render(request, "staff/print.html", member, auth, context)
+
+
 async def render_thread(
     request: web.Request,
     member: Staff,
