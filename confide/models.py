@@ -393,6 +393,19 @@ class NewMessage(Body):
     ]
 
 
+class NewStaffMessage(NewMessage):
+    """A case worker's message: ``POST /api/v1/staff/threads/{reference}/messages``."""
+
+    feedback: Annotated[
+        bool,
+        BeforeValidator(lambda value: bool(strict_bool(value))),
+        Field(
+            description='"This is our feedback" ticked: the message is the statutory feedback '
+            "(docs/lifecycle.md). Optional; false when absent."
+        ),
+    ] = False
+
+
 class NewStatus(Body):
     MISSING: ClassVar[Mapping[str, str]] = {"status": "Choose open, closed or contacted"}
 

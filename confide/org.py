@@ -13,6 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from confide.clock_rules import DEFAULT_RULES, ClockRules
+from confide.clock_rules import parse as parse_clock_rules
 from confide.errors import ConfigError
 
 REGIONS = {"england-and-wales": ("ENG", "WLS"), "scotland": ("SCT",), "northern-ireland": ("NIR",)}
@@ -94,6 +96,8 @@ class Organisation:
     # user verification required); otherwise a passkey is only the step after the password.
     passkey_sign_in: bool = False
     sso: SsoRules = SsoRules()
+    # ``[lifecycle]``: auto-close, the statutory clocks, the automatic acknowledgement.
+    clock_rules: ClockRules = DEFAULT_RULES
 
     def category(self, slug: str) -> Category | None:
         return next((c for c in self.categories if c.slug == slug), None)
@@ -171,6 +175,7 @@ def load(path: Path) -> Organisation:
         require_second_factor=_second_factor_roles(data.get("require_second_factor"), where),
         passkey_sign_in=_flag(data.get("passkey_sign_in", False), "passkey_sign_in", where),
         sso=_sso_rules(data.get("sso"), where, team_slugs),
+        clock_rules=parse_clock_rules(data.get("lifecycle"), where),
     )
 
 

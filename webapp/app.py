@@ -177,6 +177,7 @@ def create_app(settings: Settings) -> web.Application:
     env.filters["waited"] = dates.waited
     env.filters["working_left"] = dates.working_left
     env.filters["due_words"] = dates.due_words
+    env.filters["last_day_before"] = dates.last_day_before
     # Loaded last: FixedGlobalsEnvironment fixes a template's globals when it loads.
     app[INBOX_ROWS] = InboxRows(env.get_template("staff/_inbox_row.html"))
 
@@ -215,7 +216,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             await db.migrate(conn)
     app[POOL] = pool
     ctx = app[CTX] = Context(
-        pool, settings, app[KEYRING], app[CALENDAR], wake_outbox=app[OUTBOX_KICKER]
+        pool,
+        settings,
+        app[KEYRING],
+        app[CALENDAR],
+        wake_outbox=app[OUTBOX_KICKER],
+        rules=app[ORG].clock_rules,
     )
     await sync_organisation(ctx, app[ORG])
     yield

@@ -325,7 +325,7 @@ OPERATIONS: tuple[Op, ...] = (
     _action(
         "messages",
         "Reply to the reporter",
-        models.NewMessage,
+        models.NewStaffMessage,
         ok={"201": (responses.Sent, "Committed"), "200": (responses.Sent, REPEAT)},
         parameters=(REFERENCE, IDEMPOTENCY),
     ),

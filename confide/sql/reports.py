@@ -97,11 +97,13 @@ async def submit(
     made_before: bool = False,
     earlier_reference: bytes | None = None,
     earlier_details: bytes | None = None,
+    acknowledge_by: datetime | None = None,
 ) -> Submitted:
     """One atomic statement: claim the idempotency key (with its request's HMAC and, when a code
     is to follow, how long repeats are told to wait for it), insert the report with its deadline, and
     queue its outbox rows; with the receipt's sealed salt and commitment (``confide.receipts``),
-    and what the reporter said of an earlier report (sealed; migrations/0016).
+    and what the reporter said of an earlier report (sealed; migrations/0016); with
+    ``acknowledge_by``, the statutory clocks too (migrations/0024).
     ``claimed`` is false for a repeat of an earlier key (nothing is
     inserted); ``category_ok`` is false for an unknown category (nothing is inserted). A taken
     reference fails the claim's deferred foreign key, so the whole statement is undone.
@@ -139,6 +141,12 @@ async def submit(
            ), clock AS (
                INSERT INTO thread_clocks (thread_id, team_id, reply_due_at, nearing_at)
                SELECT ins.id, ins.team_id, $13, $14 FROM ins WHERE $13::timestamptz IS NOT NULL
+           ), statutory AS (
+               -- The statutory clocks (migrations/0024), only when the organisation runs them:
+               -- part of the same statement, so no round trip; the trigger sets the deadlines.
+               INSERT INTO statutory_clocks (thread_id, team_id, acknowledge_by, feedback_due_by)
+               SELECT ins.id, ins.team_id, $25, $25 FROM ins
+               WHERE $25::timestamptz IS NOT NULL
            )
            SELECT ($1::bytea IS NULL OR EXISTS (SELECT 1 FROM claim)) AS claimed,
                   EXISTS (SELECT 1 FROM cat) AS category_ok,
@@ -169,6 +177,7 @@ async def submit(
         made_before,
         earlier_reference,
         earlier_details,
+        acknowledge_by,
     )
     inserted = None
     if row["id"] is not None:

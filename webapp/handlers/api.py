@@ -206,10 +206,15 @@ async def _thread_body(request: web.Request, model: type[B]) -> tuple[threads.St
 
 
 async def staff_thread_messages(request: web.Request) -> web.Response:
-    member, reference, message = await _thread_body(request, models.NewMessage)
+    member, reference, message = await _thread_body(request, models.NewStaffMessage)
     key = _idempotency_key(request)
     sent = await threads.reply(
-        request.app[CTX], member, reference, message.body, idempotency_key=key
+        request.app[CTX],
+        member,
+        reference,
+        message.body,
+        idempotency_key=key,
+        feedback=message.feedback,
     )
     return _sent(sent)
 
