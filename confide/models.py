@@ -524,6 +524,7 @@ REQUEST_MODELS: tuple[type[Body], ...] = (
     ReporterLogin,
     StaffLogin,
     NewMessage,
+    NewStaffMessage,
     NewStatus,
     NewTeam,
     NewAssignee,

@@ -23,6 +23,7 @@ EVENT_LENGTH = timedelta(minutes=15)
 
 
 CLOSE_TITLE = "Last day to reply"
+LAST_DAY = timedelta(days=1)  # the auto-close event: a day before the closing moment
 CLOSE_DESCRIPTION = "Log back in and reply by this day to keep the conversation open."
 
 
@@ -76,7 +77,8 @@ def build(
     closes_cancelled: bool = False,
 ) -> bytes:
     """The reminder: the reply's due time, and, once a thread can close for silence, a second
-    event on the day it would (``closes``; cancelled once the reporter wrote or it closed)."""
+    event a day before it would (``closes``, the closing moment; cancelled once the reporter
+    wrote or it closed): the last day to reply, as the messaging page says."""
     cal = Calendar()
     cal.add("prodid", "-//Reminder//EN")
     cal.add("version", "2.0")
@@ -97,7 +99,7 @@ def build(
         cal.add_component(
             _event(
                 event_uid(settings, thread_id, "ics-uid-close"),
-                closes,
+                closes - LAST_DAY,
                 sequence,
                 title=CLOSE_TITLE,
                 description=CLOSE_DESCRIPTION,
