@@ -27,7 +27,13 @@ from confide.services import autoclose, deadlines, reminders
 from confide.services.workdays import WorkingCalendar
 from confide.settings import DEFAULT_ORG_FILE
 from tests.conftest import SmtpSink, Stack, StaffAccount, add_staff, confide_cli, kick_relay
-from tests.journeys import reporter_logs_in, reporter_sends, reporter_submits, staff_logs_in
+from tests.journeys import (
+    reporter_logs_in,
+    reporter_sends,
+    reporter_submits,
+    staff_acts,
+    staff_logs_in,
+)
 
 LONDON = ZoneInfo("Europe/London")
 FOURTEEN_DAYS = timedelta(days=14)
@@ -331,9 +337,11 @@ async def test_with_eu_clocks_an_unacknowledged_report_is_overdue_at_day_seven(
     # The day-6 pass queued that day's digest (nearing); the day-7 pass queues its own.
     kick_relay(stack)
     digest = smtp.wait_for(
-        lambda m: "digest" in str(m["Subject"])
-        and "safety@" in str(m["To"])
-        and "OVERDUE; acknowledgement" in m.get_content()
+        lambda m: (
+            "digest" in str(m["Subject"])
+            and "safety@" in str(m["To"])
+            and "OVERDUE; acknowledgement" in m.get_content()
+        )
     )[0]
     text = digest.get_content()
     assert "Statutory deadlines" in text
@@ -354,9 +362,13 @@ async def test_with_eu_clocks_an_unacknowledged_report_is_overdue_at_day_seven(
         assert resp.status == 200
     after = await staff_thread(http, phone["reference"], staff)
     assert after["acknowledged_at"] is not None and after["statutory"] == "none"
-    await staff_replies(
-        http, anonymous["reference"], staff, body="Here is what we did", feedback=True
+    # The reply form offers "This is our feedback" on a thread with the clocks only.
+    async with http.get(f"/staff/threads/{plain['reference']}") as resp:
+        assert "This is our feedback" not in await resp.text()
+    status, _ = await staff_acts(
+        http, anonymous["reference"], "reply", body="Here is what we did", feedback="1"
     )
+    assert status == 200
     done = await staff_thread(http, anonymous["reference"], staff)
     assert done["feedback_at"] is not None and done["messages"][-1]["feedback"] is True
     async with http.post(
