@@ -394,14 +394,16 @@ class NewMessage(Body):
 
 
 class NewStaffMessage(NewMessage):
-    """A case worker's message: ``POST /api/v1/staff/threads/{reference}/messages``."""
+    """A case worker's message or note: ``POST /api/v1/staff/threads/{reference}/messages``
+    and ``…/notes``."""
 
     feedback: Annotated[
         bool,
         BeforeValidator(lambda value: bool(strict_bool(value))),
         Field(
             description='"This is our feedback" ticked: the message is the statutory feedback '
-            "(docs/lifecycle.md). Optional; false when absent."
+            "(docs/lifecycle.md); on a note, it records feedback given outside Confide (a "
+            "report with contact details). Optional; false when absent."
         ),
     ] = False
 

@@ -422,3 +422,13 @@ async def test_the_acknowledgement_email_meets_the_clock_and_feedback_can_be_ove
     line = next(x for x in digest.get_content().splitlines() if mailed["reference"] in x)
     assert "OVERDUE" in line and "feedback" in line
     assert "reporter@example.net" not in digest.as_string()
+
+    # A report with contact details has no messages: a note with the box ticked records the
+    # feedback given by phone or e-mail, and the clock is met.
+    await staff_logs_in(http, caseworker.email, caseworker.password)
+    status, _ = await staff_acts(
+        http, mailed["reference"], "note", note="Called back with the outcome", feedback="1"
+    )
+    assert status == 200
+    met = await staff_thread(http, mailed["reference"], staff)
+    assert met["feedback_at"] is not None and met["statutory"] == "none"

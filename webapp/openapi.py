@@ -332,7 +332,7 @@ OPERATIONS: tuple[Op, ...] = (
     _action(
         "notes",
         "Add an internal note",
-        models.NewMessage,
+        models.NewStaffMessage,
         ok={"201": (responses.NoteAdded, "Committed")},
     ),
     _action("status", "Open, close or mark as contacted", models.NewStatus),

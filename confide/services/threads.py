@@ -654,7 +654,11 @@ async def acknowledge_automatically(ctx: Context, thread_id: UUID) -> None:
     )
 
 
-async def add_note(ctx: Context, staff: Staff, reference: str, body: str) -> datetime:
+async def add_note(
+    ctx: Context, staff: Staff, reference: str, body: str, *, feedback: bool = False
+) -> datetime:
+    """An internal note. ``feedback``: it records feedback given outside Confide (a report
+    with contact details has no messages), which meets the statutory feedback clock."""
     note_id = uuid4()
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, staff, reference)
@@ -665,7 +669,10 @@ async def add_note(ctx: Context, staff: Staff, reference: str, body: str) -> dat
             staff_id=staff.id,
             body=ctx.keyring.seal(body, f"notes.body:{note_id}"),
         )
-        await sql_audit.record(conn, staff.id, row.id, "note")
+        if feedback and row.acknowledge_by is not None:
+            await sql_statutory.record_feedback(conn, row.id, created)
+        detail = {"feedback": True} if feedback else None
+        await sql_audit.record(conn, staff.id, row.id, "note", detail)
     return created
 
 

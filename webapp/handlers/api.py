@@ -220,8 +220,10 @@ async def staff_thread_messages(request: web.Request) -> web.Response:
 
 
 async def staff_thread_notes(request: web.Request) -> web.Response:
-    member, reference, note = await _thread_body(request, models.NewMessage)
-    created = await threads.add_note(request.app[CTX], member, reference, note.body)
+    member, reference, note = await _thread_body(request, models.NewStaffMessage)
+    created = await threads.add_note(
+        request.app[CTX], member, reference, note.body, feedback=note.feedback
+    )
     return responses.NoteAdded(created_at=created).response(201)
 
 

@@ -405,7 +405,8 @@ async def reply(request: web.Request, member: Staff, form: dict[str, str], refer
 @thread_form("note")
 async def note(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
     body = threads.message_body(form.get("note"), "note")
-    await threads.add_note(request.app[CTX], member, reference, body)
+    feedback = form.get("feedback") == "1"  # feedback given outside Confide (docs/lifecycle.md)
+    await threads.add_note(request.app[CTX], member, reference, body, feedback=feedback)
     return "note"
 
 
