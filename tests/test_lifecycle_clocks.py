@@ -21,8 +21,10 @@ import asyncpg
 import pytest
 from icalendar import Calendar
 
+from confide import org
 from confide.clock_rules import Duration
 from confide.context import Context
+from confide.errors import ConfigError
 from confide.services import autoclose, deadlines, reminders
 from confide.services.workdays import WorkingCalendar
 from confide.settings import DEFAULT_ORG_FILE
@@ -432,3 +434,84 @@ async def test_the_acknowledgement_email_meets_the_clock_and_feedback_can_be_ove
     assert status == 200
     met = await staff_thread(http, mailed["reference"], staff)
     assert met["feedback_at"] is not None and met["statutory"] == "none"
+
+
+async def test_a_restricted_threads_statutory_deadline_reaches_only_those_who_may_see_it(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
+    smtp: SmtpSink,
+    eu_web: str,
+) -> None:
+    caseworker = add_staff(stack, "casey@example.org", "safety")
+    manager = add_staff(stack, "mo@example.org", "safety", role="manager")
+    hidden = await submit(eu_web, anonymous=False, contact={"phone": "+44 20 7946 0001"})
+    boss = await staff_headers(http, manager)
+    async with http.post(
+        f"/api/v1/staff/threads/{hidden['reference']}/restricted",
+        json={"restricted": True},
+        headers=boss,
+    ) as resp:
+        assert resp.status == 200
+    # Contacted: no reply is due, so only the statutory feedback clock can bring a digest.
+    async with http.post(
+        f"/api/v1/staff/threads/{hidden['reference']}/status",
+        json={"status": "contacted"},
+        headers=boss,
+    ) as resp:
+        assert resp.status == 200
+    feedback_due = datetime.fromisoformat(
+        (await staff_thread(http, hidden["reference"], boss))["feedback_due_by"]
+    )
+    report = escalate(stack, digest_moment(stack, feedback_due + timedelta(minutes=1)))
+    assert report["statutory"]["safety"] == {"nearing": 0, "overdue": 1}
+    assert report["digests"] == []  # the shared address hears nothing of a restricted thread
+    kick_relay(stack)
+    [mail] = smtp.wait_for(lambda m: "digest" in str(m["Subject"]))
+    assert str(mail["To"]) == manager.email
+    assert hidden["reference"] in mail.get_content()
+    await asyncio.sleep(1)
+    digests = [m for m in smtp.messages if "digest" in str(m["Subject"])]
+    assert [str(m["To"]) for m in digests] == [manager.email]  # not the team, not the worker
+    # The case worker cannot see it in the API either (a restricted thread reads as missing).
+    async with http.get(
+        f"/api/v1/staff/threads/{hidden['reference']}",
+        headers=await staff_headers(http, caseworker),
+    ) as resp:
+        assert resp.status == 404
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('auto_close_after = "fortnight"', "'lifecycle.auto_close_after' must read"),
+        ('auto_close_after = "0 days"', "'lifecycle.auto_close_after' must read"),
+        ('clocks = ["uk"]', "'lifecycle.clocks' must be"),
+        ("auto_acknowledgement = 3", "'lifecycle.auto_acknowledgement' must be text"),
+    ],
+)
+def test_an_organisation_file_with_a_bad_lifecycle_key_is_refused_with_its_name(
+    tmp_path: Path, table: str, message: str
+) -> None:
+    path = tmp_path / "org.toml"
+    path.write_text(Path(DEFAULT_ORG_FILE).read_text() + f"\n[lifecycle]\n{table}\n")
+    with pytest.raises(ConfigError, match=message):
+        org.load(path)
+
+
+def test_the_lifecycle_keys_default_to_fourteen_days_and_no_clocks(tmp_path: Path) -> None:
+    rules = org.load(Path(DEFAULT_ORG_FILE)).clock_rules
+    assert rules.auto_close_after == Duration(14, "day") and not rules.eu_directive
+    assert rules.auto_acknowledgement == ""
+    path = tmp_path / "org.toml"
+    path.write_text(
+        Path(DEFAULT_ORG_FILE).read_text()
+        + '\n[lifecycle]\nauto_close_after = "never"\nclocks = ["eu-directive"]\n'
+    )
+    rules = org.load(path).clock_rules
+    assert rules.auto_close_after is None and rules.eu_directive
+    # A month is a calendar month, its last day when the day does not exist (as PostgreSQL).
+    month = Duration(1, "month")
+    assert month.after(datetime(2027, 1, 31, 12, tzinfo=UTC)) == datetime(
+        2027, 2, 28, 12, tzinfo=UTC
+    )
