@@ -91,7 +91,7 @@ async def calendar_events(
 ) -> list[Any]:
     """The logged-in reporter's .ics once the worker has rebuilt it with ``want`` events (and,
     with ``cancelled_close``, the auto-close event cancelled)."""
-    for _ in range(60):
+    for _ in range(120):
         kick_relay(stack)
         async with http.get("/reminder.ics") as resp:
             if resp.status == 200:
