@@ -21,6 +21,10 @@ BEAT_STALE_AFTER_S = 90
 WORKER_HEARTBEAT_S = 10
 
 REDACTED_ARGS = "(<ids>, <redacted>)"
+# Where a hashing task's sealed boolean is kept (and published, on the channel of the same name),
+# in the shape of Celery's Redis result backend, and for how long.
+HASH_RESULT_PREFIX = "celery-task-meta-"
+HASH_RESULT_TTL_S = 60
 
 # Longer than any task may run (the workers' task_time_limit), so none runs twice.
 VISIBILITY_TIMEOUT_S = 600

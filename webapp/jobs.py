@@ -64,7 +64,7 @@ class HashResults:
     0.66 → 0.72, web CPU per login 4.3 → 3.5 ms (docs/benchmarks.md, third round).
     """
 
-    PREFIX = "celery-task-meta-"
+    PREFIX = jobs.HASH_RESULT_PREFIX
 
     def __init__(self, redis_url: str, redis: aioredis.Redis) -> None:
         # Its own connection: a subscribed connection can do nothing else, and must not time out
@@ -225,9 +225,9 @@ class CodeHasher:
             kwargsrepr="{}",
             queue=jobs.HASHING_QUEUE,
             expires=timeout,  # a worker that reaches it late drops it: the web has moved on
-            # The worker keeps the boolean for HashResults; it expires from Redis after 60 s
-            # (the workers' result_expires), so no forget() round trip.
-            ignore_result=False,
+            # The task publishes its boolean for HashResults itself (workers.hash_results); it
+            # expires from Redis after 60 s, so no forget() round trip.
+            ignore_result=True,
         )
 
 

@@ -14,6 +14,7 @@ from celery import Celery
 from celery.signals import (
     after_setup_logger,
     beat_init,
+    celeryd_init,
     worker_init,
     worker_process_init,
     worker_ready,
@@ -84,6 +85,24 @@ def _configure(sender: Celery, **_: Any) -> None:
         beat_schedule=beat_schedule(settings),
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
     )
+
+
+@celeryd_init.connect
+def _hashing_only_worker(conf: Any = None, options: dict[str, Any] | None = None, **_: Any) -> None:
+    """A worker that consumes only the ``hashing`` queue turns off kombu's ack emulation.
+
+    Ack emulation keeps each delivered message in an "unacked" hash and index in Redis until its
+    late ack, so that a crashed worker's message comes back after the visibility timeout. A
+    hashing task gains nothing from that: the web gives up on it after ``hash_timeout_s`` (3 s)
+    and hashes locally, and the task ``expires`` then, long before any restore. What it costs is
+    four Redis writes and a new Redis client object per login on the worker's single consuming
+    thread. Serves ``make bench`` ``logins`` (logins/s ÷ raw argon2 verifies/s ≥ 0.70). Workers
+    that also consume ``default`` keep ack emulation: their tasks must never be lost.
+    """
+    queues = (options or {}).get("queues") or []
+    names = {q.strip() for q in (queues.split(",") if isinstance(queues, str) else queues)}
+    if conf is not None and names == {jobs.HASHING_QUEUE}:
+        conf.broker_transport_options = {**conf.broker_transport_options, "ack_emulation": False}
 
 
 @after_setup_logger.connect

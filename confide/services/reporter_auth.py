@@ -44,8 +44,9 @@ async def log_in(
     guard.argon2_budget()
     if not await check(row.issue_id, row.verifier, parts.prehash):
         raise CodeNotRecognised()
-    async with ctx.pool.acquire() as conn:
-        # From the first login on, a retried submission gets no additional code (CONTRACTS §2).
-        await sql_codes.mark_logged_in(conn, row.issue_id)
-    session = await sessions.create(ctx, SessionKind.REPORTER, thread_id=row.thread_id)
+    # From the first login on, a retried submission gets no additional code (CONTRACTS §2): the
+    # session's insert marks it.
+    session = await sessions.create(
+        ctx, SessionKind.REPORTER, thread_id=row.thread_id, first_login_of=row.issue_id
+    )
     return row.thread_id, session

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from asyncpg import Connection
+
 from confide.context import Context
 from confide.crypto import keyed_hash
 from confide.domain import SessionKind
@@ -84,20 +86,24 @@ async def create(
     staff_id: int | None = None,
     methods: tuple[str, ...] = (),
     pending_step: str | None = None,
+    first_login_of: UUID | None = None,
 ) -> NewSession:
     """A brand-new session id on every login (never reuses one). ``methods`` records how a
     staff session signed in; ``pending_step`` makes a half-signed-in one (second_factor,
-    enrol) that no staff page or API call accepts."""
+    enrol) that no staff page or API call accepts; ``first_login_of`` is the reporter code
+    that opened it, marked as logged in by the same statement."""
     token = secrets.token_urlsafe(32)
     idle, absolute = lifetimes(ctx.settings, kind)
     if pending_step is not None:
         idle = absolute = min(absolute, PENDING_SECONDS)
     # A full staff sign-in mails its staff member (sign_in_notices), in the same transaction.
     notify = kind is SessionKind.STAFF and pending_step is None and staff_id is not None
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        row = await sql_sessions.insert(
+    mac = token_hmac(ctx.settings, token)
+
+    async def insert(conn: Connection) -> sql_sessions.SessionTimes:
+        return await sql_sessions.insert(
             conn,
-            token_hmac(ctx.settings, token),
+            mac,
             kind=kind,
             thread_id=thread_id,
             staff_id=staff_id,
@@ -105,11 +111,19 @@ async def create(
             absolute_seconds=absolute,
             methods=methods,
             pending_step=pending_step,
+            first_login_of=first_login_of,
         )
-        if notify and staff_id is not None and row.public_id is not None:
-            await sign_in_notices.queue_new_sign_in(
-                conn, staff_id, row.public_id, methods, row.created_at
-            )
+
+    async with ctx.pool.acquire() as conn:
+        if not notify or staff_id is None:
+            row = await insert(conn)  # one statement: no transaction round trips of its own
+        else:
+            async with conn.transaction():
+                row = await insert(conn)
+                if row.public_id is not None:
+                    await sign_in_notices.queue_new_sign_in(
+                        conn, staff_id, row.public_id, methods, row.created_at
+                    )
     if notify:
         ctx.after_commit()
     return NewSession(token, row.expires_at, row.last_seen_at + timedelta(seconds=idle))

@@ -96,11 +96,3 @@ async def verifier_for_issue(conn: Connection, issue_id: UUID) -> str | None:
         "SELECT verifier FROM reporter_codes WHERE issue_id = $1", issue_id
     )
     return value
-
-
-async def mark_logged_in(conn: Connection, issue_id: UUID) -> None:
-    """The first login with this code: from now on a retry gets no additional code."""
-    await conn.execute(
-        "UPDATE reporter_codes SET logged_in_at = now() WHERE issue_id = $1 AND logged_in_at IS NULL",
-        issue_id,
-    )

@@ -78,9 +78,17 @@ async def insert(
     absolute_seconds: int,
     methods: tuple[str, ...] = (),
     pending_step: str | None = None,
+    first_login_of: UUID | None = None,
 ) -> SessionTimes:
+    """One new session row. ``first_login_of`` names the reporter code just used: the same
+    statement marks its first login (from then on a retried submission gets no additional code,
+    CONTRACTS §2), one round trip for the whole login."""
     row = await conn.fetchrow(
-        """INSERT INTO sessions (token_hmac, kind, thread_id, staff_id, idle_seconds, expires_at,
+        """WITH first_login AS (
+               UPDATE reporter_codes SET logged_in_at = now()
+               WHERE $9::uuid IS NOT NULL AND issue_id = $9 AND logged_in_at IS NULL
+           )
+           INSERT INTO sessions (token_hmac, kind, thread_id, staff_id, idle_seconds, expires_at,
                                  methods, pending_step)
            VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7, $8)
            RETURNING created_at, last_seen_at, idle_seconds, expires_at, public_id""",
@@ -92,6 +100,7 @@ async def insert(
         absolute_seconds,
         list(methods),
         pending_step,
+        first_login_of,
     )
     return SessionTimes(**row)
 
