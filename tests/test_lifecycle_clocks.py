@@ -14,12 +14,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import asyncpg
 import pytest
-from icalendar import Calendar
+from icalendar import Calendar, vDDDTypes
 
 from confide import org
 from confide.clock_rules import Duration
@@ -122,6 +123,8 @@ async def test_reporter_sees_the_auto_close_date_and_a_reply_keeps_the_report_op
     assert sent.code and sent.reference
     staff = await staff_headers(http, caseworker)
     reporter = await reporter_headers(http, sent.code)
+    await reporter_logs_in(http, sent.code)
+    await calendar_events(stack, http, 1)  # the reply's due time, before anyone answers
     # Before any reply nothing can close: the reporter spoke last.
     assert (await reporter_thread(http, reporter))["auto_close_at"] is None
     await staff_replies(http, sent.reference, staff, body="Can you tell us which building?")
@@ -178,8 +181,9 @@ async def test_a_silent_thread_closes_and_the_reporter_learns_how_to_report_agai
     sent = await reporter_submits(http, "Nobody answers")
     assert sent.code and sent.reference
     staff = await staff_headers(http, caseworker)
-    await staff_replies(http, sent.reference, staff, body="Could you tell us more?")
     await reporter_logs_in(http, sent.code)
+    await calendar_events(stack, http, 1)
+    await staff_replies(http, sent.reference, staff, body="Could you tell us more?")
     await calendar_events(stack, http, 2)  # the last day to reply is in the reminder
     # A second thread where the reporter spoke last, and one never answered: neither closes.
     other = await reporter_submits(http, "Still talking")
@@ -515,3 +519,16 @@ def test_the_lifecycle_keys_default_to_fourteen_days_and_no_clocks(tmp_path: Pat
     assert month.after(datetime(2027, 1, 31, 12, tzinfo=UTC)) == datetime(
         2027, 2, 28, 12, tzinfo=UTC
     )
+
+
+def test_a_reminder_for_a_report_answered_at_once_holds_the_last_day_alone(stack: Stack) -> None:
+    """A case worker who replies before the worker built the first file: no reply was ever
+    due in a file, so it holds the auto-close event only."""
+    closes = datetime(2027, 1, 15, 10, 30, tzinfo=UTC)
+    data = reminders.build(stack.settings, uuid4(), None, 0, include_address=False, closes=closes)
+    assert reminders.validate(data) == []
+    [event] = Calendar.from_ical(data).walk("VEVENT")
+    assert str(event["SUMMARY"]) == reminders.CLOSE_TITLE
+    start = event["DTSTART"]
+    assert isinstance(start, vDDDTypes)  # a date-time property, for mypy
+    assert start.dt == closes - timedelta(days=1)

@@ -68,7 +68,7 @@ def _event(
 def build(
     settings: Settings,
     thread_id: UUID,
-    due: datetime,
+    due: datetime | None,
     sequence: int,
     *,
     include_address: bool,
@@ -78,23 +78,26 @@ def build(
 ) -> bytes:
     """The reminder: the reply's due time, and, once a thread can close for silence, a second
     event a day before it would (``closes``, the closing moment; cancelled once the reporter
-    wrote or it closed): the last day to reply, as the messaging page says."""
+    wrote or it closed): the last day to reply, as the messaging page says. ``due`` is None
+    only when a case worker replied before the first file was built: the file then holds the
+    second event alone."""
     cal = Calendar()
     cal.add("prodid", "-//Reminder//EN")
     cal.add("version", "2.0")
     cal.add("method", "PUBLISH")
     url = f"{settings.base_url}/login" if include_address else None
-    cal.add_component(
-        _event(
-            event_uid(settings, thread_id),
-            due,
-            sequence,
-            title=TITLE,
-            description="Log back in to check for a reply.",
-            url=url,
-            cancelled=cancelled,
+    if due is not None:
+        cal.add_component(
+            _event(
+                event_uid(settings, thread_id),
+                due,
+                sequence,
+                title=TITLE,
+                description="Log back in to check for a reply.",
+                url=url,
+                cancelled=cancelled,
+            )
         )
-    )
     if closes is not None:
         cal.add_component(
             _event(
@@ -168,9 +171,9 @@ async def regenerate(ctx: Context, thread_id: UUID) -> bool:
             return False
         previous = row.due_at if row is not None else None
         when: datetime | None = due or previous
-        if when is None:
-            return False  # never had a deadline: nothing to remind about
         close_when = closes or (row.closes_at if row is not None else None)
+        if when is None and close_when is None:
+            return False  # never had a deadline: nothing to remind about
         sequence = (row.sequence + 1) if row is not None else 0
         cancelled = due is None  # answered or closed: the same event, cancelled
         files = [

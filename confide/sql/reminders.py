@@ -13,7 +13,7 @@ from asyncpg import Connection, Record
 class StoredReminder:
     sequence: int
     generated_for: datetime | None
-    due_at: datetime
+    due_at: datetime | None  # None: no reply was ever due in a file (answered at once)
     ics: bytes
     closes_at: datetime | None = None  # the auto-close time last described (0024)
     closes_for: datetime | None = None  # the auto-close time the files were built for
@@ -82,7 +82,7 @@ async def store(
     conn: Connection,
     thread_id: UUID,
     *,
-    due_at: datetime,
+    due_at: datetime | None,
     sequence: int,
     ics: bytes,
     ics_with_address: bytes,
