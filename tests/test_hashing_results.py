@@ -8,8 +8,10 @@ HMAC bound to its own task id under a key Redis never sees, and otherwise hashes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
+import threading
 
 import aiohttp
 import asyncpg
@@ -112,3 +114,66 @@ async def test_a_writer_to_redis_cannot_forge_a_login_and_genuine_codes_still_wo
         forger.stop()
         client.delete(ANSWER_KEY, COUNT_KEY)
         client.close()
+
+
+class RedisMonitor:
+    """The commands one Redis database receives meanwhile (Redis's own MONITOR, in a thread)."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.db = int(self.client.connection_pool.connection_kwargs.get("db", 0))
+        self.commands: list[str] = []
+        self._monitor = self.client.monitor()  # type: ignore[no-untyped-call]  # redis-py
+        self._monitor.__enter__()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for event in self._monitor.listen():
+                if str(event.get("db")) == str(self.db):
+                    self.commands.append(str(event.get("command", "")))
+        except (redis.ConnectionError, ValueError, OSError):
+            pass  # closed
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._monitor.connection.disconnect()
+        self._thread.join(timeout=2)
+        self.client.close()
+
+
+async def test_a_hashing_only_worker_answers_logins_and_keeps_no_unacked_bookkeeping(
+    stack: Stack, http: aiohttp.ClientSession, worker: Proc
+) -> None:
+    """The ``worker-hashing`` process of compose.yaml and the Procfile (``-Q hashing`` alone)
+    runs without kombu's ack emulation (docs/reliability.md "Hashing tasks"): its tasks write
+    nothing to Redis's unacked hash, and each answer still reaches the web, sealed."""
+    worker.stop()
+    hashing = Proc(
+        "worker-hashing",
+        [
+            *(sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker"),
+            *("-Q", jobs.HASHING_QUEUE, "-c", "2", "-n", "hashing-only@%h"),
+            *("--without-mingle", "--without-gossip"),
+        ],
+        stack.env,
+        stack.artifacts / "worker-hashing.log",
+    )
+    hashing.start()
+    try:
+        wait_worker(stack.env["REDIS_URL"], hashing)
+        fallbacks = stack.web.log_text().count("hashing_fallback")
+        monitor = RedisMonitor(stack.env["REDIS_URL"])
+        try:
+            code = await submit(http)  # the verifier is hashed and committed by the worker
+            for attempt in (code, wrong_secret(code), code):
+                assert await log_in(http, attempt) == (200 if attempt == code else 401)
+        finally:
+            monitor.close()
+        assert stack.web.log_text().count("hashing_fallback") == fallbacks  # all answered
+        published = [c for c in monitor.commands if c.startswith("PUBLISH celery-task-meta-")]
+        assert len(published) == 4  # the verifier and three checks, each answered once
+        assert not [c for c in monitor.commands if "unacked" in c], monitor.commands
+    finally:
+        hashing.stop()
