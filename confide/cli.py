@@ -195,11 +195,13 @@ async def _connect(settings: Settings) -> db.Pool:
 def _context(settings: Settings, pool: db.Pool) -> Context:
     """The service context of one command: its own small pool; no outbox wake-up (the workers'
     relay finds every committed row)."""
+    org = org_file.load(settings.org_file)
     return Context(
         pool,
         settings,
         Keyring.from_secret(settings.encryption_keys),
-        WorkingCalendar.for_org(org_file.load(settings.org_file)),
+        WorkingCalendar.for_org(org),
+        rules=org.clock_rules,
     )
 
 

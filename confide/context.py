@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from confide.clock_rules import DEFAULT_RULES, ClockRules
 from confide.crypto import Keyring
 from confide.db import Pool
 from confide.services.workdays import WorkingCalendar
@@ -38,6 +39,8 @@ class Context:
     # The time that lifecycle rules (retention, auto-close, statutory clocks) judge by. Tests and
     # `--as-of` passes give a fixed clock here instead of sleeping.
     clock: Callable[[], datetime] = field(default=_utc_now)
+    # The organisation file's auto-close and statutory-clock rules (confide.clock_rules).
+    rules: ClockRules = DEFAULT_RULES
 
     def after_commit(self) -> None:
         """Call after a transaction that added outbox rows has committed."""

@@ -393,6 +393,21 @@ class NewMessage(Body):
     ]
 
 
+class NewStaffMessage(NewMessage):
+    """A case worker's message or note: ``POST /api/v1/staff/threads/{reference}/messages``
+    and ``…/notes``."""
+
+    feedback: Annotated[
+        bool,
+        BeforeValidator(lambda value: bool(strict_bool(value))),
+        Field(
+            description='"This is our feedback" ticked: the message is the statutory feedback '
+            "(docs/lifecycle.md); on a note, it records feedback given outside Confide (a "
+            "report with contact details). Optional; false when absent."
+        ),
+    ] = False
+
+
 class NewStatus(Body):
     MISSING: ClassVar[Mapping[str, str]] = {"status": "Choose open, closed or contacted"}
 
@@ -511,6 +526,7 @@ REQUEST_MODELS: tuple[type[Body], ...] = (
     ReporterLogin,
     StaffLogin,
     NewMessage,
+    NewStaffMessage,
     NewStatus,
     NewTeam,
     NewAssignee,

@@ -15,6 +15,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from confide.clock_rules import DEFAULT_RULES, ClockRules
+from confide.clock_rules import parse as parse_clock_rules
 from confide.errors import ConfigError
 
 REGIONS = {"england-and-wales": ("ENG", "WLS"), "scotland": ("SCT",), "northern-ireland": ("NIR",)}
@@ -163,6 +165,8 @@ class Organisation:
     passkey_sign_in: bool = False
     sso: SsoRules = SsoRules()
     lifecycle: Lifecycle = Lifecycle()
+    # ``[lifecycle]``: auto-close, the statutory clocks, the automatic acknowledgement.
+    clock_rules: ClockRules = DEFAULT_RULES
 
     def category(self, slug: str) -> Category | None:
         return next((c for c in self.categories if c.slug == slug), None)
@@ -244,6 +248,7 @@ def load(path: Path) -> Organisation:
         passkey_sign_in=_flag(data.get("passkey_sign_in", False), "passkey_sign_in", where),
         sso=_sso_rules(data.get("sso"), where, team_slugs),
         lifecycle=_lifecycle(data.get("lifecycle"), where, categories),
+        clock_rules=parse_clock_rules(data.get("lifecycle"), where),
     )
 
 

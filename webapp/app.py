@@ -180,6 +180,7 @@ def create_app(settings: Settings) -> web.Application:
     env.filters["due_words"] = dates.due_words
     warning_days = org.lifecycle.erasure_warning_days
     env.filters["erased_in"] = lambda due: dates.erased_in(due, warning_days)
+    env.filters["last_day_before"] = dates.last_day_before
     # Loaded last: FixedGlobalsEnvironment fixes a template's globals when it loads.
     app[INBOX_ROWS] = InboxRows(env.get_template("staff/_inbox_row.html"))
     app[STATISTICS_PAGES] = StatisticsPages(env.get_template("staff/_statistics_body.html"))
@@ -219,7 +220,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             await db.migrate(conn)
     app[POOL] = pool
     ctx = app[CTX] = Context(
-        pool, settings, app[KEYRING], app[CALENDAR], wake_outbox=app[OUTBOX_KICKER]
+        pool,
+        settings,
+        app[KEYRING],
+        app[CALENDAR],
+        wake_outbox=app[OUTBOX_KICKER],
+        rules=app[ORG].clock_rules,
     )
     await sync_organisation(ctx, app[ORG])
     yield

@@ -12,6 +12,8 @@ WORDS = {
     "view": N_("Opened the thread"),
     "print": N_("Opened the printable case record"),
     "reply": N_("Replied to the reporter"),
+    "auto_close": N_("Closed automatically: the reporter had not written since the last reply"),
+    "auto_acknowledgement": N_("Sent the automatic acknowledgement"),
     "note": N_("Added a note"),
     "status": N_("Changed the status"),
     "team": N_("Moved to another team"),

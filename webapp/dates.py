@@ -63,10 +63,12 @@ class DateFormats:
         self._clock = _skeleton(self.locale, "hm")
         self._hour = _skeleton(self.locale, "h")
         self._weekday = _skeleton(self.locale, "MMMMEEEEd")
+        self._day_month = _skeleton(self.locale, "MMMMd")
         # How the locale joins a date and a time ("{1}, {0}"), as babel.dates.format_datetime.
         self._joined = str(self.locale.datetime_formats["medium"]).replace("'", "")
         self._dates: dict[date, str] = {}
         self._days: dict[date, str] = {}
+        self._day_months: dict[date, str] = {}
         self._clocks: dict[tuple[int, int], str] = {}
         self._durations: dict[int, str] = {}
 
@@ -88,6 +90,15 @@ class DateFormats:
         clock = self._time(local) if local.minute else self._on_the_hour(local)
         day = _cached(self._days, local.date(), self._format_weekday)
         return _("%(time)s on %(day)s") % {"time": clock, "day": day}
+
+    def last_day_before(self, moment: datetime) -> str:
+        """``15 January``: the last whole day before ``moment`` (the day before it, locally),
+        so that a reporter told "by 15 January" is never too late (auto-close)."""
+        local = (moment - timedelta(days=1)).astimezone(self.tz)
+        return _cached(self._day_months, local.date(), self._format_day_month)
+
+    def _format_day_month(self, day: date) -> str:
+        return format_date(day, self._day_month, locale=self.locale)
 
     def waited(self, since: datetime | None) -> str:
         """Working time waited so far: ``3h 5m working``."""

@@ -325,14 +325,14 @@ OPERATIONS: tuple[Op, ...] = (
     _action(
         "messages",
         "Reply to the reporter",
-        models.NewMessage,
+        models.NewStaffMessage,
         ok={"201": (responses.Sent, "Committed"), "200": (responses.Sent, REPEAT)},
         parameters=(REFERENCE, IDEMPOTENCY),
     ),
     _action(
         "notes",
         "Add an internal note",
-        models.NewMessage,
+        models.NewStaffMessage,
         ok={"201": (responses.NoteAdded, "Committed")},
     ),
     _action("status", "Open, close or mark as contacted", models.NewStatus),

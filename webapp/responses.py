@@ -64,10 +64,22 @@ class Message(Answer):
     sender: Annotated[Literal["reporter", "caseworker"], Field(alias="from")]
     body: str
     sent_at: Timestamp
+    feedback: Annotated[
+        bool, Field(description='A case worker\'s message sent as "This is our feedback".')
+    ] = False
+    automatic: Annotated[
+        bool, Field(description="The automatic acknowledgement, which no case worker wrote.")
+    ] = False
 
     @classmethod
     def of(cls, m: threads.Message) -> Message:
-        return cls(sender=m.author, body=m.body, sent_at=m.sent_at)  # type: ignore[arg-type]
+        return cls(
+            sender=m.author,  # type: ignore[arg-type]
+            body=m.body,
+            sent_at=m.sent_at,
+            feedback=m.feedback,
+            automatic=m.automatic,
+        )
 
 
 class ReporterThread(Answer):
@@ -77,6 +89,13 @@ class ReporterThread(Answer):
     submitted_at: Timestamp
     status: Literal["open", "closed"]
     reply_due_by: Timestamp | None
+    auto_close_at: Annotated[
+        Timestamp | None,
+        Field(
+            description="When the report closes unless the reporter writes first: the case "
+            "worker spoke last (docs/lifecycle.md). Null when it will not close for silence."
+        ),
+    ] = None
     messages: list[Message]
 
     @classmethod
@@ -88,6 +107,7 @@ class ReporterThread(Answer):
             submitted_at=view.received_at,
             status="closed" if view.status == "closed" else "open",
             reply_due_by=view.reply_due_by,
+            auto_close_at=view.auto_close_at,
             messages=[Message.of(m) for m in view.messages],
         )
 
@@ -104,6 +124,13 @@ class ThreadSummary(Answer):
     assignee: str | None
     reply_due_by: Timestamp | None
     escalation: Literal["none", "nearing", "overdue"]
+    statutory: Annotated[
+        Literal["none", "nearing", "overdue"],
+        Field(
+            description="The statutory clocks' mark (acknowledgement in 7 days, feedback in 3 "
+            "months), beside the reply promise's `escalation`; none without them."
+        ),
+    ] = "none"
 
     @staticmethod
     def fields(t: threads.ThreadView | threads.InboxRow) -> dict[str, Any]:
@@ -142,7 +169,17 @@ class EarlierReport(Answer):
         return cls(reference=earlier.reference, details=earlier.details, names=names)
 
 
+Statutory = Annotated[Timestamp | None, Field(description="Null without the statutory clocks.")]
+
+
 class StaffThread(ThreadSummary):
+    acknowledge_by: Statutory = None
+    acknowledged_at: Statutory = None
+    feedback_due_by: Statutory = None
+    feedback_at: Statutory = None
+    auto_close_at: Annotated[
+        Timestamp | None, Field(description="When it closes for silence; null if it will not.")
+    ] = None
     description: str
     contact: dict[str, Any] | None
     messages: list[Message]
@@ -160,6 +197,11 @@ class StaffThread(ThreadSummary):
     def of(cls, view: threads.ThreadView) -> StaffThread:
         return cls(
             **cls.fields(view),
+            acknowledge_by=view.acknowledge_by,
+            acknowledged_at=view.acknowledged_at,
+            feedback_due_by=view.feedback_due_by,
+            feedback_at=view.feedback_at,
+            auto_close_at=view.auto_close_at,
             description=view.description or "",
             contact=view.contact,
             messages=[Message.of(m) for m in view.messages],

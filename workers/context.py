@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from confide import org as org_file
+from confide.clock_rules import ClockRules
 from confide.context import Context
 from confide.crypto import Keyring
 from confide.services.workdays import WorkingCalendar
@@ -26,6 +27,7 @@ class _Parts:
     settings: Settings
     keyring: Keyring
     calendar: WorkingCalendar
+    rules: ClockRules
 
 
 _settings: Settings | None = None
@@ -49,10 +51,12 @@ def init() -> None:
     with _lock:
         if _parts is None:
             current = settings()
+            org = org_file.load(current.org_file)
             _parts = _Parts(
                 current,
                 Keyring.from_secret(current.encryption_keys),
-                WorkingCalendar.for_org(org_file.load(current.org_file)),
+                WorkingCalendar.for_org(org),
+                org.clock_rules,
             )
 
 
@@ -64,7 +68,7 @@ async def current() -> Context:
     pool = await db.pool(parts.settings)
     ctx: Context | None = getattr(_local, "ctx", None)
     if ctx is None or ctx.pool is not pool or ctx.settings is not parts.settings:
-        ctx = Context(pool, parts.settings, parts.keyring, parts.calendar)
+        ctx = Context(pool, parts.settings, parts.keyring, parts.calendar, rules=parts.rules)
         _local.ctx = ctx
     return ctx
 

@@ -15,6 +15,7 @@ from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from confide.sql import deadlines as sql_deadlines
 from confide.sql import outbox as sql_outbox
+from confide.sql import statutory as sql_statutory
 
 ESCALATION_JOB = "escalation"
 DIGEST_JOB = "digest"
@@ -60,6 +61,9 @@ class PassReport:
     teams: dict[str, dict[str, int]] = field(default_factory=dict)
     digests: list[str] = field(default_factory=list)
     overdue_alerts: int = 0
+    # Teams with statutory clocks nearing or overdue (docs/lifecycle.md): a field the contract's
+    # JSON gains, beside the reply-promise counts, which it does not change.
+    statutory: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -67,6 +71,7 @@ class PassReport:
             "teams": self.teams,
             "digests": self.digests,
             "overdue_alerts": self.overdue_alerts,
+            "statutory": self.statutory,
         }
 
 
@@ -98,6 +103,8 @@ async def escalation_pass(ctx: Context, as_of: datetime, *, dry_run: bool = Fals
     try:
         async with ctx.pool.acquire() as conn, conn.transaction():
             _, report.overdue_alerts = await sql_deadlines.escalate(conn, as_of)
+            await sql_statutory.escalate(conn, as_of)  # beside the reply promise (0024)
+            report.statutory = await sql_statutory.team_counts(conn)
             for row in await sql_deadlines.refresh_summary(conn, as_of):
                 report.teams[row.slug] = {"nearing": row.nearing, "overdue": row.overdue}
             day = digest_due(ctx.calendar, ctx.settings, as_of)

@@ -18,6 +18,7 @@ from confide.settings import Settings
 from confide.sql import deadlines as sql_deadlines
 from confide.sql import org as sql_org
 from confide.sql import staff as sql_staff
+from confide.sql import statutory as sql_statutory
 from confide.sql import threads as sql_threads
 from confide.sql.outbox import OutboxItem
 from confide.sql.threads import MailThread
@@ -104,6 +105,29 @@ async def _overdue_alert(
     return mail.compose(settings, row.id, to=to, subject=subject, text="\n".join(lines))
 
 
+PHASES = {"acknowledgement": "acknowledgement", "feedback": "feedback"}
+
+
+def _statutory_lines(
+    calendar: WorkingCalendar, base: str, threads: list[sql_statutory.StatutoryThread]
+) -> list[str]:
+    """The digest's part for the statutory clocks (EU Whistleblowing Directive), soonest due
+    first: reference, category, which clock, its due time and a link. No content."""
+    if not threads:
+        return []
+    lines = ["", "Statutory deadlines (EU Whistleblowing Directive) nearing or past:", ""]
+    for t in threads[:MAX_LISTED]:
+        lines.append(
+            f"- {t.reference}  {t.category_name}  "
+            f"{'OVERDUE' if t.statutory == 'overdue' else 'nearing'}; "
+            f"{PHASES.get(t.phase, t.phase)} due {_when(calendar, t.due_at)}"
+            f"\n  {base}/staff/threads/{t.reference}"
+        )
+    if len(threads) > MAX_LISTED:
+        lines.append(f"… and {len(threads) - MAX_LISTED} more.")
+    return lines
+
+
 async def _thread_recipients(conn: Connection, thread_id: UUID, thread: MailThread) -> str:
     """Who hears of a new report or message: the team's shared address, or for a restricted
     thread only its assignee and the team's managers (never the shared address, never ops).
@@ -178,17 +202,24 @@ async def render(ctx: Context, conn: Connection, row: OutboxItem) -> EmailMessag
         if row.staff_id is None:  # the team's digest, to its shared address
             to = team.email
             threads = await sql_deadlines.digest_threads(conn, team.id)
+            statutory = await sql_statutory.digest_threads(conn, team.id)
             subject = f"Confide digest {day}: {len(threads)} thread(s) need a reply"
             which = "Threads"
         else:  # one person's digest of the team's restricted threads they may see
             to = await sql_staff.active_email(conn, row.staff_id) or ""
+            roles: list[str] = list(THREAD_READER_ROLES)
             threads = await sql_deadlines.restricted_digest_threads(
-                conn, team.id, row.staff_id, list(THREAD_READER_ROLES)
+                conn, team.id, row.staff_id, roles
+            )
+            statutory = await sql_statutory.restricted_digest_threads(
+                conn, team.id, row.staff_id, roles
             )
             subject = f"Confide digest {day}: {len(threads)} restricted thread(s) need a reply"
             which = "Restricted threads"
-            if not threads:
+            if not threads and not statutory:
                 return None  # answered, or no longer theirs to see: nothing to tell them
+        if statutory:
+            subject += f", {len(statutory)} statutory deadline(s)"
         if not to:
             return None
         lines = [
@@ -207,7 +238,8 @@ async def render(ctx: Context, conn: Connection, row: OutboxItem) -> EmailMessag
                 f"\n  {base}/staff/threads/{t.reference}"
             )
         if not threads:
-            lines.append("(All of them have been answered since this digest was queued.)")
+            lines.append("(None now: all have been answered since this digest was queued.)")
+        lines += _statutory_lines(ctx.calendar, base, statutory)
         lines += await _erasing_lines(ctx, conn, team.id, payload, base, private=row.staff_id)
         lines += ["", f"Escalations page: {base}/staff/escalations", ""]
         return mail.compose(ctx.settings, row.id, to=to, subject=subject, text="\n".join(lines))

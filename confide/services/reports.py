@@ -7,12 +7,12 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import asyncpg
 
-from confide import codes, idempotency, receipts
+from confide import codes, idempotency, logs, receipts
 from confide.context import Context
 from confide.crypto import quarter_of
 from confide.db import Pool
@@ -31,6 +31,8 @@ from confide.services import deadlines, retention
 from confide.settings import Settings
 from confide.sql import deadlines as sql_deadlines
 from confide.sql import reports as sql_reports
+
+log = logs.get("confide.reports")
 
 REFERENCE_PREFIX = "R-"
 
@@ -193,6 +195,25 @@ async def _repeat(
         )
 
 
+# The Directive's acknowledgement period: 7 calendar days from receipt (Art. 9(1)(b)).
+ACKNOWLEDGE_WITHIN = timedelta(days=7)
+
+
+async def _acknowledge_automatically(ctx: Context, thread_id: UUID) -> None:
+    """The organisation's automatic acknowledgement, sent at once to the new thread, written
+    like a case worker's message (confide.services.threads, which imports this module)."""
+    from confide.services import threads
+
+    try:
+        await threads.acknowledge_automatically(ctx, thread_id)
+    except (asyncpg.PostgresError, OSError) as exc:
+        # The report is committed and its receipt must be shown: an acknowledgement that could
+        # not be written leaves the statutory clock running, as if none was sent.
+        log.warning(
+            "auto_acknowledgement_failed", thread_id=str(thread_id), exc_type=type(exc).__name__
+        )
+
+
 async def submit_report(
     ctx: Context,
     draft: NewReport,
@@ -215,11 +236,13 @@ async def submit_report(
         return earlier
     received_at = datetime.now(UTC)
     wants_code = draft.anonymous and draft.follow_up
-    due = nearing = since = None
+    due = nearing = since = acknowledge_by = None
     if not (draft.anonymous and not draft.follow_up):
         # Anonymous reports without follow-up have no deadline (CONTRACTS §5).
         since = received_at
         due, nearing = deadlines.due_and_nearing(ctx.calendar, ctx.settings, received_at)
+        if ctx.rules.eu_directive:  # a channel back: the statutory clocks (docs/lifecycle.md)
+            acknowledge_by = received_at + ACKNOWLEDGE_WITHIN
     contact = contact_fields = None
     if draft.contact is not None:
         contact_fields = draft.contact.model_dump()
@@ -306,6 +329,7 @@ async def submit_report(
                     earlier_reference=earlier_reference,
                     earlier_details=earlier_details,
                     data_key=(wrapped, key_id, quarter),
+                    acknowledge_by=acknowledge_by,
                 )
                 if not row.category_ok:
                     raise ValidationFailed([FieldError("category", "Choose one of the categories")])
@@ -322,6 +346,8 @@ async def submit_report(
         if row.inserted is None:
             continue
         ctx.after_commit()  # the new_report mail, the reminder, the acknowledgement
+        if wants_code and ctx.rules.auto_acknowledgement:  # off: not even a function call
+            await _acknowledge_automatically(ctx, thread_id)
         return Receipt(
             thread_id,
             row.inserted.reference,

@@ -18,6 +18,7 @@ from asyncpg import Connection
 from pydantic import ValidationError
 
 from confide import idempotency, receipts
+from confide.clock_rules import ClockRules
 from confide.context import Context
 from confide.crypto import Keyring, ThreadKey
 from confide.domain import Author, Escalation, Role, ThreadStatus
@@ -42,6 +43,7 @@ from confide.sql import org as sql_org
 from confide.sql import outbox as sql_outbox
 from confide.sql import sessions as sql_sessions
 from confide.sql import staff as sql_staff
+from confide.sql import statutory as sql_statutory
 from confide.sql import threads as sql_threads
 from confide.sql.links import Link, OtherThread
 from confide.sql.org import TeamName
@@ -122,6 +124,8 @@ class Message:
     staff_name: str | None = None
     id: UUID | None = None
     has_receipt: bool = False  # the reporter can download its receipt (confide.receipts)
+    feedback: bool = False  # sent with "This is our feedback" ticked
+    automatic: bool = False  # the automatic acknowledgement (no case worker wrote it)
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,15 @@ class ThreadView:
     reply_due_by: datetime | None = None
     escalation: Escalation = Escalation.NONE
     awaiting_since: datetime | None = None
+    # The statutory clocks (docs/lifecycle.md); all None on a thread without them.
+    acknowledge_by: datetime | None = None
+    acknowledged_at: datetime | None = None
+    feedback_due_by: datetime | None = None
+    feedback_at: datetime | None = None
+    statutory: Escalation = Escalation.NONE
+    statutory_due_at: datetime | None = None  # the running clock's deadline
+    # When the thread closes for silence unless the reporter writes (None: it will not).
+    auto_close_at: datetime | None = None
     description: str | None = None
     occurred: str | None = None
     location: str | None = None
@@ -193,6 +206,17 @@ class ThreadView:
         )
 
     @property
+    def has_statutory_clocks(self) -> bool:
+        return self.acknowledge_by is not None
+
+    @property
+    def statutory_phase(self) -> str | None:
+        """Which statutory clock runs: "acknowledgement", "feedback", or None."""
+        if self.statutory_due_at is None:
+            return None
+        return "acknowledgement" if self.acknowledged_at is None else "feedback"
+
+    @property
     def can_reply(self) -> bool:
         return self.anonymous and self.follow_up and self.status is not ThreadStatus.CLOSED
 
@@ -218,6 +242,22 @@ def _summary(row: ThreadSummary) -> ThreadView:
         reply_due_by=row.reply_due_at,
         escalation=row.escalation,
         awaiting_since=row.awaiting_since,
+        acknowledge_by=row.acknowledge_by,
+        acknowledged_at=row.acknowledged_at,
+        feedback_due_by=row.feedback_due_by,
+        feedback_at=row.feedback_at,
+        statutory=row.statutory,
+        statutory_due_at=row.statutory_due_at,
+    )
+
+
+def auto_close_at(view: ThreadView, rules: ClockRules) -> datetime | None:
+    """When the thread closes for silence (confide.services.autoclose), or None."""
+    return rules.auto_close_at(
+        anonymous=view.anonymous,
+        closed=view.status is ThreadStatus.CLOSED,
+        last_caseworker_message_at=view.last_caseworker_message_at,
+        last_reporter_message_at=view.last_reporter_message_at,
     )
 
 
@@ -238,6 +278,8 @@ async def _messages(conn: Connection, key: ThreadKey, thread_id: UUID) -> list[M
             r.staff_name,
             r.id,
             r.has_receipt,
+            r.feedback,
+            r.automatic,
         )
         for r in await sql_threads.messages(conn, thread_id)
     ]
@@ -260,7 +302,9 @@ async def _reporter_view(conn: Connection, keyring: Keyring, thread_id: UUID) ->
 
 async def reporter_view(ctx: Context, thread_id: UUID) -> ThreadView:
     async with ctx.pool.acquire() as conn:
-        return await _reporter_view(conn, ctx.keyring, thread_id)
+        view = await _reporter_view(conn, ctx.keyring, thread_id)
+    view.auto_close_at = auto_close_at(view, ctx.rules)
+    return view
 
 
 class ReporterPage(NamedTuple):
@@ -281,6 +325,7 @@ async def reporter_page(ctx: Context, thread_id: UUID) -> ReporterPage:
     """
     async with ctx.pool.acquire() as conn:
         view = await _reporter_view(conn, ctx.keyring, thread_id)
+        view.auto_close_at = auto_close_at(view, ctx.rules)
         shown = view.last_caseworker_message_at
         new_reply = shown is not None and await sql_threads.see_replies(conn, thread_id, shown)
     return ReporterPage(view, new_reply)
@@ -328,8 +373,16 @@ async def _add_message(
     author: Author,
     staff_id: int | None,
     idempotency_key: str | None,
+    feedback: bool = False,
+    automatic: bool = False,
 ) -> Sent:
-    scope = "reporter" if staff_id is None else f"staff:{staff_id}"
+    """The one function that writes a message, sealed the same way whoever wrote it: the
+    reporter, a case worker (``feedback``: "This is our feedback" was ticked), or Confide's
+    automatic acknowledgement (``automatic``: it meets the statutory acknowledgement clock but
+    is nobody's reply, so it stops no reply clock and starts no auto-close)."""
+    scope = "reporter" if author == Author.REPORTER else f"staff:{staff_id}"
+    if automatic:
+        scope = "automatic"
     idem = message_idempotency(ctx.settings, thread_id, idempotency_key, body, author=scope)
     message_id = uuid4()
     salt = commitment = sealed_salt = None
@@ -370,6 +423,8 @@ async def _add_message(
             request_hmac=idem.request_hmac if idem else None,
             receipt_salt=sealed_salt,
             commitment=commitment,
+            feedback=feedback and not automatic,
+            automatic=automatic,
         )
         assert sent_at is not None
         if author == Author.REPORTER:
@@ -378,8 +433,11 @@ async def _add_message(
             if clock is not None and clock.awaiting_since is None:
                 await deadlines.start_clock(conn, ctx.calendar, ctx.settings, thread_id, sent_at)
             await sql_outbox.enqueue(conn, "new_message", thread_id=thread_id)
+        elif automatic:
+            await sql_statutory.acknowledge(conn, thread_id, sent_at)
+            await sql_audit.record(conn, None, thread_id, "auto_acknowledgement")
         else:
-            await sql_threads.mark_caseworker_message(conn, thread_id, sent_at)
+            await sql_threads.mark_caseworker_message(conn, thread_id, sent_at, feedback=feedback)
             await deadlines.stop_clock(conn, thread_id)  # only a reply stops the clock
             await sql_audit.record(conn, staff_id, thread_id, "reply")
     ctx.after_commit()  # the new_message mail, or the reminder the clock queued
@@ -552,6 +610,7 @@ async def staff_view(
         _lifecycle(ctx, view, row)
         action, detail = audit or ("view", {})
         await sql_audit.record(conn, staff.id, view.id, action, detail or None)
+    view.auto_close_at = auto_close_at(view, ctx.rules)
     return view
 
 
@@ -595,8 +654,16 @@ async def _earlier(
 
 
 async def reply(
-    ctx: Context, staff: Staff, reference: str, body: str, *, idempotency_key: str | None
+    ctx: Context,
+    staff: Staff,
+    reference: str,
+    body: str,
+    *,
+    idempotency_key: str | None,
+    feedback: bool = False,
 ) -> Sent:
+    """A case worker's message to the reporter; ``feedback`` when "This is our feedback" is
+    ticked (the statutory feedback clock, docs/lifecycle.md)."""
     async with ctx.pool.acquire() as conn:
         row = await _visible(conn, staff, reference)
     return await _add_message(
@@ -606,10 +673,33 @@ async def reply(
         author=Author.CASEWORKER,
         staff_id=staff.id,
         idempotency_key=idempotency_key,
+        feedback=feedback,
     )
 
 
-async def add_note(ctx: Context, staff: Staff, reference: str, body: str) -> datetime:
+async def acknowledge_automatically(ctx: Context, thread_id: UUID) -> None:
+    """Send the organisation's automatic acknowledgement (``auto_acknowledgement``) to a new
+    report's thread, through the same function as a case worker's message. Idempotent: its key
+    is derived from the thread, so a second call sends nothing more."""
+    text = ctx.rules.auto_acknowledgement
+    if not text:
+        return
+    await _add_message(
+        ctx,
+        thread_id,
+        text,
+        author=Author.CASEWORKER,
+        staff_id=None,
+        idempotency_key=f"auto-acknowledgement:{thread_id}",
+        automatic=True,
+    )
+
+
+async def add_note(
+    ctx: Context, staff: Staff, reference: str, body: str, *, feedback: bool = False
+) -> datetime:
+    """An internal note. ``feedback``: it records feedback given outside Confide (a report
+    with contact details has no messages), which meets the statutory feedback clock."""
     note_id = uuid4()
     async with ctx.pool.acquire() as conn, conn.transaction():
         # Locked: sealed under the key the row holds now (see _add_message).
@@ -621,7 +711,10 @@ async def add_note(ctx: Context, staff: Staff, reference: str, body: str) -> dat
             staff_id=staff.id,
             body=ctx.keyring.thread_key(row.id, row.data_key).seal(body, f"notes.body:{note_id}"),
         )
-        await sql_audit.record(conn, staff.id, row.id, "note")
+        if feedback and row.acknowledge_by is not None:
+            await sql_statutory.record_feedback(conn, row.id, created)
+        detail = {"feedback": True} if feedback else None
+        await sql_audit.record(conn, staff.id, row.id, "note", detail)
     return created
 
 
@@ -640,6 +733,10 @@ async def set_status(ctx: Context, staff: Staff, reference: str, chosen: str) ->
                 ]
             )
         await sql_threads.set_status(conn, row.id, status)
+        if row.acknowledge_by is not None:  # the statutory clocks (docs/lifecycle.md)
+            if status is ThreadStatus.CONTACTED:
+                await sql_statutory.acknowledge(conn, row.id, ctx.clock())
+            await sql_statutory.set_running(conn, row.id, status is not ThreadStatus.CLOSED)
         if status in (ThreadStatus.CLOSED, ThreadStatus.CONTACTED):
             await deadlines.stop_clock(conn, row.id)  # closing removes the deadline
         elif row.status is not ThreadStatus.OPEN:

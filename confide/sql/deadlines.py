@@ -237,7 +237,11 @@ async def queue_digests(
                -- (docs/lifecycle.md), from the partial index threads_erasure_due
                OR EXISTS (SELECT 1 FROM threads t WHERE t.erasure_due_at <= $3
                           AND t.team_id = tm.id AND NOT t.restricted
-                          AND t.status = 'closed' AND t.legal_hold_at IS NULL))
+                          AND t.status = 'closed' AND t.legal_hold_at IS NULL)
+               -- or an unrestricted statutory clock nears or is overdue (migrations/0024)
+               OR EXISTS (
+                  SELECT 1 FROM statutory_clocks q JOIN threads t ON t.id = q.thread_id
+                  WHERE q.team_id = tm.id AND q.statutory <> 'none' AND NOT t.restricted))
            ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
            RETURNING (SELECT slug FROM teams WHERE id = team_id) AS slug""",
         day,
@@ -262,10 +266,11 @@ async def queue_restricted_digests(
                   jsonb_build_object('day', $1::text, 'as_of', $3::timestamptz)
            FROM (
                SELECT DISTINCT t.team_id, s.id AS staff_id
-               FROM threads t JOIN thread_clocks k ON k.thread_id = t.id
+               FROM threads t LEFT JOIN thread_clocks k ON k.thread_id = t.id
+               LEFT JOIN statutory_clocks q ON q.thread_id = t.id
                JOIN staff_teams st ON st.team_id = t.team_id
                JOIN staff s ON s.id = st.staff_id AND s.active AND s.role = ANY($2::text[])
-               WHERE t.restricted AND k.escalation <> 'none'
+               WHERE t.restricted AND (k.escalation <> 'none' OR q.statutory <> 'none')
                  AND (s.role = 'manager' OR s.id = t.assignee_id)
            ) AS r JOIN teams tm ON tm.id = r.team_id
            WHERE tm.active

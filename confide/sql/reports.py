@@ -72,6 +72,15 @@ async def purge_submission_keys(conn: Connection, older_than_s: float, limit: in
     return int(done.split()[-1])
 
 
+# The statutory clocks (migrations/0024), only when the organisation runs them: a part of the
+# same statement, so no round trip; the table's trigger sets the deadlines. Without them the
+# statement is the one it always was, text and parameters alike (the submission benchmark).
+STATUTORY = """, statutory AS (
+               INSERT INTO statutory_clocks (thread_id, team_id, acknowledge_by, feedback_due_by)
+               SELECT ins.id, ins.team_id, $28, $28 FROM ins
+           )"""
+
+
 async def submit(
     conn: Connection,
     *,
@@ -98,12 +107,14 @@ async def submit(
     earlier_reference: bytes | None = None,
     earlier_details: bytes | None = None,
     data_key: tuple[bytes, str, str | None] | None = None,
+    acknowledge_by: datetime | None = None,
 ) -> Submitted:
     """One atomic statement: claim the idempotency key (with its request's HMAC and, when a code
     is to follow, how long repeats are told to wait for it), insert the report with its deadline, and
     queue its outbox rows; with the receipt's sealed salt and commitment (``confide.receipts``),
     and what the reporter said of an earlier report (sealed; migrations/0016), and the thread's
-    wrapped data key (wrapped, wrapping key id, quarter: migrations/0022), in the same INSERT.
+    wrapped data key (wrapped, wrapping key id, quarter: migrations/0022), in the same INSERT;
+    with ``acknowledge_by``, the statutory clocks too (migrations/0024).
     ``claimed`` is false for a repeat of an earlier key (nothing is
     inserted); ``category_ok`` is false for an unknown category (nothing is inserted). A taken
     reference fails the claim's deferred foreign key, so the whole statement is undone.
@@ -111,8 +122,9 @@ async def submit(
     ids = [o[0] for o in outbox]
     kinds = [o[1] for o in outbox]
     recipients = [o[2] for o in outbox]
+    statutory = STATUTORY if acknowledge_by is not None else ""
     row = await conn.fetchrow(
-        """WITH claim AS (
+        f"""WITH claim AS (
                INSERT INTO submission_keys (key_hmac, thread_id, request_hmac, pending_until)
                SELECT $1::bytea, $2, $18::bytea,
                       now() + make_interval(secs => $19::float8)
@@ -142,7 +154,7 @@ async def submit(
            ), clock AS (
                INSERT INTO thread_clocks (thread_id, team_id, reply_due_at, nearing_at)
                SELECT ins.id, ins.team_id, $13, $14 FROM ins WHERE $13::timestamptz IS NOT NULL
-           )
+           ){statutory}
            SELECT ($1::bytea IS NULL OR EXISTS (SELECT 1 FROM claim)) AS claimed,
                   EXISTS (SELECT 1 FROM cat) AS category_ok,
                   (SELECT count(*) FROM queued) AS queued,
@@ -173,6 +185,7 @@ async def submit(
         earlier_reference,
         earlier_details,
         *(data_key if data_key is not None else (None, None, None)),
+        *((acknowledge_by,) if acknowledge_by is not None else ()),
     )
     inserted = None
     if row["id"] is not None:

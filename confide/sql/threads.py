@@ -38,7 +38,9 @@ SUMMARY_COLUMNS = """t.id, t.reference, t.category_slug, c.name AS category_name
     tm.name AS team_name, t.anonymous, t.follow_up, t.received_at, t.last_reporter_message_at,
     t.last_caseworker_message_at, t.status, t.restricted, t.assignee_id, s.email AS assignee,
     s.name AS assignee_name, t.last_activity_at, t.reply_due_at,
-    coalesce(k.escalation, 'none') AS escalation, t.awaiting_since, t.team_id"""
+    coalesce(k.escalation, 'none') AS escalation, t.awaiting_since, t.team_id,
+    q.acknowledge_by, q.acknowledged_at, q.feedback_due_by, q.feedback_at,
+    coalesce(q.statutory, 'none') AS statutory, q.due_at AS statutory_due_at"""
 # What an inbox row shows, in the order of InboxRow: nothing more, since
 # decoding unused columns (a UUID, two timestamps) was a tenth of a 50-row page. Its timestamps
 # are whole microseconds since the Unix epoch (exact: extract() is numeric): asyncpg builds an
@@ -51,6 +53,10 @@ INBOX_COLUMNS = """t.reference, t.category_slug AS category, c.name AS category_
         AS last_reporter_message_us,
     (extract(epoch FROM t.reply_due_at) * 1000000)::int8 AS reply_due_us,
     (extract(epoch FROM t.awaiting_since) * 1000000)::int8 AS awaiting_since_us,
+    coalesce(q.statutory, 'none') AS statutory,
+    CASE WHEN q.due_at IS NULL THEN NULL WHEN q.acknowledged_at IS NULL THEN 'acknowledgement'
+         ELSE 'feedback' END AS statutory_phase,
+    (extract(epoch FROM q.due_at) * 1000000)::int8 AS statutory_due_us,
     CASE WHEN t.legal_hold_at IS NULL
          THEN (extract(epoch FROM t.erasure_due_at) * 1000000)::int8 END AS erasure_due_us"""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -91,6 +97,10 @@ class InboxRow(NamedTuple):
     last_reporter_message_us: int | None
     reply_due_us: int | None
     awaiting_since_us: int | None
+    # The statutory clocks (migrations/0024): the pass's mark, which clock runs, and its due time.
+    statutory: str  # an Escalation value
+    statutory_phase: str | None  # "acknowledgement", "feedback", or None when none runs
+    statutory_due_us: int | None
     erasure_due_us: int | None = None  # closed and not held (docs/lifecycle.md)
 
     @property
@@ -112,6 +122,10 @@ class InboxRow(NamedTuple):
     @property
     def erasure_due_by(self) -> datetime | None:
         return _from_us(self.erasure_due_us)
+
+    @property
+    def statutory_due_by(self) -> datetime | None:
+        return _from_us(self.statutory_due_us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +153,13 @@ class ThreadSummary:
     escalation: Escalation
     awaiting_since: datetime | None
     team_id: int
+    # The statutory clocks (None without them: migrations/0024).
+    acknowledge_by: datetime | None
+    acknowledged_at: datetime | None
+    feedback_due_by: datetime | None
+    feedback_at: datetime | None
+    statutory: Escalation
+    statutory_due_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +187,7 @@ def _typed(row: Record) -> dict[str, Any]:  # Any: a row's columns, of their own
         **row,
         "status": ThreadStatus(row["status"]),
         "escalation": Escalation(row["escalation"]),
+        "statutory": Escalation(row["statutory"]),
     }
 
 
@@ -197,6 +219,8 @@ class MessageRow:
     sent_at: datetime
     staff_name: str | None
     has_receipt: bool = False  # a reporter's message sent since receipts exist
+    feedback: bool = False  # sent with "This is our feedback" ticked (migrations/0024)
+    automatic: bool = False  # the automatic acknowledgement, sent by Confide itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +244,8 @@ class MailThread:
 
 
 FROM = """threads t JOIN categories c ON c.slug = t.category_slug JOIN teams tm ON tm.id = t.team_id
-    LEFT JOIN staff s ON s.id = t.assignee_id LEFT JOIN thread_clocks k ON k.thread_id = t.id"""
+    LEFT JOIN staff s ON s.id = t.assignee_id LEFT JOIN thread_clocks k ON k.thread_id = t.id
+    LEFT JOIN statutory_clocks q ON q.thread_id = t.id"""
 
 
 async def inbox(
@@ -272,6 +297,7 @@ async def inbox(
             JOIN categories c ON c.slug = t.category_slug JOIN teams tm ON tm.id = t.team_id
             LEFT JOIN staff s ON s.id = t.assignee_id
             LEFT JOIN thread_clocks k ON k.thread_id = t.id
+            LEFT JOIN statutory_clocks q ON q.thread_id = t.id
             ORDER BY t.last_activity_at DESC, t.id""",
         team_ids,
         staff_id,
@@ -386,13 +412,15 @@ async def insert_message(
     request_hmac: bytes | None,
     receipt_salt: bytes | None = None,
     commitment: bytes | None = None,
+    feedback: bool = False,
+    automatic: bool = False,
 ) -> datetime | None:
     """The new message's time; None if this idempotency key already sent one. A reporter's
     message comes with its receipt's sealed salt and commitment (``confide.receipts``)."""
     sent_at: datetime | None = await conn.fetchval(
         """INSERT INTO messages (id, thread_id, author, staff_id, body, key_hmac, request_hmac,
-                                 receipt_salt, commitment)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                 receipt_salt, commitment, feedback, automatic)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
            ON CONFLICT (key_hmac) DO NOTHING RETURNING sent_at""",
         message_id,
         thread_id,
@@ -403,6 +431,8 @@ async def insert_message(
         request_hmac,
         receipt_salt,
         commitment,
+        feedback,
+        automatic,
     )
     return sent_at
 
@@ -437,26 +467,44 @@ async def mark_reporter_message(conn: Connection, thread_id: UUID, at: datetime)
     )
 
 
-async def mark_caseworker_message(conn: Connection, thread_id: UUID, at: datetime) -> None:
+async def mark_caseworker_message(
+    conn: Connection, thread_id: UUID, at: datetime, *, feedback: bool = False
+) -> None:
+    """A case worker wrote: the thread's times, and in the same statement its statutory clocks
+    when it has them (migrations/0024): any message acknowledges, and one sent with "This is
+    our feedback" ticked is the feedback."""
     await conn.execute(
-        """UPDATE threads SET last_caseworker_message_at = $2, last_activity_at = $2
+        """WITH statutory AS (
+               UPDATE statutory_clocks SET acknowledged_at = coalesce(acknowledged_at, $2),
+                   feedback_at = CASE WHEN $3 THEN coalesce(feedback_at, $2) ELSE feedback_at END
+               WHERE thread_id = $1 AND (acknowledged_at IS NULL OR ($3 AND feedback_at IS NULL))
+           )
+           UPDATE threads SET last_caseworker_message_at = $2, last_activity_at = $2
            WHERE id = $1""",
         thread_id,
         at,
+        feedback,
     )
 
 
 async def messages(conn: Connection, thread_id: UUID) -> list[MessageRow]:
     rows = await conn.fetch(
         """SELECT m.id, m.author, m.body, m.sent_at, s.name AS staff_name,
-                  m.commitment IS NOT NULL AS has_receipt
+                  m.commitment IS NOT NULL AS has_receipt, m.feedback, m.automatic
            FROM messages m LEFT JOIN staff s ON s.id = m.staff_id
            WHERE m.thread_id = $1 ORDER BY m.sent_at, m.id""",
         thread_id,
     )
     return [
         MessageRow(
-            r["id"], Author(r["author"]), r["body"], r["sent_at"], r["staff_name"], r["has_receipt"]
+            r["id"],
+            Author(r["author"]),
+            r["body"],
+            r["sent_at"],
+            r["staff_name"],
+            r["has_receipt"],
+            r["feedback"],
+            r["automatic"],
         )
         for r in rows
     ]
@@ -502,6 +550,8 @@ async def set_team(conn: Connection, thread_id: UUID, team_id: int) -> bool:
                RETURNING id
            ), clock AS (
                UPDATE thread_clocks k SET team_id = $2 FROM moved WHERE k.thread_id = moved.id
+           ), statutory AS (
+               UPDATE statutory_clocks q SET team_id = $2 FROM moved WHERE q.thread_id = moved.id
            )
            SELECT count(*) FROM moved""",
         thread_id,

@@ -215,17 +215,24 @@ async def _thread_body(request: web.Request, model: type[B]) -> tuple[threads.St
 
 
 async def staff_thread_messages(request: web.Request) -> web.Response:
-    member, reference, message = await _thread_body(request, models.NewMessage)
+    member, reference, message = await _thread_body(request, models.NewStaffMessage)
     key = _idempotency_key(request)
     sent = await threads.reply(
-        request.app[CTX], member, reference, message.body, idempotency_key=key
+        request.app[CTX],
+        member,
+        reference,
+        message.body,
+        idempotency_key=key,
+        feedback=message.feedback,
     )
     return _sent(sent)
 
 
 async def staff_thread_notes(request: web.Request) -> web.Response:
-    member, reference, note = await _thread_body(request, models.NewMessage)
-    created = await threads.add_note(request.app[CTX], member, reference, note.body)
+    member, reference, note = await _thread_body(request, models.NewStaffMessage)
+    created = await threads.add_note(
+        request.app[CTX], member, reference, note.body, feedback=note.feedback
+    )
     return responses.NoteAdded(created_at=created).response(201)
 
 

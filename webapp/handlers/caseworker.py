@@ -407,14 +407,18 @@ def thread_form(
 async def reply(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
     body = threads.message_body(form.get("body"))
     token = check_form_token(request.app[SETTINGS], "reply", form.get("message_token", ""))
-    await threads.reply(request.app[CTX], member, reference, body, idempotency_key=token)
+    feedback = form.get("feedback") == "1"
+    await threads.reply(
+        request.app[CTX], member, reference, body, idempotency_key=token, feedback=feedback
+    )
     return "reply"
 
 
 @thread_form("note")
 async def note(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
     body = threads.message_body(form.get("note"), "note")
-    await threads.add_note(request.app[CTX], member, reference, body)
+    feedback = form.get("feedback") == "1"  # feedback given outside Confide (docs/lifecycle.md)
+    await threads.add_note(request.app[CTX], member, reference, body, feedback=feedback)
     return "note"
 
 
