@@ -5,61 +5,20 @@ Whistleblowing Directive's clocks run, and the automatic acknowledgement's text
 
 from __future__ import annotations
 
-import calendar
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
+from confide.durations import Duration, parse_duration
 from confide.errors import ConfigError
 
-_DURATION = re.compile(r"^\s*([1-9][0-9]{0,3})\s+(day|week|month|year)s?\s*$")
 CLOCK_SETS = frozenset({"eu-directive"})
 ACKNOWLEDGEMENT_MAX = 10_000  # the length of any message (confide.models.MESSAGE_MAX)
 
 
 @dataclass(frozen=True, slots=True)
-class Duration:
-    """ "N days|weeks|months|years": months and years are calendar ones, counted in UTC, with a
-    day past the month's end moved back to its last day (as PostgreSQL adds an interval)."""
-
-    count: int
-    unit: str  # day, week, month or year
-
-    @property
-    def interval(self) -> str:
-        """The same length as PostgreSQL reads an interval (``$n::text::interval``)."""
-        return f"{self.count} {self.unit}s"
-
-    @property
-    def shortest(self) -> timedelta:
-        """No span of this duration is shorter (for an index-friendly first cut)."""
-        days = {"day": 1, "week": 7, "month": 28, "year": 365}[self.unit]
-        return timedelta(days=self.count * days)
-
-    def after(self, moment: datetime) -> datetime:
-        if self.unit in ("day", "week"):
-            return moment + timedelta(days=self.count * (7 if self.unit == "week" else 1))
-        months = self.count * (12 if self.unit == "year" else 1)
-        utc = moment.astimezone(UTC)
-        index = utc.month - 1 + months
-        year, month = utc.year + index // 12, index % 12 + 1
-        day = min(utc.day, calendar.monthrange(year, month)[1])
-        return utc.replace(year=year, month=month, day=day)
-
-
-def parse_duration(value: object, key: str, where: str) -> Duration:
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise ConfigError(
-            f'{where}: \'{key}\' must read "N days", "N weeks", "N months" or "N years"'
-        )
-    return Duration(int(match.group(1)), match.group(2))
-
-
-@dataclass(frozen=True, slots=True)
 class ClockRules:
     # None: threads are never closed for silence (``auto_close_after = "never"``).
-    auto_close_after: Duration | None = Duration(14, "day")
+    auto_close_after: Duration | None = Duration(days=14)
     clocks: frozenset[str] = frozenset()
     auto_acknowledgement: str = ""  # empty: no automatic acknowledgement
 

@@ -5,18 +5,19 @@ factor (``require_second_factor``), whether a passkey may replace the password
 
 from __future__ import annotations
 
-import calendar
 import functools
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, time
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from confide.clock_rules import DEFAULT_RULES, ClockRules
 from confide.clock_rules import parse as parse_clock_rules
+from confide.durations import Duration as Duration
+from confide.durations import parse_duration as parse_duration
 from confide.errors import ConfigError
 
 REGIONS = {"england-and-wales": ("ENG", "WLS"), "scotland": ("SCT",), "northern-ireland": ("NIR",)}
@@ -29,56 +30,6 @@ class Team:
     slug: str
     name: str
     email: str
-
-
-_DURATION = re.compile(r"^\s*(\d{1,4})\s+(day|week|month|year)s?\s*$")
-
-
-@dataclass(frozen=True, order=True)
-class Duration:
-    """A calendar length from the organisation file: whole months and days, as PostgreSQL's
-    ``interval`` holds it (a month added to 31 January is the last day of February, in Python
-    and in SQL alike)."""
-
-    months: int = 0
-    days: int = 0
-
-    def after(self, moment: datetime) -> datetime:
-        """``moment`` plus this length, the way ``timestamptz + interval`` adds it in UTC."""
-        total = moment.month - 1 + self.months
-        year, month = moment.year + total // 12, total % 12 + 1
-        day = min(moment.day, calendar.monthrange(year, month)[1])
-        return moment.replace(year=year, month=month, day=day) + timedelta(days=self.days)
-
-    @property
-    def sql(self) -> str:
-        """As a PostgreSQL interval literal (a parameter cast with ``::interval``)."""
-        return f"{self.months} months {self.days} days"
-
-    def __str__(self) -> str:
-        if self.days == 0 and self.months % 12 == 0 and self.months:
-            return f"{self.months // 12} years"
-        if self.days == 0:
-            return f"{self.months} months"
-        if self.months == 0 and self.days % 7 == 0:
-            return f"{self.days // 7} weeks"
-        return f"{self.months} months {self.days} days" if self.months else f"{self.days} days"
-
-
-def parse_duration(text: object, name: str, where: str = "CONFIDE_ORG_FILE") -> Duration:
-    """``"N days|weeks|months|years"`` (singular or plural) as a :class:`Duration`; a clear
-    ConfigError naming ``name`` otherwise."""
-    found = _DURATION.match(text) if isinstance(text, str) else None
-    if found is None:
-        raise ConfigError(
-            f"{where}: '{name}' must look like \"12 months\" (days, weeks, months, years)"
-        )
-    n, unit = int(found.group(1)), found.group(2)
-    if unit == "day":
-        return Duration(days=n)
-    if unit == "week":
-        return Duration(days=7 * n)
-    return Duration(months=n if unit == "month" else 12 * n)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import contextlib
 import json
 import sys
 import threading
+import time
 
 import aiohttp
 import asyncpg
@@ -136,6 +137,16 @@ class RedisMonitor:
         except (redis.ConnectionError, ValueError, OSError):
             pass  # closed
 
+    def wait_for(self, prefix: str, count: int, within_s: float = 10.0) -> list[str]:
+        """The commands starting with ``prefix``, once ``count`` of them arrived (MONITOR's
+        stream lags the commands a little) or ``within_s`` passed."""
+        deadline = time.monotonic() + within_s
+        while True:
+            seen = [c for c in self.commands if c.startswith(prefix)]
+            if len(seen) >= count or time.monotonic() > deadline:
+                return seen
+            time.sleep(0.05)
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._monitor.connection.disconnect()
@@ -169,11 +180,12 @@ async def test_a_hashing_only_worker_answers_logins_and_keeps_no_unacked_bookkee
             code = await submit(http)  # the verifier is hashed and committed by the worker
             for attempt in (code, wrong_secret(code), code):
                 assert await log_in(http, attempt) == (200 if attempt == code else 401)
+            # The verifier and three checks, each answered once.
+            published = monitor.wait_for("PUBLISH celery-task-meta-", 4)
         finally:
             monitor.close()
         assert stack.web.log_text().count("hashing_fallback") == fallbacks  # all answered
-        published = [c for c in monitor.commands if c.startswith("PUBLISH celery-task-meta-")]
-        assert len(published) == 4  # the verifier and three checks, each answered once
+        assert len(published) == 4
         assert not [c for c in monitor.commands if "unacked" in c], monitor.commands
     finally:
         hashing.stop()

@@ -23,8 +23,8 @@ import pytest
 from icalendar import Calendar, vDDDTypes
 
 from confide import org
-from confide.clock_rules import Duration
 from confide.context import Context
+from confide.durations import Duration
 from confide.errors import ConfigError
 from confide.services import autoclose, deadlines, reminders
 from confide.services.workdays import WorkingCalendar
@@ -304,7 +304,7 @@ async def test_with_eu_clocks_an_unacknowledged_report_is_overdue_at_day_seven(
     due = received + timedelta(days=7)
     assert datetime.fromisoformat(first["acknowledge_by"]) == due
     assert first["acknowledged_at"] is None and first["feedback_at"] is None
-    assert datetime.fromisoformat(first["feedback_due_by"]) == Duration(3, "month").after(due)
+    assert datetime.fromisoformat(first["feedback_due_by"]) == Duration(months=3).after(due)
     assert first["statutory"] == "none"
     assert first["reply_due_by"] is not None  # the working-day promise runs beside them
     none = await staff_thread(http, plain["reference"], staff)
@@ -505,7 +505,7 @@ def test_an_organisation_file_with_a_bad_lifecycle_key_is_refused_with_its_name(
 
 def test_the_lifecycle_keys_default_to_fourteen_days_and_no_clocks(tmp_path: Path) -> None:
     rules = org.load(Path(DEFAULT_ORG_FILE)).clock_rules
-    assert rules.auto_close_after == Duration(14, "day") and not rules.eu_directive
+    assert rules.auto_close_after == Duration(days=14) and not rules.eu_directive
     assert rules.auto_acknowledgement == ""
     path = tmp_path / "org.toml"
     path.write_text(
@@ -515,7 +515,7 @@ def test_the_lifecycle_keys_default_to_fourteen_days_and_no_clocks(tmp_path: Pat
     rules = org.load(path).clock_rules
     assert rules.auto_close_after is None and rules.eu_directive
     # A month is a calendar month, its last day when the day does not exist (as PostgreSQL).
-    month = Duration(1, "month")
+    month = Duration(months=1)
     assert month.after(datetime(2027, 1, 31, 12, tzinfo=UTC)) == datetime(
         2027, 2, 28, 12, tzinfo=UTC
     )
