@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from confide.errors import ConfigError
 
-_DURATION = re.compile(r"^\s*(\d{1,4})\s+(day|week|month|year)s?\s*$")
+_DURATION = re.compile(r"^\s*([1-9][0-9]{0,3})\s+(day|week|month|year)s?\s*$")
 
 
 @dataclass(frozen=True, order=True)
@@ -56,7 +56,7 @@ class Duration:
 
 
 def parse_duration(text: object, name: str, where: str = "CONFIDE_ORG_FILE") -> Duration:
-    """``"N days|weeks|months|years"`` (singular or plural) as a :class:`Duration`; a clear
+    """``"N days|weeks|months|years"`` (singular or plural, N from 1) as a :class:`Duration`; a clear
     ConfigError naming ``name`` otherwise."""
     found = _DURATION.match(text) if isinstance(text, str) else None
     if found is None:

@@ -488,8 +488,8 @@ async def test_a_restricted_threads_statutory_deadline_reaches_only_those_who_ma
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ('auto_close_after = "fortnight"', "'lifecycle.auto_close_after' must read"),
-        ('auto_close_after = "0 days"', "'lifecycle.auto_close_after' must read"),
+        ('auto_close_after = "fortnight"', "'lifecycle.auto_close_after' must look like"),
+        ('auto_close_after = "0 days"', "'lifecycle.auto_close_after' must look like"),
         ('clocks = ["uk"]', "'lifecycle.clocks' must be"),
         ("auto_acknowledgement = 3", "'lifecycle.auto_acknowledgement' must be text"),
     ],
