@@ -120,6 +120,15 @@ async def test_an_erased_thread_is_gone_for_good_and_its_key_can_be_retired(
     assert report["erased"] == 1 and report["as_of"] == later.isoformat()
     assert lifecycle(stack, ring, later)["erased"] == 0  # idempotent
 
+    # Its statistics survive it, naming none of it: no thread id, no activity time.
+    facts = await db.fetch(
+        "SELECT thread_id, activity_at, category_slug, is_open, first_reply_hours "
+        "FROM statistics_facts"
+    )
+    assert len(facts) == 1 and facts[0]["thread_id"] is None and facts[0]["activity_at"] is None
+    assert facts[0]["category_slug"] and not facts[0]["is_open"]
+    assert facts[0]["first_reply_hours"] is not None  # the case worker's reply was counted
+
     for table in ("threads", "messages", "notes", "reporter_codes", "thread_clocks", "reminders"):
         assert await db.fetchval(f"SELECT count(*) FROM {table}") == 0, table
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE thread_id IS NOT NULL") == 0
