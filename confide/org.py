@@ -1,19 +1,20 @@
 """The organisation file (``CONFIDE_ORG_FILE``, TOML): name, exit URL, region, hours, teams,
 categories, the organisation's own support services, and which staff roles must use a second
-factor (``require_second_factor``) and whether a passkey may replace the password
-(``passkey_sign_in``)."""
+factor (``require_second_factor``), whether a passkey may replace the password
+(``passkey_sign_in``), and the limits for attached files (``[attachments]``)."""
 
 from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from confide.errors import ConfigError
+from confide.files.limits import AttachmentLimits, parse_limits
 
 REGIONS = {"england-and-wales": ("ENG", "WLS"), "scotland": ("SCT",), "northern-ireland": ("NIR",)}
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -94,6 +95,8 @@ class Organisation:
     # user verification required); otherwise a passkey is only the step after the password.
     passkey_sign_in: bool = False
     sso: SsoRules = SsoRules()
+    # ``[attachments]``: files per report or message, their sizes and types (docs/attachments.md).
+    attachments: AttachmentLimits = field(default_factory=AttachmentLimits)
 
     def category(self, slug: str) -> Category | None:
         return next((c for c in self.categories if c.slug == slug), None)
@@ -171,6 +174,7 @@ def load(path: Path) -> Organisation:
         require_second_factor=_second_factor_roles(data.get("require_second_factor"), where),
         passkey_sign_in=_flag(data.get("passkey_sign_in", False), "passkey_sign_in", where),
         sso=_sso_rules(data.get("sso"), where, team_slugs),
+        attachments=parse_limits(data.get("attachments"), where),
     )
 
 

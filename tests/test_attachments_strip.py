@@ -302,3 +302,23 @@ def test_organisation_file_limits_default_and_validate() -> None:
     ):
         with pytest.raises(ConfigError, match="attachments"):
             parse_limits(bad, "CONFIDE_ORG_FILE")
+
+
+def test_organisation_file_carries_the_attachment_limits(tmp_path: Path) -> None:
+    from confide import org
+
+    demo = Path(org.__file__).parent / "data" / "demo-org.toml"
+    assert org.load(demo).attachments == AttachmentLimits()
+    own = tmp_path / "org.toml"
+    own.write_text(
+        demo.read_text(encoding="utf-8")
+        + '\n[attachments]\nmax_files = 2\nallowed_types = ["pdf"]\n',
+        encoding="utf-8",
+    )
+    assert org.load(own).attachments.max_files == 2
+    assert org.load(own).attachments.allowed_types == frozenset({FileType.PDF})
+    own.write_text(
+        demo.read_text(encoding="utf-8") + "\n[attachments]\nmax_file_mib = 500\n", "utf-8"
+    )
+    with pytest.raises(ConfigError, match=r"attachments\.max_file_mib"):
+        org.load(own)

@@ -7,8 +7,6 @@ import zipfile
 from enum import StrEnum
 from pathlib import Path
 
-import magic
-
 from confide.files.errors import TypeNotAllowed
 
 
@@ -82,6 +80,8 @@ DEFAULT_TYPES = frozenset(FileType)
 
 def detect(path: Path) -> str:
     """libmagic's MIME type for the file's content (it reads the first bytes only)."""
+    import magic  # here, not at import: the organisation file's parsing needs no libmagic
+
     return str(magic.from_file(str(path), mime=True))
 
 
