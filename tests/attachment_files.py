@@ -26,7 +26,7 @@ VISIBLE = "The fire door on level 2 is broken"
 CANARIES = (GPS, SERIAL, ARTIST, AUTHOR, COMMENT, SECRET, DELETED, PRINTER)
 
 
-def _exif(orientation: int = 1) -> Image.Exif:
+def phone_exif(orientation: int = 1) -> Image.Exif:
     exif = Image.Exif()
     exif[0x010F] = "PhoneMaker"  # Make
     exif[0x0110] = "Phone 12"  # Model
@@ -61,7 +61,7 @@ def jpeg(path: Path, *, orientation: int = 1, icc: bytes | None = None) -> Path:
     picture().save(
         buf,
         "JPEG",
-        exif=_exif(orientation),
+        exif=phone_exif(orientation),
         xmp=_xmp(AUTHOR),
         comment=COMMENT.encode(),
         icc_profile=icc,
@@ -91,12 +91,12 @@ def png(path: Path) -> Path:
     info.add_text("Author", AUTHOR)
     info.add_text("Comment", COMMENT, zip=True)
     info.add_itxt("XML:com.adobe.xmp", _xmp(ARTIST).decode())
-    picture().save(path, "PNG", pnginfo=info, exif=_exif())
+    picture().save(path, "PNG", pnginfo=info, exif=phone_exif())
     return path
 
 
 def heic(path: Path) -> Path:
-    picture().save(path, "HEIF", exif=_exif(), xmp=_xmp(AUTHOR), quality=90)
+    picture().save(path, "HEIF", exif=phone_exif(), xmp=_xmp(AUTHOR), quality=90)
     return path
 
 

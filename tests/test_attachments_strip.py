@@ -322,3 +322,39 @@ def test_organisation_file_carries_the_attachment_limits(tmp_path: Path) -> None
     )
     with pytest.raises(ConfigError, match=r"attachments\.max_file_mib"):
         org.load(own)
+
+
+def test_a_multi_picture_photo_keeps_only_its_first_picture(tmp_path: Path) -> None:
+    src = tmp_path / "portrait.jpg"
+    make.picture().save(
+        src, "MPO", save_all=True, append_images=[make.picture()], exif=make.phone_exif()
+    )
+    assert src.read_bytes().count(make.SERIAL.encode()) == 2  # each picture has its EXIF
+    kind, clean = strip(tmp_path, src)
+    assert kind is FileType.JPEG
+    data = clean.read_bytes()
+    assert_no_canary(data)
+    assert data.count(b"\xff\xd8") == 1 and b"MPF\x00" not in data
+    with Image.open(clean) as after:
+        assert after.format == "JPEG" and after.size == (64, 32)
+
+
+def test_a_password_protected_pdf_is_quarantined_not_opened(tmp_path: Path) -> None:
+    src = tmp_path / "locked.pdf"
+    with pikepdf.open(make.pdf(tmp_path / "open.pdf")) as doc:
+        doc.save(src, encryption=pikepdf.Encryption(user="secret", owner="owner"))
+    with pytest.raises(CannotStrip) as caught:
+        prepare(src, tmp_path / "out", LIMITS)
+    assert caught.value.reason is StripFailure.ENCRYPTED
+
+
+def test_a_document_that_unpacks_beyond_the_limit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from confide.files import office
+
+    src = make.docx(tmp_path / "big.docx")
+    monkeypatch.setattr(office, "MAX_UNPACKED", 1000)  # a zip bomb, at the scale of this test
+    with pytest.raises(CannotStrip) as caught:
+        prepare(src, tmp_path / "out", LIMITS)
+    assert caught.value.reason is StripFailure.TOO_LARGE_INSIDE
