@@ -19,7 +19,6 @@ from celery import shared_task
 
 from confide import jobs, logs
 from confide.files.errors import CannotStrip
-from confide.files.strip import strip_file
 from confide.files.types import FileType
 
 log = logs.get("confide.worker.files")
@@ -39,6 +38,10 @@ def strip_attachment(attachment_id: str) -> None:
 def strip_in_private_dir(original: Path, file_type: FileType) -> Iterator[Path]:
     """Yields the stripped copy of ``original`` in a 0700 folder that is removed afterwards,
     whatever happens. Raises CannotStrip (the caller quarantines) with the reason only."""
+    # Imported here: every worker imports this module, and a hashing-only worker should not load
+    # Pillow, pillow-heif, pikepdf and lxml.
+    from confide.files.strip import strip_file
+
     with tempfile.TemporaryDirectory(prefix="confide-strip-") as folder:
         stripped = Path(folder) / f"stripped{file_type.extension}"
         try:
