@@ -185,6 +185,8 @@ def docx(path: Path, photo: Path | None = None) -> Path:
         '<w:commentRangeEnd w:id="0"/><w:r><w:commentReference w:id="0"/></w:r></w:p>'
         f'<w:p><w:ins w:id="1" w:author="{AUTHOR}" w:date="2026-01-01T10:00:00Z"><w:r><w:t>added later</w:t></w:r></w:ins>'
         f'<w:del w:id="2" w:author="{AUTHOR}" w:date="2026-01-01T10:00:00Z"><w:r><w:delText>{DELETED}</w:delText></w:r></w:del></w:p>'
+        "<w:tbl><w:tr><w:tc><w:p><w:r><w:t>kept row</w:t></w:r></w:p></w:tc></w:tr>"
+        f'<w:tr><w:trPr><w:del w:id="3" w:author="{AUTHOR}"/></w:trPr><w:tc><w:p><w:r><w:t>{DELETED} row</w:t></w:r></w:p></w:tc></w:tr></w:tbl>'
         "</w:body></w:document>"
     )
     comments = (

@@ -141,6 +141,7 @@ def test_reporter_word_document_loses_properties_comments_and_revision_authors(
         body = etree.fromstring(z.read("word/document.xml"))
         text = "".join(body.itertext())
         assert make.VISIBLE in text and "added later" in text  # the insertion is accepted
+        assert "kept row" in text  # and the deleted table row is gone (no canary left)
         assert b"rsid" not in z.read("word/document.xml")
         assert b"comments.xml" not in z.read("word/_rels/document.xml.rels")
         assert b"docProps" not in z.read("[Content_Types].xml") + z.read("_rels/.rels")

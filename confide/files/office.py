@@ -156,6 +156,13 @@ def _odt_part(name: str, names: frozenset[str]) -> Callable[[etree._Element], No
 
 
 def _clean_wordml(root: etree._Element) -> None:
+    # A table row deleted with tracking on is marked in its properties: accepting it removes the
+    # row, with the words in it.
+    for marker in list(root.iter(f"{{{W}}}del")):
+        props = marker.getparent()
+        row = props.getparent() if props is not None and props.tag == f"{{{W}}}trPr" else None
+        if row is not None:
+            _drop(row)
     _remove_tags(root, _W_REMOVE)
     for element in list(root.iter(*_W_UNWRAP)):
         parent = element.getparent()
