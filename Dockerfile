@@ -4,6 +4,9 @@
 # dev lock (tests, browsers, lint), nor the source tree.
 FROM python:3.12-slim-bookworm AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# libmagic1: attachments are identified by their content (python-magic, docs/attachments.md).
+RUN apt-get update && apt-get install -y --no-install-recommends libmagic1 \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements/main.txt /tmp/main.txt
 RUN pip install --no-cache-dir --require-hashes -r /tmp/main.txt && rm /tmp/main.txt
 

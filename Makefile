@@ -17,7 +17,9 @@ $(STAMP): requirements/main.txt requirements/dev.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+## libmagic is checked on every install too: a venv kept from before it was needed still gets it.
 install: $(STAMP)
+	@bash scripts/ensure-libmagic
 
 ## Start web, worker and beat (plus embedded PostgreSQL and Redis when DATABASE_URL/REDIS_URL are unset).
 run: install

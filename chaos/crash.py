@@ -28,7 +28,7 @@ import asyncpg
 
 from chaos.procs import ROOT, Proc
 from chaos.servers import PrivatePostgres, PrivateRedis, SmtpSink, free_port
-from confide import devservices
+from confide import devservices, jobs
 from confide.services.sign_in_notices import NEW_SIGN_IN, PASSWORD_KNOWN
 
 # Every kind of outbox row that is a mail: staff sign-ins (the chaos case worker's) send notices.
@@ -189,7 +189,7 @@ class System:
                     *worker_app,
                     "worker",
                     "-Q",
-                    "hashing,default",
+                    ",".join(jobs.QUEUES),
                     "-c",
                     "2",
                     "-n",

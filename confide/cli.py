@@ -23,7 +23,7 @@ from typing import NoReturn
 
 from asyncpg import Connection
 
-from confide import db, devservices, receipts
+from confide import db, devservices, jobs, receipts
 from confide import org as org_file
 from confide.context import Context
 from confide.crypto import Keyring
@@ -486,7 +486,7 @@ def run(args: argparse.Namespace) -> int:
                         *celery,
                         "worker",
                         "-Q",
-                        "hashing,default",
+                        ",".join(jobs.QUEUES),
                         "--concurrency",
                         "2",
                         "-n",

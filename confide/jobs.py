@@ -6,7 +6,9 @@ Only ids (and, for hashing, a peppered pre-hash) ever travel as arguments (CONTR
 from __future__ import annotations
 
 HASHING_QUEUE = "hashing"
+FILES_QUEUE = "files"  # attachment stripping: large files never delay mail or escalation
 DEFAULT_QUEUE = "default"
+QUEUES = (HASHING_QUEUE, DEFAULT_QUEUE, FILES_QUEUE)  # what `confide run` and the tests consume
 
 STORE_CODE_VERIFIER = "confide.store_code_verifier"
 CHECK_CODE = "confide.check_code"
@@ -16,6 +18,7 @@ ESCALATE = "confide.escalate_threads"
 PURGE_EXPIRED = "confide.purge_expired"
 LIFECYCLE = "confide.run_lifecycle_pass"
 REFRESH_STATISTICS = "confide.refresh_statistics"
+STRIP_ATTACHMENT = "confide.strip_attachment"
 
 BEAT_HEARTBEAT_NAME = "beat"
 BEAT_INTERVAL_S = 30
@@ -44,11 +47,13 @@ def celery_config(**transport_options: float) -> dict[str, object]:
         # JSON only: pickle would let anyone who can write to Redis run code in the workers.
         "task_serializer": "json",
         "accept_content": ["json"],
-        # Routing: argon2 work alone on "hashing", so logins never wait behind other work.
+        # Routing: argon2 work alone on "hashing", so logins never wait behind other work, and
+        # attachment stripping on "files", so a 20 MiB PDF never delays a mail.
         "task_default_queue": DEFAULT_QUEUE,
         "task_routes": {
             STORE_CODE_VERIFIER: {"queue": HASHING_QUEUE},
             CHECK_CODE: {"queue": HASHING_QUEUE},
+            STRIP_ATTACHMENT: {"queue": FILES_QUEUE},
         },
         # Set the same everywhere: kombu's Redis transport restores unacked messages after it.
         "broker_transport_options": {

@@ -41,6 +41,8 @@ ALLOWED_FIELDS = frozenset(
         "task_id",
         "thread_id",
         "outbox_id",
+        "attachment_id",
+        "file_type",
         "queue",
         "attempts",
         "exc_type",

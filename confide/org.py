@@ -1,7 +1,8 @@
 """The organisation file (``CONFIDE_ORG_FILE``, TOML): name, exit URL, region, hours, teams,
 categories, the organisation's own support services, which staff roles must use a second
 factor (``require_second_factor``), whether a passkey may replace the password
-(``passkey_sign_in``), and the lifecycle rules (``[lifecycle]``, docs/lifecycle.md)."""
+(``passkey_sign_in``), the lifecycle rules (``[lifecycle]``, docs/lifecycle.md) and the limits
+for attached files (``[attachments]``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from confide.clock_rules import parse as parse_clock_rules
 from confide.durations import Duration as Duration
 from confide.durations import parse_duration as parse_duration
 from confide.errors import ConfigError
+from confide.files.limits import AttachmentLimits, parse_limits
 
 REGIONS = {"england-and-wales": ("ENG", "WLS"), "scotland": ("SCT",), "northern-ireland": ("NIR",)}
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -118,6 +120,8 @@ class Organisation:
     lifecycle: Lifecycle = Lifecycle()
     # ``[lifecycle]``: auto-close, the statutory clocks, the automatic acknowledgement.
     clock_rules: ClockRules = DEFAULT_RULES
+    # ``[attachments]``: files per report or message, their sizes and types (docs/attachments.md).
+    attachments: AttachmentLimits = field(default_factory=AttachmentLimits)
 
     def category(self, slug: str) -> Category | None:
         return next((c for c in self.categories if c.slug == slug), None)
@@ -200,6 +204,7 @@ def load(path: Path) -> Organisation:
         sso=_sso_rules(data.get("sso"), where, team_slugs),
         lifecycle=_lifecycle(data.get("lifecycle"), where, categories),
         clock_rules=parse_clock_rules(data.get("lifecycle"), where),
+        attachments=parse_limits(data.get("attachments"), where),
     )
 
 

@@ -31,7 +31,7 @@ import asyncpg
 import pytest
 import redis
 
-from confide import devservices
+from confide import devservices, jobs
 from confide.crypto import Keyring
 from confide.settings import Settings
 
@@ -320,7 +320,7 @@ def stack(
             *celery,
             "worker",
             "-Q",
-            "hashing,default",
+            ",".join(jobs.QUEUES),
             "-c",
             "2",
             "-n",

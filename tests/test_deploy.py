@@ -18,7 +18,17 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = {"postgres", "redis", "migrate", "web", "worker-hashing", "worker", "beat", "flower"}
+SERVICES = {
+    "postgres",
+    "redis",
+    "migrate",
+    "web",
+    "worker-hashing",
+    "worker",
+    "worker-files",
+    "beat",
+    "flower",
+}
 
 
 def compose() -> dict[str, Any]:  # Any: YAML
@@ -33,7 +43,7 @@ def test_compose_has_the_contract_services_with_healthchecks() -> None:
         if name != "migrate":
             assert "healthcheck" in service, name
     assert services["migrate"]["restart"] == "no"
-    for name in ("web", "worker-hashing", "worker", "beat"):
+    for name in ("web", "worker-hashing", "worker", "worker-files", "beat"):
         assert services[name]["depends_on"]["migrate"] == {
             "condition": "service_completed_successfully"
         }
@@ -45,6 +55,8 @@ def test_compose_has_the_contract_services_with_healthchecks() -> None:
     assert images == {"confide:latest"}  # one image for every Confide service
     assert "-Q" in services["worker-hashing"]["command"]
     assert "hashing" in services["worker-hashing"]["command"]
+    files = services["worker-files"]["command"]
+    assert files[files.index("-Q") + 1] == "files"  # stripping alone (CONTRACTS §6)
 
 
 def test_compose_redis_has_a_password_aof_and_noeviction() -> None:
@@ -66,7 +78,7 @@ def test_procfile_lists_the_same_processes() -> None:
         for line in (ROOT / "Procfile").read_text().splitlines()
         if line and not line.startswith("#")
     }
-    assert names == {"web", "worker-hashing", "worker", "beat", "flower"}
+    assert names == {"web", "worker-hashing", "worker", "worker-files", "beat", "flower"}
 
 
 def test_docker_compose_config_accepts_the_file_where_docker_exists() -> None:

@@ -24,7 +24,7 @@ from confide.services import ops
 from confide.services.ops import Snapshot
 from webapp.keys import CTX, LOGIN_LIMITS, REDIS, SETTINGS
 
-QUEUES = (jobs.HASHING_QUEUE, jobs.DEFAULT_QUEUE)
+QUEUES = jobs.QUEUES  # celery_queue_length{queue_name} for hashing, default and files
 
 
 async def queue_lengths(request: web.Request) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""The Celery application: two queues, JSON only, late acks, no results but hashing booleans.
+"""The Celery application: three queues, JSON only, late acks, no results but hashing booleans.
 
 Every setting here carries its reason; see docs/reliability.md for the background.
 """
@@ -29,7 +29,12 @@ from workers import metrics as worker_metrics
 VISIBILITY_TIMEOUT_S = jobs.VISIBILITY_TIMEOUT_S  # longer than task_time_limit below
 # The task modules: Celery imports them when the app is finalised. They use ``shared_task`` and
 # never import this module, so importing any worker module first works, without an import loop.
-TASK_MODULES = ["workers.tasks.delivery", "workers.tasks.hashing", "workers.tasks.statistics"]
+TASK_MODULES = [
+    "workers.tasks.delivery",
+    "workers.tasks.files",
+    "workers.tasks.hashing",
+    "workers.tasks.statistics",
+]
 
 app = Celery(
     "confide",
