@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from confide.errors import ConfigError
 
+LONGEST_MONTHS = 1200  # 100 years
 _DURATION = re.compile(r"^\s*([1-9][0-9]{0,3})\s+(day|week|month|year)s?\s*$")
 
 
@@ -56,8 +57,8 @@ class Duration:
 
 
 def parse_duration(text: object, name: str, where: str = "CONFIDE_ORG_FILE") -> Duration:
-    """``"N days|weeks|months|years"`` (singular or plural, N from 1) as a :class:`Duration`; a clear
-    ConfigError naming ``name`` otherwise."""
+    """``"N days|weeks|months|years"`` (singular or plural, N from 1, at most 100 years) as a
+    :class:`Duration`; a clear ConfigError naming ``name`` otherwise."""
     found = _DURATION.match(text) if isinstance(text, str) else None
     if found is None:
         raise ConfigError(
@@ -65,7 +66,12 @@ def parse_duration(text: object, name: str, where: str = "CONFIDE_ORG_FILE") -> 
         )
     n, unit = int(found.group(1)), found.group(2)
     if unit == "day":
-        return Duration(days=n)
-    if unit == "week":
-        return Duration(days=7 * n)
-    return Duration(months=n if unit == "month" else 12 * n)
+        length = Duration(days=n)
+    elif unit == "week":
+        length = Duration(days=7 * n)
+    else:
+        length = Duration(months=n if unit == "month" else 12 * n)
+    # Far enough for any retention law; a longer one would overflow dates ("9999 years").
+    if length.months > LONGEST_MONTHS or length.days > LONGEST_MONTHS * 31:
+        raise ConfigError(f"{where}: '{name}' must be at most 100 years")
+    return length

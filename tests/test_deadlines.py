@@ -288,6 +288,7 @@ async def test_mail_is_retried_when_smtp_refuses(
 async def test_contact_reporter_gets_an_acknowledgement_without_content(
     stack: Stack,
     http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
     smtp: SmtpSink,
 ) -> None:
     words = f"CANARY{secrets.token_hex(6).upper()}"
@@ -305,6 +306,15 @@ async def test_contact_reporter_gets_an_acknowledgement_without_content(
     team = smtp.wait_for(lambda m: "safety@northbridge.example" in str(m["To"]))[0]
     assert "sam@example.org" not in team.as_string()
     assert words not in smtp.raw()
+    # The address (sealed under the thread's own key) leaves the outbox once the mail is sent.
+    for _ in range(50):
+        left = await db.fetchval(
+            "SELECT count(*) FROM outbox WHERE kind = 'acknowledgement' AND recipient IS NOT NULL"
+        )
+        if left == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert left == 0
 
 
 async def test_reporter_downloads_a_discreet_reminder_that_a_calendar_server_accepts(

@@ -27,9 +27,13 @@ def test_durations_read_as_people_write_them_and_add_calendar_months() -> None:
     assert parse_duration("1 year", "x") == Duration(months=12)
     assert parse_duration("2 weeks", "x") == Duration(days=14)
     assert parse_duration(" 30 days ", "x") == Duration(days=30)
-    for bad in ("12", "twelve months", "12 fortnights", "", 12, "-1 days"):
+    for bad in ("12", "twelve months", "12 fortnights", "", 12, "-1 days", "0 days"):
         with pytest.raises(ConfigError, match="'x' must look like"):
             parse_duration(bad, "x")
+    assert parse_duration("100 years", "x") == Duration(months=1200)
+    for too_long in ("101 years", "9999 years", "9999 weeks"):  # no date overflows, no 500
+        with pytest.raises(ConfigError, match="'x' must be at most 100 years"):
+            parse_duration(too_long, "x")
     jan31 = datetime(2027, 1, 31, 10, tzinfo=UTC)
     assert Duration(months=1).after(jan31) == datetime(2027, 2, 28, 10, tzinfo=UTC)
     assert Duration(months=12).after(jan31) == datetime(2028, 1, 31, 10, tzinfo=UTC)

@@ -161,9 +161,12 @@ TABLE = [
     cell(8, 4, 4, 4, 4, 4, 4),  # both halves of each pair small
     cell(10, 10, 10, 2, 0, 10, 10),  # all anonymous, all followed up
     cell(12, 3, 0, 12, 2, 9, 3),
-    cell(12, 7, 6, 6, 5, 10, 8),  # all shown
+    cell(20, 12, 6, 10, 5, 12, 7),  # all shown (each part and its rest 5 or more)
     cell(9, 5, 2, 9, 9, 6, 5),
     cell(6, 6, 0, 0, 0, 0, 0),  # anonymous without follow-up, all closed
+    # Parts whose rest is small: 1 anonymous without follow-up, 1 open and not overdue, 3
+    # answered late would follow by subtraction, so the parts are withheld.
+    cell(12, 7, 6, 6, 5, 10, 8),
 ]
 
 
@@ -190,7 +193,12 @@ def test_no_suppressed_cell_of_the_test_tables_can_be_worked_out() -> None:
         )
     shown = [publish_cell(c) for c in table]
     assert shown[0] == Figures(*([None] * 11))
-    assert shown[6].received == 12 and shown[6].replied_within_target == 8
+    assert shown[6].received == 20 and shown[6].replied_within_target == 7
+    assert shown[6].follow_up == 6 and shown[6].overdue == 5
+    rests = shown[9]
+    assert rests.anonymous == 7 and rests.open == 6  # the wholes are shown...
+    assert rests.follow_up is None and rests.overdue is None  # ...their parts are not
+    assert rests.replied_within_target is None and rests.share_within_target is None
     histograms = [tuple([1] * statistics.BUCKETS) for _ in shown]
     sums = [
         (publish_sum(shown, histograms), shown),

@@ -184,7 +184,8 @@ async def render(ctx: Context, conn: Connection, row: OutboxItem) -> EmailMessag
         thread = None if thread_id is None else await sql_threads.for_mail(conn, thread_id)
         if thread is None or row.recipient is None:
             return None
-        to = ctx.keyring.open(row.recipient, f"outbox.recipient:{row.id}")
+        key = ctx.keyring.thread_key(thread_id, thread.data_key)
+        to = key.open(row.recipient, f"outbox.recipient:{row.id}")
         text = (
             f"We have received your report. Your reference is {thread.reference}.\n\n"
             "The right team will read it and aim to contact you within 2 working days.\n"

@@ -272,21 +272,18 @@ async def submit_report(
     )
     for _ in range(10):
         thread_id = uuid4()
+        # Encrypt before taking a connection, so the connection is held only for the statement.
+        tid = str(thread_id)  # once, not once per field
+        key, key_id, wrapped = ctx.keyring.new_thread_key(tid, quarter)
         outbox: list[tuple[UUID, str, bytes | None]] = [(uuid4(), "new_report", None)]
         if wants_code and due is not None:
             outbox.append((uuid4(), "reminder", None))
         if draft.contact is not None and draft.contact.email:
+            # Under the thread key like the rest of the report, so erasure destroys it too (the
+            # delivery clears it once sent: confide.sql.outbox.mark_sent).
             ack_id = uuid4()
-            outbox.append(
-                (
-                    ack_id,
-                    "acknowledgement",
-                    ctx.keyring.seal(draft.contact.email, f"outbox.recipient:{ack_id}"),
-                )
-            )
-        # Encrypt before taking a connection, so the connection is held only for the statement.
-        tid = str(thread_id)  # once, not once per field
-        key, key_id, wrapped = ctx.keyring.new_thread_key(tid, quarter)
+            recipient = key.seal(draft.contact.email, f"outbox.recipient:{ack_id}")
+            outbox.append((ack_id, "acknowledgement", recipient))
         description = key.seal(draft.description, field_context(tid, "description"))
         occurred = key.seal_optional(draft.occurred, field_context(tid, "occurred"))
         location = key.seal_optional(draft.location, field_context(tid, "location"))

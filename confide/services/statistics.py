@@ -306,6 +306,14 @@ def _small(n: int) -> bool:
     return n < SUPPRESSED_BELOW
 
 
+def _part_shown(part: int, whole: int) -> bool:
+    """A part of a shown whole (follow-up of anonymous, overdue of open, in time of those the
+    promise covers) is shown only when neither it nor what is left of the whole is small: the
+    rest follows from subtraction, so "anonymous without follow-up" is a cell too."""
+    rest = whole - part
+    return not _small(part) and not 0 < rest < SUPPRESSED_BELOW
+
+
 def _hours(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
@@ -316,23 +324,23 @@ def publish_cell(c: Counts) -> Figures:
     - fewer than 5 reports: nothing but the cell's existence is shown;
     - anonymous / with contact, and open / closed, each add up to received: if either of a pair
       is small, both are withheld (so neither follows from received and the other);
-    - follow-up (a part of anonymous) and overdue (a part of open): withheld if small or if the
-      whole they are part of is withheld;
-    - answered within the promise: shown only when it is not small and the threads the promise
-      applies to (follow-up + with contact) are both shown; the share likewise, so it never
-      gives away a hidden count;
+    - follow-up (a part of anonymous) and overdue (a part of open): withheld if small, if what is
+      left of their whole is (1-4: it would follow by subtraction), or if the whole is withheld;
+    - answered within the promise: shown only when it and the late rest are not small and the
+      threads the promise applies to (follow-up + with contact) are both shown; the share
+      likewise, so it never gives away a hidden count;
     - median and 90th percentile: only on 5 or more replied threads.
     """
     if _small(c.received):
         return Figures(*([None] * 11))
     pair_a = not (_small(c.anonymous) or _small(c.with_contact))
     pair_o = not (_small(c.open) or _small(c.closed))
-    follow_up = c.follow_up if pair_a and not _small(c.follow_up) else None
-    overdue = c.overdue if pair_o and not _small(c.overdue) else None
+    follow_up = c.follow_up if pair_a and _part_shown(c.follow_up, c.anonymous) else None
+    overdue = c.overdue if pair_o and _part_shown(c.overdue, c.open) else None
     basis_shown = pair_a and follow_up is not None
-    within = (
-        c.replied_within_target if basis_shown and not _small(c.replied_within_target) else None
-    )
+    within = None
+    if basis_shown and _part_shown(c.replied_within_target, c.follow_up + c.with_contact):
+        within = c.replied_within_target
     share = None
     if within is not None and follow_up is not None:
         share = round(within / (follow_up + c.with_contact), 3)

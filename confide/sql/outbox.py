@@ -103,11 +103,13 @@ def outbox_item(row: Record) -> OutboxItem:
 
 
 async def mark_sent(conn: Connection, outbox_id: UUID) -> None:
-    """Sent. A contact-details report's acknowledgement e-mail, once sent, meets its statutory
+    """Sent: its sealed recipient (a reporter's own address) is no longer needed and goes. A
+    contact-details report's acknowledgement e-mail, once sent, meets its statutory
     acknowledgement clock when it has one (migrations/0024), in the same statement."""
     await conn.execute(
         """WITH sent AS (
-               UPDATE outbox SET sent_at = now(), leased_until = NULL, last_error = NULL
+               UPDATE outbox SET sent_at = now(), leased_until = NULL, last_error = NULL,
+                                 recipient = NULL
                WHERE id = $1 RETURNING kind, thread_id, sent_at
            )
            UPDATE statutory_clocks q SET acknowledged_at = sent.sent_at FROM sent

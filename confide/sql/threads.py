@@ -241,6 +241,7 @@ class MailThread:
     team_email: str
     team_name: str
     restricted: bool
+    data_key: bytes | None = None  # wrapped; opens the acknowledgement's sealed recipient
 
 
 FROM = """threads t JOIN categories c ON c.slug = t.category_slug JOIN teams tm ON tm.id = t.team_id
@@ -588,7 +589,7 @@ async def for_mail(conn: Connection, thread_id: UUID) -> MailThread | None:
     ``restricted`` decides who may be told (services.notifications)."""
     row = await conn.fetchrow(
         """SELECT t.reference, c.name AS category_name, tm.email AS team_email,
-                  tm.name AS team_name, t.restricted
+                  tm.name AS team_name, t.restricted, t.data_key
            FROM threads t JOIN categories c ON c.slug = t.category_slug
            JOIN teams tm ON tm.id = t.team_id WHERE t.id = $1""",
         thread_id,
