@@ -222,7 +222,15 @@ async def test_reopening_restarts_retention_and_a_legal_hold_stops_erasure(
     ) as boss:
         await staff_logs_in(boss, manager.email, manager.password)
         await staff_acts(boss, second.reference, "hold", hold="0")
-    assert lifecycle(stack, ring, now)["erased"] == 1  # lifted: its date had passed
+    # Lifted after its date had passed: it gets the whole warning period (10 working days, at
+    # least two weeks), is warned, and only then erased.
+    lifted = await db.fetchval(
+        "SELECT erasure_due_at FROM threads WHERE reference = $1", second.reference
+    )
+    assert lifted > now + timedelta(days=13)
+    next_pass = lifecycle(stack, ring, now + timedelta(hours=1))  # the next hourly pass
+    assert next_pass["erased"] == 0 and next_pass["warned"] >= 1
+    assert lifecycle(stack, ring, lifted + timedelta(minutes=1))["erased"] == 1
 
     audit = await db.fetch("SELECT action, detail::text AS detail, erasure_id FROM audit_log")
     actions = [a["action"] for a in audit]

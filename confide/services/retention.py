@@ -210,8 +210,15 @@ async def set_hold(
     conn: Connection, ctx: Context, *, thread_id: UUID, staff_id: int, hold: bool
 ) -> bool:
     """Set or lift a legal hold (audited); True if it changed. Erasure skips a held thread;
-    its key moves to the first key while held and back to its quarter's when lifted."""
-    changed = await sql_lifecycle.set_hold(conn, thread_id, staff_id, hold, ctx.clock())
+    its key moves to the first key while held and back to its quarter's when lifted. A lifted
+    hold leaves at least the warning period before erasure."""
+    now = ctx.clock()
+    # A hold lifted after (or just before) the erasure date would let the next pass erase the
+    # thread unannounced: it then gets the whole warning period, as any other thread does.
+    not_before = ctx.calendar.add_working_time(
+        now, ctx.calendar.day_length * rules(ctx).erasure_warning_days
+    )
+    changed = await sql_lifecycle.set_hold(conn, thread_id, staff_id, hold, now, not_before)
     if changed:
         action = "legal_hold_set" if hold else "legal_hold_lifted"
         await sql_audit.record(conn, staff_id, thread_id, action)

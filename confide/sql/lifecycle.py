@@ -287,9 +287,15 @@ async def extend(
 
 
 async def set_hold(
-    conn: Connection, thread_id: UUID, staff_id: int, hold: bool, at: datetime
+    conn: Connection,
+    thread_id: UUID,
+    staff_id: int,
+    hold: bool,
+    at: datetime,
+    not_before: datetime | None = None,
 ) -> bool:
-    """Set (``hold``) or lift a legal hold; False when it was already so."""
+    """Set (``hold``) or lift a legal hold; False when it was already so. Lifting moves a
+    closed thread's erasure to ``not_before`` at the earliest (the warning period from now)."""
     if hold:
         done = await conn.fetchval(
             """UPDATE threads SET legal_hold_at = $3, legal_hold_by = $2
@@ -301,8 +307,13 @@ async def set_hold(
     else:
         done = await conn.fetchval(
             """UPDATE threads SET legal_hold_at = NULL, legal_hold_by = NULL,
-                                  erasure_warned_at = NULL
+                                  erasure_warned_at = NULL,
+                                  erasure_due_at = CASE
+                                      WHEN erasure_due_at IS NULL OR $2::timestamptz IS NULL
+                                      THEN erasure_due_at
+                                      ELSE greatest(erasure_due_at, $2) END
                WHERE id = $1 AND legal_hold_at IS NOT NULL RETURNING true""",
             thread_id,
+            not_before,
         )
     return bool(done)
