@@ -3,6 +3,7 @@ for good, reopening restarts the period, a legal hold stops erasure, and keys mo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -22,6 +23,7 @@ from tests import html, leaks
 from tests.conftest import SmtpSink, Stack, StaffAccount, add_staff, confide_cli, kick_relay
 from tests.journeys import (
     form_page,
+    post,
     reporter_logs_in,
     reporter_submits,
     staff_acts,
@@ -421,3 +423,33 @@ async def test_a_manager_reads_the_audit_of_an_erased_thread_by_its_erasure_id(
         assert sent.reference not in page
         if sees:
             assert "Erased at the end of its retention period" in page
+
+
+async def test_closing_a_thread_while_the_erasure_pass_deletes_it_answers_not_found(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    """The case worker's page was loaded before the pass; their "Close" arrives while the pass's
+    DELETE is uncommitted. It waits on the thread's row and then finds it gone: 404, never 500."""
+    sent = await reporter_submits(http, "A report erased while a case worker closes it")
+    assert sent.reference
+    async with aiohttp.ClientSession(
+        base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as staff:
+        await staff_logs_in(staff, caseworker.email, caseworker.password)
+        page = await form_page(staff, f"/staff/threads/{sent.reference}")
+        form = next(f for f in html.forms(page) if f.action.endswith("/status"))
+        eraser = await asyncpg.connect(stack.env["DATABASE_URL"])
+        try:
+            erasing = eraser.transaction()
+            await erasing.start()
+            await eraser.execute("DELETE FROM threads WHERE reference = $1", sent.reference)
+            closing = asyncio.ensure_future(post(staff, form.action, form.data(status="closed")))
+            await asyncio.sleep(0.5)
+            assert not closing.done()  # it waits for the pass, on the thread's row
+            await erasing.commit()
+            status, answer = await closing
+        finally:
+            await eraser.close()
+    assert status == 404, answer
+    assert "Traceback" not in answer
+    assert await db.fetchval("SELECT count(*) FROM threads") == 0

@@ -723,7 +723,9 @@ async def set_status(ctx: Context, staff: Staff, reference: str, chosen: str) ->
         raise ValidationFailed([FieldError("status", "Choose open, closed or contacted")])
     status = ThreadStatus(chosen)
     async with ctx.pool.acquire() as conn, conn.transaction():
-        row = await _visible(conn, staff, reference)
+        # Locked: an erasure pass deleting the thread meanwhile either waits for this change
+        # (which may move the erasure date) or has already removed it (404, never a 500).
+        row = await _visible(conn, staff, reference, lock=True)
         if status is ThreadStatus.CONTACTED and row.anonymous:
             raise ValidationFailed(
                 [
