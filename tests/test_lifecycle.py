@@ -453,3 +453,43 @@ async def test_closing_a_thread_while_the_erasure_pass_deletes_it_answers_not_fo
     assert status == 404, answer
     assert "Traceback" not in answer
     assert await db.fetchval("SELECT count(*) FROM threads") == 0
+
+
+async def test_a_restricted_thread_due_for_erasure_is_told_only_to_its_manager(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
+    caseworker: StaffAccount,
+    smtp: SmtpSink,
+) -> None:
+    """The shared address never hears of a restricted thread, so the warning before its erasure
+    goes in a personal digest to the people who may see it: the team's manager here."""
+    manager = add_staff(stack, "mona@example.org", "safety", role="manager")
+    hidden = await reporter_submits(http, "A restricted report near its erasure")
+    shared = await reporter_submits(http, "An unrestricted report near its erasure")
+    assert hidden.reference and shared.reference
+    async with aiohttp.ClientSession(
+        base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as boss:
+        await staff_logs_in(boss, manager.email, manager.password)
+        status, _ = await staff_acts(boss, hidden.reference, "restrict", restricted="1")
+        assert status == 200
+        for ref in (hidden.reference, shared.reference):
+            status, _ = await staff_acts(boss, ref, "status", status="closed")
+            assert status == 200
+    await db.execute("UPDATE threads SET erasure_due_at = '2027-03-15T12:00Z'")
+    result = confide_cli(stack, "escalate", "--as-of", "2027-03-10T10:00")
+    assert result.returncode == 0, result.stderr
+    kick_relay(stack)
+    [personal_mail] = smtp.wait_for(
+        lambda m: "digest" in str(m["Subject"]) and str(m["To"]) == manager.email
+    )
+    [team_mail] = smtp.wait_for(
+        lambda m: "digest" in str(m["Subject"]) and "safety@" in str(m["To"])
+    )
+    team, personal = team_mail.get_content(), personal_mail.get_content()
+    assert shared.reference in team and hidden.reference not in team
+    assert "To be erased" in personal and hidden.reference in personal
+    assert shared.reference not in personal
+    await asyncio.sleep(1)
+    assert caseworker.email not in [str(m["To"]) for m in smtp.messages]

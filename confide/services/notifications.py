@@ -33,21 +33,25 @@ def _when(calendar: WorkingCalendar, moment: datetime) -> str:
 MAX_LISTED = 200  # a mail lists at most this many threads; the Escalations page has them all
 
 
-async def _erasing_lines(
-    ctx: Context,
-    conn: Connection,
-    team_id: int,
-    payload: dict[str, object],
-    base: str,
-    *,
-    private: int | None,
-) -> list[str]:
-    """The team digest's list of threads to be erased within the warning period (none in a
-    restricted digest: those are for the people a restricted thread names)."""
+async def _erasing(
+    conn: Connection, team_id: int, payload: dict[str, object], *, private: int | None
+) -> list[sql_deadlines.ErasingThread]:
+    """The threads a digest lists as to be erased within the warning period: the team's
+    unrestricted ones in its shared digest, and in one person's digest the restricted ones they
+    may see (a manager of the team, or the assignee)."""
     until = payload.get("erasure_until")
-    if private is not None or not isinstance(until, str):
+    if not isinstance(until, str):
         return []
-    erasing = await sql_deadlines.erasing_threads(conn, team_id, datetime.fromisoformat(until))
+    moment = datetime.fromisoformat(until)
+    if private is None:
+        return await sql_deadlines.erasing_threads(conn, team_id, moment)
+    roles: list[str] = list(THREAD_READER_ROLES)
+    return await sql_deadlines.restricted_erasing_threads(conn, team_id, private, roles, moment)
+
+
+def _erasing_lines(
+    ctx: Context, erasing: list[sql_deadlines.ErasingThread], base: str
+) -> list[str]:
     if not erasing:
         return []
     lines = ["", "To be erased within the warning period (a manager can extend or hold):", ""]
@@ -217,8 +221,9 @@ async def render(ctx: Context, conn: Connection, row: OutboxItem) -> EmailMessag
             )
             subject = f"Confide digest {day}: {len(threads)} restricted thread(s) need a reply"
             which = "Restricted threads"
-            if not threads and not statutory:
-                return None  # answered, or no longer theirs to see: nothing to tell them
+        erasing = await _erasing(conn, team.id, payload, private=row.staff_id)
+        if row.staff_id is not None and not threads and not statutory and not erasing:
+            return None  # answered, or no longer theirs to see: nothing to tell them
         if statutory:
             subject += f", {len(statutory)} statutory deadline(s)"
         if not to:
@@ -241,7 +246,7 @@ async def render(ctx: Context, conn: Connection, row: OutboxItem) -> EmailMessag
         if not threads:
             lines.append("(None now: all have been answered since this digest was queued.)")
         lines += _statutory_lines(ctx.calendar, base, statutory)
-        lines += await _erasing_lines(ctx, conn, team.id, payload, base, private=row.staff_id)
+        lines += _erasing_lines(ctx, erasing, base)
         lines += ["", f"Escalations page: {base}/staff/escalations", ""]
         return mail.compose(ctx.settings, row.id, to=to, subject=subject, text="\n".join(lines))
     return None

@@ -248,29 +248,38 @@ async def queue_digests(
         as_of,
         erasure_until,
     )
-    await queue_restricted_digests(conn, day, as_of, roles)
+    await queue_restricted_digests(conn, day, as_of, roles, erasure_until)
     return [r["slug"] for r in rows]
 
 
 async def queue_restricted_digests(
-    conn: Connection, day: str, as_of: datetime, roles: list[str]
+    conn: Connection,
+    day: str,
+    as_of: datetime,
+    roles: list[str],
+    erasure_until: datetime | None = None,
 ) -> None:
     """One digest per (team, day, person) for a team's nearing and overdue restricted threads,
-    to each person who may see one of them: the team's managers and the thread's assignee,
-    active members of the team in one of ``roles`` (so never ops, never the shared address).
+    and its closed restricted threads to be erased by ``erasure_until`` (not held), to each
+    person who may see one of them: the team's managers and the thread's assignee, active
+    members of the team in one of ``roles`` (so never ops, never the shared address).
     Starts from the few restricted threads (index threads_restricted, migrations/0009)."""
     await conn.execute(
         """INSERT INTO outbox (id, kind, dedupe_key, team_id, staff_id, payload)
            SELECT gen_random_uuid(), 'digest',
                   'digest:' || tm.slug || ':' || $1 || ':' || r.staff_id, tm.id, r.staff_id,
-                  jsonb_build_object('day', $1::text, 'as_of', $3::timestamptz)
+                  jsonb_build_object('day', $1::text, 'as_of', $3::timestamptz,
+                                     'erasure_until', $4::timestamptz)
            FROM (
                SELECT DISTINCT t.team_id, s.id AS staff_id
                FROM threads t LEFT JOIN thread_clocks k ON k.thread_id = t.id
                LEFT JOIN statutory_clocks q ON q.thread_id = t.id
                JOIN staff_teams st ON st.team_id = t.team_id
                JOIN staff s ON s.id = st.staff_id AND s.active AND s.role = ANY($2::text[])
-               WHERE t.restricted AND (k.escalation <> 'none' OR q.statutory <> 'none')
+               WHERE t.restricted
+                 AND (k.escalation <> 'none' OR q.statutory <> 'none'
+                      OR (t.erasure_due_at <= $4 AND t.status = 'closed'
+                          AND t.legal_hold_at IS NULL))
                  AND (s.role = 'manager' OR s.id = t.assignee_id)
            ) AS r JOIN teams tm ON tm.id = r.team_id
            WHERE tm.active
@@ -278,6 +287,7 @@ async def queue_restricted_digests(
         day,
         roles,
         as_of,
+        erasure_until,
     )
 
 
@@ -328,6 +338,28 @@ async def erasing_threads(conn: Connection, team_id: int, until: datetime) -> li
              AND t.status = 'closed' AND t.legal_hold_at IS NULL
            ORDER BY t.erasure_due_at, t.reference LIMIT 500""",
         team_id,
+        until,
+    )
+    return [ErasingThread(**r) for r in rows]
+
+
+async def restricted_erasing_threads(
+    conn: Connection, team_id: int, staff_id: int, roles: list[str], until: datetime
+) -> list[ErasingThread]:
+    """The team's restricted, unheld closed threads to be erased by ``until`` that one person
+    may see now (a manager of the team, or the assignee), soonest first."""
+    rows = await conn.fetch(
+        """SELECT t.reference, c.name AS category_name, t.erasure_due_at
+           FROM threads t JOIN categories c ON c.slug = t.category_slug
+           JOIN staff_teams st ON st.team_id = t.team_id AND st.staff_id = $2
+           JOIN staff s ON s.id = st.staff_id AND s.active AND s.role = ANY($3::text[])
+           WHERE t.team_id = $1 AND t.restricted AND t.erasure_due_at <= $4
+             AND t.status = 'closed' AND t.legal_hold_at IS NULL
+             AND (s.role = 'manager' OR t.assignee_id = s.id)
+           ORDER BY t.erasure_due_at, t.reference LIMIT 500""",
+        team_id,
+        staff_id,
+        roles,
         until,
     )
     return [ErasingThread(**r) for r in rows]
