@@ -11,6 +11,12 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from confide import db as db_module
+from confide.context import Context
+from confide.models import NewReport
+from confide.org import load as load_org
+from confide.services import reports
+from confide.services.workdays import WorkingCalendar
 from tests import html
 from tests.conftest import Proc, Stack, StaffAccount
 from tests.journeys import post, reach_check_answers, reporter_logs_in, send_report
@@ -255,3 +261,39 @@ async def test_reporter_and_staff_using_the_same_key_both_have_their_message_kep
         assert resp.status == 422
         assert (await resp.json())["type"].endswith("/idempotency-key-reused")
     assert await db.fetchval("SELECT count(*) FROM messages") == 2
+
+
+async def test_a_drawn_reference_that_is_taken_is_drawn_again_and_the_report_kept_once(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, monkeypatch: Any
+) -> None:
+    """References are random; when one is drawn twice (1 in 2^40), the second report's statement
+    fails whole on the unique reference, its idempotency key included, and is sent again."""
+    async with http.post(
+        "/api/v1/reports",
+        json={"category": "safety", "description": "The first report", "anonymous": True},
+    ) as resp:
+        assert resp.status == 201
+        taken = (await resp.json())["reference"]
+    draws, fresh = iter([taken, taken, "R-" + "Z" * 8]), reports.new_reference
+    monkeypatch.setattr(reports, "new_reference", lambda: next(draws, None) or fresh())
+    pool = await db_module.create_pool(stack.env["DATABASE_URL"], min_size=1, max_size=2)
+    calendar = WorkingCalendar.for_org(load_org(stack.settings.org_file))
+    ctx = Context(pool, stack.settings, stack.keyring, calendar)
+    draft = NewReport.model_validate(
+        {"category": "safety", "description": "The second report", "anonymous": True},
+        context={"categories": {"safety"}},
+    )
+    key = reports.submission_idempotency(
+        stack.settings, "taken-reference-key-1", b'{"a": 1}', author="api"
+    )
+    try:
+        receipt = await reports.submit_report(ctx, draft, idempotency=key)
+        again = await reports.submit_report(ctx, draft, idempotency=key)
+    finally:
+        await pool.close()
+    assert receipt.reference == "R-ZZZZZZZZ" and receipt.is_new
+    assert again.reference == receipt.reference and not again.is_new
+    rows = await db.fetch("SELECT reference FROM threads ORDER BY received_at")
+    assert [r["reference"] for r in rows] == [taken, "R-ZZZZZZZZ"]
+    keys = await db.fetch("SELECT thread_id FROM submission_keys")
+    assert [k["thread_id"] for k in keys] == [receipt.thread_id]  # one claim, the kept one

@@ -330,7 +330,9 @@ async def submit_report(
                 )
                 if not row.category_ok:
                     raise ValidationFailed([FieldError("category", "Choose one of the categories")])
-        except asyncpg.ForeignKeyViolationError:
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name not in sql_reports.TAKEN:
+                raise
             continue  # the drawn reference was taken (1 in 2^40): nothing was kept; draw again
         if not row.claimed:
             # A repeat: the first submission with this key committed (we waited for it).

@@ -8,6 +8,9 @@ from uuid import UUID
 
 from asyncpg import Connection
 
+# A drawn reference or id that is taken: the submission statement fails whole, and is retried.
+TAKEN = frozenset({"threads_reference_key", "threads_pkey"})
+
 
 @dataclass(frozen=True, slots=True)
 class KeyedSubmission:
@@ -117,7 +120,8 @@ async def submit(
     with ``acknowledge_by``, the statutory clocks too (migrations/0024).
     ``claimed`` is false for a repeat of an earlier key (nothing is
     inserted); ``category_ok`` is false for an unknown category (nothing is inserted). A taken
-    reference fails the claim's deferred foreign key, so the whole statement is undone.
+    reference raises :class:`asyncpg.UniqueViolationError` (``threads_reference_key``): the
+    whole statement is undone, its claim included (migrations/0027).
     """
     ids = [o[0] for o in outbox]
     kinds = [o[1] for o in outbox]
@@ -144,7 +148,6 @@ async def submit(
                SELECT $2, $3, cat.slug, cat.team_id, $5, $6, $7, $8, $9, $10, $11, $11, $11,
                       $12, $13, $20, $21, $22, $23, $24, $25, $26, $27
                FROM cat WHERE $1::bytea IS NULL OR EXISTS (SELECT 1 FROM claim)
-               ON CONFLICT (reference) DO NOTHING
                RETURNING id, reference, received_at, team_id
            ), queued AS (
                INSERT INTO outbox (id, kind, thread_id, team_id, recipient)
