@@ -210,7 +210,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     dsn = settings.require_database()
     if not settings.is_production:
         await db.ensure_database(dsn)
-    pool = await db.create_pool(dsn, timeout_s=settings.db_timeout_s)
+    pool = await db.create_pool(
+        dsn, max_size=settings.db_pool_size, timeout_s=settings.db_timeout_s
+    )
     async with pool.acquire() as conn:
         if settings.is_production:
             pending = ", ".join(await db.pending_migrations(conn))
