@@ -226,6 +226,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         app[CALENDAR],
         wake_outbox=app[OUTBOX_KICKER],
         rules=app[ORG].clock_rules,
+        attachments=app[ORG].attachments,
     )
     await sync_organisation(ctx, app[ORG])
     yield
