@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from asyncpg import Connection
@@ -61,9 +61,11 @@ from confide.files.store import (
     read_copy,
 )
 from confide.files.types import FileType
-from confide.services.threads import Staff, visible_thread
 from confide.sql import attachments as sql
 from confide.sql import audit as sql_audit
+
+if TYPE_CHECKING:  # confide.services.threads imports this module
+    from confide.services.threads import Staff
 
 log = logs.get("confide.attachments")
 
@@ -550,6 +552,18 @@ async def of_thread(
     return out
 
 
+async def hashes_of(
+    conn: Connection, key: ThreadKey, thread_id: UUID, message_id: UUID | None
+) -> list[str]:
+    """The SHA-256 (hex) of each file of the report (``message_id`` None) or of one message, as
+    uploaded, in order: what its receipt's commitment covers (empty for none, as before)."""
+    return [
+        str(json.loads(key.open(bytes(r.file_key), _key_context(r.id)))["sha256"])
+        for r in await sql.of_thread(conn, thread_id)
+        if r.message_id == message_id
+    ]
+
+
 # --- 3. Preparing (the files worker) ---------------------------------------------------------
 
 
@@ -670,6 +684,8 @@ async def _staff_row(
 ) -> sql.AttachmentRow:
     """The attachment if its thread is visible to ``staff`` (the one thread visibility rule:
     team, restriction, role), else NotFound like a missing one."""
+    from confide.services.threads import visible_thread
+
     row = await sql.get(conn, attachment_id, lock=lock)
     if row is None:
         raise NotFound()
