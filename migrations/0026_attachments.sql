@@ -14,6 +14,7 @@
 -- erases the file; the rows go with the thread (ON DELETE CASCADE) and erasure deletes the
 -- chunks. `position` is N of the neutral name `attachment-N.ext`, per thread. The row is also
 -- the stripping job's outbox row: `state` 'preparing' with a lease, attempts and next attempt.
+-- A manager's release keeps its reason sealed under the thread key (`release_reason`).
 --
 -- `attachment_chunks`: the PostgreSQL store (confide/files/store.py). Each chunk is AES-256-GCM
 -- under the file key, bound to its file, copy, index and whether it is the last one. No foreign
@@ -60,6 +61,7 @@ CREATE TABLE attachments (
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     released_by     integer REFERENCES staff (id) ON DELETE SET NULL,
     released_at     timestamptz,
+    release_reason  bytea,
     created_at      timestamptz NOT NULL DEFAULT now(),
     prepared_at     timestamptz,
     UNIQUE (thread_id, position)

@@ -323,11 +323,13 @@ async def due_strips(conn: Connection, limit: int) -> list[UUID]:
     return [r["id"] for r in rows]
 
 
-async def release(conn: Connection, attachment_id: UUID, staff_id: int) -> bool:
+async def release(conn: Connection, attachment_id: UUID, staff_id: int, reason: bytes) -> bool:
     done = await conn.fetchval(
-        """UPDATE attachments SET state = 'released', released_by = $2, released_at = now()
+        """UPDATE attachments SET state = 'released', released_by = $2, released_at = now(),
+                                  release_reason = $3
            WHERE id = $1 AND state = 'quarantined' RETURNING true""",
         attachment_id,
         staff_id,
+        reason,
     )
     return bool(done)
