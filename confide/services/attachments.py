@@ -70,6 +70,9 @@ if TYPE_CHECKING:  # confide.services.threads imports this module
 log = logs.get("confide.attachments")
 
 UPLOAD_TTL_S = 60 * 60  # CONTRACTS §3: an upload expires after 60 minutes unused
+# While it streams: 20 MiB at the slowest rate a body may keep (1 KiB/s, webapp.slow_clients)
+# takes under 6 hours; a body cut off is purged after this.
+STREAMING_TTL_S = 8 * 60 * 60
 UPLOAD_ID_BYTES = 16  # 128 bits
 LEASE_S = 330.0  # longer than the workers' task_time_limit (300 s): no two runs overlap
 MAX_STRIP_ATTEMPTS = 5
@@ -296,7 +299,7 @@ async def receive_upload(
             owner=uploader.owner.value,
             thread_id=uploader.thread_id,
             staff_id=uploader.staff_id,
-            ttl_s=UPLOAD_TTL_S,
+            ttl_s=STREAMING_TTL_S,
         )
     key = new_file_key()
     writer = SealedWriter(store, key, file_id, Copy.ORIGINAL)
