@@ -10,7 +10,9 @@ import hashlib
 import io
 import json
 import math
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import asyncpg
 import pikepdf
 import redis
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from confide import receipts
 from confide.files.store import CHUNK_BYTES
@@ -89,8 +92,10 @@ async def thread_files(
         return files
 
 
-async def wait_state(db: asyncpg.Connection, attachment_id: str, *states: str) -> str:
-    deadline = time.monotonic() + 60
+async def wait_state(
+    db: asyncpg.Connection, attachment_id: str, *states: str, timeout: float = 60
+) -> str:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = await db.fetchval(
             "SELECT state FROM attachments WHERE id = $1", UUID(attachment_id)
@@ -513,3 +518,51 @@ async def test_erasing_a_thread_erases_its_files(
         await sql_lifecycle.erase(db, [row["id"]], ["E-TESTERASURE0"], [row["team_id"]])
     assert await db.fetchval("SELECT count(*) FROM attachments") == 0
     assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == 0
+
+
+async def test_a_worker_killed_while_stripping_leaves_the_file_stripped_exactly_once(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
+    caseworker: StaffAccount,
+    worker: Proc,
+) -> None:
+    # A screenshot-sized PNG of noise: re-encoding it takes seconds, time enough to kill.
+    side = 2400
+    noise = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    info = PngInfo()
+    info.add_text("Author", make.AUTHOR)
+    buf = io.BytesIO()
+    noise.save(buf, "PNG", pnginfo=info, compress_level=1)
+    one = await uploaded(http, buf.getvalue(), "screen.png")
+    status, _ = await report_with(http, [one])
+    assert status == 201
+    attachment_id = await db.fetchval("SELECT id FROM attachments")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if await db.fetchval(
+            "SELECT leased_until IS NOT NULL FROM attachments WHERE state = 'preparing'"
+        ):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the worker never took the file")
+    await asyncio.sleep(0.5)  # mid-file: decrypted, being re-encoded
+    assert await db.fetchval("SELECT state FROM attachments") == "preparing"
+    worker.stop(signal.SIGKILL)
+    worker.start()
+    wait_worker(stack.env["REDIS_URL"], worker)
+    await wait_state(db, str(attachment_id), "ready", timeout=180)
+    row = await db.fetchrow("SELECT attempts, stripped_size FROM attachments")
+    assert row["attempts"] == 2  # the killed run, then one that finished
+    stripped = await db.fetchval(
+        "SELECT count(*) FROM attachment_chunks WHERE file_id = $1 AND copy = 'stripped'",
+        attachment_id,
+    )
+    assert stripped == math.ceil(row["stripped_size"] / CHUNK_BYTES)
+    assert await db.fetchval("SELECT count(*) FROM attachment_chunks WHERE copy = 'original'") == 0
+    staff = await bearer(http, caseworker)
+    status, got, _ = await download(http, f"/api/v1/staff/attachments/{attachment_id}", staff)
+    assert status == 200 and make.AUTHOR.encode() not in got
+    with Image.open(io.BytesIO(got)) as im:
+        assert im.size == (side, side)
