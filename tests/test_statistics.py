@@ -465,6 +465,47 @@ async def test_manager_of_team_a_sees_nothing_of_team_b(
     assert {r["team"] for r in answer["rows"]} == {"hr"} and answer["totals"]["received"] == 5
 
 
+async def test_the_drawn_statistics_sit_once_in_a_whole_page_with_names_in_any_script(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    """The statistics are drawn once per refresh and put into each page already encoded
+    (webapp.handlers.caseworker.render_spliced): the layout around them is this request's own
+    (its sign-out form and token), and a name outside ASCII arrives as it was written."""
+    ada = add_staff(stack, "ada@example.org", "safety", role="admin")
+    name = "Santé – Sécurité ✓ «Ω»"
+    await db.execute("UPDATE teams SET name = $1 WHERE slug = 'safety'", name)
+    for _ in range(5):
+        await submit(http, "safety")
+    await refreshed(stack, db, 5)
+    pages = []
+    for _ in range(2):  # the second page is drawn from the kept statistics
+        async with signed_in(stack) as browser:
+            await staff_logs_in(browser, ada.email, ada.password)
+            async with browser.get("/staff/statistics") as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+                raw = await resp.read()
+                assert int(resp.headers["Content-Length"]) == len(raw)
+        pages.append(raw.decode("utf-8"))
+    for page in pages:
+        assert page.count('<h1 class="heading-l">Statistics</h1>') == 1
+        assert page.count("<p>Reports received from ") == 1
+        assert page.count('<h2 class="heading-m">Per month, team and category</h2>') == 1
+        assert "<!--" not in page.split("</head>", 1)[1]  # no mark left where the body went
+        assert page.rstrip().endswith("</html>")
+        assert f"<td>{name}</td>" in page.replace("&#39;", "'")
+        logout = [f for f in html.forms(page) if f.action == "/staff/logout"]
+        assert len(logout) == 1 and logout[0].fields["csrf_token"]
+        # the range form comes before the drawn statistics, the footer after them
+        assert page.index('action="/staff/statistics"') < page.index("<p>Reports received")
+        assert page.index("Per month, team and category") < page.index("</main>")
+    # Each sign-in's page carries its own token around the same statistics.
+    tokens = [f.fields["csrf_token"] for p in pages for f in html.forms(p) if "logout" in f.action]
+    assert tokens[0] != tokens[1]
+    bodies = [p.split("<p>Reports received", 1)[1].split("</main>", 1)[0] for p in pages]
+    assert bodies[0] == bodies[1]
+
+
 async def test_caseworker_cannot_read_statistics_and_bad_months_get_422(
     stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
 ) -> None:

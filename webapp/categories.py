@@ -200,6 +200,7 @@ class InboxRows:
 class DrawnStatistics:
     stats: Statistics
     body: Markup  # the page below its range form
+    body_utf8: bytes  # the same, encoded once: the page splices it in (webapp.handlers.statistics)
 
 
 class StatisticsPages:
@@ -209,7 +210,10 @@ class StatisticsPages:
     summaries' version (one indexed read), so nothing shown is older than the summaries.
 
     Serves ``make bench`` ``statistics`` (manager p99 ÷ bare form ≤ 1.5): drawing the page took
-    3.6–5 ms of web CPU, the bare form 0.3 ms.
+    3.6–5 ms of web CPU, the bare form 0.3 ms. The body is also kept encoded (``body_utf8``) for
+    the same target, an admin's page of 600 rows (190 KB): printing it into the page copied it
+    twice and encoding the whole page cost more than the rest of the request (docs/benchmarks.md,
+    2026-12-03).
     """
 
     def __init__(self, template: jinja2.Template, max_keys: int = 1000) -> None:
@@ -229,7 +233,8 @@ class StatisticsPages:
         drawing = self._drawn[scope] = asyncio.get_running_loop().create_future()
         try:
             stats = await statistics.read(ctx, scope)
-            drawn = DrawnStatistics(stats, self.body(stats, month_chart(stats), scope.for_manager))
+            body = self.body(stats, month_chart(stats), scope.for_manager)
+            drawn = DrawnStatistics(stats, body, body.encode("utf-8"))
         except BaseException as exc:
             self._drawn.pop(scope, None)
             drawing.set_exception(exc)

@@ -10,6 +10,7 @@ from uuid import UUID
 
 import aiohttp_jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from confide import logs
 from confide.domain import ThreadStatus
@@ -103,11 +104,48 @@ def render(
     context: dict[str, Any],
     status: int = 200,
 ) -> web.Response:
+    context = _page_context(request, member, auth, context)
+    return aiohttp_jinja2.render_template(template, request, context, status=status)
+
+
+def _page_context(
+    request: web.Request, member: Staff | None, auth: Auth | None, context: dict[str, Any]
+) -> dict[str, Any]:
     # staff_page has put this session's token on the request; the login page has none.
     csrf_token = request.get(CSRF_TOKEN) or (auth.csrf(request.app[SETTINGS]) if auth else "")
     errors = context.get("errors") or FormErrors([])
-    context = dict(context, staff=member, csrf_token=csrf_token, errors=errors)
-    return aiohttp_jinja2.render_template(template, request, context, status=status)
+    return dict(context, staff=member, csrf_token=csrf_token, errors=errors)
+
+
+# Printed where the encoded piece goes; a template's values are autoescaped, so only the
+# template itself can write "<!--" (a value's "<" is printed as "&lt;").
+SPLICE_MARK = Markup("<!--spliced-->")
+
+
+def render_spliced(
+    request: web.Request,
+    template: str,
+    member: Staff,
+    auth: Auth,
+    context: dict[str, Any],
+    slot: str,
+    piece: bytes,
+) -> web.Response:
+    """As :func:`render`, with ``context[slot]`` given as ``piece``: markup already encoded as
+    UTF-8, which is put between the page's encoded halves instead of being printed.
+
+    Kept for ``make bench`` ``statistics`` (admin p99 ÷ bare form ≤ 1.5): printing an admin's
+    190 KB of statistics into the page copied it twice, and one non-ASCII character anywhere in
+    the page (the title's dash) made Python store and encode the whole page at two bytes a
+    character; splicing its bytes costs a copy (docs/benchmarks.md, 2026-12-03).
+    """
+    context = _page_context(request, member, auth, {**context, slot: SPLICE_MARK})
+    text = aiohttp_jinja2.render_string(template, request, context)
+    head, mark, tail = text.partition(SPLICE_MARK)
+    if not mark or SPLICE_MARK in tail:
+        raise RuntimeError(f"{template} must print {slot} exactly once")
+    body = b"".join((head.encode("utf-8"), piece, tail.encode("utf-8")))
+    return web.Response(body=body, content_type="text/html", charset="utf-8")
 
 
 def field_errors(exc: Exception, rename: dict[str, str] | None = None) -> FormErrors | None:

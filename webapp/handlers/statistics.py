@@ -14,7 +14,7 @@ from confide.services import statistics
 from confide.services.statistics import STATISTICS_ROLES, Figures, Statistics
 from confide.services.threads import Staff
 from webapp.auth import Auth
-from webapp.handlers.caseworker import field_errors, render, staff_page
+from webapp.handlers.caseworker import field_errors, render, render_spliced, staff_page
 from webapp.keys import CTX, STATISTICS_PAGES
 
 ROLES = tuple(r.value for r in STATISTICS_ROLES)
@@ -49,7 +49,9 @@ async def page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
         return render(request, "staff/statistics.html", member, auth, context, status=422)
     drawn = await request.app[STATISTICS_PAGES].get(request.app[CTX], scope)
     shown = {"typed_from": scope.first.isoformat()[:7], "typed_to": scope.last.isoformat()[:7]}
-    return render(request, "staff/statistics.html", member, auth, {**shown, "body": drawn.body})
+    return render_spliced(
+        request, "staff/statistics.html", member, auth, shown, "body", drawn.body_utf8
+    )
 
 
 def _cell(value: float | None, hidden: str) -> str:
