@@ -485,6 +485,8 @@ def _new_secrets() -> dict[str, str]:
         # The bench measures the submission path, not the abuse limits (issue 3).
         "CONFIDE_SUBMIT_PER_CLIENT_PER_HOUR": "1000000000",
         "CONFIDE_SUBMIT_GLOBAL_PER_MINUTE": "1000000000",
+        "CONFIDE_UPLOAD_PER_CLIENT_PER_HOUR": "1000000000",
+        "CONFIDE_UPLOAD_GLOBAL_PER_MINUTE": "1000000000",
     }
 
 

@@ -84,6 +84,8 @@ class Settings:
     per_client_limits: bool = True
     submit_per_client_per_hour: int = 20
     submit_global_per_minute: int = 120
+    upload_per_client_per_hour: int = 60  # files sent by reporters (docs/configuration.md)
+    upload_global_per_minute: int = 240
     reply_target_workdays: int = 2
     login_per_client_per_15min: int = 10
     argon2_global_per_minute: int = 1200
@@ -177,6 +179,10 @@ class Settings:
                 env, "CONFIDE_SUBMIT_PER_CLIENT_PER_HOUR", 20, 1, 10**9
             ),
             submit_global_per_minute=_int(env, "CONFIDE_SUBMIT_GLOBAL_PER_MINUTE", 120, 1, 10**9),
+            upload_per_client_per_hour=_int(
+                env, "CONFIDE_UPLOAD_PER_CLIENT_PER_HOUR", 60, 1, 10**9
+            ),
+            upload_global_per_minute=_int(env, "CONFIDE_UPLOAD_GLOBAL_PER_MINUTE", 240, 1, 10**9),
             reply_target_workdays=_int(env, "CONFIDE_REPLY_TARGET_WORKDAYS", 2, 1, 30),
             login_per_client_per_15min=_int(
                 env, "CONFIDE_LOGIN_PER_CLIENT_PER_15MIN", 10, 1, 10**9

@@ -302,6 +302,9 @@ def stack(
         CONFIDE_ARGON2_MEMORY_KIB="64",
         CONFIDE_SUBMIT_PER_CLIENT_PER_HOUR="100000",
         CONFIDE_SUBMIT_GLOBAL_PER_MINUTE="100000",
+        # Upload limits are tested on their own web process (test_attachments.py).
+        CONFIDE_UPLOAD_PER_CLIENT_PER_HOUR="100000",
+        CONFIDE_UPLOAD_GLOBAL_PER_MINUTE="100000",
         CONFIDE_LOGIN_PER_CLIENT_PER_15MIN="100000",
         # Staff sign-in limits are tested on their own web process (test_staff_sign_in.py).
         CONFIDE_STAFF_LOGIN_PER_CLIENT_ACCOUNT_PER_15MIN="100000",

@@ -608,3 +608,24 @@ async def test_an_upload_held_by_a_draft_outlives_its_hour_and_goes_with_the_dra
         assert status == 422, body
     finally:
         await pool.close()
+
+
+async def test_a_flood_of_uploads_from_one_reporter_is_refused_before_it_is_stored(
+    stack: Stack, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    """Reporters' files have a budget of their own (CONFIDE_UPLOAD_PER_CLIENT_PER_HOUR): past
+    it, 429 with Retry-After, and nothing of the refused file is kept. Staff are not counted."""
+    _, base = stack.start_web("web-uploads", CONFIDE_UPLOAD_PER_CLIENT_PER_HOUR="3")
+    text = b"A note about the broken door.\n"
+    async with aiohttp.ClientSession(base_url=base) as client:
+        for n in range(3):
+            status, body = await upload(client, text, f"note-{n}.txt")
+            assert status == 201, body
+        status, body = await upload(client, text, "note-4.txt")
+        assert status == 429 and body["status"] == 429, body
+        async with client.post("/api/v1/uploads", data=b"") as resp:
+            assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+        staff = await bearer(client, caseworker)
+        status, body = await upload(client, text, "staff-note.txt", headers=staff)
+        assert status == 201, body
+    assert await db.fetchval("SELECT count(*) FROM uploads") == 4

@@ -55,12 +55,14 @@ from webapp.keys import (
     STARTED,
     STATISTICS_PAGES,
     SUPPORT_PAGES,
+    UPLOAD_LIMITS,
 )
 from webapp.policy import same_origin_middleware
 from webapp.security import (
     LoginLimits,
     StaffLoginLimits,
     SubmissionLimits,
+    UploadLimits,
     is_tls,
     security_headers,
 )
@@ -143,6 +145,7 @@ def create_app(settings: Settings) -> web.Application:
     app[ORG] = org
     app[KEYRING] = Keyring.from_secret(settings.encryption_keys)
     app[LIMITS] = SubmissionLimits(settings)
+    app[UPLOAD_LIMITS] = UploadLimits(settings)
     app[LOGIN_LIMITS] = LoginLimits(settings)
     app[STAFF_LOGIN_LIMITS] = StaffLoginLimits(settings)
     app[CALENDAR] = WorkingCalendar.for_org(org)

@@ -16,7 +16,7 @@ from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp.categories import CategoryCache, InboxCounts, InboxRows, StatisticsPages
 from webapp.jobs import CodeHasher, OutboxKicker
-from webapp.security import LoginLimits, StaffLoginLimits, SubmissionLimits
+from webapp.security import LoginLimits, StaffLoginLimits, SubmissionLimits, UploadLimits
 from webapp.support_pages import SupportPages
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -30,6 +30,7 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 CELERY = web.AppKey("celery", Celery)
 HASHER = web.AppKey("hasher", CodeHasher)
 LIMITS = web.AppKey("limits", SubmissionLimits)
+UPLOAD_LIMITS = web.AppKey("upload_limits", UploadLimits)
 LOGIN_LIMITS = web.AppKey("login_limits", LoginLimits)
 STAFF_LOGIN_LIMITS = web.AppKey("staff_login_limits", StaffLoginLimits)
 # Staff single sign-on's provider (confide.oidc), when CONFIDE_OIDC_* are set.

@@ -333,6 +333,27 @@ class SubmissionLimits:
         self.global_.take(b"global")
 
 
+class UploadLimits:
+    """Files sent by reporters, anonymous or signed in (issue 17): per-client buckets keyed as
+    for submissions, and a global budget per web process. Each file takes one token before a
+    byte of it is read or stored, so a flood is refused (429) before it costs any storage.
+    Staff uploads are not counted: they come from signed-in accounts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.trusted_proxies = settings.trusted_proxies
+        self.enabled_per_client = settings.per_client_limits
+        self._client_key = secrets.token_bytes(32)  # never leaves this process's memory
+        self.per_client = TokenBuckets(settings.upload_per_client_per_hour, 3600.0)
+        self.global_ = TokenBuckets(settings.upload_global_per_minute, 60.0)
+
+    def check(self, request: web.Request) -> None:
+        if self.enabled_per_client:
+            self.per_client.take(
+                client_key(request, self.trusted_proxies, self._client_key, "upload")
+            )
+        self.global_.take(b"global")
+
+
 class LoginLimits:
     """Code logins: per-client buckets (keyed as above) and a global budget that counts argon2
     verifications only, so a flood of guesses at unknown codes cannot lock genuine reporters out."""

@@ -27,6 +27,7 @@ from webapp.keys import (
     ORG,
     SETTINGS,
     STAFF_LOGIN_LIMITS,
+    UPLOAD_LIMITS,
 )
 from webapp.openapi import document
 from webapp.report_flow import submit_report
@@ -130,8 +131,10 @@ async def upload(request: web.Request) -> web.Response:
     with it, else to the upload id alone (an anonymous submitter, for ``POST /api/v1/reports``)."""
     uploader = await _uploader(request)
     limits = request.app[ORG].attachments
-    # No submission budget taken here: ten files and their report would use 11 of the 20 an hour
-    # a client has. Unattached uploads go after 60 minutes (TODO(#17): a per-client upload budget).
+    # A budget of its own, not the submissions' (ten files and their report would use 11 of the
+    # 20 an hour a client has); staff are not counted (webapp.security.UploadLimits).
+    if uploader.owner is not attachments.Owner.STAFF:
+        request.app[UPLOAD_LIMITS].check(request)
     blocks, filename = await file_part(request, limits)
     done = await attachments.receive_upload(
         request.app[CTX], uploader, blocks, limits=limits, filename=filename
