@@ -1,0 +1,346 @@
+"""Files as people see them (issue 17; docs/attachments.md "What people see"): a reporter adds
+photos and documents to a report in a real Chromium, with JavaScript on and off, and the case
+worker downloads them only once their hidden data is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pikepdf
+import pytest
+from PIL import Image
+from playwright.async_api import Browser, Page, Route
+
+from tests import attachment_files as make
+from tests import html
+from tests.conftest import Stack, StaffAccount, add_staff, kick_relay, wait_worker
+from tests.test_browser import Auditor, browser, on_a_phone
+
+__all__ = ["browser"]  # the session's Chromium (tests/test_browser.py)
+MIB = 1024 * 1024
+
+
+def evidence(folder: Path) -> tuple[Path, Path]:
+    """A phone photo (GPS, camera serial and artist canaries) and a two-page PDF letter (an
+    author canary), as the reporter's own files."""
+    photo = make.jpeg(folder / "PXL_0417.jpg")
+    letter = make.pdf(folder / "letter-to-me.pdf", pages=2)
+    return photo, letter
+
+
+async def answer_first_questions(page: Page, category: str = "A safety concern on site") -> None:
+    await page.goto("/report")
+    await page.check("#how")
+    await page.click("button:has-text('Continue')")
+    await page.check(f"label:has-text('{category}')")
+    await page.click("button:has-text('Continue')")
+
+
+async def continue_to_check_answers(page: Page) -> None:
+    for _ in range(3):  # what happened, when, where
+        await page.click("button:has-text('Continue')")
+    await page.check("#follow_up-no")  # no further communication: no code to make
+    await page.click("button:has-text('Continue')")
+    assert (await page.title()).startswith("Check your answers")
+
+
+async def staff_logs_in(page: Page, account: StaffAccount) -> None:
+    await page.goto("/staff/login")
+    await page.fill("#email", account.email)
+    await page.fill("#password", account.password)
+    await page.click("button:has-text('Log in')")
+
+
+async def download(page: Page, link: str, folder: Path) -> bytes:
+    async with page.expect_download() as info:
+        await page.click(link)
+    got = await info.value
+    target = folder / f"downloaded-{got.suggested_filename}"
+    await got.save_as(str(target))
+    return target.read_bytes()
+
+
+def assert_clean(data: bytes) -> None:
+    for canary in make.CANARIES:
+        assert canary.encode() not in data, canary
+
+
+async def wait_for_text(page: Page, text: str, timeout_s: float = 60) -> None:
+    for _ in range(int(timeout_s * 2)):
+        await page.reload()
+        if text in await page.inner_text("main"):
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"never saw {text!r}")
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["javascript-on", "javascript-off"])
+async def test_reporter_attaches_evidence_and_caseworker_downloads_it_clean(
+    stack: Stack, browser: Browser, db: asyncpg.Connection, js: bool, tmp_path: Path
+) -> None:
+    caseworker = add_staff(stack, "casey@example.org", "safety")
+    auditor = Auditor(browser, stack.base_url)
+    photo, letter = evidence(tmp_path)
+    context = await on_a_phone(browser, stack.base_url, js)
+    page = await context.new_page()
+    # 1. On "What happened" the reporter types, chooses both files and adds them.
+    await answer_first_questions(page, "Bullying or harassment")
+    await page.fill("#description", "The lift alarm does not work.")
+    main = await page.inner_text("main")
+    assert "can identify you" in main and "a face, a name on a letter" in main
+    assert not await page.is_checked("#keep_file_names")
+    await page.set_input_files("#files", [str(photo), str(letter)])
+    await page.click("button:has-text('Add these files')")
+    main = await page.inner_text("main")
+    assert "attachment-1.jpg" in main and "attachment-2.pdf" in main
+    assert "PXL_0417" not in main  # neutral names only
+    assert await page.input_value("#description") == "The lift alarm does not work."
+    await auditor.check(page, js)
+    # 2. They go on, then back to change what it is about: the files are still there.
+    await page.click("button:has-text('Continue')")
+    await page.click("button:has-text('Back')")
+    await page.click("button:has-text('Back')")
+    await page.check("label:has-text('A safety concern on site')")
+    await page.click("button:has-text('Continue')")
+    main = await page.inner_text("main")
+    assert "attachment-1.jpg" in main and "attachment-2.pdf" in main
+    await page.reload()
+    assert "attachment-2.pdf" in await page.inner_text("main")
+    await continue_to_check_answers(page)
+    main = await page.inner_text("main")
+    assert "attachment-1.jpg" in main and "attachment-2.pdf" in main
+    # 3. The worker is stopped, so the case worker sees the files being prepared.
+    stack.worker.stop()
+    await page.click("button:has-text('Send report')")
+    assert (await page.title()).startswith("Report received")
+    reference = (await page.inner_text(".reference")).strip()
+    await context.close()
+    assert await db.fetchval("SELECT count(*) FROM attachments WHERE state = 'preparing'") == 2
+
+    staff_context = await on_a_phone(browser, stack.base_url, js)
+    page = await staff_context.new_page()
+    await staff_logs_in(page, caseworker)
+    await page.goto(f"/staff/threads/{reference}")
+    main = await page.inner_text("main")
+    assert main.count("being prepared") == 2
+    assert await page.locator("a:has-text('Download attachment-1.jpg')").count() == 0
+    # 4. The files worker strips them; the case worker downloads both.
+    stack.worker.start()
+    wait_worker(stack.env["REDIS_URL"], stack.worker)
+    kick_relay(stack)
+    await wait_for_text(page, "Download attachment-2.pdf")
+    await page.wait_for_selector("a:has-text('Download attachment-1.jpg')")
+    preview = page.locator("img.attachment__preview")
+    assert await preview.get_attribute("alt") == "Preview of attachment-1.jpg"
+    await auditor.check(page, js)
+    jpeg = await download(page, "a:has-text('Download attachment-1.jpg')", tmp_path)
+    pdf = await download(page, "a:has-text('Download attachment-2.pdf')", tmp_path)
+    await staff_context.close()
+    assert_clean(jpeg)
+    assert_clean(pdf)
+    with Image.open(io.BytesIO(jpeg)) as im:
+        assert im.format == "JPEG" and im.size == (64, 32)
+        assert not im.getexif()
+    with pikepdf.open(io.BytesIO(pdf)) as doc:
+        assert len(doc.pages) == 2
+
+
+async def test_a_browser_without_cookies_sends_its_files_with_the_report(
+    stack: Stack, browser: Browser, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    photo, letter = evidence(tmp_path)
+    context = await on_a_phone(browser, stack.base_url, False)
+
+    async def refuse_cookies(route: Route) -> None:
+        response = await route.fetch(max_redirects=0)
+        await context.clear_cookies()
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "set-cookie"}
+        await route.fulfill(response=response, headers=headers)
+
+    await context.route(f"{stack.base_url}/**", refuse_cookies)
+    page = await context.new_page()
+    await answer_first_questions(page)
+    await page.fill("#description", "The lift alarm does not work.")
+    assert "add them on the last page" in await page.inner_text("main")
+    assert await page.locator("#files").count() == 0
+    await continue_to_check_answers(page)
+    assert "they are sent with your report" in await page.inner_text("main")
+    await page.set_input_files("#files", [str(photo), str(letter)])
+    await page.click("button:has-text('Send report')")
+    assert (await page.title()).startswith("Report received")
+    await context.close()
+    assert await db.fetchval("SELECT count(*) FROM attachments") == 2
+    assert await db.fetchval("SELECT count(*) FROM report_drafts") == 0
+
+
+# --- Refusals, on the same page, with what was typed kept ------------------------------------
+
+
+def exe_named_jpg(path: Path) -> Path:
+    """A Linux program with a photo's name."""
+    import sys
+
+    path.write_bytes(Path(sys.executable).read_bytes()[: 256 * 1024])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("maker", "words"),
+    [
+        (lambda p: _big(p / "huge.jpg"), "larger than 20 MB, the most one file can be"),
+        (lambda p: _gif(p / "cat.gif"), "You can add: JPEG, PNG, HEIC, PDF"),
+        (lambda p: exe_named_jpg(p / "holiday.jpg"), "not a kind of file we accept"),
+        (lambda p: make.png_bomb(p / "bomb.png"), "too large a picture to open safely"),
+    ],
+    ids=["25-mib", "type-not-allowed", "program-named-jpg", "image-bomb"],
+)
+async def test_reporter_sees_why_a_file_was_refused_on_the_same_page(
+    stack: Stack,
+    browser: Browser,
+    db: asyncpg.Connection,
+    tmp_path: Path,
+    maker: object,
+    words: str,
+) -> None:
+    photo, _letter = evidence(tmp_path)
+    bad = maker(tmp_path)  # type: ignore[operator]
+    context = await on_a_phone(browser, stack.base_url, False)
+    page = await context.new_page()
+    await answer_first_questions(page)
+    await page.fill("#description", "Typed before the files.")
+    await page.set_input_files("#files", [str(photo), str(bad)])
+    await page.click("button:has-text('Continue')")
+    assert (await page.title()).startswith(
+        "Error:"
+    ) or "There is a problem" in await page.inner_text("main")
+    summary = await page.inner_text(".error-summary")
+    assert words in summary, summary
+    assert await page.input_value("#description") == "Typed before the files."
+    assert "attachment-1.jpg" in await page.inner_text(".file-list")
+    await context.close()
+    assert await db.fetchval("SELECT count(*) FROM uploads") == 1
+
+
+def _big(path: Path) -> Path:
+    with path.open("wb") as out:
+        out.write(make.jpeg(path.with_name("seed.jpg")).read_bytes())
+        out.write(b"\0" * (25 * MIB))
+    return path
+
+
+def _gif(path: Path) -> Path:
+    Image.new("RGB", (8, 8)).save(path, "GIF")
+    return path
+
+
+# --- Release of a file that could not be made safe --------------------------------------------
+
+
+async def test_only_a_manager_releases_a_file_that_could_not_be_made_safe(
+    stack: Stack, browser: Browser, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    caseworker = add_staff(stack, "casey@example.org", "safety")
+    manager = add_staff(stack, "morgan@example.org", "safety", role="manager")
+    damaged = tmp_path / "scan.pdf"
+    damaged.write_bytes(make.pdf(tmp_path / "whole.pdf").read_bytes()[:600])  # cut short
+    context = await on_a_phone(browser, stack.base_url, False)
+    page = await context.new_page()
+    await answer_first_questions(page)
+    await page.fill("#description", "A damaged scan.")
+    await page.set_input_files("#files", [str(damaged)])
+    await continue_to_check_answers(page)
+    await page.click("button:has-text('Send report')")
+    reference = (await page.inner_text(".reference")).strip()
+    await context.close()
+    kick_relay(stack)
+    for _ in range(120):
+        if await db.fetchval("SELECT state FROM attachments") == "quarantined":
+            break
+        await asyncio.sleep(0.5)
+    attachment = str(await db.fetchval("SELECT id FROM attachments"))
+
+    # The case worker is told, and offered no release.
+    auditor = Auditor(browser, stack.base_url)
+    staff_context = await on_a_phone(browser, stack.base_url, False)
+    page = await staff_context.new_page()
+    await staff_logs_in(page, caseworker)
+    await page.goto(f"/staff/threads/{reference}")
+    assert "This file could not be made safe" in await page.inner_text("main")
+    assert await page.locator("button:has-text('Release file')").count() == 0
+    # A release forged by the case worker (with their own valid CSRF token) is refused.
+    token = await page.get_attribute("#reply input[name=csrf_token]", "value") or ""
+    forged = await page.request.post(
+        f"/staff/threads/{reference}/release_file",
+        form={"csrf_token": token, "attachment": attachment, "reason": "curious"},
+        headers={"Origin": stack.base_url},
+    )
+    assert forged.status == 403
+    assert await db.fetchval("SELECT state FROM attachments") == "quarantined"
+    await staff_context.close()
+
+    # The manager releases it, with a reason (required), and staff may then download it.
+    staff_context = await on_a_phone(browser, stack.base_url, False)
+    page = await staff_context.new_page()
+    await staff_logs_in(page, manager)
+    await page.goto(f"/staff/threads/{reference}")
+    await auditor.check(page, False)
+    await page.click("button:has-text('Release file')")
+    assert "Say why this file is released" in await page.inner_text(".error-summary")
+    await page.fill("textarea[name=reason]", "Needed for the investigation")
+    await page.click("button:has-text('Release file')")
+    main = await page.inner_text("main")
+    assert "File released" in main and "not made safe" in main
+    data = await download(page, "a:has-text('(not made safe)')", tmp_path)
+    assert data == damaged.read_bytes()
+    await staff_context.close()
+    assert await db.fetchval("SELECT state FROM attachments") == "released"
+    assert (
+        await db.fetchval("SELECT count(*) FROM audit_log WHERE action = 'attachment_release'") == 1
+    )
+
+
+# --- The reporter's own files on their messages page ------------------------------------------
+
+
+async def test_reporter_downloads_their_own_files_once_ready(
+    stack: Stack, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    from tests.journeys import reach_check_answers, reporter_logs_in, send_report
+
+    photo, _letter = evidence(tmp_path)
+    async with aiohttp.ClientSession(stack.base_url) as http:
+        check = await reach_check_answers(http, description="Files in my messages")
+        done = await send_report(http, check)
+        assert done.code is not None
+    async with aiohttp.ClientSession(stack.base_url) as http:
+        status, page = await reporter_logs_in(http, done.code)
+        assert status == 200
+        form = html.main_form(page)
+        data = aiohttp.FormData()
+        for name, value in form.fields.items():
+            data.add_field(name, value)
+        data.add_field("body", "Here is the photo.")
+        data.add_field("files", photo.read_bytes(), filename="PXL_0417.jpg")
+        async with http.post("/messages", data=data, headers={"Origin": stack.base_url}) as resp:
+            assert resp.status == 200, await resp.text()
+        kick_relay(stack)
+        for _ in range(120):
+            async with http.get("/messages") as resp:
+                page = await resp.text()
+            if "Download attachment-1.jpg" in page:
+                break
+            assert "/messages/attachments/" not in page  # never a link before it is ready
+            await asyncio.sleep(0.5)
+        link = re.search(r'href="(/messages/attachments/[0-9a-f-]+)"', page)
+        assert link is not None
+        async with http.get(link.group(1)) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Disposition"].startswith("attachment")
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+            assert "sandbox" in resp.headers["Content-Security-Policy"]
+            assert_clean(await resp.read())
