@@ -96,6 +96,8 @@ async def test_reporter_attaches_evidence_and_caseworker_downloads_it_clean(
     assert not await page.is_checked("#keep_file_names")
     await page.set_input_files("#files", [str(photo), str(letter)])
     await page.click("button:has-text('Add these files')")
+    # With JavaScript the files go with their progress shown, then the page is the same one.
+    await page.wait_for_selector(".file-list:has-text('attachment-2.pdf')")
     main = await page.inner_text("main")
     assert "attachment-1.jpg" in main and "attachment-2.pdf" in main
     assert "PXL_0417" not in main  # neutral names only
@@ -157,6 +159,9 @@ async def test_a_browser_without_cookies_sends_its_files_with_the_report(
     context = await on_a_phone(browser, stack.base_url, False)
 
     async def refuse_cookies(route: Route) -> None:
+        if route.request.method == "POST":  # a fetched POST would lose its files' bytes
+            await route.continue_()
+            return
         response = await route.fetch(max_redirects=0)
         await context.clear_cookies()
         headers = {k: v for k, v in response.headers.items() if k.lower() != "set-cookie"}
@@ -172,7 +177,9 @@ async def test_a_browser_without_cookies_sends_its_files_with_the_report(
     assert "they are sent with your report" in await page.inner_text("main")
     await page.set_input_files("#files", [str(photo), str(letter)])
     await page.click("button:has-text('Send report')")
-    assert (await page.title()).startswith("Report received")
+    assert (await page.title()).startswith("Report received"), await page.inner_text("main")
+    assert await context.cookies() == []
+    await context.unroute_all(behavior="ignoreErrors")
     await context.close()
     assert await db.fetchval("SELECT count(*) FROM attachments") == 2
     assert await db.fetchval("SELECT count(*) FROM report_drafts") == 0
@@ -199,6 +206,7 @@ def exe_named_jpg(path: Path) -> Path:
     ],
     ids=["25-mib", "type-not-allowed", "program-named-jpg", "image-bomb"],
 )
+@pytest.mark.parametrize("js", [False, True], ids=["javascript-off", "javascript-on"])
 async def test_reporter_sees_why_a_file_was_refused_on_the_same_page(
     stack: Stack,
     browser: Browser,
@@ -206,22 +214,24 @@ async def test_reporter_sees_why_a_file_was_refused_on_the_same_page(
     tmp_path: Path,
     maker: object,
     words: str,
+    js: bool,
 ) -> None:
     photo, _letter = evidence(tmp_path)
     bad = maker(tmp_path)  # type: ignore[operator]
-    context = await on_a_phone(browser, stack.base_url, False)
+    context = await on_a_phone(browser, stack.base_url, js)
     page = await context.new_page()
     await answer_first_questions(page)
     await page.fill("#description", "Typed before the files.")
     await page.set_input_files("#files", [str(photo), str(bad)])
     await page.click("button:has-text('Continue')")
-    assert (await page.title()).startswith(
-        "Error:"
-    ) or "There is a problem" in await page.inner_text("main")
+    await page.wait_for_selector(".error-summary")
+    assert (await page.title()).startswith("Error:")
     summary = await page.inner_text(".error-summary")
     assert words in summary, summary
     assert await page.input_value("#description") == "Typed before the files."
     assert "attachment-1.jpg" in await page.inner_text(".file-list")
+    if words.startswith("not a kind"):
+        await Auditor(browser, stack.base_url).check(page, js)
     await context.close()
     assert await db.fetchval("SELECT count(*) FROM uploads") == 1
 
@@ -273,7 +283,7 @@ async def test_only_a_manager_releases_a_file_that_could_not_be_made_safe(
     assert "This file could not be made safe" in await page.inner_text("main")
     assert await page.locator("button:has-text('Release file')").count() == 0
     # A release forged by the case worker (with their own valid CSRF token) is refused.
-    token = await page.get_attribute("#reply input[name=csrf_token]", "value") or ""
+    token = await page.get_attribute("#note input[name=csrf_token]", "value") or ""
     forged = await page.request.post(
         f"/staff/threads/{reference}/release_file",
         form={"csrf_token": token, "attachment": attachment, "reason": "curious"},
@@ -290,7 +300,7 @@ async def test_only_a_manager_releases_a_file_that_could_not_be_made_safe(
     await page.goto(f"/staff/threads/{reference}")
     await auditor.check(page, False)
     await page.click("button:has-text('Release file')")
-    assert "Say why this file is released" in await page.inner_text(".error-summary")
+    assert "Enter why the file is released" in await page.inner_text(".error-summary")
     await page.fill("textarea[name=reason]", "Needed for the investigation")
     await page.click("button:has-text('Release file')")
     main = await page.inner_text("main")
@@ -313,21 +323,22 @@ async def test_reporter_downloads_their_own_files_once_ready(
     from tests.journeys import reach_check_answers, reporter_logs_in, send_report
 
     photo, _letter = evidence(tmp_path)
-    async with aiohttp.ClientSession(stack.base_url) as http:
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=jar) as http:
         check = await reach_check_answers(http, description="Files in my messages")
         done = await send_report(http, check)
         assert done.code is not None
-    async with aiohttp.ClientSession(stack.base_url) as http:
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=jar) as http:
         status, page = await reporter_logs_in(http, done.code)
         assert status == 200
         form = html.main_form(page)
         data = aiohttp.FormData()
-        for name, value in form.fields.items():
+        for name, value in form.data(body="Here is the photo.").items():
             data.add_field(name, value)
-        data.add_field("body", "Here is the photo.")
         data.add_field("files", photo.read_bytes(), filename="PXL_0417.jpg")
         async with http.post("/messages", data=data, headers={"Origin": stack.base_url}) as resp:
-            assert resp.status == 200, await resp.text()
+            assert resp.status == 200, html.text(await resp.text())[:1500]
         kick_relay(stack)
         for _ in range(120):
             async with http.get("/messages") as resp:
