@@ -6,7 +6,8 @@
 -- derived from the upload id itself, so nothing on the server opens a pending upload without
 -- the id. `owner` binds it to its caller: 'anonymous' (the id alone, usable once), 'reporter'
 -- (that thread's reporter) or 'staff' (that member). `complete` is false while its chunks are
--- still streaming in (such a row cannot be attached). It expires at `expires_at`; one held in
+-- still streaming in (such a row cannot be attached). It expires at `expires_at` (8 hours while
+-- it streams, at the slowest body rate allowed; then 60 minutes); one held in
 -- a reporter's draft (`draft_id`, report_drafts.id) lives as long as the draft does.
 --
 -- `attachments`: a file attached to a report (`message_id` NULL) or a message, in the same
@@ -14,6 +15,7 @@
 -- erases the file; the rows go with the thread (ON DELETE CASCADE) and erasure deletes the
 -- chunks. `position` is N of the neutral name `attachment-N.ext`, per thread. The row is also
 -- the stripping job's outbox row: `state` 'preparing' with a lease, attempts and next attempt.
+-- A manager's release keeps its reason sealed under the thread key (`release_reason`).
 --
 -- `attachment_chunks`: the PostgreSQL store (confide/files/store.py). Each chunk is AES-256-GCM
 -- under the file key, bound to its file, copy, index and whether it is the last one. No foreign
@@ -60,6 +62,7 @@ CREATE TABLE attachments (
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     released_by     integer REFERENCES staff (id) ON DELETE SET NULL,
     released_at     timestamptz,
+    release_reason  bytea,
     created_at      timestamptz NOT NULL DEFAULT now(),
     prepared_at     timestamptz,
     UNIQUE (thread_id, position)

@@ -153,13 +153,9 @@ ATTACHMENT_ID = {
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
 }
-FILE_CONTENT = {
-    "application/octet-stream": {
-        "schema": {"type": "string", "format": "binary"},
-        "description": "The file's own type; Content-Disposition: attachment with its neutral "
-        "name, X-Content-Type-Options: nosniff, Content-Security-Policy: sandbox",
-    }
-}
+# The file's own type, with Content-Disposition: attachment and its neutral name,
+# X-Content-Type-Options: nosniff and Content-Security-Policy: sandbox.
+FILE_CONTENT = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
 @dataclass(frozen=True)
@@ -287,7 +283,7 @@ OPERATIONS: tuple[Op, ...] = (
         "/api/v1/reporter/attachments/{attachment_id}",
         "reporterAttachment",
         "Download a file of the reporter's own thread (the stripped copy)",
-        {"200": (None, "The stripped file")},
+        {"200": (None, "The stripped file, as an attachment (nosniff, CSP sandbox)")},
         bearer=True,
         parameters=(ATTACHMENT_ID,),
         problems={
@@ -313,7 +309,6 @@ OPERATIONS: tuple[Op, ...] = (
             "ending /type-not-allowed): a .jpg that is really a program is refused",
             "422": "An image whose header says it decodes to more than 80 megapixels (an "
             "image bomb), type ending /image-too-large",
-            "429": "Too many anonymous uploads; see Retry-After",
         },
         request_content={
             "multipart/form-data": {

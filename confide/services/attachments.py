@@ -70,6 +70,9 @@ if TYPE_CHECKING:  # confide.services.threads imports this module
 log = logs.get("confide.attachments")
 
 UPLOAD_TTL_S = 60 * 60  # CONTRACTS §3: an upload expires after 60 minutes unused
+# While it streams: 20 MiB at the slowest rate a body may keep (1 KiB/s, webapp.slow_clients)
+# takes under 6 hours; a body cut off is purged after this.
+STREAMING_TTL_S = 8 * 60 * 60
 UPLOAD_ID_BYTES = 16  # 128 bits
 LEASE_S = 330.0  # longer than the workers' task_time_limit (300 s): no two runs overlap
 MAX_STRIP_ATTEMPTS = 5
@@ -296,7 +299,7 @@ async def receive_upload(
             owner=uploader.owner.value,
             thread_id=uploader.thread_id,
             staff_id=uploader.staff_id,
-            ttl_s=UPLOAD_TTL_S,
+            ttl_s=STREAMING_TTL_S,
         )
     key = new_file_key()
     writer = SealedWriter(store, key, file_id, Copy.ORIGINAL)
@@ -746,8 +749,8 @@ async def reporter_download(ctx: Context, thread_id: UUID, attachment_id: UUID) 
 
 async def release(ctx: Context, staff: Staff, attachment_id: UUID, reason: str) -> State:
     """A manager releases a quarantined file: staff may then download it unstripped (state
-    ``released``). Audited as ``attachment_release``; the reason is kept with the audit row's
-    detail, sealed under the thread key. Idempotent: releasing a released file changes nothing.
+    ``released``). Audited as ``attachment_release``; the reason is kept with the file, sealed
+    under the thread key. Idempotent: releasing a released file changes nothing.
     Forbidden for other roles (403); 404 if not visible; 409 if not quarantined."""
     from confide.services.threads import Forbidden
 
@@ -762,16 +765,10 @@ async def release(ctx: Context, staff: Staff, attachment_id: UUID, reason: str) 
             return state
         if state is not State.QUARANTINED:
             raise AttachmentNotReady(state)
-        await sql.release(conn, attachment_id, staff.id)
         key = ctx.keyring.thread_key(row.thread_id, row.data_key)
-        sealed_reason = key.seal(reason.strip()[:1000], f"attachments.release:{row.id}")
-        await sql_audit.record(
-            conn,
-            staff.id,
-            row.thread_id,
-            "attachment_release",
-            {"reason": base64.b64encode(sealed_reason).decode("ascii")},
-        )
+        sealed_reason = key.seal(reason.strip()[:1000], f"attachments.release_reason:{row.id}")
+        await sql.release(conn, attachment_id, staff.id, sealed_reason)
+        await sql_audit.record(conn, staff.id, row.thread_id, "attachment_release", None)
     log.info("attachment_released", attachment_id=str(attachment_id))
     return State.RELEASED
 

@@ -122,8 +122,9 @@ async def insert_upload(
 async def complete_upload(
     conn: Connection, upload_id: UUID, *, file_type: str, size: int, sealed: bytes, ttl_s: int
 ) -> None:
-    """The upload's chunks are all in: it may be attached from now, for ``ttl_s``."""
-    await conn.execute(
+    """The upload's chunks are all in: it may be attached from now, for ``ttl_s``. LookupError
+    if its row is gone (purged while it streamed)."""
+    done: str = await conn.execute(
         """UPDATE uploads SET complete = true, file_type = $2, size = $3, sealed = $4,
                               expires_at = now() + make_interval(secs => $5)
            WHERE id = $1""",
@@ -133,6 +134,8 @@ async def complete_upload(
         sealed,
         float(ttl_s),
     )
+    if done.split()[-1] != "1":
+        raise LookupError("upload row gone")
 
 
 async def delete_upload(conn: Connection, upload_id: UUID) -> None:
@@ -323,11 +326,13 @@ async def due_strips(conn: Connection, limit: int) -> list[UUID]:
     return [r["id"] for r in rows]
 
 
-async def release(conn: Connection, attachment_id: UUID, staff_id: int) -> bool:
+async def release(conn: Connection, attachment_id: UUID, staff_id: int, reason: bytes) -> bool:
     done = await conn.fetchval(
-        """UPDATE attachments SET state = 'released', released_by = $2, released_at = now()
+        """UPDATE attachments SET state = 'released', released_by = $2, released_at = now(),
+                                  release_reason = $3
            WHERE id = $1 AND state = 'quarantined' RETURNING true""",
         attachment_id,
         staff_id,
+        reason,
     )
     return bool(done)
