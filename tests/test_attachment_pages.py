@@ -355,3 +355,99 @@ async def test_reporter_downloads_their_own_files_once_ready(
             assert resp.headers["X-Content-Type-Options"] == "nosniff"
             assert "sandbox" in resp.headers["Content-Security-Policy"]
             assert_clean(await resp.read())
+
+
+# --- A case worker's reply with files; body limits -------------------------------------------
+
+
+def multipart(fields: dict[str, str], files: list[tuple[str, bytes]]) -> aiohttp.FormData:
+    """A browser's multipart form: its fields first (as the pages order them), then the files."""
+    data = aiohttp.FormData()
+    for name, value in fields.items():
+        data.add_field(name, value)
+    for filename, content in files:
+        data.add_field("files", io.BytesIO(content), filename=filename)
+    return data
+
+
+async def test_caseworker_replies_with_a_photo_the_reporter_downloads_clean(
+    stack: Stack, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    from tests.journeys import reach_check_answers, reporter_logs_in, send_report, staff_logs_in
+
+    caseworker = add_staff(stack, "casey@example.org", "safety")
+    photo, _letter = evidence(tmp_path)
+    program = exe_named_jpg(tmp_path / "reply.jpg")
+    origin = {"Origin": stack.base_url}
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=jar) as http:
+        done = await send_report(http, await reach_check_answers(http, description="Door"))
+        assert done.code is not None and done.reference is not None
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=jar) as http:
+        await staff_logs_in(http, caseworker.email, caseworker.password)
+        async with http.get(f"/staff/threads/{done.reference}") as resp:
+            page = await resp.text()
+        form = next(f for f in html.forms(page) if f.action.endswith("/reply"))
+        # A program named .jpg is refused on the same page; the photo and the words stay.
+        fields = form.data(body="Is this the door?")
+        data = multipart(
+            fields, [("door.jpg", photo.read_bytes()), ("x.jpg", program.read_bytes())]
+        )
+        async with http.post(form.action, data=data, headers=origin) as resp:
+            assert resp.status == 422
+            page = await resp.text()
+        assert "not a kind of file we accept" in html.text(page)
+        assert "Is this the door?" in page and "attachment-1.jpg" in html.text(page)
+        form = next(f for f in html.forms(page) if f.action.endswith("/reply"))
+        assert form.fields["uploads"]
+        async with http.post(form.action, data=multipart(form.fields, []), headers=origin) as resp:
+            assert resp.status == 200
+            assert "Reply sent" in html.text(await resp.text())
+        assert await db.fetchval("SELECT count(*) FROM attachments") == 1
+    kick_relay(stack)
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=jar) as http:
+        await reporter_logs_in(http, done.code)
+        for _ in range(120):
+            async with http.get("/messages") as resp:
+                page = await resp.text()
+            if "/messages/attachments/" in page:
+                break
+            await asyncio.sleep(0.5)
+        link = re.search(r'href="(/messages/attachments/[0-9a-f-]+)"', page)
+        assert link is not None
+        async with http.get(link.group(1)) as resp:
+            assert resp.status == 200
+            assert_clean(await resp.read())  # staff uploads are stripped too
+
+
+async def test_only_pages_that_carry_files_take_large_bodies(
+    stack: Stack, db: asyncpg.Connection
+) -> None:
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=jar) as http:
+        async with http.get("/report") as resp:
+            assert resp.status == 200
+        origin = {"Origin": stack.base_url}
+        over_a_mib = multipart({"step": "what", "description": "x"}, [("a.txt", b"a" * (2 * MIB))])
+        async with http.post("/report", data=over_a_mib, headers=origin) as resp:
+            assert resp.status == 200  # taken: a plain text file of 2 MiB
+        plain_form = {**origin, "Content-Type": "application/x-www-form-urlencoded"}
+        big_text = io.BytesIO(b"step=what&description=" + b"x" * (2 * MIB))
+        async with http.post("/report", data=big_text, headers=plain_form) as resp:
+            assert resp.status == 413  # a form without files keeps 1 MiB
+    # A body declared over the organisation's limits is refused before a byte of it is read.
+    host, port = stack.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /report HTTP/1.1\r\nHost: "
+        + f"{host}:{port}".encode()
+        + b"\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        + f"Content-Length: {60 * MIB}\r\nConnection: close\r\n\r\n".encode()
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(200_000), 30)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"too large" in answer

@@ -29,7 +29,7 @@ from confide.files.sniff import ImageTooLarge
 from confide.files.types import FileType
 from confide.services import attachments
 from confide.services.attachments import Uploaded, Uploader, UploadInfo
-from webapp.body_limits import allow_files
+from webapp.body_limits import BodyLimit, allow_files, limit_bytes
 from webapp.errors import BadRequest
 from webapp.i18n import _, ngettext
 from webapp.keys import CTX, ORG
@@ -66,7 +66,12 @@ def carries_files(request: web.Request) -> bool:
 
 async def read_fields(request: web.Request) -> dict[str, str]:
     """The text fields before the form's first file part (the first value of each name wins).
-    The rest of the body waits for :func:`receive_files`."""
+    The rest of the body waits for :func:`receive_files`. A body declared larger than the
+    organisation's limits allow is refused (413) before a byte is read."""
+    most = limit_bytes(request.app[ORG].attachments, BodyLimit.ALL_FILES)
+    declared = request.content_length
+    if declared is not None and declared > most:
+        raise web.HTTPRequestEntityTooLarge(max_size=most, actual_size=declared)
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError, LookupError):
@@ -95,6 +100,9 @@ async def _parts(reader: MultipartReader) -> AsyncIterator[BodyPartReader]:
 
 
 async def _text_into(form: dict[str, str], part: BodyPartReader) -> None:
+    charset = part.get_charset("utf-8").lower().replace("_", "-")
+    if charset not in ("utf-8", "utf8"):  # browsers send UTF-8; another charset is refused
+        raise BadRequest("The form was not valid UTF-8 text.")
     data = bytearray()
     async for block in _blocks(part):
         data += block
