@@ -10,7 +10,10 @@ import hashlib
 import io
 import json
 import math
+import os
+import secrets
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,13 @@ import asyncpg
 import pikepdf
 import redis
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from confide import receipts
+from confide.context import Context
 from confide.files.store import CHUNK_BYTES
+from confide.services import attachments, housekeeping
+from confide.services.workdays import WorkingCalendar
 from confide.sql import lifecycle as sql_lifecycle
 from tests import attachment_files as make
 from tests.conftest import Proc, Stack, StaffAccount, add_staff, kick_relay, wait_worker
@@ -89,8 +96,10 @@ async def thread_files(
         return files
 
 
-async def wait_state(db: asyncpg.Connection, attachment_id: str, *states: str) -> str:
-    deadline = time.monotonic() + 60
+async def wait_state(
+    db: asyncpg.Connection, attachment_id: str, *states: str, timeout: float = 60
+) -> str:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = await db.fetchval(
             "SELECT state FROM attachments WHERE id = $1", UUID(attachment_id)
@@ -513,3 +522,89 @@ async def test_erasing_a_thread_erases_its_files(
         await sql_lifecycle.erase(db, [row["id"]], ["E-TESTERASURE0"], [row["team_id"]])
     assert await db.fetchval("SELECT count(*) FROM attachments") == 0
     assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == 0
+
+
+async def test_a_worker_killed_while_stripping_leaves_the_file_stripped_exactly_once(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
+    caseworker: StaffAccount,
+    worker: Proc,
+) -> None:
+    # A screenshot-sized PNG of noise: re-encoding it takes seconds, time enough to kill.
+    side = 2400
+    noise = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    info = PngInfo()
+    info.add_text("Author", make.AUTHOR)
+    buf = io.BytesIO()
+    noise.save(buf, "PNG", pnginfo=info, compress_level=1)
+    one = await uploaded(http, buf.getvalue(), "screen.png")
+    status, _ = await report_with(http, [one])
+    assert status == 201
+    attachment_id = await db.fetchval("SELECT id FROM attachments")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if await db.fetchval(
+            "SELECT leased_until IS NOT NULL FROM attachments WHERE state = 'preparing'"
+        ):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the worker never took the file")
+    await asyncio.sleep(0.5)  # mid-file: decrypted, being re-encoded
+    assert await db.fetchval("SELECT state FROM attachments") == "preparing"
+    worker.stop(signal.SIGKILL)
+    worker.start()
+    wait_worker(stack.env["REDIS_URL"], worker)
+    await wait_state(db, str(attachment_id), "ready", timeout=180)
+    row = await db.fetchrow("SELECT attempts, stripped_size FROM attachments")
+    assert row["attempts"] == 2  # the killed run, then one that finished
+    stripped = await db.fetchval(
+        "SELECT count(*) FROM attachment_chunks WHERE file_id = $1 AND copy = 'stripped'",
+        attachment_id,
+    )
+    assert stripped == math.ceil(row["stripped_size"] / CHUNK_BYTES)
+    assert await db.fetchval("SELECT count(*) FROM attachment_chunks WHERE copy = 'original'") == 0
+    staff = await bearer(http, caseworker)
+    status, got, _ = await download(http, f"/api/v1/staff/attachments/{attachment_id}", staff)
+    assert status == 200 and make.AUTHOR.encode() not in got
+    with Image.open(io.BytesIO(got)) as im:
+        assert im.size == (side, side)
+
+
+async def test_an_upload_held_by_a_draft_outlives_its_hour_and_goes_with_the_draft(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    pool = await asyncpg.create_pool(stack.env["DATABASE_URL"], min_size=1, max_size=2)
+    ctx = Context(pool, stack.settings, stack.keyring, WorkingCalendar())
+    try:
+        anonymous = attachments.Uploader.anonymous()
+        held = await uploaded(http, b"Kept in the draft.\n", "a.txt")
+        loose = await uploaded(http, b"Not kept.\n", "b.txt")
+        draft_id = secrets.token_bytes(32)
+        await db.execute(
+            "INSERT INTO report_drafts (id, ciphertext, expires_at) "
+            "VALUES ($1, $2, now() + interval '1 hour')",
+            draft_id,
+            b"sealed",
+        )
+        stranger = attachments.Uploader.staff(1)
+        assert not await attachments.hold_in_draft(ctx, stranger, held, draft_id)
+        assert await attachments.hold_in_draft(ctx, anonymous, held, draft_id)
+        await db.execute("UPDATE uploads SET expires_at = now() - interval '1 second'")
+        await housekeeping.purge_expired(ctx)  # (beat's minutely purge may have run first)
+        listed = await attachments.describe_uploads(ctx, anonymous, [loose, held])
+        assert [u.upload_id for u in listed] == [held]
+        assert await db.fetchval("SELECT count(DISTINCT file_id) FROM attachment_chunks") == 1
+        # "Remove": gone at once; and once the draft goes, so does what it held.
+        again = await uploaded(http, b"Another.\n", "c.txt")
+        assert await attachments.discard_upload(ctx, anonymous, again)
+        assert not await attachments.discard_upload(ctx, anonymous, again)
+        await db.execute("DELETE FROM report_drafts")
+        await housekeeping.purge_expired(ctx)
+        assert await db.fetchval("SELECT count(*) FROM uploads") == 0
+        assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == 0
+        status, body = await report_with(http, [held])
+        assert status == 422, body
+    finally:
+        await pool.close()

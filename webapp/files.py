@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from confide.files.errors import FileTooLarge
 from confide.files.limits import AttachmentLimits
@@ -26,6 +27,9 @@ from webapp.errors import BadRequest, UnsupportedMediaType
 from webapp.security import SANDBOX_CSP
 
 READ_BYTES = 64 * 1024
+# What aiohttp's multipart reader raises on a body that is not well-formed multipart (a bad
+# boundary, part headers that do not parse, a broken transfer encoding).
+MALFORMED = (ValueError, AssertionError, LookupError, HttpProcessingError)
 
 
 async def file_part(
@@ -43,7 +47,7 @@ async def file_part(
     try:
         reader = await request.multipart()
         part = await reader.next()
-    except (ValueError, AssertionError, LookupError):
+    except MALFORMED:
         raise BadRequest("The form could not be read.") from None
     if not isinstance(part, BodyPartReader) or part.name != "file":
         raise BadRequest("Send the file as the first part, named file.")
@@ -65,7 +69,7 @@ async def _blocks(part: BodyPartReader) -> AsyncIterator[bytes]:
     while True:
         try:
             block = await part.read_chunk(READ_BYTES)
-        except (ValueError, AssertionError):
+        except MALFORMED:
             raise BadRequest("The form could not be read.") from None
         if not block:
             return

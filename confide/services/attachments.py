@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import hashlib
 import json
@@ -74,7 +75,9 @@ UPLOAD_TTL_S = 60 * 60  # CONTRACTS §3: an upload expires after 60 minutes unus
 # takes under 6 hours; a body cut off is purged after this.
 STREAMING_TTL_S = 8 * 60 * 60
 UPLOAD_ID_BYTES = 16  # 128 bits
-LEASE_S = 330.0  # longer than the workers' task_time_limit (300 s): no two runs overlap
+# A run holds its lease by renewing it every LEASE_S / 3 while it works, so a run that dies
+# (SIGKILL, a lost host) lets go within LEASE_S, and a live one never loses it.
+LEASE_S = 30.0
 MAX_STRIP_ATTEMPTS = 5
 PREVIEW_MAX_SIDE = 1600  # px: the preview is a re-encoded JPEG at most this wide or high
 FIELD = "attachments"
@@ -578,8 +581,9 @@ async def prepare(
 ) -> PrepareOutcome:
     """Strip one attachment, exactly once. Idempotent; safe to retry and to redeliver:
 
-    - the row is leased (a redelivery, or a second run while one is live, does nothing; a run
-      that died is taken over when its lease runs out);
+    - the row is leased, and the lease renewed while the run works (a redelivery, or a second
+      run while one is live, does nothing; a run that died is taken over once its lease runs
+      out, within LEASE_S);
     - leftovers of an interrupted run (a partial stripped or preview copy) are deleted first;
     - the original is decrypted into ``workdir`` (the caller's private 0700 folder, removed
       afterwards), ``strip_into(original, type, workdir)`` writes the stripped copy and, for
@@ -606,6 +610,7 @@ async def prepare(
         return PrepareOutcome(attachment_id, State.QUARANTINED, "worker_failed")
     file_type = FileType(row.file_type)
     key = _file_key(ctx, row)
+    renewal = asyncio.create_task(_keep_lease(ctx, attachment_id))
     try:
         # An earlier run may have died while storing its copies: start clean.
         await store.delete(attachment_id, Copy.STRIPPED)
@@ -633,10 +638,26 @@ async def prepare(
             ):
                 await store.delete(attachment_id, Copy.ORIGINAL, conn=conn)
     except Exception:
+        await _stop(renewal)
         async with ctx.pool.acquire() as conn:
             await sql.retry_strip(conn, attachment_id, float(min(30 * 2**attempt, 3600)))
         raise
+    finally:
+        await _stop(renewal)
     return PrepareOutcome(attachment_id, State.READY)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _keep_lease(ctx: Context, attachment_id: UUID) -> None:
+    while True:
+        await asyncio.sleep(LEASE_S / 3)
+        async with ctx.pool.acquire() as conn:
+            await sql.renew_strip(conn, attachment_id, LEASE_S)
 
 
 async def _store_file(store: ChunkStore, key: bytes, file_id: UUID, copy: Copy, path: Path) -> int:

@@ -278,6 +278,15 @@ async def claim_strip(conn: Connection, attachment_id: UUID, lease_s: float) -> 
     return attempts
 
 
+async def renew_strip(conn: Connection, attachment_id: UUID, lease_s: float) -> None:
+    await conn.execute(
+        """UPDATE attachments SET leased_until = now() + make_interval(secs => $2)
+           WHERE id = $1 AND state = 'preparing' AND leased_until IS NOT NULL""",
+        attachment_id,
+        lease_s,
+    )
+
+
 async def finish_strip(
     conn: Connection, attachment_id: UUID, *, stripped_size: int, preview_size: int | None
 ) -> bool:
