@@ -17,7 +17,7 @@ from PIL import Image
 from playwright.async_api import Browser, Page, Route
 
 from tests import attachment_files as make
-from tests import html
+from tests import html, leaks
 from tests.conftest import Stack, StaffAccount, add_staff, kick_relay, wait_worker
 from tests.test_browser import Auditor, browser, on_a_phone
 
@@ -150,6 +150,20 @@ async def test_reporter_attaches_evidence_and_caseworker_downloads_it_clean(
         assert not im.getexif()
     with pikepdf.open(io.BytesIO(pdf)) as doc:
         assert len(doc.pages) == 2
+    # Names were not kept: neither they nor a canary is in a dump, in Redis or in the logs.
+    server_major = int(await db.fetchval("SHOW server_version_num")) // 10000
+    secrets = {
+        "photo": "PXL_0417",
+        "letter": "letter-to-me",
+        "gps": make.GPS,
+        "author": make.AUTHOR,
+    }
+    for sink, content in {
+        "pg_dump": leaks.pg_dump(stack.env["DATABASE_URL"], server_major),
+        "redis": leaks.redis_dump(stack.env["REDIS_URL"]),
+        "logs": stack.logs(),
+    }.items():
+        assert leaks.hits(content, secrets) == [], sink
 
 
 async def test_a_browser_without_cookies_sends_its_files_with_the_report(
