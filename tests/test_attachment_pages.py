@@ -465,3 +465,60 @@ async def test_only_pages_that_carry_files_take_large_bodies(
     writer.close()
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"too large" in answer
+
+
+async def test_reporter_is_told_of_too_many_files_and_too_much_in_all_and_names_kept(
+    stack: Stack, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """An organisation that takes 2 files of up to 1 MiB, 1 MiB in all; a reporter who ticks
+    "keep the files' own names", which the case worker then sees."""
+    from tests.journeys import post, staff_logs_in
+
+    caseworker = add_staff(stack, "casey@example.org", "safety")
+    org = tmp_path / "org.toml"
+    org.write_text(
+        Path("confide/data/demo-org.toml").read_text()
+        + "\n[attachments]\nmax_files = 2\nmax_file_mib = 1\nmax_total_mib = 1\n"
+    )
+    _, base = stack.start_web("web-small-files", CONFIDE_ORG_FILE=str(org))
+    text = b"A note from the reporter.\n"
+    half = b"x" * (600 * 1024)
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(base, cookie_jar=jar) as http:
+        async with http.get("/report") as resp:
+            assert resp.status == 200
+        await post(http, "/report", {"step": "how", "how": "anonymous"})
+        await post(http, "/report", {"step": "category", "category": "safety"})
+        what = {"step": "what", "description": "Three notes", "keep_file_names": "yes"}
+        files = [("one.txt", text), ("two.txt", text), ("three.txt", text)]
+        async with http.post("/report", data=multipart(what, files)) as resp:
+            assert resp.status == 422
+            page = html.text(await resp.text())
+        assert "“three.txt” was not added: you can add up to 2 files." in page
+        assert "attachment-2.txt" in page and "Three notes" in page
+        # Remove both; then two files of 600 KB: the second would go over 1 MiB in all.
+        async with http.get("/report/what") as resp:
+            page = await resp.text()
+        remove = re.findall(r'name="remove" value="([^"]+)"', page)
+        assert len(remove) == 2
+        for upload in remove:
+            await post(http, "/report", {**what, "remove": upload})
+        files = [("big-1.txt", half), ("big-2.txt", half)]
+        async with http.post("/report", data=multipart(what, files)) as resp:
+            page = html.text(await resp.text())
+        assert "“big-2.txt” was not added: all the files together can be up to 1.0 MB" in page
+        assert "attachment-1.txt 600 KB" in page and "big-1" not in page
+        for step in ({"step": "when"}, {"step": "where"}, {"step": "follow-up", "follow_up": "no"}):
+            await post(http, "/report", step)
+        async with http.get("/report/check") as resp:
+            check = await resp.text()
+        _status, page = await post(http, "/report/submit", html.main_form(check).fields)
+        assert "Report received" in page, html.text(page)[:500]
+        reference = re.search(r'class="reference">(R-[0-9A-Z]{8})<', page)
+        assert reference is not None
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=jar) as http:
+        await staff_logs_in(http, caseworker.email, caseworker.password)
+        async with http.get(f"/staff/threads/{reference.group(1)}") as resp:
+            page = html.text(await resp.text())
+        assert "attachment-1.txt (big-1.txt)" in page  # names kept: staff see them
