@@ -1,13 +1,10 @@
-"""Files over HTTP: per-route body limits, a streamed multipart file part in, a streamed file out.
+"""Files over HTTP: a streamed multipart file part in, a streamed file out. (The body limits of
+the routes that carry files are in ``webapp.body_limits``.)
 
-- **Body limits.** Every request body is limited to 1 MiB (``webapp.app.MAX_BODY``), except on
-  the routes named in :data:`LARGE_BODY_ROUTES`, which take the organisation's attachment limits
-  (CONTRACTS §3, 413): ``POST /api/v1/uploads`` one file (``max_file_mib``), and the HTML steps
-  that carry files (registered by their handlers' module with :func:`allow_files`) all of a
-  report's or message's files (``max_total_mib``). A declared ``Content-Length`` over the limit
-  is refused before a byte is read; a body without one is counted as it streams.
 - **In.** :func:`file_part` yields the ``file`` part of a multipart body a block at a time, so a
-  20 MiB upload is never held whole in memory or written to disk in the clear.
+  20 MiB upload is never held whole in memory or written to disk in the clear. A declared
+  ``Content-Length`` over the limit is refused before a byte is read; otherwise the service
+  counts the bytes as they come.
 - **Out.** :func:`send_file` streams a decrypted copy with ``Content-Disposition``, ``nosniff``
   and ``Content-Security-Policy: sandbox``.
 """
