@@ -200,6 +200,7 @@ async def test_ops_reaches_no_thread_in_any_page_list_search_or_api_call(
                 continue
             path = pattern.replace("{reference}", reference)
             path = path.replace("{slug}", "help").replace("{version}", "1")  # support pages
+            path = path.replace("{attachment_id}", "00000000-0000-4000-8000-000000000000")
             for query in ("", f"?q={reference}", "?state=open"):
                 if method == "GET":
                     async with ops_browser.get(path + query) as resp:

@@ -26,7 +26,7 @@ from confide.services import support
 from confide.services.org import sync_organisation
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
-from webapp import i18n, routes
+from webapp import form_files, i18n, routes
 from webapp.audit_words import audit_words
 from webapp.body_limits import body_limit_middleware
 from webapp.categories import CategoryCache, InboxCounts, InboxRows, StatisticsPages
@@ -178,6 +178,7 @@ def create_app(settings: Settings) -> web.Application:
     install_header_timeout()
     dates = DateFormats(i18n.DATE_LOCALE, org.timezone, app[CALENDAR])
     env.filters["when"] = dates.when
+    env.filters["file_size"] = form_files.in_words
     env.filters["audit_words"] = audit_words
     env.filters["time_of_day"] = dates.time_of_day
     env.filters["waited"] = dates.waited

@@ -38,6 +38,11 @@ def limit_bytes(limits: AttachmentLimits, limit: BodyLimit) -> int:
     return files + FORM_OVERHEAD
 
 
+def carries_files(request: web.Request) -> bool:
+    """A body that can carry files: only a multipart one (a plain form keeps 1 MiB)."""
+    return request.content_type == "multipart/form-data"
+
+
 @web.middleware
 async def body_limit_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -45,7 +50,7 @@ async def body_limit_middleware(
     """Outermost: the routes that carry files get their larger limit on a clone of the request
     (aiohttp's ``client_max_size`` is per request), which every inner middleware then sees."""
     limit = LARGE_BODY_ROUTES.get(request.match_info.route.name or "")
-    if limit is None:
+    if limit is None or not carries_files(request):
         return await handler(request)
     max_size = limit_bytes(request.app[ORG].attachments, limit)
     return await handler(request.clone(client_max_size=max_size))

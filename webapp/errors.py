@@ -43,7 +43,7 @@ from confide.services.second_factor import (
 from confide.services.sso import SsoRefused
 from confide.services.staff import PasswordSignInDisabled, SignInExpired, StaffLoginFailed
 from confide.services.threads import Forbidden, NoReplyPossible
-from webapp.body_limits import LARGE_BODY_ROUTES
+from webapp.body_limits import LARGE_BODY_ROUTES, carries_files
 from webapp.form_routes import FormRefused, TokenRefused, declared
 from webapp.i18n import N_, _
 from webapp.keys import CSRF_TOKEN, FORM, STAFF_MEMBER
@@ -352,7 +352,7 @@ async def error_middleware(
         if isinstance(exc, web.HTTPMethodNotAllowed):
             headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
         if exc.status == 413:
-            if request.match_info.route.name in LARGE_BODY_ROUTES:  # webapp.body_limits
+            if request.match_info.route.name in LARGE_BODY_ROUTES and carries_files(request):
                 return error_page(request, 413, DETAILS[FileTooLarge])
             return error_page(request, 413, "That was more than 1 MiB. Shorten it and try again.")
         return error_page(request, exc.status, headers=headers)

@@ -29,7 +29,8 @@ def is_unicode_text(text: str) -> bool:
 
 
 async def read_form(request: web.Request) -> dict[str, str]:
-    """A form as ``{name: text}``; the first value wins, files are refused.
+    """A form as ``{name: text}``; the first value wins, files are refused (except on the
+    routes of ``webapp.form_files``, where they wait, unread, for its ``receive_files``).
 
     Read once a request (the form policy may have read it before the handler), and kept on the
     request so that the error middleware can draw the form again with what was typed."""
@@ -67,6 +68,10 @@ async def _read_form(request: web.Request) -> dict[str, str]:
         # No lone surrogate to look for: strict UTF-8 decoding, of the body and of each %-escape,
         # never yields one (Python's decoder refuses encoded surrogates).
         return form
+    from webapp import form_files  # it reads fields with this module's checks
+
+    if form_files.carries_files(request):  # streamed: the files wait for the handler
+        return await form_files.read_fields(request)
     try:
         data = await request.post()
     except UnicodeDecodeError:

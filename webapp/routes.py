@@ -123,6 +123,7 @@ FORM_ROUTES: dict[str, Form] = {
             "unlink",
             "extend",
             "hold",
+            "release_file",
         )
     },
     "staff_password_submit": Form(Token.STAFF_SESSION, page=caseworker.password_again),
@@ -177,6 +178,11 @@ def setup(app: web.Application, static_dir: Path) -> None:
                 name="receipt_from_confirmation",
             ),
             web.get("/messages/receipt.json", reporter.receipt_download, name="receipt"),
+            web.get(
+                "/messages/attachments/{attachment_id}",
+                reporter.attachment_download,
+                name="reporter_attachment",
+            ),
             web.get("/check-receipt", reporter.check_receipt, name="check_receipt"),
             web.post("/check-receipt", reporter.check_receipt_submit, name="check_receipt_submit"),
             web.get(RECEIPT_KEYS_PATH, reporter.receipt_keys, name="receipt_keys"),
@@ -325,6 +331,21 @@ def setup(app: web.Application, static_dir: Path) -> None:
                 "/staff/threads/{reference}/reply", caseworker.reply, name="staff_thread_reply"
             ),
             web.post("/staff/threads/{reference}/note", caseworker.note, name="staff_thread_note"),
+            web.post(
+                "/staff/threads/{reference}/release_file",
+                caseworker.release_file,
+                name="staff_thread_release_file",
+            ),
+            web.get(
+                "/staff/attachments/{attachment_id}",
+                caseworker.attachment_download,
+                name="staff_attachment",
+            ),
+            web.get(
+                "/staff/attachments/{attachment_id}/preview",
+                caseworker.attachment_preview,
+                name="staff_attachment_preview",
+            ),
             web.post(
                 "/staff/threads/{reference}/status", caseworker.status, name="staff_thread_status"
             ),

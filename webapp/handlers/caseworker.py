@@ -12,14 +12,15 @@ import aiohttp_jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from confide import logs
+from confide import logs, models
 from confide.domain import ThreadStatus
 from confide.errors import RateLimited, ValidationFailed
-from confide.services import admin, audit, links, ops, receipts, sessions, threads
+from confide.services import admin, attachments, audit, links, ops, receipts, sessions, threads
 from confide.services import staff as staff_service
 from confide.services.passkeys import PasskeyInvalid, PasskeySignInOff
 from confide.services.staff import ROLES, THREAD_READER_ROLES
 from confide.services.threads import Forbidden, Staff
+from webapp import form_files
 from webapp.admin_forms import apply_admin_form
 from webapp.auth import (
     ENROL_PAGE,
@@ -36,6 +37,7 @@ from webapp.auth import (
     staff_for,
 )
 from webapp.errors import error_page
+from webapp.files import send_file
 from webapp.form_routes import FormPage, TokenRefused
 from webapp.forms import confirmed, read_form
 from webapp.i18n import _
@@ -371,9 +373,11 @@ async def render_thread(
     typed: dict[str, str] | None = None,
     status: int = 200,
     receipt_result: receipts.TamperCheck | None = None,
+    files: form_files.Files | None = None,
 ) -> web.Response:
     page = await threads.staff_page(request.app[CTX], member, request.match_info["reference"])
     context = {
+        **form_files.page_context(request, files or form_files.Files()),
         "thread": page.thread,
         "teams": page.teams,
         "members": page.members,
@@ -397,9 +401,15 @@ def thread_again(action: str) -> FormPage:
         if found is None or errors is None:
             return None  # the other domain errors: the error middleware's table
         typed = {action: form.get("body") or form.get("note") or form.get("receipt") or ""}
-        if action == "extend":
+        if action in ("extend", "release_file"):
             typed = {"extension": form.get("extension", ""), "reason": form.get("reason", "")}
-        return await render_thread(request, *found, errors=errors, status=status, typed=typed)
+        if action == "reply" and (refused := form_files.refused_files(exc)):
+            errors = FormErrors(refused)
+        files = form_files.files_shown_again(request)
+        status = status if errors else 200  # "Add these files" or "Remove"
+        return await render_thread(
+            request, *found, errors=errors, status=status, typed=typed, files=files
+        )
 
     return again
 
@@ -443,13 +453,31 @@ def thread_form(
 
 @thread_form("reply")
 async def reply(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
+    files = await form_files.message_files(request, attachments.Uploader.staff(member.id))
     body = threads.message_body(form.get("body"))
     token = check_form_token(request.app[SETTINGS], "reply", form.get("message_token", ""))
-    feedback = form.get("feedback") == "1"
     await threads.reply(
-        request.app[CTX], member, reference, body, idempotency_key=token, feedback=feedback
+        request.app[CTX],
+        member,
+        reference,
+        body,
+        idempotency_key=token,
+        feedback=form.get("feedback") == "1",
+        files=threads.Files(tuple(files.ids), files.keep_names),
     )
     return "reply"
+
+
+@thread_form("release_file")
+async def release_file(
+    request: web.Request, member: Staff, form: dict[str, str], reference: str
+) -> str:
+    """A manager releases a file that could not be made safe (the service refuses any other
+    role, and records the release with its reason in the audit log)."""
+    attachment_id = form_files.attachment_id(form.get("attachment", ""))
+    reason = models.parse(models.ReleaseFile, {"reason": form.get("reason", "")}).reason
+    await attachments.release(request.app[CTX], member, attachment_id, reason)
+    return "file_released"
 
 
 @thread_form("note")
@@ -636,3 +664,24 @@ async def ops_action(request: web.Request, member: Staff, auth: Auth) -> web.Str
     else:
         await ops.dismiss_dead_letter(request.app[CTX], member.id, outbox_id)
     raise web.HTTPSeeOther(f"/ops?done={request.match_info['action']}")
+
+
+@staff_page()
+async def attachment_download(
+    request: web.Request, member: Staff, auth: Auth
+) -> web.StreamResponse:
+    """A file of a thread the member sees: the stripped copy, or a released original (409 page
+    while it is being prepared or could not be made safe); audited by the service."""
+    found = form_files.attachment_id(request.match_info["attachment_id"])
+    return await send_file(
+        request, await attachments.staff_download(request.app[CTX], member, found)
+    )
+
+
+@staff_page()
+async def attachment_preview(request: web.Request, member: Staff, auth: Auth) -> web.StreamResponse:
+    """An image's preview (a re-encoded copy of the stripped file), inline and sandboxed."""
+    found = form_files.attachment_id(request.match_info["attachment_id"])
+    return await send_file(
+        request, await attachments.staff_preview(request.app[CTX], member, found)
+    )

@@ -24,8 +24,16 @@ from confide.errors import (
 )
 from confide.models import NewReport
 from confide.receipts import Verified
-from confide.services import receipts, reminders, reporter_auth, reports, sessions, threads
-from webapp import report_drafts, report_flow
+from confide.services import (
+    attachments,
+    receipts,
+    reminders,
+    reporter_auth,
+    reports,
+    sessions,
+    threads,
+)
+from webapp import form_files, report_drafts, report_files, report_flow
 from webapp.auth import (
     Auth,
     bind_login_form,
@@ -34,6 +42,7 @@ from webapp.auth import (
     set_login_cookie,
     set_session_cookie,
 )
+from webapp.files import send_file
 from webapp.form_routes import TokenRefused
 from webapp.forms import read_form
 from webapp.i18n import N_, _
@@ -175,11 +184,13 @@ async def render_thread(
     errors: FormErrors | None = None,
     typed: str = "",
     status: int = 200,
+    files: form_files.Files | None = None,
 ) -> web.Response:
     assert auth.session.thread_id is not None
     settings = request.app[SETTINGS]
     page = await threads.reporter_page(request.app[CTX], auth.session.thread_id)
     context = {
+        **form_files.page_context(request, files or form_files.Files()),
         "thread": page.thread,
         "new_reply": page.new_reply,
         "csrf_token": auth.csrf(settings),
@@ -200,9 +211,16 @@ async def thread_again(
     auth = await reporter_for(request)
     if auth is None or not isinstance(exc, ValidationFailed):
         return None
-    errors = FormErrors([("body", _("Enter a message of 1 to 10,000 characters"))])
+    errors = form_files.refused_files(exc)
+    if not errors and not isinstance(exc, form_files.FilesToShow):
+        errors = [("body", _("Enter a message of 1 to 10,000 characters"))]
     return await render_thread(
-        request, auth, status=status, typed=form.get("body", ""), errors=errors
+        request,
+        auth,
+        status=status if errors else 200,
+        typed=form.get("body", ""),
+        errors=FormErrors(errors),
+        files=form_files.files_shown_again(request),
     )
 
 
@@ -217,10 +235,16 @@ async def messages_submit(request: web.Request) -> web.StreamResponse:
         }
         return render_login(request, status=401, pending=pending, notice=_(LOGGED_OUT))
     assert auth.session.thread_id is not None
+    uploader = attachments.Uploader.reporter(auth.session.thread_id)
+    files = await form_files.message_files(request, uploader)  # or FilesToShow: thread_again
     body = threads.message_body(form.get("body", ""))
     token = check_form_token(request.app[SETTINGS], "message", form.get("message_token", ""))
     await threads.add_reporter_message(
-        request.app[CTX], auth.session.thread_id, body, idempotency_key=token
+        request.app[CTX],
+        auth.session.thread_id,
+        body,
+        idempotency_key=token,
+        files=threads.Files(tuple(files.ids), files.keep_names),
     )
     log.info("reporter_message_added", thread_id=str(auth.session.thread_id))
     raise web.HTTPSeeOther("/messages?sent=1")
@@ -253,11 +277,14 @@ async def render_step(
     *,
     carry: bool = True,
     form_token: str | None = None,
+    files: form_files.Files | None = None,
 ) -> web.Response:
     """A question page or check answers. ``carry``: the answers ride in hidden fields (no draft
-    cookie); with a draft they are drawn from it and the page posts only its own."""
+    cookie); with a draft they are drawn from it and the page posts only its own. ``files``: the
+    report's files so far (with a draft, the draft's; without one, those the page carries)."""
     context = report_flow.page_context(page, answers, await _categories(request))
     context["carry"] = carry
+    context.update(await report_files.page_context(request, files or form_files.Files()))
     template = f"reporter/step-{page.step}.html"
     if page.step == "check":
         template = "reporter/check.html"
@@ -293,7 +320,8 @@ async def report_page(request: web.Request) -> web.Response:
     if page.step != step:
         raise web.HTTPSeeOther(report_drafts.page_url(page))
     token = await _draft_token(request, browser, draft) if step == "check" else None
-    return await render_step(request, answers, page, carry=False, form_token=token)
+    files = await report_files.of_draft(request, draft)
+    return await render_step(request, answers, page, carry=False, form_token=token, files=files)
 
 
 async def _draft_token(
@@ -314,17 +342,30 @@ async def report_step(request: web.Request) -> web.Response:
     form = await read_form(request)
     categories = await request.app[CATEGORIES].slugs(request.app[CTX])
     browser = report_drafts.browser_key(request)
-    if browser is None:  # cookies off: the answers ride in the pages
+    if browser is None:  # cookies off: the answers (and files, from check answers) ride along
+        await form_files.receive_files(request, report_files.ANONYMOUS, form_files.Room(0, 0))
         answers = report_flow.answers_from(form)
-        return await render_step(
-            request, answers, report_flow.after_step(form, answers, categories)
-        )
+        page = report_flow.after_step(form, answers, categories)
+        carried = form_files.Files(form_files.carried_ids(form))
+        return await render_step(request, answers, page, files=carried)
+    return await _drafted_step(request, browser, form, categories)
+
+
+async def _drafted_step(
+    request: web.Request, browser: drafts.BrowserKey, form: dict[str, str], categories: set[str]
+) -> web.Response:
+    """With a draft: the page's answers and files saved into it, then a redirect to the next
+    page's GET; a page with errors (or files refused) drawn at once."""
     draft = await report_drafts.in_progress(request, browser)
+    files = await report_files.for_step(request, browser, draft, form)  # read before the rest
     answers = report_drafts.merged(draft, form)
-    await report_drafts.save(request, browser, {**draft, "answers": answers})
-    page = report_flow.after_step(form, answers, categories)
+    await report_drafts.save(
+        request, browser, {**draft, "answers": answers, **files.draft_fields()}
+    )
+    await report_files.hold(request, browser, files)
+    page = report_files.with_files(form, report_flow.after_step(form, answers, categories), files)
     if page.errors or page.status != 200:
-        return await render_step(request, answers, page, carry=False)
+        return await render_step(request, answers, page, carry=False, files=files)
     raise web.HTTPSeeOther(report_drafts.page_url(page))
 
 
@@ -334,17 +375,34 @@ async def report_submit(request: web.Request) -> web.Response:
     is sent to the confirmation's GET; without one, the confirmation is this POST's answer."""
     form = await read_form(request)
     browser, held = await report_drafts.held_answers(request)
+    files = await report_files.for_submit(request, browser, form)
     answers = held or report_flow.answers_from(form)
-    report, errors = report_flow.check(
-        answers, await request.app[CATEGORIES].slugs(request.app[CTX])
-    )
-    if report is None:
-        return await render_step(request, answers, report_flow.to_fix(errors), carry=held is None)
+    report, page = await _checked(request, form, answers, files)
     token = form.get("form_token", "")
+    if report is None:
+        return await render_step(
+            request, answers, page, carry=held is None, files=files, form_token=token
+        )
     done = await _submit(request, report, token, drafted=held is not None)
     if isinstance(done, report_flow.Page):
-        return await render_step(request, answers, done, carry=held is None, form_token=token)
+        page_files = await report_files.after_refusal(request, browser, files, done)
+        return await render_step(
+            request, answers, done, carry=held is None, form_token=token, files=page_files
+        )
     return await _sent(request, browser, report, done, answers, token)
+
+
+async def _checked(
+    request: web.Request, form: dict[str, str], answers: dict[str, str], files: form_files.Files
+) -> tuple[NewReport | None, report_flow.Page]:
+    """The report with its files, ready to send; or None and the page to fix (an answer, a file
+    refused, or a file removed with "Remove" on check answers without a draft)."""
+    categories = await request.app[CATEGORIES].slugs(request.app[CTX])
+    report, errors = report_flow.check(answers, categories)
+    page = report_files.with_files(form, report_flow.to_fix(errors), files)
+    if report is None or files.errors or files.changed:
+        return None, page
+    return report_files.attached(report, files), page
 
 
 async def _sent(
@@ -472,6 +530,11 @@ def last4_result(code: str | None, typed: str) -> str | None:
 
 
 EXPIRED = report_flow.Page("check", status=400, notice=EXPIRED_NOTICE)
+FILE_GONE = N_(
+    "Your report has not been sent yet: one of your files is no longer available (files are "
+    "kept for an hour, or while your answers are kept). Add it again, or send the report "
+    "without it."
+)
 REF_OPEN, REF_CLOSE = Markup('<span class="reference-inline">'), Markup("</span>")
 NOT_SENT = {
     RateLimited: N_(
@@ -495,19 +558,21 @@ async def report_again(
     notice = NOT_SENT.get(type(exc))
     if notice is None:
         return None
+    page = report_flow.Page("check", status=status, notice=_(notice))
     browser = report_drafts.browser_key(request)
     if browser is None:  # cookies off: the answers came with the form
-        page = report_flow.Page("check", status=status, notice=_(notice))
-        return await render_step(request, report_flow.answers_from(form), page)
+        carried = form_files.Files(form_files.carried_ids(form))
+        return await render_step(request, report_flow.answers_from(form), page, files=carried)
     try:
-        held = report_drafts.answers_of(await report_drafts.load(request, browser))
+        draft = await report_drafts.load(request, browser)
     except DatabaseUnavailable:
         return None  # the answers are safe in the draft; reloading check answers shows them
-    if held is None:
+    if (held := report_drafts.answers_of(draft)) is None:
         return None
-    page = report_flow.Page("check", status=status, notice=_(notice))
-    token = form.get("form_token")
-    return await render_step(request, held, page, carry=False, form_token=token)
+    files = await report_files.of_draft(request, draft)
+    return await render_step(
+        request, held, page, carry=False, form_token=form.get("form_token"), files=files
+    )
 
 
 async def _submit(
@@ -531,14 +596,28 @@ async def _submit(
             accept_new=drafted or form_token_age_s(token) <= SUBMIT_TOKEN_NEW_S,
             wait_for_first=True,
         )
-    except FormExpired:
+    except (FormExpired, IdempotencyKeyReused, ValidationFailed) as exc:
+        page = _not_sent(exc)
+        if page is None:
+            raise
+        return page
+
+
+def _not_sent(exc: Exception) -> report_flow.Page | None:
+    """Check answers again, saying why the report was not sent."""
+    if isinstance(exc, FormExpired):
         return EXPIRED
-    except IdempotencyKeyReused:
+    if isinstance(exc, IdempotencyKeyReused):
         notice = _(
             "A report was already sent from this page, and it was received. These answers "
             "are different: if you send them, they will be a second, separate report."
         )
         return report_flow.Page("check", status=422, notice=notice)
+    if isinstance(exc, ValidationFailed) and any(  # a file that expired or was used meanwhile
+        e.field.startswith("attachments") for e in exc.errors
+    ):
+        return report_flow.Page("check", status=422, notice=_(FILE_GONE))
+    return None
 
 
 async def _confirmation(
@@ -743,3 +822,15 @@ async def check_receipt_again(
     typed = form.get("receipt", "")[:RECEIPT_TYPED_MAX]
     error = _(RECEIPT_ERRORS[exc.reason])
     return render_check(request, typed=typed, error=error, status=status)
+
+
+async def attachment_download(request: web.Request) -> web.StreamResponse:
+    """A file of the reporter's own thread, stripped (409 page while it is being prepared or
+    could not be made safe: a reporter is never served an unstripped file)."""
+    auth = await reporter_for(request)
+    if auth is None:
+        raise web.HTTPSeeOther("/login")
+    assert auth.session.thread_id is not None
+    found = form_files.attachment_id(request.match_info["attachment_id"])
+    download = await attachments.reporter_download(request.app[CTX], auth.session.thread_id, found)
+    return await send_file(request, download)

@@ -102,6 +102,68 @@
     area.addEventListener("input", function () { update(true); });
     update(false);
   });
+  // Files: each chosen file's progress while the form is sent (the same request the form makes
+  // without JavaScript, to the same address, so the server's answer is the same page). Without
+  // this script the form simply posts.
+  document.querySelectorAll("[data-file-control]").forEach(function (control) {
+    var input = control.querySelector("input[type=file]");
+    var list = control.querySelector("[data-file-progress]");
+    var status = control.querySelector("[data-file-progress-status]");
+    var form = input && input.form;
+    if (!form || !list || !window.FormData || !window.XMLHttpRequest) { return; }
+    form.addEventListener("submit", function (event) {
+      if (event.defaultPrevented || !input.files.length || form.dataset.sending) { return; }
+      event.preventDefault();
+      form.dataset.sending = "1";
+      var files = Array.prototype.slice.call(input.files);
+      list.textContent = "";
+      var bars = files.map(function (file) {
+        var item = document.createElement("li");
+        var label = document.createElement("span");
+        label.textContent = file.name + " ";
+        var bar = document.createElement("progress");
+        bar.max = Math.max(file.size, 1);
+        bar.value = 0;
+        bar.setAttribute("aria-label", file.name);
+        item.appendChild(label);
+        item.appendChild(bar);
+        list.appendChild(item);
+        return bar;
+      });
+      list.hidden = false;
+      var total = files.reduce(function (sum, f) { return sum + f.size; }, 0);
+      var body = new FormData(form, event.submitter || undefined);
+      var request = new XMLHttpRequest();
+      request.open("POST", form.action);
+      request.upload.addEventListener("progress", function (progress) {
+        // The files go in order, after the form's other fields: share what was sent out.
+        var sent = Math.max(0, progress.loaded - (progress.total - total));
+        var done = 0;
+        files.forEach(function (file, i) {
+          bars[i].value = Math.min(file.size, Math.max(0, sent - done));
+          done += file.size;
+        });
+        if (status && progress.total) {
+          status.textContent = Math.floor(100 * progress.loaded / progress.total) + "%";
+        }
+      });
+      request.addEventListener("load", function () {
+        var answered = request.responseURL || form.action;
+        if (answered.split("#")[0] !== form.action.split("#")[0]) {
+          window.location.assign(answered);  // redirected: the next page, as without JavaScript
+          return;
+        }
+        document.open();  // the same page drawn again (its errors, or the files just added)
+        document.write(request.responseText);
+        document.close();
+      });
+      request.addEventListener("error", function () {
+        delete form.dataset.sending;
+        form.submit();  // let the browser send it the plain way
+      });
+      request.send(body);
+    });
+  });
   // Prevent double submission: the server is idempotent anyway, this just saves a round trip.
   document.querySelectorAll("[data-prevent-double-click]").forEach(function (button) {
     var form = button.form;
