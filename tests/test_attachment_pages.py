@@ -522,3 +522,30 @@ async def test_reporter_is_told_of_too_many_files_and_too_much_in_all_and_names_
         async with http.get(f"/staff/threads/{reference.group(1)}") as resp:
             page = html.text(await resp.text())
         assert "attachment-1.txt (big-1.txt)" in page  # names kept: staff see them
+
+
+async def test_a_reporter_sending_many_files_quickly_is_asked_to_wait_and_keeps_the_rest(
+    stack: Stack, db: asyncpg.Connection
+) -> None:
+    """Reporters' files have a budget per client (here 2 an hour): the file past it is named on
+    the same page with how long to wait, and the words and the files already added stay."""
+    from tests.journeys import post
+
+    _, base = stack.start_web("web-upload-budget", CONFIDE_UPLOAD_PER_CLIENT_PER_HOUR="2")
+    note = b"A note from the reporter.\n"
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(base, cookie_jar=jar) as http:
+        async with http.get("/report") as resp:
+            assert resp.status == 200
+        await post(http, "/report", {"step": "how", "how": "anonymous"})
+        await post(http, "/report", {"step": "category", "category": "safety"})
+        what = {"step": "what", "description": "Notes sent in a hurry"}
+        files = [("one.txt", note), ("two.txt", note), ("three.txt", note)]
+        async with http.post("/report", data=multipart(what, files)) as resp:
+            assert resp.status == 422
+            page = html.text(await resp.text())
+    assert "“three.txt” was not added: many files were sent from here in a short time." in page
+    assert re.search(r"Wait (30|31) minutes and add it again", page)  # half an hour: 2 an hour
+    assert "attachment-1.txt" in page and "attachment-2.txt" in page
+    assert "Notes sent in a hurry" in page
+    assert await db.fetchval("SELECT count(*) FROM uploads") == 2

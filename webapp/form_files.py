@@ -22,7 +22,7 @@ from uuid import UUID
 
 from aiohttp import BodyPartReader, MultipartReader, web
 
-from confide.errors import FieldError, NotFound, ValidationFailed
+from confide.errors import FieldError, NotFound, RateLimited, ValidationFailed
 from confide.files.errors import FileTooLarge, TypeNotAllowed
 from confide.files.limits import MIB, AttachmentLimits
 from confide.files.sniff import ImageTooLarge
@@ -32,7 +32,7 @@ from confide.services.attachments import Uploaded, Uploader, UploadInfo
 from webapp.body_limits import BodyLimit, allow_files, limit_bytes
 from webapp.errors import BadRequest
 from webapp.i18n import _, ngettext
-from webapp.keys import CTX, ORG
+from webapp.keys import CTX, ORG, UPLOAD_LIMITS
 
 READ_BYTES = 64 * 1024
 TEXT_FIELD_MAX = 200_000  # far above any text field's own limit; the model gives the message
@@ -204,6 +204,13 @@ async def _one(
     left = room.bytes - used
     each = dataclasses.replace(limits, max_file_bytes=min(limits.max_file_bytes, left))
     try:
+        if uploader.owner is not attachments.Owner.STAFF:  # reporters' budget (UploadLimits)
+            request.app[UPLOAD_LIMITS].check(request)
+    except RateLimited as exc:
+        await _drain(part)
+        got.errors.append(too_often(name, exc.retry_after))
+        return
+    try:
         if left <= 0:
             raise FileTooLarge(0)
         done = await attachments.receive_upload(
@@ -265,6 +272,17 @@ def image_too_large(name: str) -> str:
         "“%(name)s” is too large a picture to open safely (more than 80 megapixels). "
         "Send a smaller copy or a screenshot of it."
     ) % {"name": name}
+
+
+def too_often(name: str, retry_after: int) -> str:
+    minutes = max(1, -(-retry_after // 60))
+    return ngettext(
+        "“%(name)s” was not added: many files were sent from here in a short time. "
+        "Wait %(num)d minute and add it again.",
+        "“%(name)s” was not added: many files were sent from here in a short time. "
+        "Wait %(num)d minutes and add it again.",
+        minutes,
+    ) % {"name": name, "num": minutes}
 
 
 def too_many(name: str, limit: int) -> str:
