@@ -4,8 +4,9 @@ PostgreSQL.
 ``python -m bench.bare_upload --port N --dsn DSN`` serves ``POST /api/v1/uploads``: read the
 ``multipart/form-data`` body as it streams, and write the part named ``file`` to a bytea chunks
 table in chunks of :data:`CHUNK_BYTES` (Confide's chunk size, ``confide.files.store``), one
-autocommit INSERT a chunk from a pool of 10 (as Confide's store writes), then one row for the
-upload; answer 201 with its id and size. The chunks table is TOAST ``EXTERNAL`` like Confide's,
+autocommit INSERT a chunk from a pool of 10 without a reset query on release (as Confide's
+store writes, through ``confide.db.create_pool``), then one row for the upload; answer 201 with
+its id and size. The chunks table is TOAST ``EXTERNAL`` like Confide's,
 so neither side tries to compress. No type check, limits, hashing, encryption or binding to a
 caller: the gap between this and Confide is what those cost.
 """
@@ -71,8 +72,12 @@ async def upload(request: web.Request) -> web.Response:
     return web.json_response({"title": "No file", "status": 422}, status=422)
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    return None
+
+
 async def _pool(app: web.Application) -> AsyncIterator[None]:
-    pool = await asyncpg.create_pool(app[DSN], min_size=10, max_size=10)
+    pool = await asyncpg.create_pool(app[DSN], min_size=10, max_size=10, reset=_no_reset)
     async with pool.acquire() as conn:
         for statement in CREATE:
             await conn.execute(statement)

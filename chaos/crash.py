@@ -570,6 +570,20 @@ async def _kill_mid_strip(system: System, progress: Any, events: list[str]) -> N
     SIGKILL the files worker's children then: a run killed mid-file."""
     files = system.procs["files"]
     started = time.monotonic()
+    watch = crash_files.LeaseWatch(system.pg.url)
+    try:
+        await _kill_mid_strip_at(files, watch, progress, events, started)
+    finally:
+        await watch.close()
+
+
+async def _kill_mid_strip_at(
+    files: Proc,
+    watch: crash_files.LeaseWatch,
+    progress: Any,
+    events: list[str],
+    started: float,
+) -> None:
     for threshold in (0.2, 0.4, 0.6, 0.8):
         while True:  # progress is a count the clients keep, not an event
             if progress() >= threshold:
@@ -579,8 +593,8 @@ async def _kill_mid_strip(system: System, progress: Any, events: list[str]) -> N
             return
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if await crash_files.leased(system.pg.url):
-                children = files.children()
+            children = files.children()  # none while its main process is being restarted
+            if children and await watch.leased():
                 for pid in children:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)

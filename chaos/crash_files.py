@@ -111,23 +111,33 @@ async def install_observers(system: System) -> None:
         await conn.close()
 
 
-async def leased(url: str) -> bool:
-    """Whether a stripping run holds an attachment right now."""
-    try:
-        conn = await asyncpg.connect(url, timeout=2)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return False
-    try:
-        return bool(
-            await conn.fetchval(
-                """SELECT count(*) FROM attachments
-                   WHERE state = 'preparing' AND leased_until > now()"""
+class LeaseWatch:
+    """Whether a stripping run holds an attachment right now, on one connection kept open
+    between polls (and opened again after PostgreSQL's outage)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: asyncpg.Connection | None = None
+
+    async def leased(self) -> bool:
+        try:
+            if self.conn is None or self.conn.is_closed():
+                self.conn = await asyncpg.connect(self.url, timeout=2)
+            return bool(
+                await self.conn.fetchval(
+                    """SELECT count(*) FROM attachments
+                       WHERE state = 'preparing' AND leased_until > now()"""
+                )
             )
-        )
-    except (OSError, asyncpg.PostgresError):
-        return False
-    finally:
-        await conn.close()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            await self.close()
+            return False
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                await self.conn.close()
+            self.conn = None
 
 
 @dataclass
@@ -183,6 +193,7 @@ class FileFigures:
     unservable: int = 0  # ready but not downloadable as its stripped self; quarantined served
     refused: int = 0  # uploads or attachments the product refused
     canary_hits: int = 0
+    folders_left: int = 0  # stripping folders of killed runs: decrypted originals on disk
     control_missing: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     hits: list[str] = field(default_factory=list)
@@ -197,6 +208,7 @@ class FileFigures:
             "attachments_unservable": self.unservable,
             "attachment_requests_refused": self.refused,
             "file_canary_hits": self.canary_hits,
+            "stripping_folders_left": self.folders_left,
         }
 
     def ok(self) -> bool:
@@ -371,6 +383,7 @@ async def scan(system: System, files: chaos_files.FileSet, out: FileFigures) -> 
     planted = chaos_files.tag("PlantedFile")
     await plant(system, planted)
     await asyncio.sleep(2)  # the AOF rewrite
+    started = time.monotonic()
     found = await asyncio.to_thread(sinks, system)
     lowered = {name: blob.lower() for name, blob in found.items()}
     for kind, value in files.all_canaries():
@@ -383,4 +396,5 @@ async def scan(system: System, files: chaos_files.FileSet, out: FileFigures) -> 
         name for name, blob in found.items() if not canary.scan(blob, planted, lower=lowered[name])
     ]
     out.details["sinks scanned"] = {name: len(blob) for name, blob in found.items()}
-    out.details["stripping folders left by killed runs"] = len(leftovers(system))
+    out.details["file scan s"] = round(time.monotonic() - started, 1)
+    out.folders_left = len(leftovers(system))
