@@ -18,9 +18,16 @@ bare handler's figures are printed beside, for scale.
 (:mod:`bench.strip_child`): time per MiB, and the RSS growth over idle. Targets: growth under 3×
 the file size for JPEG and PDF, and under 2× the decoded size (width × height × bands) for PNG.
 
+**The files worker, end to end.** A fresh Celery worker on the ``files`` queue (one pool process)
+per run; a report with one 20 MiB JPEG, PDF or PNG attached through the API; then, with the pool
+process's ``VmHWM`` reset, the stripping task sent for it and timed until the attachment is no
+longer ``preparing``: decrypting the original to disk, the task's own checks, stripping, the
+preview, storing the copies. Same targets as the stripping part. (After a warm-up attachment of
+the same type, so that the libraries' set-up counts as idle.)
+
 The test files are made deterministically and cached (:mod:`bench.attachment_files`).
 ``CONFIDE_BENCH_ATTACHMENT_MIB`` changes the large files' size (default 20) and
-``CONFIDE_BENCH_ATTACHMENT_PARTS`` picks parts (``upload,memory,strip``, the default). Alone:
+``CONFIDE_BENCH_ATTACHMENT_PARTS`` picks parts (``upload,memory,strip,worker``, the default). Alone:
 ``python -m bench --only attachments``, or ``python -m bench.attachments --parts strip --mib 4``.
 """
 
@@ -29,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import time
@@ -45,17 +53,25 @@ from bench.common import (
     Result,
     Target,
     database_cpu_s,
+    log_tail,
     open_context,
     process_cpu_s,
     say,
     settle,
 )
-from bench.fixtures import Web, connect, read_child_json, start_web, wait_idle
+from bench.fixtures import (
+    Web,
+    connect,
+    drop_bench_rows,
+    read_child_json,
+    start_web,
+    wait_idle,
+)
 
 NAME = "attachments"
 TITLE = "Attachments: 20 MiB uploads against a bare streaming handler, web memory, stripping"
 MIB = files.MIB
-PARTS = ("upload", "memory", "strip")
+PARTS = ("upload", "memory", "strip", "worker")
 UPLOAD_PATH = "/api/v1/uploads"
 CONCURRENCY = 4
 MEMORY_FILES = 8
@@ -97,7 +113,7 @@ def run(ctx: Context) -> list[Result]:
         + ", ".join(f"{k} {p.stat().st_size / MIB:.2f} MiB" for k, p in made.items())
     )
     results: list[Result] = []
-    if {"upload", "memory"} & set(CONFIG.parts):
+    if {"upload", "memory", "worker"} & set(CONFIG.parts):
         results += _uploads(ctx)
     if "strip" in CONFIG.parts:
         results += _stripping(ctx)
@@ -125,6 +141,7 @@ class Sent:
     ok_bytes: int
     wall_s: float
     errors: list[str]
+    ids: list[str]
 
     @property
     def mib_s(self) -> float:
@@ -140,6 +157,7 @@ async def _send(url: str, body: bytes, size: int, *, secs: float | None, count: 
     then finish and count) or ``count`` uploads are done."""
     statuses: dict[int, int] = {}
     errors: list[str] = []
+    ids: list[str] = []
     ok = 0
     started = time.monotonic()
     left = [count if count is not None else -1]
@@ -160,6 +178,7 @@ async def _send(url: str, body: bytes, size: int, *, secs: float | None, count: 
                     statuses[resp.status] = statuses.get(resp.status, 0) + 1
                     if resp.status == 201:
                         ok += size
+                        ids.append(str(json.loads(text)["upload_id"]))
                     elif len(errors) < 3:
                         errors.append(f"{resp.status} {text[:200]!r}")
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -170,7 +189,7 @@ async def _send(url: str, body: bytes, size: int, *, secs: float | None, count: 
     connector = aiohttp.TCPConnector(limit=CONCURRENCY)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         await asyncio.gather(*(client(http) for _ in range(CONCURRENCY)))
-    return Sent(statuses, ok, time.monotonic() - started, errors)
+    return Sent(statuses, ok, time.monotonic() - started, errors, ids)
 
 
 def send(
@@ -279,9 +298,12 @@ def _uploads(ctx: Context) -> list[Result]:
             results += _throughput(ctx)
         if "memory" in CONFIG.parts:
             results += _memory(ctx)
+        if "worker" in CONFIG.parts:
+            results += _worker(ctx)
     finally:
         _empty(ctx)
         _drop_bare(ctx)
+        drop_bench_rows(ctx)
     return results
 
 
@@ -471,6 +493,138 @@ def _stripping(ctx: Context) -> list[Result]:
                 digits=0,
             ),
         ]
+    return results
+
+
+# --- The files worker, end to end ---------------------------------------------------------------
+
+KIND_MIME = {"jpeg": "image/jpeg", "pdf": "application/pdf", "png": "image/png"}
+
+
+def _start_files_worker(ctx: Context, env: dict[str, str], timeout: float = 60) -> Any:
+    """Celery on the ``files`` queue with one pool process; returns (main process, pool pid)
+    once it is ready (its heartbeat row, written on ``worker_ready``, appears)."""
+    import secrets
+
+    hostname = f"bench-files-{secrets.token_hex(4)}@localhost"
+    argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "files"]
+    argv += ["-c", "1", "--without-mingle", "--without-gossip", "-n", hostname]
+    proc = ctx.processes.start("celery-files", argv, env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the files worker exited with {proc.returncode}:\n{log_tail(proc)}")
+        if ctx.fetchval("SELECT 1 FROM heartbeats WHERE name = $1", f"worker:{hostname}"):
+            children = _children(proc.pid)
+            if children:
+                return proc, children[0]
+        time.sleep(0.25)
+    raise RuntimeError(f"the files worker was not ready within {timeout:.0f} s:\n{log_tail(proc)}")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _attached(web: Web, path: Path, kind: str) -> str:
+    """A report with ``path`` attached, through the API; the attachment's reference."""
+    import urllib.request
+
+    got = send(web.url(UPLOAD_PATH), multipart(path.read_bytes(), f"file.{kind}", KIND_MIME[kind]),
+               path.stat().st_size, count=1)  # fmt: skip
+    if got.ok != 1:
+        raise RuntimeError(f"upload of {path.name}: {got.errors or got.statuses}")
+    upload_id = got.ids[0]
+    body = json.dumps({
+        "category": "safety", "description": "Benchmark report with a file", "anonymous": True,
+        "follow_up": False, "attachments": [upload_id],
+    }).encode()  # fmt: skip
+    request = urllib.request.Request(
+        web.url("/api/v1/reports"), data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        reference: str = json.loads(resp.read())["reference"]
+    return reference
+
+
+def _attachment_of(ctx: Context, reference: str) -> str:
+    return str(
+        ctx.fetchval(
+            """SELECT a.id FROM attachments a JOIN threads t ON t.id = a.thread_id
+               WHERE t.reference = $1""",
+            reference,
+        )
+    )
+
+
+def _strip_task(ctx: Context, attachment_id: str, timeout: float = 300) -> tuple[float, str]:
+    """Send the stripping task for ``attachment_id``; (seconds until it is no longer preparing,
+    the state it reached)."""
+    from celery import Celery
+
+    from confide import jobs
+
+    client = Celery("bench-files", broker=ctx.redis_url)
+    try:
+        started = time.monotonic()
+        client.send_task(jobs.STRIP_ATTACHMENT, args=[attachment_id], queue=jobs.FILES_QUEUE)
+        while time.monotonic() - started < timeout:
+            state = ctx.fetchval("SELECT state FROM attachments WHERE id = $1::uuid", attachment_id)
+            if state != "preparing":
+                return time.monotonic() - started, str(state)
+            time.sleep(0.05)
+    finally:
+        client.close()
+    raise RuntimeError(f"attachment {attachment_id} still preparing after {timeout:.0f} s")
+
+
+def _worker(ctx: Context) -> list[Result]:
+    size = CONFIG.large
+    say(f"\n  the files worker, end to end: one {size / MIB:g} MiB file a run, a fresh worker each")
+    web = start_web(ctx, "web-attachments-worker")
+    results: list[Result] = []
+    try:
+        for kind, (_, against, target) in STRIPPED.items():
+            path = files.cached(kind, size)
+            mib = path.stat().st_size / MIB
+            base_mib = files.decoded_bytes(path) / MIB if against == "decoded size" else mib
+            runs: list[tuple[float, float]] = []
+            for i in range(ctx.runs):
+                proc, child = _start_files_worker(ctx, web.env)
+                try:
+                    warm = _attachment_of(ctx, _attached(web, files.cached(kind, SMALL), kind))
+                    _strip_task(ctx, warm)
+                    attachment = _attachment_of(ctx, _attached(web, path, kind))
+                    wait_idle(ctx)
+                    idle = _status_kb(child, "VmRSS") / 1024
+                    Path(f"/proc/{child}/clear_refs").write_text("5")
+                    wall, state = _strip_task(ctx, attachment)
+                    peak = _status_kb(child, "VmHWM") / 1024
+                finally:
+                    ctx.processes.stop([proc])
+                if state != "ready":
+                    raise RuntimeError(f"the {kind} attachment ended {state}")
+                runs.append((wall, peak - idle))
+                say(
+                    f"    run {i + 1} {kind:<5} {mib:.2f} MiB: {1000 * wall:7.0f} ms to ready, "
+                    f"{1000 * wall / mib:6.1f} ms/MiB; pool process idle {idle:.1f} MiB, growth "
+                    f"{peak - idle:.1f} MiB"
+                )
+            label = f"files worker, {kind} ({mib:.1f} MiB):"
+            results += [
+                Result(f"{label} time to ready per MiB", tuple(1000 * w / mib for w, _ in runs),
+                       "ms", digits=1),
+                Result(f"{label} RSS growth over idle", tuple(g for _, g in runs), "MiB", digits=1),
+                Result(f"{label} RSS growth ÷ {against}", tuple(g / base_mib for _, g in runs),
+                       target=target),
+            ]  # fmt: skip
+    finally:
+        ctx.processes.stop(web.procs)
     return results
 
 
