@@ -242,7 +242,8 @@ class System:
                     "--loglevel",
                     "INFO",
                 ],
-                env,
+                # Its own metrics port: two workers cannot serve on one.
+                {**env, "CONFIDE_WORKER_METRICS_PORT": str(free_port())},
                 logs / "worker-files.log",
             ),
             "beat": Proc(
@@ -566,7 +567,7 @@ async def _attack(system: System, rng: random.Random, progress: Any, events: lis
 
 
 async def _kill_mid_strip(system: System, progress: Any, events: list[str]) -> None:
-    """At 20, 40, 60 and 80 % of the load, wait (up to 15 s) for a file being stripped, and
+    """At 20, 40, 60 and 80 % of the load, wait (up to 30 s) for a file being stripped, and
     SIGKILL the files worker's children then: a run killed mid-file."""
     files = system.procs["files"]
     started = time.monotonic()
@@ -591,19 +592,27 @@ async def _kill_mid_strip_at(
             await asyncio.sleep(0.5)
         if progress() >= 1.0:
             return
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
+        polls = 0
         while time.monotonic() < deadline:
-            children = files.children()  # none while its main process is being restarted
-            if children and await watch.leased():
+            polls += 1
+            if await watch.leased():
+                children = files.children()  # none while its main process is being restarted
                 for pid in children:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                events.append(
-                    f"{time.monotonic() - started:6.1f}s SIGKILL the files worker's "
-                    f"{len(children)} children while a file is being stripped"
-                )
-                break
-            await asyncio.sleep(0.025)
+                if children:
+                    events.append(
+                        f"{time.monotonic() - started:6.1f}s SIGKILL the files worker's "
+                        f"{len(children)} children while a file is being stripped"
+                    )
+                    break
+            await asyncio.sleep(0.02)
+        else:
+            events.append(
+                f"{time.monotonic() - started:6.1f}s no file was being stripped in 30 s "
+                f"({polls} looks, {watch.errors} errors)"
+            )
 
 
 async def _drain(system: System, limit_s: float) -> float:

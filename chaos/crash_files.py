@@ -118,6 +118,7 @@ class LeaseWatch:
     def __init__(self, url: str) -> None:
         self.url = url
         self.conn: asyncpg.Connection | None = None
+        self.errors = 0
 
     async def leased(self) -> bool:
         try:
@@ -130,6 +131,7 @@ class LeaseWatch:
                 )
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            self.errors += 1
             await self.close()
             return False
 
