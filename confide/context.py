@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from confide.clock_rules import DEFAULT_RULES, ClockRules
 from confide.crypto import Keyring
 from confide.db import Pool
+from confide.files.limits import AttachmentLimits
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 
@@ -41,6 +42,8 @@ class Context:
     clock: Callable[[], datetime] = field(default=_utc_now)
     # The organisation file's auto-close and statutory-clock rules (confide.clock_rules).
     rules: ClockRules = DEFAULT_RULES
+    # The organisation file's ``[attachments]`` limits (files per report or message, sizes, types).
+    attachments: AttachmentLimits = field(default_factory=AttachmentLimits)
 
     def after_commit(self) -> None:
         """Call after a transaction that added outbox rows has committed."""

@@ -250,6 +250,27 @@ def _about_earlier(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+UploadId = Annotated[str, StringConstraints(max_length=64)]
+MAX_ATTACHMENT_IDS = 100  # the organisation's own limit (10 by default) is the service's 422
+Attachments = Annotated[
+    tuple[UploadId, ...],
+    Field(
+        max_length=MAX_ATTACHMENT_IDS,
+        description="`upload_id`s of `POST /api/v1/uploads`, in order. Each is bound to its "
+        "uploader and usable once; an unknown, used, expired or someone else's id gets 422 "
+        "(field `attachments.N`). At most `[attachments] max_files` (10) files and "
+        "`max_total_mib` (50 MiB) together.",
+    ),
+]
+KeepFileNames = Annotated[
+    bool,
+    BeforeValidator(lambda value: bool(strict_bool(value))),
+    Field(
+        description="Keep the files' original names, encrypted, for staff. Otherwise (the "
+        "default) only the neutral names `attachment-N.ext` exist."
+    ),
+]
+
 EarlierReference = Annotated[str, StringConstraints(max_length=EARLIER_REFERENCE_MAX)]
 Details = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX)]
 
@@ -334,6 +355,9 @@ class NewReport(Body):
         Field(description="Anything that would help the team recognise the earlier report."),
     ] = None
 
+    attachments: Attachments = ()
+    keep_file_names: KeepFileNames = False
+
     @property
     def wants_code(self) -> bool:
         return self.anonymous and self.follow_up
@@ -393,6 +417,13 @@ class NewMessage(Body):
     ]
 
 
+class NewReporterMessage(NewMessage):
+    """``POST /api/v1/reporter/messages``: a message, with the reporter's own uploads."""
+
+    attachments: Attachments = ()
+    keep_file_names: KeepFileNames = False
+
+
 class NewStaffMessage(NewMessage):
     """A case worker's message or note: ``POST /api/v1/staff/threads/{reference}/messages``
     and ``…/notes``."""
@@ -406,6 +437,27 @@ class NewStaffMessage(NewMessage):
             "report with contact details). Optional; false when absent."
         ),
     ] = False
+
+
+class NewStaffReply(NewStaffMessage):
+    """``POST /api/v1/staff/threads/{reference}/messages``: a reply, with the member's own
+    uploads (a note takes no files)."""
+
+    attachments: Attachments = ()
+    keep_file_names: KeepFileNames = False
+
+
+class ReleaseFile(Body):
+    """``POST /api/v1/staff/attachments/{id}/release``: a manager releases a file that could not
+    be made safe; it is then served unstripped, to staff only. The reason is audited."""
+
+    MISSING: ClassVar[Mapping[str, str]] = {"reason": "Say why this file is released"}
+
+    reason: Annotated[
+        str,
+        text("why the file is released", required=True, max_len=1000, multiline=True),
+        Field(min_length=1, max_length=1000),
+    ]
 
 
 class NewStatus(Body):
@@ -526,7 +578,10 @@ REQUEST_MODELS: tuple[type[Body], ...] = (
     ReporterLogin,
     StaffLogin,
     NewMessage,
+    NewReporterMessage,
     NewStaffMessage,
+    NewStaffReply,
+    ReleaseFile,
     NewStatus,
     NewTeam,
     NewAssignee,

@@ -355,7 +355,8 @@ async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
         "TRUNCATE threads, reporter_codes, submission_keys, sessions, messages, notes, "
         "audit_log, staff, staff_teams, outbox, reminders, reminder_tokens, "
         "team_deadline_summary, job_runs, report_drafts, erasures, statistics_facts, "
-        "statistics_monthly, statistics_dirty, statistics_watermark CASCADE"
+        "statistics_monthly, statistics_dirty, statistics_watermark, uploads, attachments, "
+        "attachment_chunks CASCADE"
     )
     try:
         yield conn

@@ -39,10 +39,7 @@ def test_strip_task_is_routed_to_the_files_queue_and_the_worker_runs_it(
         app.close()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if (
-            "attachment_waiting_for_store" in worker.log_text()
-            and attachment_id in worker.log_text()
-        ):
+        if "attachment_prepared" in worker.log_text() and attachment_id in worker.log_text():
             break
         time.sleep(0.2)
     else:

@@ -13,6 +13,7 @@ import asyncio
 import json
 import re
 import secrets
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,7 @@ async def test_ops_reaches_no_thread_in_any_page_list_search_or_api_call(
         if not pattern.startswith("/api/"):
             continue
         path = pattern.replace("{reference}", reference)
+        path = path.replace("{attachment_id}", str(uuid.uuid4()))  # a file: 403 before 404
         action = path.rsplit("/", 1)[-1]
         for query in ("", f"?q={reference}&state=open"):
             async with http.request(

@@ -28,6 +28,7 @@ from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp import i18n, routes
 from webapp.audit_words import audit_words
+from webapp.body_limits import body_limit_middleware
 from webapp.categories import CategoryCache, InboxCounts, InboxRows, StatisticsPages
 from webapp.dates import DateFormats
 from webapp.errors import error_middleware, error_page, prepare_parser_error_pages
@@ -131,6 +132,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_BODY,
         # Inside the error middleware: a body cut off for its rate is answered 408, not 503.
         middlewares=[
+            body_limit_middleware,  # outermost: routes carrying files get their own limit
             access_middleware,
             error_middleware,
             body_rate_middleware(_slow_body),
@@ -226,6 +228,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         app[CALENDAR],
         wake_outbox=app[OUTBOX_KICKER],
         rules=app[ORG].clock_rules,
+        attachments=app[ORG].attachments,
     )
     await sync_organisation(ctx, app[ORG])
     yield

@@ -13,6 +13,7 @@ import jinja2
 from aiohttp import web, web_protocol
 
 from confide import logs
+from confide.crypto import DecryptionError
 from confide.errors import (
     CodeMalformed,
     CodeNotRecognised,
@@ -28,7 +29,10 @@ from confide.errors import (
     ThreadClosed,
     ValidationFailed,
 )
+from confide.files.errors import FileTooLarge, TooManyFiles, TypeNotAllowed
+from confide.files.sniff import ImageTooLarge
 from confide.org import Organisation
+from confide.services.attachments import AttachmentNotReady
 from confide.services.passkeys import PasskeyInvalid, PasskeySignInOff
 from confide.services.second_factor import (
     AlreadyEnrolled,
@@ -39,6 +43,7 @@ from confide.services.second_factor import (
 from confide.services.sso import SsoRefused
 from confide.services.staff import PasswordSignInDisabled, SignInExpired, StaffLoginFailed
 from confide.services.threads import Forbidden, NoReplyPossible
+from webapp.body_limits import LARGE_BODY_ROUTES
 from webapp.form_routes import FormRefused, TokenRefused, declared
 from webapp.i18n import N_, _
 from webapp.keys import CSRF_TOKEN, FORM, STAFF_MEMBER
@@ -182,11 +187,42 @@ class UnsupportedMediaType(Exception):
 
 ERROR_STATUS.update(
     {
+        FileTooLarge: 413,
+        TypeNotAllowed: 415,
+        ImageTooLarge: 422,
+        TooManyFiles: 422,
+        AttachmentNotReady: 409,
+        DecryptionError: 409,
         BadRequest: 400,
         UnsupportedMediaType: 415,
         # A NUL or other unstorable character slipped past validation: the client's mistake.
         asyncpg.CharacterNotInRepertoireError: 400,
         asyncpg.UntranslatableCharacterError: 400,
+    }
+)
+DETAILS.update(
+    {
+        FileTooLarge: "The file is too large, or the files are too large together.",
+        TypeNotAllowed: (
+            "This kind of file cannot be attached (judged by its content, not its name). "
+            "Allowed: photos (JPEG, PNG, HEIC), PDF, Word (DOCX), OpenDocument text (ODT), "
+            "plain text and audio (MP3, M4A)."
+        ),
+        ImageTooLarge: (
+            "This image is too large to open safely (over 80 megapixels). Send a smaller "
+            "copy or a screenshot of it."
+        ),
+        TooManyFiles: "Too many files for one report or message.",
+        DecryptionError: "This file cannot be served.",
+    }
+)
+PROBLEM_TYPES.update(
+    {
+        FileTooLarge: "file-too-large",
+        TypeNotAllowed: "type-not-allowed",
+        ImageTooLarge: "image-too-large",
+        TooManyFiles: "too-many-files",
+        AttachmentNotReady: "attachment-not-ready",
     }
 )
 DETAILS[asyncpg.CharacterNotInRepertoireError] = DETAILS[asyncpg.UntranslatableCharacterError] = (
@@ -259,7 +295,7 @@ def sso_refused_page(request: web.Request, exc: SsoRefused) -> web.Response:
     )
 
 
-OWN_WORDS = (BadRequest, UnsupportedMediaType, Forbidden, FormRefused)
+OWN_WORDS = (BadRequest, UnsupportedMediaType, Forbidden, FormRefused, AttachmentNotReady)
 """The exceptions that carry the words shown for them, as ``detail``."""
 
 
@@ -316,6 +352,8 @@ async def error_middleware(
         if isinstance(exc, web.HTTPMethodNotAllowed):
             headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
         if exc.status == 413:
+            if request.match_info.route.name in LARGE_BODY_ROUTES:  # webapp.body_limits
+                return error_page(request, 413, DETAILS[FileTooLarge])
             return error_page(request, 413, "That was more than 1 MiB. Shorten it and try again.")
         return error_page(request, exc.status, headers=headers)
     except Exception as exc:

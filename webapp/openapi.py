@@ -142,6 +142,20 @@ ACTION = {
     "409": "The thread is closed or has no follow-up",
 }
 REPEAT = "A repeat of the same Idempotency-Key and body"
+ATTACHING = {
+    "413": "Body over 1 MiB, or the files together over the organisation's limit (default 50 MiB)",
+    "422": "Invalid fields, listed in errors[]; an upload id unknown, used, expired or not "
+    "yours (field attachments.N), or more files than allowed (default 10)",
+}
+ATTACHMENT_ID = {
+    "name": "attachment_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+# The file's own type, with Content-Disposition: attachment and its neutral name,
+# X-Content-Type-Options: nosniff and Content-Security-Policy: sandbox.
+FILE_CONTENT = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
 @dataclass(frozen=True)
@@ -161,6 +175,8 @@ class Op:
     many: bool = False
     content: dict[str, Any] | None = None
     """The first answer's content, when it is not a model (a calendar file)."""
+    request_content: dict[str, Any] | None = None
+    """The request body's content, when it is not a JSON model (a multipart upload)."""
 
 
 def _action(
@@ -213,6 +229,7 @@ OPERATIONS: tuple[Op, ...] = (
         links=RECEIPT_LINKS,
         problems={
             **BODY,
+            **ATTACHING,
             "409": "The first request with this Idempotency-Key is still running; see Retry-After",
             "429": "Too many submissions; see Retry-After",
             "503": "A dependency is down and nothing was accepted",
@@ -256,10 +273,52 @@ OPERATIONS: tuple[Op, ...] = (
         "reporterMessage",
         "Send a message to the case workers",
         {"201": (responses.Sent, "Committed"), "200": (responses.Sent, REPEAT)},
-        body=models.NewMessage,
+        body=models.NewReporterMessage,
         bearer=True,
         parameters=(IDEMPOTENCY,),
-        problems={"409": "The thread is closed", **AUTH, **BODY},
+        problems={"409": "The thread is closed", **AUTH, **BODY, **ATTACHING},
+    ),
+    Op(
+        "get",
+        "/api/v1/reporter/attachments/{attachment_id}",
+        "reporterAttachment",
+        "Download a file of the reporter's own thread (the stripped copy)",
+        {"200": (None, "The stripped file, as an attachment (nosniff, CSP sandbox)")},
+        bearer=True,
+        parameters=(ATTACHMENT_ID,),
+        problems={
+            "409": "Being prepared, or could not be made safe (a reporter is never served an "
+            "unstripped file)",
+            **AUTH,
+        },
+        content=FILE_CONTENT,
+    ),
+    Op(
+        "post",
+        "/api/v1/uploads",
+        "upload",
+        "Upload one file to attach to a report or message (streamed; type judged by content)",
+        {"201": (responses.Upload, "Stored encrypted, waiting to be attached")},
+        problems={
+            "400": "Not a multipart body with a part named file",
+            "401": "A Bearer token that is not valid (send none to upload anonymously)",
+            "403": "Your role reads no threads (ops)",
+            "413": "Over the organisation's per-file limit (default 20 MiB), type "
+            "ending /file-too-large",
+            "415": "Not multipart/form-data, or a type not allowed, judged by content (type "
+            "ending /type-not-allowed): a .jpg that is really a program is refused",
+            "422": "An image whose header says it decodes to more than 80 megapixels (an "
+            "image bomb), type ending /image-too-large",
+        },
+        request_content={
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
     ),
     Op(
         "get",
@@ -322,10 +381,54 @@ OPERATIONS: tuple[Op, ...] = (
         parameters=(REFERENCE,),
         problems={**OPS_READ_NONE, **AUTH},
     ),
+    Op(
+        "get",
+        "/api/v1/staff/attachments/{attachment_id}",
+        "staffAttachment",
+        "Download a file (the stripped copy; a released file unstripped), audited",
+        {"200": (None, "The file, as an attachment, sandboxed")},
+        bearer=True,
+        parameters=(ATTACHMENT_ID,),
+        problems={"409": "Being prepared, or quarantined", **OPS_READ_NONE, **AUTH},
+        content=FILE_CONTENT,
+    ),
+    Op(
+        "get",
+        "/api/v1/staff/attachments/{attachment_id}/preview",
+        "staffAttachmentPreview",
+        "An image's preview (re-encoded JPEG, inline, sandboxed), audited",
+        {"200": (None, "The preview")},
+        bearer=True,
+        parameters=(ATTACHMENT_ID,),
+        problems={
+            "409": "Being prepared, or quarantined",
+            **OPS_READ_NONE,
+            "401": "No valid session or token",
+            "404": "Not found, not yours to see, or no preview (not an image, or released)",
+        },
+        content={"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+    ),
+    Op(
+        "post",
+        "/api/v1/staff/attachments/{attachment_id}/release",
+        "staffAttachmentRelease",
+        "Managers: release a file that could not be made safe; it is then served unstripped, "
+        "to staff only (audited, with the reason)",
+        {"200": (responses.Released, "Released (also when it was released already)")},
+        body=models.ReleaseFile,
+        bearer=True,
+        parameters=(ATTACHMENT_ID,),
+        problems={
+            "403": "Only managers release files",
+            "409": "Not quarantined (being prepared, or made safe)",
+            **AUTH,
+            **BODY,
+        },
+    ),
     _action(
         "messages",
         "Reply to the reporter",
-        models.NewStaffMessage,
+        models.NewStaffReply,
         ok={"201": (responses.Sent, "Committed"), "200": (responses.Sent, REPEAT)},
         parameters=(REFERENCE, IDEMPOTENCY),
     ),
@@ -394,7 +497,9 @@ def _operation(op: Op) -> dict[str, Any]:
     }
     if op.parameters:
         result["parameters"] = list(op.parameters)
-    if op.body is not None:
+    if op.request_content is not None:
+        result["requestBody"] = {"required": True, "content": op.request_content}
+    elif op.body is not None:
         result["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": _ref(op.body.__name__)}},

@@ -4,6 +4,7 @@ API send alike. The request models, which the services take, are in ``confide.mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -14,6 +15,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from confide.errors import ReminderNotReady
 from confide.services import reminders, statistics, threads
+from confide.services.attachments import AttachmentInfo, Uploaded
 from webapp.keys import CTX
 
 # ISO 8601 as ``datetime.isoformat`` writes it (``+00:00``, not pydantic's ``Z``): the API's
@@ -60,6 +62,40 @@ class Done(Answer):
     status: Literal["ok"] = "ok"
 
 
+class Attachment(Answer):
+    """An attached file (CONTRACTS §3): download it from ``/api/v1/staff/attachments/{id}`` or
+    ``/api/v1/reporter/attachments/{id}`` once ``ready``."""
+
+    id: str
+    name: Annotated[str, Field(description="The neutral name, `attachment-N.ext`.")]
+    size: Annotated[int, Field(description="Bytes, as uploaded.")]
+    type: Annotated[str, Field(description="jpeg, png, heic, pdf, docx, odt, text, mp3 or m4a.")]
+    state: Literal["preparing", "ready", "quarantined", "released"]
+
+    @classmethod
+    def of(cls, a: AttachmentInfo) -> Attachment:
+        return cls(id=str(a.id), name=a.name, size=a.size, type=a.type.value, state=a.state.value)
+
+
+class StaffAttachment(Attachment):
+    original_name: Annotated[
+        str | None,
+        Field(description="The file's own name, only when the reporter chose to keep names."),
+    ] = None
+    preview: Annotated[
+        bool,
+        Field(description="An image with a preview at `/api/v1/staff/attachments/{id}/preview`."),
+    ] = False
+
+    @classmethod
+    def of(cls, a: AttachmentInfo) -> StaffAttachment:
+        return cls(
+            **Attachment.of(a).model_dump(),
+            original_name=a.original_name,
+            preview=a.has_preview and a.state.value == "ready",
+        )
+
+
 class Message(Answer):
     sender: Annotated[Literal["reporter", "caseworker"], Field(alias="from")]
     body: str
@@ -71,14 +107,28 @@ class Message(Answer):
         bool, Field(description="The automatic acknowledgement, which no case worker wrote.")
     ] = False
 
+    attachments: list[Attachment] = []
+
     @classmethod
-    def of(cls, m: threads.Message) -> Message:
+    def of(cls, m: threads.Message, files: Sequence[AttachmentInfo] = ()) -> Message:
         return cls(
             sender=m.author,  # type: ignore[arg-type]
             body=m.body,
             sent_at=m.sent_at,
             feedback=m.feedback,
             automatic=m.automatic,
+            attachments=[Attachment.of(a) for a in files],
+        )
+
+
+class StaffMessage(Message):
+    attachments: list[StaffAttachment] = []  # type: ignore[assignment]
+
+    @classmethod
+    def of(cls, m: threads.Message, files: Sequence[AttachmentInfo] = ()) -> StaffMessage:
+        return cls(
+            **Message.of(m).model_dump(exclude={"attachments"}),
+            attachments=[StaffAttachment.of(a) for a in files],
         )
 
 
@@ -97,6 +147,7 @@ class ReporterThread(Answer):
         ),
     ] = None
     messages: list[Message]
+    attachments: Annotated[list[Attachment], Field(description="The report's own files.")] = []
 
     @classmethod
     def of(cls, view: threads.ThreadView) -> ReporterThread:
@@ -108,7 +159,8 @@ class ReporterThread(Answer):
             status="closed" if view.status == "closed" else "open",
             reply_due_by=view.reply_due_by,
             auto_close_at=view.auto_close_at,
-            messages=[Message.of(m) for m in view.messages],
+            messages=[Message.of(m, view.files_of(m.id)) for m in view.messages],
+            attachments=[Attachment.of(a) for a in view.files_of(None)],
         )
 
 
@@ -182,7 +234,8 @@ class StaffThread(ThreadSummary):
     ] = None
     description: str
     contact: dict[str, Any] | None
-    messages: list[Message]
+    messages: list[StaffMessage]
+    attachments: Annotated[list[StaffAttachment], Field(description="The report's own files.")] = []
     notes: list[Note]
     earlier: Annotated[
         EarlierReport | None,
@@ -204,7 +257,8 @@ class StaffThread(ThreadSummary):
             auto_close_at=view.auto_close_at,
             description=view.description or "",
             contact=view.contact,
-            messages=[Message.of(m) for m in view.messages],
+            messages=[StaffMessage.of(m, view.files_of(m.id)) for m in view.messages],
+            attachments=[StaffAttachment.of(a) for a in view.files_of(None)],
             notes=[Note(author=n.author, body=n.body, created_at=n.created_at) for n in view.notes],
             earlier=EarlierReport.of(view.earlier),
             linked=[link.other.reference for link in view.links],
@@ -294,7 +348,31 @@ class StatisticsAnswer(Answer):
         return cls(suppressed_below=found.suppressed_below, rows=rows, totals=totals)
 
 
+class Upload(Answer):
+    """``POST /api/v1/uploads``: the id to put in ``attachments``, and what the file is."""
+
+    upload_id: Annotated[
+        str,
+        Field(
+            description="Random (128 bits), bound to the uploader, usable once; it expires "
+            "after 60 minutes unused. Only its HMAC is stored: keep it to attach the file."
+        ),
+    ]
+    size: int
+    type: Annotated[str, Field(description="The type judged by content: jpeg, png, pdf, ...")]
+
+    @classmethod
+    def of(cls, done: Uploaded) -> Upload:
+        return cls(upload_id=done.upload_id, size=done.size, type=done.type.value)
+
+
+class Released(Answer):
+    state: Literal["released"]
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    Upload,
+    Released,
     Category,
     Receipt,
     Session,

@@ -192,6 +192,27 @@ def setup(app: web.Application, static_dir: Path) -> None:
             web.post(
                 "/api/v1/reporter/messages", api.reporter_message, name="api_reporter_message"
             ),
+            web.post("/api/v1/uploads", api.upload, name="api_uploads"),
+            web.get(
+                "/api/v1/reporter/attachments/{attachment_id}",
+                api.reporter_attachment,
+                name="api_reporter_attachment",
+            ),
+            web.get(
+                "/api/v1/staff/attachments/{attachment_id}",
+                api.staff_attachment,
+                name="api_staff_attachment",
+            ),
+            web.get(
+                "/api/v1/staff/attachments/{attachment_id}/preview",
+                api.staff_attachment_preview,
+                name="api_staff_attachment_preview",
+            ),
+            web.post(
+                "/api/v1/staff/attachments/{attachment_id}/release",
+                api.staff_attachment_release,
+                name="api_staff_attachment_release",
+            ),
             web.post("/api/v1/staff/session", api.staff_session, name="api_staff_login"),
             web.delete("/api/v1/staff/session", api.staff_logout, name="api_staff_logout"),
             web.get("/api/v1/staff/threads", api.staff_threads, name="api_staff_threads"),

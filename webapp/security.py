@@ -36,6 +36,7 @@ FORM_TOKEN_MAX_AGE_S = 24 * 3600
 RECEIPT_KEYS_PATH = "/.well-known/confide-receipt-key"
 
 
+SANDBOX_CSP = "sandbox; default-src 'none'"
 _STATIC_HEADERS = {
     "Server": "Confide",  # no versions
     "Content-Security-Policy": CSP,
@@ -58,7 +59,12 @@ def security_headers(
 ) -> None:
     """Strict headers on every response, errors and static files included."""
     headers = response.headers
+    # A file download or preview (webapp.files) keeps its sandbox: scripts, forms and plugins in
+    # a served file never run as this origin, even if a browser were to render it.
+    sandboxed = headers.get("Content-Security-Policy", "").startswith("sandbox")
     headers.update(_STATIC_HEADERS)
+    if sandboxed:
+        headers["Content-Security-Policy"] = SANDBOX_CSP
     cacheable = request.path.startswith("/static/") or request.path == RECEIPT_KEYS_PATH
     if not (cacheable and response.status < 400):
         # Only a static file that was found may be cached: a 404 for one is an answer like any.

@@ -1,5 +1,6 @@
 """Forgetting on time: expired sessions, reporters' drafts and passkey challenges, and
-idempotency keys past their 24 h (CONTRACTS §3)."""
+idempotency keys past their 24 h (CONTRACTS §3), and uploads not attached within their 60
+minutes (nor held by a live draft)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 from confide.context import Context
 from confide.idempotency import KEPT_FOR_S
+from confide.services import attachments
 from confide.sql import drafts as sql_drafts
 from confide.sql import passkeys as sql_passkeys
 from confide.sql import reports as sql_reports
@@ -22,6 +24,7 @@ class Purged:
     submission_keys: int
     message_keys: int
     drafts: int = 0
+    uploads: int = 0
 
 
 async def purge_expired(ctx: Context) -> Purged:
@@ -37,4 +40,6 @@ async def purge_expired(ctx: Context) -> Purged:
         while n := await sql_drafts.purge_expired(conn, BATCH):
             drafts += n
         await sql_passkeys.purge_challenges(conn)  # spent ones are gone already: a few minutes'
-    return Purged(sessions, submission_keys, message_keys, drafts)
+    # After the drafts: an upload a draft held goes once that draft is gone.
+    uploads = await attachments.purge_expired_uploads(ctx)
+    return Purged(sessions, submission_keys, message_keys, drafts, uploads)

@@ -19,7 +19,7 @@ from confide.context import Context
 from confide.crypto import DecryptionError, Keyring, ThreadKey
 from confide.errors import NotFound, ReceiptInvalid
 from confide.receipts import Verified
-from confide.services import threads
+from confide.services import attachments, threads
 from confide.services.reports import field_context
 from confide.services.threads import Staff
 from confide.sql import audit as sql_audit
@@ -161,6 +161,7 @@ async def _stored_report(
         anonymous=row.anonymous,
         follow_up=row.follow_up,
         contact=None if contact is None else json.loads(contact),
+        attachments=await attachments.hashes_of(conn, keyring, row.id, None),
         earlier=_earlier(keyring, row),
     )
     return canonical, salt
@@ -190,4 +191,5 @@ async def _stored_message(
         keyring.open(stored.receipt_salt, f"messages.receipt_salt:{message_id}")
     )
     body = keyring.open(stored.body, f"messages.body:{message_id}")
-    return receipts.canonical_message(body), salt
+    files = await attachments.hashes_of(conn, keyring, thread_id, message_id)
+    return receipts.canonical_message(body, files), salt

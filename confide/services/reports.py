@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import secrets
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -26,8 +29,8 @@ from confide.errors import (
 )
 from confide.idempotency import Idempotency
 from confide.models import NewReport
+from confide.services import attachments, deadlines, retention
 from confide.services import codes as code_service
-from confide.services import deadlines, retention
 from confide.settings import Settings
 from confide.sql import deadlines as sql_deadlines
 from confide.sql import reports as sql_reports
@@ -79,6 +82,10 @@ their authors differ (``api`` and ``form``), so a key of one never finds the oth
 WAIT_POLL_S = 0.2
 
 
+def _transaction(conn: asyncpg.Connection, wanted: bool) -> AbstractAsyncContextManager[object]:
+    return conn.transaction() if wanted else contextlib.nullcontext()
+
+
 def canonical_draft(draft: NewReport) -> bytes:
     """The canonical form of what was submitted, for the idempotency request HMAC. A report
     that says nothing of an earlier one has the form it had before those fields existed, so a
@@ -87,6 +94,8 @@ def canonical_draft(draft: NewReport) -> bytes:
     if not draft.made_before:
         for name in ("made_before", "earlier_reference", "earlier_details"):
             del body[name]
+    if not draft.attachments:  # likewise for a report without files
+        del body["attachments"], body["keep_file_names"]
     return idempotency.canonical(body)
 
 
@@ -248,22 +257,28 @@ async def submit_report(
         contact_fields = draft.contact.model_dump()
         contact = json.dumps(contact_fields, ensure_ascii=False)
     # The receipt's commitment: one SHA-256 here and one seal below (docs/security.md "Receipts").
+    # With files, it covers the SHA-256 of each as uploaded, known once they are claimed.
     salt = receipts.new_salt()
-    commitment = receipts.commitment(
-        salt,
-        receipts.canonical_report(
-            category=draft.category,
-            description=draft.description,
-            occurred=draft.occurred,
-            location=draft.location,
-            anonymous=draft.anonymous,
-            follow_up=wants_code,
-            contact=contact_fields,
-            earlier={"reference": draft.earlier_reference, "details": draft.earlier_details}
-            if draft.made_before
-            else None,
-        ),
-    )
+
+    def commit_to(files: Sequence[str]) -> bytes:
+        return receipts.commitment(
+            salt,
+            receipts.canonical_report(
+                category=draft.category,
+                description=draft.description,
+                occurred=draft.occurred,
+                location=draft.location,
+                anonymous=draft.anonymous,
+                follow_up=wants_code,
+                contact=contact_fields,
+                attachments=files,
+                earlier={"reference": draft.earlier_reference, "details": draft.earlier_details}
+                if draft.made_before
+                else None,
+            ),
+        )
+
+    commitment = commit_to(())
     salt_text = receipts.encode_salt(salt)
     # The thread key is wrapped for the earliest quarter the thread could be erased in (one
     # wrap: docs/lifecycle.md "Thread keys"); rewrapped when its due date is fixed or moves.
@@ -298,8 +313,19 @@ async def submit_report(
                 draft.earlier_details, field_context(tid, "earlier_details")
             )
         try:
-            async with ctx.pool.acquire() as conn:
-                # A single statement commits atomically: no BEGIN/COMMIT round trips needed.
+            # Without files a single statement commits atomically: no BEGIN/COMMIT round trips.
+            # With files, claiming the uploads and attaching them share the report's transaction.
+            async with ctx.pool.acquire() as conn, _transaction(conn, bool(draft.attachments)):
+                claimed: list[attachments.Claimed] = []
+                if draft.attachments:
+                    claimed = await attachments.claim_uploads(
+                        conn,
+                        ctx,
+                        attachments.Uploader.anonymous(),
+                        draft.attachments,
+                        ctx.attachments,
+                    )
+                    commitment = commit_to([c.sha256 for c in claimed])
                 row = await sql_reports.submit(
                     conn,
                     key_hmac=key_hmac,
@@ -330,8 +356,22 @@ async def submit_report(
                 )
                 if not row.category_ok:
                     raise ValidationFailed([FieldError("category", "Choose one of the categories")])
+                if claimed and row.claimed and row.inserted is not None:
+                    await attachments.attach(
+                        conn, key, thread_id, None, claimed, keep_file_names=draft.keep_file_names
+                    )
         except asyncpg.ForeignKeyViolationError:
             continue  # the drawn reference was taken (1 in 2^40): nothing was kept; draw again
+        except ValidationFailed:
+            # A repeat whose first request used the files already: answered as a repeat.
+            if idempotency is None or not draft.attachments:
+                raise
+            earlier = await _repeat(
+                ctx.pool, idempotency, wait_for_first=wait_for_first, wait_s=wait_s
+            )
+            if earlier is None:
+                raise
+            return earlier
         if not row.claimed:
             # A repeat: the first submission with this key committed (we waited for it).
             assert idempotency is not None
@@ -342,7 +382,7 @@ async def submit_report(
             return earlier
         if row.inserted is None:
             continue
-        ctx.after_commit()  # the new_report mail, the reminder, the acknowledgement
+        ctx.after_commit()  # the new_report mail, the reminder, the acknowledgement, the files
         if wants_code and ctx.rules.auto_acknowledgement:  # off: not even a function call
             await _acknowledge_automatically(ctx, thread_id)
         return Receipt(

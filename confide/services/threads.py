@@ -32,7 +32,8 @@ from confide.errors import (
 )
 from confide.idempotency import Idempotency
 from confide.models import NewMessage, field_errors
-from confide.services import deadlines, retention, sessions
+from confide.services import attachments, deadlines, retention, sessions
+from confide.services.attachments import AttachmentInfo
 from confide.services.reports import field_context, recognise_reference
 from confide.services.staff import THREAD_READER_ROLES
 from confide.settings import Settings
@@ -187,12 +188,18 @@ class ThreadView:
     links: list[Link] = field(default_factory=list)  # staff only: to threads the viewer sees
     messages: list[Message] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    # Every attached file, in order; ``files_of(None)`` the report's, ``files_of(id)`` a message's.
+    attachments: list[AttachmentInfo] = field(default_factory=list)
     # Staff only (docs/lifecycle.md): the coming erasure or inactivity close, and the
     # manager's extension and legal hold.
     warning: retention.Warning | None = None
     erasure_due_at: datetime | None = None
     legal_hold: bool = False
     extended: bool = False
+
+    def files_of(self, message_id: UUID | None) -> list[AttachmentInfo]:
+        """The files of the report (None) or of one message."""
+        return [a for a in self.attachments if a.message_id == message_id]
 
     @property
     def awaiting_reply(self) -> bool:
@@ -297,6 +304,7 @@ async def _reporter_view(conn: Connection, keyring: Keyring, thread_id: UUID) ->
     _open_report(view, row, key, contact=False)
     view.has_receipt = row.has_receipt
     view.messages = await _messages(conn, key, thread_id)
+    view.attachments = await attachments.of_thread(conn, key, thread_id, for_staff=False)
     return view
 
 
@@ -350,10 +358,21 @@ class Sent(NamedTuple):
 
 
 def message_idempotency(
-    settings: Settings, thread_id: UUID, key: str | None, body: str, *, author: str
+    settings: Settings,
+    thread_id: UUID,
+    key: str | None,
+    body: str,
+    *,
+    author: str,
+    files: Files | None = None,
 ) -> Idempotency | None:
     """A message's key, scoped to the thread and its author: the reporter, or one staff member
-    (``staff:<id>``), so a reporter's key never finds a staff reply or the other way round."""
+    (``staff:<id>``), so a reporter's key never finds a staff reply or the other way round. A
+    message without files keeps the canonical form it had before files existed."""
+    request: dict[str, object] = {"body": body}
+    if files is not None and files.upload_ids:
+        request["attachments"] = list(files.upload_ids)
+        request["keep_file_names"] = files.keep_file_names
     return idempotency.bind(
         settings,
         key,
@@ -361,8 +380,17 @@ def message_idempotency(
         author=author,
         method="POST",
         path="messages",
-        body=idempotency.canonical({"body": body}),
+        body=idempotency.canonical(request),
     )
+
+
+@dataclass(frozen=True)
+class Files:
+    """The uploads a message attaches (``attachments`` of the API, in order) and whether their
+    original names are kept (encrypted, for staff)."""
+
+    upload_ids: tuple[str, ...] = ()
+    keep_file_names: bool = False
 
 
 async def _add_message(
@@ -375,20 +403,29 @@ async def _add_message(
     idempotency_key: str | None,
     feedback: bool = False,
     automatic: bool = False,
+    files: Files | None = None,
 ) -> Sent:
     """The one function that writes a message, sealed the same way whoever wrote it: the
     reporter, a case worker (``feedback``: "This is our feedback" was ticked), or Confide's
     automatic acknowledgement (``automatic``: it meets the statutory acknowledgement clock but
-    is nobody's reply, so it stops no reply clock and starts no auto-close)."""
+    is nobody's reply, so it stops no reply clock and starts no auto-close). ``files`` are
+    attached in the same transaction (confide.services.attachments), bound to the author."""
     scope = "reporter" if author == Author.REPORTER else f"staff:{staff_id}"
     if automatic:
         scope = "automatic"
-    idem = message_idempotency(ctx.settings, thread_id, idempotency_key, body, author=scope)
+    idem = message_idempotency(
+        ctx.settings, thread_id, idempotency_key, body, author=scope, files=files
+    )
     message_id = uuid4()
     salt = commitment = sealed_salt = None
     if author == Author.REPORTER:  # the reporter's own words get a receipt (confide.receipts)
         salt = receipts.new_salt()
         commitment = receipts.commitment(salt, receipts.canonical_message(body))
+    uploader = (
+        attachments.Uploader.reporter(thread_id)
+        if author == Author.REPORTER
+        else attachments.Uploader.staff(staff_id or 0)
+    )
     async with ctx.pool.acquire() as conn, conn.transaction():
         thread = await sql_threads.lock_thread(conn, thread_id)
         if thread is None:
@@ -412,6 +449,15 @@ async def _add_message(
             raise ThreadClosed()
         if not (thread.anonymous and thread.follow_up):
             raise NoReplyPossible()
+        claimed: list[attachments.Claimed] = []
+        if files is not None and files.upload_ids:
+            claimed = await attachments.claim_uploads(
+                conn, ctx, uploader, files.upload_ids, ctx.attachments
+            )
+            if salt is not None:  # the receipt covers each file's SHA-256 as uploaded
+                commitment = receipts.commitment(
+                    salt, receipts.canonical_message(body, [c.sha256 for c in claimed])
+                )
         sent_at = await sql_threads.insert_message(
             conn,
             message_id=message_id,
@@ -427,6 +473,16 @@ async def _add_message(
             automatic=automatic,
         )
         assert sent_at is not None
+        if claimed:
+            await attachments.attach(
+                conn,
+                key,
+                thread_id,
+                message_id,
+                claimed,
+                keep_file_names=files is not None and files.keep_file_names,
+                staff_id=None if author == Author.REPORTER else staff_id,
+            )
         if author == Author.REPORTER:
             await sql_threads.mark_reporter_message(conn, thread_id, sent_at)
             clock = await sql_deadlines.clock(conn, thread_id)
@@ -445,9 +501,15 @@ async def _add_message(
 
 
 async def add_reporter_message(
-    ctx: Context, thread_id: UUID, body: str, *, idempotency_key: str | None
+    ctx: Context,
+    thread_id: UUID,
+    body: str,
+    *,
+    idempotency_key: str | None,
+    files: Files | None = None,
 ) -> Sent:
-    """Commit the reporter's message (encrypted) before anyone is told it was sent.
+    """Commit the reporter's message (encrypted) before anyone is told it was sent, with the
+    reporter's uploads in ``files`` attached (422 for any not theirs, used or expired).
 
     Idempotent per key: a retried POST returns the first message's time.
     """
@@ -458,6 +520,7 @@ async def add_reporter_message(
         author=Author.REPORTER,
         staff_id=None,
         idempotency_key=idempotency_key,
+        files=files,
     )
 
 
@@ -594,6 +657,7 @@ async def staff_view(
         key = ctx.keyring.thread_key(row.id, row.data_key)
         _open_report(view, row, key, contact=not row.anonymous)
         view.messages = await _messages(conn, key, view.id)
+        view.attachments = await attachments.of_thread(conn, key, view.id, for_staff=True)
         view.notes = [
             Note(
                 r.author,
@@ -661,9 +725,11 @@ async def reply(
     *,
     idempotency_key: str | None,
     feedback: bool = False,
+    files: Files | None = None,
 ) -> Sent:
     """A case worker's message to the reporter; ``feedback`` when "This is our feedback" is
-    ticked (the statutory feedback clock, docs/lifecycle.md)."""
+    ticked (the statutory feedback clock, docs/lifecycle.md); ``files``: the member's own
+    uploads, attached in the same transaction."""
     async with ctx.pool.acquire() as conn:
         row = await _visible(conn, staff, reference)
     return await _add_message(
@@ -674,6 +740,7 @@ async def reply(
         staff_id=staff.id,
         idempotency_key=idempotency_key,
         feedback=feedback,
+        files=files,
     )
 
 

@@ -10,6 +10,8 @@ from uuid import UUID
 
 from asyncpg import Connection
 
+from confide.sql import attachments as sql_attachments
+
 # Erasable: closed, due, and not held. The same rule for the pass, its preview and `keys`.
 ERASABLE = "t.status = 'closed' AND t.erasure_due_at <= $1 AND t.legal_hold_at IS NULL"
 # Open (never closed, or reopened) and silent for longer than $2 (close_inactive_after) at $1.
@@ -149,7 +151,7 @@ async def erase(
 ) -> int:
     """Erase the (locked) threads: their audit rows keep an erasure id instead of the thread,
     each erasure is logged and audited, then the thread rows go with everything that hangs off
-    them (messages, notes, codes, sessions, clocks, reminders, outbox rows, links: ON DELETE
+    them (messages, notes, attachments, codes, sessions, clocks, reminders, outbox rows, links: ON DELETE
     CASCADE, by index). The wrapped data key is a column of the row: it goes with it."""
     await conn.execute(
         """WITH e AS (
@@ -168,6 +170,8 @@ async def erase(
         list(erasure_ids),
         list(team_ids),
     )
+    # Attached files: their chunks first (the attachment rows go with the threads).
+    await sql_attachments.delete_thread_chunks(conn, thread_ids)
     done: str = await conn.execute(
         "DELETE FROM threads WHERE id = ANY($1::uuid[])", list(thread_ids)
     )

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from typing import TypeVar
+from uuid import UUID
 
 from aiohttp import web
 
 from confide import codes, idempotency, logs, models
-from confide.errors import FieldError, ValidationFailed
-from confide.services import reporter_auth, reports, sessions, statistics, threads
+from confide.errors import FieldError, NotFound, ValidationFailed
+from confide.services import attachments, reporter_auth, reports, sessions, statistics, threads
 from confide.services import staff as staff_service
 from confide.services.second_factor import SecondFactorEnrolmentRequired
 from confide.services.staff import ROLES, THREAD_READER_ROLES
 from webapp import responses
 from webapp.auth import Auth, must_enrol, reporter_for, second_factor_roles, staff_for
 from webapp.errors import problem
+from webapp.files import file_part, send_file
 from webapp.forms import read_json
 from webapp.keys import (
     CATEGORIES,
@@ -99,15 +101,81 @@ async def reporter_thread(request: web.Request) -> web.Response:
 
 async def reporter_message(request: web.Request) -> web.Response:
     auth = await _reporter(request)
-    message = models.parse(models.NewMessage, await read_json(request))
+    message = models.parse(models.NewReporterMessage, await read_json(request))
     assert auth.session.thread_id is not None
     sent = await threads.add_reporter_message(
         request.app[CTX],
         auth.session.thread_id,
         message.body,
         idempotency_key=_idempotency_key(request),
+        files=threads.Files(message.attachments, message.keep_file_names),
     )
     return _sent(sent)
+
+
+async def reporter_attachment(request: web.Request) -> web.StreamResponse:
+    auth = await _reporter(request)
+    assert auth.session.thread_id is not None
+    download = await attachments.reporter_download(
+        request.app[CTX], auth.session.thread_id, _attachment_id(request)
+    )
+    return await send_file(request, download)
+
+
+# --- Attachments -----------------------------------------------------------------------------
+
+
+async def upload(request: web.Request) -> web.Response:
+    """``POST /api/v1/uploads``: bound to the staff member or reporter whose Bearer token comes
+    with it, else to the upload id alone (an anonymous submitter, for ``POST /api/v1/reports``)."""
+    uploader = await _uploader(request)
+    limits = request.app[ORG].attachments
+    # No submission budget taken here: ten files and their report would use 11 of the 20 an hour
+    # a client has. Unattached uploads go after 60 minutes (TODO(#17): a per-client upload budget).
+    blocks, filename = await file_part(request, limits)
+    done = await attachments.receive_upload(
+        request.app[CTX], uploader, blocks, limits=limits, filename=filename
+    )
+    return responses.Upload.of(done).response(201)
+
+
+async def _uploader(request: web.Request) -> attachments.Uploader:
+    if "Authorization" not in request.headers:
+        return attachments.Uploader.anonymous()
+    staff = await staff_for(request)
+    if staff is not None:
+        member, _ = await _staff(request)
+        return attachments.Uploader.staff(member.id)
+    reporter = await reporter_for(request)
+    if reporter is not None and reporter.session.thread_id is not None:
+        return attachments.Uploader.reporter(reporter.session.thread_id)
+    raise web.HTTPUnauthorized()
+
+
+def _attachment_id(request: web.Request) -> UUID:
+    try:
+        return UUID(request.match_info["attachment_id"])
+    except ValueError:
+        raise NotFound() from None
+
+
+async def staff_attachment(request: web.Request) -> web.StreamResponse:
+    member, _ = await _staff(request)
+    download = await attachments.staff_download(request.app[CTX], member, _attachment_id(request))
+    return await send_file(request, download)
+
+
+async def staff_attachment_preview(request: web.Request) -> web.StreamResponse:
+    member, _ = await _staff(request)
+    download = await attachments.staff_preview(request.app[CTX], member, _attachment_id(request))
+    return await send_file(request, download)
+
+
+async def staff_attachment_release(request: web.Request) -> web.Response:
+    member, _ = await _staff(request)
+    body = models.parse(models.ReleaseFile, await read_json(request))
+    await attachments.release(request.app[CTX], member, _attachment_id(request), body.reason)
+    return responses.Released(state="released").response()
 
 
 async def reporter_reminder(request: web.Request) -> web.Response:
@@ -215,7 +283,7 @@ async def _thread_body(request: web.Request, model: type[B]) -> tuple[threads.St
 
 
 async def staff_thread_messages(request: web.Request) -> web.Response:
-    member, reference, message = await _thread_body(request, models.NewStaffMessage)
+    member, reference, message = await _thread_body(request, models.NewStaffReply)
     key = _idempotency_key(request)
     sent = await threads.reply(
         request.app[CTX],
@@ -224,6 +292,7 @@ async def staff_thread_messages(request: web.Request) -> web.Response:
         message.body,
         idempotency_key=key,
         feedback=message.feedback,
+        files=threads.Files(message.attachments, message.keep_file_names),
     )
     return _sent(sent)
 

@@ -11,11 +11,18 @@ import smtplib
 from datetime import UTC, datetime
 from uuid import UUID
 
-from celery import shared_task
+from celery import current_app, shared_task
 
 from confide import jobs, logs, mail
 from confide.context import Context
-from confide.services import deadlines, housekeeping, lifecycle, notifications, reminders
+from confide.services import (
+    attachments,
+    deadlines,
+    housekeeping,
+    lifecycle,
+    notifications,
+    reminders,
+)
 from confide.sql import outbox as sql_outbox
 from confide.sql.outbox import OutboxItem
 from workers import context, db
@@ -93,23 +100,41 @@ def relay_outbox() -> int:
         async with ctx.pool.acquire() as conn:
             return await sql_outbox.due_ids(conn, 500)
 
+    async def due_files() -> list[UUID]:
+        return await attachments.due(await context.current())
+
     ids = db.run(due())
     for outbox_id in ids:
         deliver_outbox_item.apply_async(
             args=[str(outbox_id)], argsrepr="(<outbox>)", kwargsrepr="{}", queue=jobs.DEFAULT_QUEUE
         )
-    return len(ids)
+    # Attachments waiting to be stripped are their own outbox rows (state preparing, leased):
+    # sent by name to the files queue, so this module needs no import of the files tasks.
+    files = db.run(due_files())
+    for attachment_id in files:
+        current_app.send_task(
+            jobs.STRIP_ATTACHMENT,
+            args=[str(attachment_id)],
+            argsrepr="(<attachment>)",
+            kwargsrepr="{}",
+            queue=jobs.FILES_QUEUE,
+        )
+    return len(ids) + len(files)
 
 
 @shared_task(name=jobs.PURGE_EXPIRED, acks_late=True, expires=60)
 def purge_expired() -> None:
-    """Forget expired sessions and drafts, and idempotency keys past 24 h; idempotent."""
+    """Forget expired sessions, drafts and uploads, and idempotency keys past 24 h; idempotent."""
 
     async def run() -> None:
         done = await housekeeping.purge_expired(await context.current())
         log.info(
             "purged",
-            count=done.sessions + done.submission_keys + done.message_keys + done.drafts,
+            count=done.sessions
+            + done.submission_keys
+            + done.message_keys
+            + done.drafts
+            + done.uploads,
         )
 
     db.run(run())

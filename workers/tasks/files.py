@@ -1,14 +1,15 @@
 """Attachment stripping on the ``files`` queue (CONTRACTS §6), so that large files never delay
 mail, escalation or logins.
 
-The task takes an attachment id only. Until the attachment store exists (TODO(#17): storage,
-lease and states), it checks the id and records that the file waits; ``strip_in_private_dir`` is
-the work it will do between decrypting the original and storing the stripped copy, and is what
-``make bench`` and the tests call today.
+The task takes an attachment id only, and re-reads the row: the attachment is its own outbox row
+(state ``preparing`` with a lease), so a redelivery, a worker SIGKILLed mid-file or a Redis
+restart all end with the file stripped exactly once (``confide.services.attachments.prepare``).
+The relay (``workers.tasks.delivery.relay_outbox``) sends the due ones again.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,28 +19,79 @@ from uuid import UUID
 from celery import shared_task
 
 from confide import jobs, logs
-from confide.files.errors import CannotStrip
+from confide.files.errors import CannotStrip, StripFailure
 from confide.files.types import FileType
+from confide.services import attachments
+from workers import context, db
 
 log = logs.get("confide.worker.files")
+
+PREVIEW_TYPES = frozenset({FileType.JPEG, FileType.PNG, FileType.HEIC})
 
 
 @shared_task(name=jobs.STRIP_ATTACHMENT, acks_late=True, ignore_result=True)
 def strip_attachment(attachment_id: str) -> None:
-    """Idempotent; safe to retry. Will claim the attachment with a lease, decrypt its original
-    into a private folder, strip it (``strip_in_private_dir``), store the stripped copy
-    encrypted, mark it ``ready`` (or ``quarantined`` on CannotStrip) and destroy the original.
-    """
-    UUID(attachment_id)  # ids only ever travel; anything else is a bug and fails loudly
-    log.info("attachment_waiting_for_store", attachment_id=attachment_id)
+    """Idempotent; safe to retry. Claims the attachment with a lease, decrypts its original
+    into a private 0700 folder, strips it, stores the stripped copy (and for images a preview)
+    encrypted, marks it ``ready`` and destroys the original; or quarantines it on CannotStrip.
+    A second run after success does nothing."""
+    found = UUID(attachment_id)  # ids only ever travel; anything else is a bug and fails loudly
+
+    async def run() -> attachments.PrepareOutcome:
+        ctx = await context.current()
+        with tempfile.TemporaryDirectory(prefix="confide-strip-") as folder:
+            os.chmod(folder, 0o700)
+            return await attachments.prepare(ctx, found, strip_into, Path(folder))
+
+    outcome = db.run(run())
+    done = "skipped" if outcome.state is None else outcome.reason or outcome.state.value
+    log.info("attachment_prepared", attachment_id=attachment_id, outcome=done)
+
+
+def strip_into(original: Path, file_type: FileType, folder: Path) -> tuple[Path, Path | None]:
+    """The stripped copy of ``original`` in ``folder`` and, for images, a preview: a JPEG
+    re-encoded from the stripped copy's pixels, at most PREVIEW_MAX_SIDE, with no metadata.
+    Raises CannotStrip (the caller quarantines)."""
+    from confide.files.strip import strip_file
+    from confide.files.types import identify
+
+    # The whole file must still be what its first bytes said at upload.
+    if identify(original) is not file_type:
+        log.info("attachment_not_strippable", file_type=file_type.value, outcome="type_changed")
+        raise CannotStrip(StripFailure.DAMAGED, file_type)
+    stripped = folder / f"stripped{file_type.extension}"
+    try:
+        strip_file(original, stripped, file_type)
+    except CannotStrip as exc:
+        log.info("attachment_not_strippable", file_type=file_type.value, outcome=exc.reason.value)
+        raise
+    preview = _preview(stripped, folder) if file_type in PREVIEW_TYPES else None
+    return stripped, preview
+
+
+def _preview(stripped: Path, folder: Path) -> Path | None:
+    from PIL import Image, ImageOps
+
+    side = attachments.PREVIEW_MAX_SIDE
+    out = folder / "preview.jpg"
+    try:
+        with Image.open(stripped) as opened:
+            opened.draft("RGB", (side, side))  # JPEG: decode at a reduced scale
+            im = ImageOps.exif_transpose(opened)
+            im.thumbnail((side, side))
+            # Only pixels: no EXIF, ICC profile, comments or text (nothing copied from info).
+            im.convert("RGB").save(out, "JPEG", quality=85)
+    except (OSError, ValueError) as exc:
+        log.info("attachment_no_preview", exc_type=type(exc).__name__)
+        return None
+    return out
 
 
 @contextmanager
 def strip_in_private_dir(original: Path, file_type: FileType) -> Iterator[Path]:
     """Yields the stripped copy of ``original`` in a 0700 folder that is removed afterwards,
-    whatever happens. Raises CannotStrip (the caller quarantines) with the reason only."""
-    # Imported here: every worker imports this module, and a hashing-only worker should not load
-    # Pillow, pillow-heif, pikepdf and lxml.
+    whatever happens. Raises CannotStrip (the caller quarantines) with the reason only. (What
+    ``make bench`` and the stripping tests call.)"""
     from confide.files.strip import strip_file
 
     with tempfile.TemporaryDirectory(prefix="confide-strip-") as folder:

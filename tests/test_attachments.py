@@ -1,0 +1,568 @@
+"""Stories: reporters and case workers attach files through the API; the ``files`` worker strips
+them before anyone opens them; downloads are sandboxed, audited and visible only to those who
+see the thread (issue 17, CONTRACTS §3 "Attachments")."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import aiohttp
+import asyncpg
+import pikepdf
+import redis
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from confide import receipts
+from confide.files.store import CHUNK_BYTES
+from confide.sql import lifecycle as sql_lifecycle
+from tests import attachment_files as make
+from tests.conftest import Proc, Stack, StaffAccount, add_staff, kick_relay, wait_worker
+
+JSON = dict[str, Any]
+
+
+async def upload(
+    http: aiohttp.ClientSession,
+    data: bytes,
+    filename: str = "photo.jpg",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, JSON]:
+    form = aiohttp.FormData()
+    # A stream, as a browser sends a file (bytes over 1 MiB make aiohttp warn).
+    form.add_field(
+        "file", io.BytesIO(data), filename=filename, content_type="application/octet-stream"
+    )
+    async with http.post("/api/v1/uploads", data=form, headers=headers or {}) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+async def uploaded(http: aiohttp.ClientSession, data: bytes, filename: str, **kw: Any) -> str:
+    status, body = await upload(http, data, filename, **kw)
+    assert status == 201, body
+    return str(body["upload_id"])
+
+
+async def report_with(
+    http: aiohttp.ClientSession, ids: list[str], headers: dict[str, str] | None = None
+) -> tuple[int, JSON]:
+    body = {
+        "category": "safety",
+        "description": "The fire door on level 2 is broken",
+        "anonymous": True,
+        "follow_up": True,
+        "attachments": ids,
+    }
+    async with http.post("/api/v1/reports", json=body, headers=headers or {}) as resp:
+        return resp.status, await resp.json()
+
+
+async def bearer(http: aiohttp.ClientSession, account: StaffAccount) -> dict[str, str]:
+    async with http.post(
+        "/api/v1/staff/session", json={"email": account.email, "password": account.password}
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        return {"Authorization": f"Bearer {(await resp.json())['token']}"}
+
+
+async def reporter_bearer(http: aiohttp.ClientSession, code: str) -> dict[str, str]:
+    async with http.post("/api/v1/reporter/session", json={"code": code}) as resp:
+        assert resp.status == 200, await resp.text()
+        return {"Authorization": f"Bearer {(await resp.json())['token']}"}
+
+
+async def thread_files(
+    http: aiohttp.ClientSession, reference: str, headers: dict[str, str]
+) -> list[JSON]:
+    async with http.get(f"/api/v1/staff/threads/{reference}", headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+        files: list[JSON] = (await resp.json())["attachments"]
+        return files
+
+
+async def wait_state(
+    db: asyncpg.Connection, attachment_id: str, *states: str, timeout: float = 60
+) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = await db.fetchval(
+            "SELECT state FROM attachments WHERE id = $1", UUID(attachment_id)
+        )
+        if state in states:
+            return str(state)
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"attachment still {state}")
+
+
+async def download(
+    http: aiohttp.ClientSession, path: str, headers: dict[str, str]
+) -> tuple[int, bytes, Any]:
+    async with http.get(path, headers=headers) as resp:
+        return resp.status, await resp.read(), resp.headers
+
+
+def canaries_in(data: bytes) -> list[str]:
+    return [c for c in make.CANARIES if c.encode() in data]
+
+
+async def database_canaries(db: asyncpg.Connection) -> list[str]:
+    """A pg_dump-equivalent scan: every value of every table, as bytes and as text."""
+    found: set[str] = set()
+    tables = await db.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+    )
+    for t in tables:
+        for row in await db.fetch(f'SELECT * FROM "{t["tablename"]}"'):
+            for value in row.values():
+                raw = value if isinstance(value, bytes) else str(value).encode()
+                found.update(canaries_in(raw))
+    return sorted(found)
+
+
+def redis_canaries(stack: Stack) -> list[str]:
+    """Every Redis value, and the base64 bodies of Celery messages decoded."""
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    found: set[str] = set()
+    for key in client.scan_iter():
+        kind = client.type(key)
+        values: list[Any] = []
+        if kind == b"string":
+            values = [client.get(key)]
+        elif kind == b"list":
+            values = list(client.lrange(key, 0, -1))
+        elif kind == b"hash":
+            values = list(client.hgetall(key).values())
+        elif kind == b"set":
+            values = list(client.smembers(key))
+        elif kind == b"zset":
+            values = list(client.zrange(key, 0, -1))
+        for value in values:
+            if not isinstance(value, bytes):
+                continue
+            found.update(canaries_in(value))
+            try:
+                body = json.loads(value).get("body")
+                if isinstance(body, str):
+                    found.update(canaries_in(base64.b64decode(body)))
+            except (ValueError, AttributeError, TypeError):
+                pass
+    return sorted(found)
+
+
+async def test_reporter_attaches_photo_and_pdf_and_caseworker_gets_them_without_metadata(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
+    caseworker: StaffAccount,
+    worker: Proc,
+    tmp_path: Path,
+) -> None:
+    photo = make.jpeg(tmp_path / "IMG_0042.jpg").read_bytes()
+    letter = make.pdf(tmp_path / "letter.pdf", pages=3).read_bytes()
+    assert make.GPS.encode() in photo and make.AUTHOR.encode() in letter
+    status, first = await upload(http, photo, "IMG_0042.jpg")
+    assert status == 201 and first["type"] == "jpeg" and first["size"] == len(photo)
+    status, second = await upload(http, letter, "CANARY-NAME-letter.pdf")
+    assert status == 201 and second["type"] == "pdf"
+    ids = [first["upload_id"], second["upload_id"]]
+    assert len(base64.urlsafe_b64decode(ids[0] + "==")) == 16  # 128 bits
+    status, receipt = await report_with(http, ids, headers={"Idempotency-Key": "k" * 20})
+    assert status == 201, receipt
+    # The same request again is a repeat: the same reference, the files not attached twice.
+    status, again = await report_with(http, ids, headers={"Idempotency-Key": "k" * 20})
+    assert status == 200 and again["reference"] == receipt["reference"]
+    staff = await bearer(http, caseworker)
+    files = await thread_files(http, receipt["reference"], staff)
+    assert [f["name"] for f in files] == ["attachment-1.jpg", "attachment-2.pdf"]
+    assert [f["size"] for f in files] == [len(photo), len(letter)]
+    assert all(f["state"] in ("preparing", "ready") for f in files)
+    assert all(f["original_name"] is None for f in files)  # names were not kept
+    for f in files:
+        await wait_state(db, f["id"], "ready")
+    status, got_photo, headers = await download(
+        http, f"/api/v1/staff/attachments/{files[0]['id']}", staff
+    )
+    assert status == 200
+    assert headers["Content-Disposition"] == 'attachment; filename="attachment-1.jpg"'
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Security-Policy"].startswith("sandbox")
+    assert headers["Content-Type"] == "image/jpeg"
+    status, got_letter, _ = await download(
+        http, f"/api/v1/staff/attachments/{files[1]['id']}", staff
+    )
+    assert status == 200
+    assert canaries_in(got_photo) == []
+    (tmp_path / "got.pdf").write_bytes(got_letter)
+    assert canaries_in(make.pdf_text(tmp_path / "got.pdf")) == []
+    with Image.open(io.BytesIO(got_photo)) as im:
+        im.load()
+        assert im.size == (64, 32)
+    with pikepdf.open(tmp_path / "got.pdf") as doc:
+        assert len(doc.pages) == 3
+    # The preview: a re-encoded JPEG, inline, sandboxed.
+    status, preview, headers = await download(
+        http, f"/api/v1/staff/attachments/{files[0]['id']}/preview", staff
+    )
+    assert status == 200 and headers["Content-Disposition"].startswith("inline")
+    assert headers["Content-Security-Policy"].startswith("sandbox")
+    assert canaries_in(preview) == []
+    Image.open(io.BytesIO(preview)).verify()
+    # The originals are destroyed; only stripped and preview copies remain.
+    copies = await db.fetch("SELECT DISTINCT file_id, copy FROM attachment_chunks ORDER BY copy")
+    assert {c["copy"] for c in copies} == {"stripped", "preview"}
+    # The reporter downloads their own files too.
+    code = receipt["code"]
+    reporter = await reporter_bearer(http, code)
+    async with http.get("/api/v1/reporter/thread", headers=reporter) as resp:
+        mine = (await resp.json())["attachments"]
+    assert [f["name"] for f in mine] == ["attachment-1.jpg", "attachment-2.pdf"]
+    status, theirs, _ = await download(
+        http, f"/api/v1/reporter/attachments/{files[0]['id']}", reporter
+    )
+    assert status == 200 and theirs == got_photo
+    # Every download and preview is audited.
+    actions = [
+        r["action"]
+        for r in await db.fetch("SELECT action FROM audit_log WHERE action LIKE 'attachment_%'")
+    ]
+    assert actions.count("attachment_download") == 3 and actions.count("attachment_preview") == 1
+    # The receipt's commitment covers each file's SHA-256 as uploaded (the receipt lists none).
+    row = await db.fetchrow(
+        "SELECT id, data_key, receipt_salt, commitment FROM threads WHERE reference = $1",
+        receipt["reference"],
+    )
+    key = stack.keyring.thread_key(row["id"], row["data_key"])
+    salt = receipts.decode_salt(key.open(row["receipt_salt"], f"threads.receipt_salt:{row['id']}"))
+    canonical = receipts.canonical_report(
+        category="safety",
+        description="The fire door on level 2 is broken",
+        occurred=None,
+        location=None,
+        anonymous=True,
+        follow_up=True,
+        contact=None,
+        attachments=[hashlib.sha256(photo).hexdigest(), hashlib.sha256(letter).hexdigest()],
+    )
+    assert receipts.commitment(salt, canonical) == row["commitment"]
+    # No canary anywhere at rest: not in the database, not in Redis, not in the logs.
+    assert await database_canaries(db) == []
+    assert redis_canaries(stack) == []
+    logs = stack.logs()
+    assert canaries_in(logs.encode()) == [] and "CANARY-NAME" not in logs
+
+
+async def test_uploads_that_cannot_be_taken_get_a_clear_answer(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    big = b"\xff\xd8\xff\xe0" + b"\x00" * (25 * 1024 * 1024)
+    status, body = await upload(http, big, "big.jpg")
+    assert status == 413 and body["type"].endswith("/file-too-large"), body
+    status, body = await upload(http, b"GIF89a" + b"\x00" * 100, "pic.jpg")
+    assert status == 415 and body["type"].endswith("/type-not-allowed"), body
+    program = Path(shutil.which("ls") or "/bin/ls").read_bytes()
+    status, body = await upload(http, program, "holiday.jpg")
+    assert status == 415 and "cannot be attached" in body["detail"], body
+    bomb = make.png_bomb(tmp_path / "bomb.png").read_bytes()
+    status, body = await upload(http, bomb, "bomb.png")
+    assert status == 422 and body["type"].endswith("/image-too-large"), body
+    assert "megapixels" in body["detail"]
+    async with http.post("/api/v1/uploads", json={"file": "x"}) as resp:
+        assert resp.status == 415
+    form = aiohttp.FormData()
+    form.add_field("other", b"x", filename="x.txt")
+    async with http.post("/api/v1/uploads", data=form) as resp:
+        assert resp.status == 400
+    # Nothing of a refused file is kept.
+    assert await db.fetchval("SELECT count(*) FROM uploads") == 0
+    assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == 0
+
+
+async def test_an_upload_is_usable_once_and_only_by_its_uploader(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
+    caseworker: StaffAccount,
+    tmp_path: Path,
+) -> None:
+    text = b"Notes about the door, written down at the time.\n"
+    status, body = await report_with(http, ["A" * 22])
+    assert status == 422 and body["errors"][0]["field"] == "attachments.0", body
+    one = await uploaded(http, text, "notes.txt")
+    status, receipt = await report_with(http, [one])
+    assert status == 201, receipt
+    status, body = await report_with(http, [one])
+    assert status == 422 and body["errors"][0]["field"] == "attachments.0"
+    # A staff member's upload is theirs alone: not for a report, nor for a colleague.
+    staff = await bearer(http, caseworker)
+    theirs = await uploaded(http, text, "n.txt", headers=staff)
+    status, body = await report_with(http, [theirs])
+    assert status == 422
+    colleague = await bearer(http, add_staff(stack, "cole@example.org", "safety"))
+    reference = receipt["reference"]
+    async with http.post(
+        f"/api/v1/staff/threads/{reference}/messages",
+        json={"body": "See attached", "attachments": [theirs]},
+        headers=colleague,
+    ) as resp:
+        assert resp.status == 422, await resp.text()
+    async with http.post(
+        f"/api/v1/staff/threads/{reference}/messages",
+        json={"body": "See attached", "attachments": [theirs]},
+        headers=staff,
+    ) as resp:
+        assert resp.status == 201, await resp.text()
+    # The reporter attaches their own file to a message; an anonymous upload is not theirs.
+    reporter = await reporter_bearer(http, receipt["code"])
+    anonymous = await uploaded(http, text, "a.txt")
+    async with http.post(
+        "/api/v1/reporter/messages",
+        json={"body": "And this", "attachments": [anonymous]},
+        headers=reporter,
+    ) as resp:
+        assert resp.status == 422
+    own = await uploaded(http, text, "mine.txt", headers=reporter)
+    async with http.post(
+        "/api/v1/reporter/messages",
+        json={"body": "And this", "attachments": [own], "keep_file_names": True},
+        headers=reporter,
+    ) as resp:
+        assert resp.status == 201, await resp.text()
+    async with http.get(f"/api/v1/staff/threads/{reference}", headers=staff) as resp:
+        thread = await resp.json()
+    by_message = [m["attachments"] for m in thread["messages"]]
+    assert [[f["name"] for f in files] for files in by_message if files] == [
+        ["attachment-2.txt"],
+        ["attachment-3.txt"],
+    ]
+    assert thread["messages"][-1]["attachments"][0]["original_name"] == "mine.txt"
+    # Over the count per message: 422.
+    many = [await uploaded(http, text, f"{n}.txt", headers=reporter) for n in range(11)]
+    async with http.post(
+        "/api/v1/reporter/messages", json={"body": "Lots", "attachments": many}, headers=reporter
+    ) as resp:
+        assert resp.status == 422, await resp.text()
+
+
+async def test_staff_of_another_team_get_404_and_a_reporter_waits_for_stripping(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
+    caseworker: StaffAccount,
+    tmp_path: Path,
+) -> None:
+    one = await uploaded(http, make.jpeg(tmp_path / "p.jpg").read_bytes(), "p.jpg")
+    status, receipt = await report_with(http, [one])
+    assert status == 201
+    staff = await bearer(http, caseworker)
+    (file,) = await thread_files(http, receipt["reference"], staff)
+    path = f"/api/v1/staff/attachments/{file['id']}"
+    other = await bearer(http, add_staff(stack, "hana@example.org", "hr"))
+    status, _, _ = await download(http, path, other)
+    assert status == 404
+    status, _, _ = await download(http, path + "/preview", other)
+    assert status == 404
+    ops = await bearer(http, add_staff(stack, "otto@example.org", "safety", role="ops"))
+    status, _, _ = await download(http, path, ops)
+    assert status == 403
+    await wait_state(db, file["id"], "ready")
+    reporter = await reporter_bearer(http, receipt["code"])
+    mine = f"/api/v1/reporter/attachments/{file['id']}"
+    # While it is (again) being prepared, nobody gets it.
+    await db.execute(
+        "UPDATE attachments SET state = 'preparing', next_attempt_at = now() + interval '1 hour'"
+    )
+    status, body, _ = await download(http, mine, reporter)
+    assert status == 409 and b"being prepared" in body
+    status, _, _ = await download(http, path, staff)
+    assert status == 409
+    await db.execute("UPDATE attachments SET state = 'ready'")
+    # Another report's reporter does not see it.
+    _, other_receipt = await report_with(http, [])
+    stranger = await reporter_bearer(http, other_receipt["code"])
+    status, _, _ = await download(http, mine, stranger)
+    assert status == 404
+    status, _, _ = await download(http, "/api/v1/reporter/attachments/not-a-uuid", reporter)
+    assert status == 404
+
+
+async def test_a_file_that_cannot_be_stripped_is_quarantined_and_released_only_by_a_manager(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
+    caseworker: StaffAccount,
+    tmp_path: Path,
+) -> None:
+    photo = make.jpeg(tmp_path / "p.jpg").read_bytes()
+    damaged = photo[: len(photo) // 2]  # the header parses; the image data is cut off
+    one = await uploaded(http, damaged, "p.jpg")
+    status, receipt = await report_with(http, [one])
+    assert status == 201
+    staff = await bearer(http, caseworker)
+    (file,) = await thread_files(http, receipt["reference"], staff)
+    assert await wait_state(db, file["id"], "quarantined", "ready") == "quarantined"
+    path = f"/api/v1/staff/attachments/{file['id']}"
+    status, _, _ = await download(http, path, staff)
+    assert status == 409
+    async with http.post(path + "/release", json={"reason": "Needed"}, headers=staff) as resp:
+        assert resp.status == 403
+    manager = await bearer(http, add_staff(stack, "mia@example.org", "safety", role="manager"))
+    async with http.post(path + "/release", json={"reason": ""}, headers=manager) as resp:
+        assert resp.status == 422
+    async with http.post(
+        path + "/release", json={"reason": "Evidence needed as it is"}, headers=manager
+    ) as resp:
+        assert resp.status == 200 and (await resp.json())["state"] == "released"
+    (file,) = await thread_files(http, receipt["reference"], staff)
+    assert file["state"] == "released"
+    status, got, headers = await download(http, path, staff)
+    assert status == 200 and got == damaged  # unstripped, to staff only
+    assert headers["Content-Security-Policy"].startswith("sandbox")
+    reporter = await reporter_bearer(http, receipt["code"])
+    status, _, _ = await download(http, f"/api/v1/reporter/attachments/{file['id']}", reporter)
+    assert status == 409
+    audited = await db.fetchval(
+        "SELECT count(*) FROM audit_log WHERE action = 'attachment_release'"
+    )
+    assert audited == 1
+    sealed = await db.fetchval("SELECT release_reason FROM attachments")
+    assert sealed is not None and b"Evidence" not in sealed  # the reason is sealed
+
+
+async def test_an_interrupted_stripping_ends_with_one_stripped_copy_and_a_rerun_does_nothing(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
+    caseworker: StaffAccount,
+    worker: Proc,
+    tmp_path: Path,
+) -> None:
+    worker.stop()  # nobody strips until the crash is staged
+    letter = make.pdf(tmp_path / "letter.pdf").read_bytes()
+    one = await uploaded(http, letter, "letter.pdf")
+    status, _ = await report_with(http, [one])
+    assert status == 201
+    attachment_id = await db.fetchval("SELECT id FROM attachments")
+    # A run that died mid-file: it took the lease and wrote part of a stripped copy.
+    await db.execute(
+        "UPDATE attachments SET attempts = 1, leased_until = now() - interval '1 second' "
+        "WHERE id = $1",
+        attachment_id,
+    )
+    for idx in range(3):
+        await db.execute(
+            "INSERT INTO attachment_chunks (file_id, copy, idx, data) VALUES ($1, 'stripped', $2, $3)",
+            attachment_id,
+            idx,
+            b"partial" * 10,
+        )
+    worker.start()
+    wait_worker(stack.env["REDIS_URL"], worker)
+    kick_relay(stack)
+    await wait_state(db, str(attachment_id), "ready")
+    row = await db.fetchrow("SELECT attempts, stripped_size FROM attachments")
+    assert row["attempts"] == 2
+    chunks = await db.fetch(
+        "SELECT idx, data FROM attachment_chunks WHERE file_id = $1 AND copy = 'stripped' ORDER BY idx",
+        attachment_id,
+    )
+    assert len(chunks) == max(1, math.ceil(row["stripped_size"] / CHUNK_BYTES))
+    assert await db.fetchval("SELECT count(*) FROM attachment_chunks WHERE copy = 'original'") == 0
+    before = [bytes(c["data"]) for c in chunks]
+    # A redelivery after success is a no-op.
+    from celery import Celery
+
+    client = Celery("again", broker=stack.env["REDIS_URL"])
+    try:
+        client.send_task("confide.strip_attachment", args=[str(attachment_id)], queue="files")
+    finally:
+        client.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and worker.log_text().count("skipped") < 1:
+        await asyncio.sleep(0.2)
+    after = await db.fetch(
+        "SELECT data FROM attachment_chunks WHERE file_id = $1 AND copy = 'stripped' ORDER BY idx",
+        attachment_id,
+    )
+    assert [bytes(c["data"]) for c in after] == before
+    staff = await bearer(http, caseworker)
+    status, got, _ = await download(http, f"/api/v1/staff/attachments/{attachment_id}", staff)
+    assert status == 200
+    (tmp_path / "got.pdf").write_bytes(got)
+    assert canaries_in(make.pdf_text(tmp_path / "got.pdf")) == []
+
+
+async def test_erasing_a_thread_erases_its_files(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    one = await uploaded(http, b"Plain notes.\n", "notes.txt")
+    status, receipt = await report_with(http, [one])
+    assert status == 201
+    row = await db.fetchrow(
+        "SELECT id, team_id FROM threads WHERE reference = $1", receipt["reference"]
+    )
+    attachment_id = await db.fetchval("SELECT id FROM attachments")
+    await wait_state(db, str(attachment_id), "ready")
+    async with db.transaction():
+        await sql_lifecycle.erase(db, [row["id"]], ["E-TESTERASURE0"], [row["team_id"]])
+    assert await db.fetchval("SELECT count(*) FROM attachments") == 0
+    assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == 0
+
+
+async def test_a_worker_killed_while_stripping_leaves_the_file_stripped_exactly_once(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
+    caseworker: StaffAccount,
+    worker: Proc,
+) -> None:
+    # A screenshot-sized PNG of noise: re-encoding it takes seconds, time enough to kill.
+    side = 2400
+    noise = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    info = PngInfo()
+    info.add_text("Author", make.AUTHOR)
+    buf = io.BytesIO()
+    noise.save(buf, "PNG", pnginfo=info, compress_level=1)
+    one = await uploaded(http, buf.getvalue(), "screen.png")
+    status, _ = await report_with(http, [one])
+    assert status == 201
+    attachment_id = await db.fetchval("SELECT id FROM attachments")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if await db.fetchval(
+            "SELECT leased_until IS NOT NULL FROM attachments WHERE state = 'preparing'"
+        ):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the worker never took the file")
+    await asyncio.sleep(0.5)  # mid-file: decrypted, being re-encoded
+    assert await db.fetchval("SELECT state FROM attachments") == "preparing"
+    worker.stop(signal.SIGKILL)
+    worker.start()
+    wait_worker(stack.env["REDIS_URL"], worker)
+    await wait_state(db, str(attachment_id), "ready", timeout=180)
+    row = await db.fetchrow("SELECT attempts, stripped_size FROM attachments")
+    assert row["attempts"] == 2  # the killed run, then one that finished
+    stripped = await db.fetchval(
+        "SELECT count(*) FROM attachment_chunks WHERE file_id = $1 AND copy = 'stripped'",
+        attachment_id,
+    )
+    assert stripped == math.ceil(row["stripped_size"] / CHUNK_BYTES)
+    assert await db.fetchval("SELECT count(*) FROM attachment_chunks WHERE copy = 'original'") == 0
+    staff = await bearer(http, caseworker)
+    status, got, _ = await download(http, f"/api/v1/staff/attachments/{attachment_id}", staff)
+    assert status == 200 and make.AUTHOR.encode() not in got
+    with Image.open(io.BytesIO(got)) as im:
+        assert im.size == (side, side)
