@@ -15,10 +15,10 @@ after the migrations (they exist nowhere in the product):
 - ``chaos_late_copies``: a stripped or preview chunk written or deleted while its attachment is
   no longer ``preparing``: a second stripping run touching a finished file.
 
-A SIGKILLed stripping run leaves its lease (330 s, longer than the task time limit) and perhaps
-a back-off behind. After the load, with the files worker stopped (so that no run is live), the
-harness moves those leases and back-offs to now rather than wait them out, prints how many, and
-then waits until nothing is ``preparing``.
+A SIGKILLed stripping run leaves its lease behind (30 s; a live run renews it), a run that failed
+otherwise a back-off. After the outbox drain the harness waits, moving nothing forward, until no
+attachment is ``preparing`` (at most the drain limit), and prints how many were leased or backing
+off when it began.
 """
 
 from __future__ import annotations
@@ -145,27 +145,23 @@ class LeaseWatch:
 @dataclass
 class Drained:
     seconds: float = 0.0
-    fast_forwarded: int = 0
+    leased: int = 0  # preparing, with a run's lease, when the drain began
+    backing_off: int = 0  # preparing, due again only later
     left: int = 0
 
 
 async def drain(system: System, limit_s: float) -> Drained:
-    """With the files worker stopped, dead runs' leases and back-offs moved to now; then the
-    worker started again and waited for until nothing is ``preparing``."""
-    files_worker = system.procs["files"]
-    await asyncio.to_thread(files_worker.kill_group)
+    """Until nothing is ``preparing``: a killed run's lease runs out (30 s), the relay sends the
+    id again, and a run that failed waits out its back-off. Nothing is moved forward."""
     conn = await asyncpg.connect(system.pg.url)
     try:
-        moved = await conn.fetchval(
-            """WITH moved AS (
-                   UPDATE attachments SET leased_until = NULL, next_attempt_at = now()
-                   WHERE state = 'preparing' AND (leased_until IS NOT NULL OR next_attempt_at > now())
-                   RETURNING 1)
-               SELECT count(*) FROM moved"""
+        row = await conn.fetchrow(
+            """SELECT count(*) FILTER (WHERE leased_until > now()) AS leased,
+                      count(*) FILTER (WHERE next_attempt_at > now()) AS backing_off
+               FROM attachments WHERE state = 'preparing'"""
         )
     finally:
         await conn.close()
-    files_worker.start()
     started = time.monotonic()
     left = -1
     while time.monotonic() - started < limit_s:
@@ -182,7 +178,7 @@ async def drain(system: System, limit_s: float) -> Drained:
         if left == 0:
             break
         await asyncio.sleep(1)
-    return Drained(time.monotonic() - started, int(moved), max(0, left))
+    return Drained(time.monotonic() - started, row["leased"], row["backing_off"], max(0, left))
 
 
 @dataclass
@@ -272,7 +268,10 @@ async def figures(
         "by state": dict(states),
         "quarantine reasons": dict(Counter(r["strip_failure"] for r in rows if r["strip_failure"])),
         "stripping runs per attachment": dict(sorted(Counter(r["attempts"] for r in rows).items())),
-        "leases and back-offs of killed runs moved to now": drained.fast_forwarded,
+        "preparing when the drain began (leased, backing off)": [
+            drained.leased,
+            drained.backing_off,
+        ],
         "file drain time s": round(drained.seconds, 1),
         "late writes to finished copies": {f"{r['op']} {r['copy']}": r["n"] for r in late_ops},
         "refused": dict(refused),
