@@ -127,10 +127,13 @@ class LeaseWatch:
             return bool(
                 await self.conn.fetchval(
                     """SELECT count(*) FROM attachments
-                       WHERE state = 'preparing' AND leased_until > now()"""
+                       WHERE state = 'preparing' AND leased_until > now()""",
+                    timeout=2,
                 )
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        except Exception:
+            # A probe: after PostgreSQL's restart asyncpg can also raise InternalClientError
+            # ("another operation is in progress"). Start afresh.
             self.errors += 1
             await self.close()
             return False
