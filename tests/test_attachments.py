@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import secrets
 import shutil
 import signal
 import time
@@ -26,7 +27,10 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from confide import receipts
+from confide.context import Context
 from confide.files.store import CHUNK_BYTES
+from confide.services import attachments, housekeeping
+from confide.services.workdays import WorkingCalendar
 from confide.sql import lifecycle as sql_lifecycle
 from tests import attachment_files as make
 from tests.conftest import Proc, Stack, StaffAccount, add_staff, kick_relay, wait_worker
@@ -566,3 +570,41 @@ async def test_a_worker_killed_while_stripping_leaves_the_file_stripped_exactly_
     assert status == 200 and make.AUTHOR.encode() not in got
     with Image.open(io.BytesIO(got)) as im:
         assert im.size == (side, side)
+
+
+async def test_an_upload_held_by_a_draft_outlives_its_hour_and_goes_with_the_draft(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    pool = await asyncpg.create_pool(stack.env["DATABASE_URL"], min_size=1, max_size=2)
+    ctx = Context(pool, stack.settings, stack.keyring, WorkingCalendar())
+    try:
+        anonymous = attachments.Uploader.anonymous()
+        held = await uploaded(http, b"Kept in the draft.\n", "a.txt")
+        loose = await uploaded(http, b"Not kept.\n", "b.txt")
+        draft_id = secrets.token_bytes(32)
+        await db.execute(
+            "INSERT INTO report_drafts (id, ciphertext, expires_at) "
+            "VALUES ($1, $2, now() + interval '1 hour')",
+            draft_id,
+            b"sealed",
+        )
+        stranger = attachments.Uploader.staff(1)
+        assert not await attachments.hold_in_draft(ctx, stranger, held, draft_id)
+        assert await attachments.hold_in_draft(ctx, anonymous, held, draft_id)
+        await db.execute("UPDATE uploads SET expires_at = now() - interval '1 second'")
+        await housekeeping.purge_expired(ctx)  # (beat's minutely purge may have run first)
+        listed = await attachments.describe_uploads(ctx, anonymous, [loose, held])
+        assert [u.upload_id for u in listed] == [held]
+        assert await db.fetchval("SELECT count(DISTINCT file_id) FROM attachment_chunks") == 1
+        # "Remove": gone at once; and once the draft goes, so does what it held.
+        again = await uploaded(http, b"Another.\n", "c.txt")
+        assert await attachments.discard_upload(ctx, anonymous, again)
+        assert not await attachments.discard_upload(ctx, anonymous, again)
+        await db.execute("DELETE FROM report_drafts")
+        await housekeeping.purge_expired(ctx)
+        assert await db.fetchval("SELECT count(*) FROM uploads") == 0
+        assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == 0
+        status, body = await report_with(http, [held])
+        assert status == 422, body
+    finally:
+        await pool.close()

@@ -1,13 +1,10 @@
-"""Files over HTTP: per-route body limits, a streamed multipart file part in, a streamed file out.
+"""Files over HTTP: a streamed multipart file part in, a streamed file out. (The body limits of
+the routes that carry files are in ``webapp.body_limits``.)
 
-- **Body limits.** Every request body is limited to 1 MiB (``webapp.app.MAX_BODY``), except on
-  the routes named in :data:`LARGE_BODY_ROUTES`, which take the organisation's attachment limits
-  (CONTRACTS §3, 413): ``POST /api/v1/uploads`` one file (``max_file_mib``), and the HTML steps
-  that carry files (registered by their handlers' module with :func:`allow_files`) all of a
-  report's or message's files (``max_total_mib``). A declared ``Content-Length`` over the limit
-  is refused before a byte is read; a body without one is counted as it streams.
 - **In.** :func:`file_part` yields the ``file`` part of a multipart body a block at a time, so a
-  20 MiB upload is never held whole in memory or written to disk in the clear.
+  20 MiB upload is never held whole in memory or written to disk in the clear. A declared
+  ``Content-Length`` over the limit is refused before a byte is read; otherwise the service
+  counts the bytes as they come.
 - **Out.** :func:`send_file` streams a decrypted copy with ``Content-Disposition``, ``nosniff``
   and ``Content-Security-Policy: sandbox``.
 """
@@ -17,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from confide.files.errors import FileTooLarge
 from confide.files.limits import AttachmentLimits
@@ -26,6 +24,9 @@ from webapp.errors import BadRequest, UnsupportedMediaType
 from webapp.security import SANDBOX_CSP
 
 READ_BYTES = 64 * 1024
+# What aiohttp's multipart reader raises on a body that is not well-formed multipart (a bad
+# boundary, part headers that do not parse, a broken transfer encoding).
+MALFORMED = (ValueError, AssertionError, LookupError, HttpProcessingError)
 
 
 async def file_part(
@@ -43,7 +44,7 @@ async def file_part(
     try:
         reader = await request.multipart()
         part = await reader.next()
-    except (ValueError, AssertionError, LookupError):
+    except MALFORMED:
         raise BadRequest("The form could not be read.") from None
     if not isinstance(part, BodyPartReader) or part.name != "file":
         raise BadRequest("Send the file as the first part, named file.")
@@ -65,7 +66,7 @@ async def _blocks(part: BodyPartReader) -> AsyncIterator[bytes]:
     while True:
         try:
             block = await part.read_chunk(READ_BYTES)
-        except (ValueError, AssertionError):
+        except MALFORMED:
             raise BadRequest("The form could not be read.") from None
         if not block:
             return
