@@ -33,6 +33,7 @@ BENCHMARKS = {
     "metrics": "bench.metrics",
     "observability": "bench.observability",
     "erasure": "bench.erasure",
+    "attachments": "bench.attachments",
 }
 WARMUP_S = 3.0
 

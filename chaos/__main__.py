@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "crash"):
         print(
             f"crash and restart: {size[0]} reports, {size[1]} reporter messages, {size[2]} "
-            "replies from 20 clients",
+            "replies from 20 clients; about a quarter of the reports and half the messages carry "
+            "files",
             flush=True,
         )
     failed = []
@@ -106,6 +107,7 @@ def _crash(
                 0,
                 seed=seed,
                 unsafe=True,
+                files=False,
                 drain_timeout_s=45,
                 duration_s=duration / 2 if short else 120.0,
             ),

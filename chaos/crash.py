@@ -2,18 +2,23 @@
 
 20 clients send reports, reporter messages and case-worker replies through the API, each with an
 ``Idempotency-Key`` that it reuses when it retries, and each recording what it was told. Meanwhile,
-on a seeded schedule, a worker child or the worker's main process is SIGKILLed every 3–7 s and
-restarted; Redis is SIGKILLed and restarted on its AOF; later SIGKILLed and restarted with an
-empty data directory; and PostgreSQL is stopped for 5 s. After draining, the figures come from
-PostgreSQL, the SMTP server and the clients' records (see docs/reliability.md).
+on a seeded schedule, a child or the main process of the worker or of the ``files`` worker is
+SIGKILLed every 3–7 s and restarted; Redis is SIGKILLed and restarted on its AOF; later SIGKILLed
+and restarted with an empty data directory; and PostgreSQL is stopped for 5 s. Reporters also
+upload files and attach them (issue 17; :mod:`chaos.crash_files`), and four times the files
+worker's children are SIGKILLed while a file is being stripped. After draining, the figures come
+from PostgreSQL, the SMTP server and the clients' records (see docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import random
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +31,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from chaos import crash_files
+from chaos import files as chaos_files
 from chaos.procs import ROOT, Proc
 from chaos.servers import PrivatePostgres, PrivateRedis, SmtpSink, free_port
 from confide import devservices, jobs
@@ -55,6 +62,8 @@ class Plan:
     unsafe: bool = False  # the negative control: outbox relay and late acks off
     drain_timeout_s: float = 300.0
     duration_s: float = 60.0  # the clients pace themselves to spread the load over this long
+    files: bool = True  # reporters attach files (off for the negative control)
+    scans: int = 6  # large files (a few MiB each), stripped slowly enough to be killed mid-file
 
 
 @dataclass
@@ -70,6 +79,9 @@ class ClientLog:
     status_5xx_other: Counter[str] = field(default_factory=Counter)
     status_503: int = 0
     gave_up: int = 0
+    files_sent: dict[str, list[str]] = field(default_factory=dict)  # reference -> kinds accepted
+    uploads: Counter[str] = field(default_factory=Counter)  # sent, accepted
+    files_refused: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -87,6 +99,7 @@ class Figures:
     load_s: float
     events: list[str]
     details: dict[str, Any]
+    files: crash_files.FileFigures | None = None  # None: the run sent no files
 
     def counting_ok(self) -> bool:
         return (
@@ -96,10 +109,14 @@ class Figures:
             and self.undelivered_effects == 0
             and self.duplicate_effects == 0
             and self.other_5xx == 0
+            and (self.files is None or self.files.ok())
         )
 
     def losses(self) -> int:
-        return self.acknowledged_but_missing + self.undelivered_effects
+        lost = self.acknowledged_but_missing + self.undelivered_effects
+        if self.files is not None:
+            lost += self.files.missing + self.files.not_prepared
+        return lost
 
 
 class System:
@@ -146,6 +163,9 @@ class System:
             CONFIDE_STAFF_LOGIN_GLOBAL_PER_MINUTE="1000000",
             CONFIDE_WORKER_METRICS_PORT=str(free_port()),
             PYTHONUNBUFFERED="1",
+            # Every process's temporary files (the files worker's stripping folders) where the
+            # canary scan reads them.
+            TMPDIR=str(self.root / "tmp"),
         )
         for key, value in self.env_overrides.items():
             if value is None:
@@ -153,6 +173,7 @@ class System:
             else:
                 env[key] = value
         self.env = env
+        (self.root / "tmp").mkdir(exist_ok=True)
         self.cli("migrate")
         password = secrets.token_urlsafe(16)
         self.staff_password = password
@@ -191,7 +212,7 @@ class System:
                     *worker_app,
                     "worker",
                     "-Q",
-                    ",".join(jobs.QUEUES),
+                    ",".join(q for q in jobs.QUEUES if q != jobs.FILES_QUEUE),
                     "-c",
                     "2",
                     "-n",
@@ -203,6 +224,29 @@ class System:
                 ],
                 env,
                 logs / "worker.log",
+            ),
+            # Stripping on its own worker, as compose.yaml and the Procfile run it.
+            "files": Proc(
+                "files",
+                [
+                    python,
+                    *worker_module,
+                    *worker_app,
+                    "worker",
+                    "-Q",
+                    jobs.FILES_QUEUE,
+                    "-c",
+                    "2",
+                    "-n",
+                    "chaos-files@%h",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "--loglevel",
+                    "INFO",
+                ],
+                # Its own metrics port: two workers cannot serve on one.
+                {**env, "CONFIDE_WORKER_METRICS_PORT": str(free_port())},
+                logs / "worker-files.log",
             ),
             "beat": Proc(
                 "beat",
@@ -264,19 +308,30 @@ async def _send(
     path: str,
     *,
     body: dict[str, Any] | None = None,
+    raw: bytes | None = None,
     headers: dict[str, str] | None = None,
     ok: tuple[int, ...] = (200, 201),
+    refused: tuple[int, ...] = (),
 ) -> dict[str, Any] | None:
-    """Send until answered with ``ok`` (the same idempotency key each time), or give up."""
+    """Send until answered with ``ok`` (the same idempotency key each time), or give up. An
+    answer in ``refused`` is counted (``files_refused``) and not retried."""
     deadline = time.monotonic() + RETRY_FOR_S
     while time.monotonic() < deadline:
         try:
             async with http.request(
-                method, path, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=20)
+                method,
+                path,
+                json=body if raw is None else None,
+                data=raw,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=20),
             ) as resp:
                 if resp.status in ok:
                     data: dict[str, Any] = await resp.json() if resp.content_length != 0 else {}
                     return data
+                if resp.status in refused:
+                    record.files_refused[f"{method} {path.split('/')[3]} {resp.status}"] += 1
+                    return None
                 if resp.status == 503:
                     record.status_503 += 1
                 elif resp.status >= 500:
@@ -295,6 +350,56 @@ async def _pause(pace_s: float) -> None:
     await asyncio.sleep(pace_s * (0.5 + random.random()))  # noqa: S311 - jitter, not a secret
 
 
+async def _upload(
+    http: aiohttp.ClientSession,
+    record: ClientLog,
+    files: chaos_files.FileSet,
+    kind: str,
+    n: int,
+    auth: dict[str, str],
+) -> str | None:
+    """One file to ``POST /api/v1/uploads``; its upload id, or None (refused, or given up)."""
+    body, content_type = chaos_files.multipart(
+        files.data[kind], files.name(kind, n), chaos_files.MIME[kind]
+    )
+    record.uploads["sent"] += 1
+    got = await _send(
+        http, record, "POST", crash_files.UPLOAD_PATH, raw=body,
+        headers={**auth, "Content-Type": content_type}, ok=(201,), refused=(413, 415, 422),
+    )  # fmt: skip
+    if got is None:
+        return None
+    record.uploads["accepted"] += 1
+    return str(got["upload_id"])
+
+
+async def _uploads(
+    http: aiohttp.ClientSession,
+    record: ClientLog,
+    files: chaos_files.FileSet,
+    kinds: list[str],
+    auth: dict[str, str],
+) -> tuple[list[str], list[str]]:
+    """Upload each of ``kinds``; the upload ids and the kinds of those accepted."""
+    ids, sent = [], []
+    for n, kind in enumerate(kinds):
+        upload_id = await _upload(http, record, files, kind, n, auth)
+        if upload_id is not None:
+            ids.append(upload_id)
+            sent.append(kind)
+    return ids, sent
+
+
+def _kinds(rng: random.Random, scan: bool) -> list[str]:
+    """What one report attaches: nothing half the time, else one or two photos or letters, now
+    and then the damaged photo; and the large scan when ``scan``."""
+    kinds: list[str] = []
+    if rng.random() < 0.5:
+        count = rng.randint(1, 2)
+        kinds = rng.choices(("photo", "letter", chaos_files.DAMAGED), weights=(5, 4, 1), k=count)
+    return [*kinds, "scan"] if scan else kinds
+
+
 async def _reporter(
     http: aiohttp.ClientSession,
     record: ClientLog,
@@ -302,14 +407,21 @@ async def _reporter(
     n_messages: int,
     tag: str,
     pace_s: float,
+    files: chaos_files.FileSet | None = None,
+    scan_at: int = -1,
 ) -> None:
     follow_up_ref = None
     code = None
+    rng = random.Random(f"{tag}-files")  # noqa: S311 - a repeatable choice, not a secret
     for i in range(n_reports):
         await _pause(pace_s)
         key = f"{tag}-r{i}-{uuid.uuid4()}"
         record.report_keys.add(key)
         wants_code = i == 0 and n_messages > 0
+        ids: list[str] = []
+        sent: list[str] = []
+        if files is not None:
+            ids, sent = await _uploads(http, record, files, _kinds(rng, i == scan_at), {})
         got = await _send(
             http,
             record,
@@ -320,11 +432,15 @@ async def _reporter(
                 "description": f"Chaos report {key}",
                 "anonymous": True,
                 "follow_up": wants_code,
+                **({"attachments": ids} if ids else {}),
             },
             headers={"Idempotency-Key": key},
+            refused=(422,) if ids else (),
         )
         if got is not None:
             record.acknowledged_reports.add(got["reference"])
+            if sent:
+                record.files_sent.setdefault(got["reference"], []).extend(sent)
             if wants_code:
                 follow_up_ref, code = got["reference"], got.get("code")
     if follow_up_ref is None or not code:
@@ -337,16 +453,22 @@ async def _reporter(
         await _pause(pace_s)
         key = f"{tag}-m{j}-{uuid.uuid4()}"
         record.message_keys[follow_up_ref] += 1
+        ids, sent = [], []
+        if files is not None and j % 2 == 0:  # every other message carries a photo
+            ids, sent = await _uploads(http, record, files, ["photo"], auth)
         got = await _send(
             http,
             record,
             "POST",
             "/api/v1/reporter/messages",
-            body={"body": f"Chaos message {key}"},
+            body={"body": f"Chaos message {key}", **({"attachments": ids} if ids else {})},
             headers={**auth, "Idempotency-Key": key},
+            refused=(422,) if ids else (),
         )
         if got is not None:
             record.acknowledged_messages[follow_up_ref] += 1
+            if sent:
+                record.files_sent.setdefault(follow_up_ref, []).extend(sent)
 
 
 async def _caseworker(
@@ -401,7 +523,7 @@ async def _attack(system: System, rng: random.Random, progress: Any, events: lis
     and restarted on its AOF; at 50 %, restarted with an empty data directory; at 75 %,
     PostgreSQL stops for 5 s. Each of those comes with the worker's main process killed 2 s
     before and started after, so that work is queued in Redis when it goes."""
-    worker = system.procs["worker"]
+    worker, files = system.procs["worker"], system.procs["files"]
     started = time.monotonic()
     milestones = [(0.25, "redis_aof"), (0.5, "redis_empty"), (0.75, "postgres")]
 
@@ -415,7 +537,8 @@ async def _attack(system: System, rng: random.Random, progress: Any, events: lis
         if milestones and progress() >= milestones[0][0]:
             _, what = milestones.pop(0)
             await asyncio.to_thread(worker.kill_main)
-            note("SIGKILL the worker main process")
+            await asyncio.to_thread(files.kill_main)
+            note("SIGKILL the worker and files worker main processes")
             await asyncio.sleep(2)
             if what == "redis_aof":
                 await asyncio.to_thread(system.redis.restart, empty=False)
@@ -429,16 +552,69 @@ async def _attack(system: System, rng: random.Random, progress: Any, events: lis
                 await asyncio.sleep(5)
                 await asyncio.to_thread(system.pg.start)
                 note("PostgreSQL started again")
-            worker.start()
-            worker.restarts += 1
-            note("worker started again")
-        elif rng.random() < 0.5 and worker.kill_child(rng):
-            note("SIGKILL a worker child")
+            for proc in (worker, files):
+                proc.start()
+                proc.restarts += 1
+            note("workers started again")
+            continue
+        target = worker if rng.random() < 0.6 else files
+        label = "worker" if target is worker else "files worker"
+        if rng.random() < 0.5 and target.kill_child(rng):
+            note(f"SIGKILL a {label} child")
         else:
-            await asyncio.to_thread(worker.kill_main)
-            worker.start()
-            worker.restarts += 1
-            note("SIGKILL the worker main process, restarted")
+            await asyncio.to_thread(target.kill_main)
+            target.start()
+            target.restarts += 1
+            note(f"SIGKILL the {label} main process, restarted")
+
+
+async def _kill_mid_strip(system: System, progress: Any, events: list[str]) -> None:
+    """At 20, 40, 60 and 80 % of the load, wait (up to 30 s) for a file being stripped, and
+    SIGKILL the files worker's children then: a run killed mid-file."""
+    files = system.procs["files"]
+    started = time.monotonic()
+    watch = crash_files.LeaseWatch(system.pg.url)
+    try:
+        await _kill_mid_strip_at(files, watch, progress, events, started)
+    finally:
+        await watch.close()
+
+
+async def _kill_mid_strip_at(
+    files: Proc,
+    watch: crash_files.LeaseWatch,
+    progress: Any,
+    events: list[str],
+    started: float,
+) -> None:
+    for threshold in (0.2, 0.4, 0.6, 0.8):
+        while True:  # progress is a count the clients keep, not an event
+            if progress() >= threshold:
+                break
+            await asyncio.sleep(0.5)
+        if progress() >= 1.0:
+            return
+        deadline = time.monotonic() + 30
+        polls = 0
+        while time.monotonic() < deadline:
+            polls += 1
+            if await watch.leased():
+                children = files.children()  # none while its main process is being restarted
+                for pid in children:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                if children:
+                    events.append(
+                        f"{time.monotonic() - started:6.1f}s SIGKILL the files worker's "
+                        f"{len(children)} children while a file is being stripped"
+                    )
+                    break
+            await asyncio.sleep(0.02)
+        else:
+            events.append(
+                f"{time.monotonic() - started:6.1f}s no file was being stripped in 30 s "
+                f"({polls} looks, {watch.errors} errors)"
+            )
 
 
 async def _drain(system: System, limit_s: float) -> float:
@@ -570,6 +746,15 @@ async def run(plan: Plan, root: Path) -> Figures:
     system = System(root, plan)
     try:
         await asyncio.to_thread(system.start)
+        files: chaos_files.FileSet | None = None
+        if plan.files and plan.reports:
+            files = await asyncio.to_thread(chaos_files.make, root / "files")
+            why = await crash_files.available(system, files)
+            if why is None:
+                await crash_files.install_observers(system)
+            else:
+                print(f"  attachments: not in this run ({why})", flush=True)
+                files = None
         record = ClientLog()
         rng = random.Random(plan.seed)  # noqa: S311 - a seeded schedule, not a secret
         per_client = [plan.reports // plan.clients] * plan.clients
@@ -587,6 +772,11 @@ async def run(plan: Plan, root: Path) -> Figures:
         started = time.monotonic()
         async with aiohttp.ClientSession(base_url=system.base_url) as http:
             attack = asyncio.create_task(_attack(system, rng, progress, events))
+            mid_strip = (
+                asyncio.create_task(_kill_mid_strip(system, progress, events))
+                if files is not None
+                else None
+            )
             staff = asyncio.create_task(
                 _caseworker(
                     http,
@@ -598,22 +788,44 @@ async def run(plan: Plan, root: Path) -> Figures:
                 )
             )
             pace_s = plan.duration_s * plan.clients / max(1, total)
+            scans = min(plan.scans, plan.clients) if files is not None else 0
             await asyncio.gather(
                 *(
-                    _reporter(http, record, n, messages_each, f"c{i}", pace_s)
+                    _reporter(
+                        http,
+                        record,
+                        n,
+                        messages_each,
+                        f"c{i}",
+                        pace_s,
+                        files,
+                        # Client i < scans sends the large file at (i + 0.5) / scans of its load.
+                        int(n * (i + 0.5) / scans) if i < scans else -1,
+                    )
                     for i, n in enumerate(per_client)
                 )
             )
             done.set()
             await staff
             await attack
+            if mid_strip is not None:
+                await mid_strip
         load_s = time.monotonic() - started
         for proc in system.procs.values():
             if not proc.running():
                 proc.start()
         drain_s = await _drain(system, plan.drain_timeout_s)
+        drained = None
+        if files is not None:
+            drained = await crash_files.drain(system, plan.drain_timeout_s)
         await asyncio.sleep(2)  # mails accepted just now reach the sink
-        return await _figures(system, record, drain_s, load_s, events)
+        figures = await _figures(system, record, drain_s, load_s, events)
+        if files is not None and drained is not None:
+            figures.files = await crash_files.figures(
+                system, files, record.files_sent, record.files_refused, record.uploads, drained
+            )
+            await crash_files.scan(system, files, figures.files)
+        return figures
     finally:
         await asyncio.to_thread(system.stop)
 
@@ -636,4 +848,14 @@ def describe(name: str, figures: Figures) -> str:
     lines.append(f"  {'load time':<28} {figures.load_s:.1f} s")
     lines.append(f"  {'drain time':<28} {figures.drain_s:.1f} s")
     lines.append("  " + json.dumps(figures.details, sort_keys=True))
+    if figures.files is not None:
+        for label, value in figures.files.judged().items():
+            lines.append(f"  {label:<28} {value}")
+        control = figures.files.control_missing
+        lines.append(
+            "  file canary control found in "
+            + (f"MISSING from {', '.join(control)}" if control else "every sink it was planted in")
+        )
+        lines += [f"  HIT {hit}" for hit in figures.files.hits]
+        lines.append("  files: " + json.dumps(figures.files.details, sort_keys=True))
     return "\n".join(lines)

@@ -122,6 +122,64 @@ async def test_a_stopped_worker_shows_as_down_and_comes_back(
         assert "hashing" in page and "default" in page
 
 
+def _pool_processes(worker: Proc) -> set[int]:
+    """The live pool processes of the worker (its main process's children, zombies left out)."""
+    assert worker.proc is not None
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == worker.proc.pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+async def test_pool_processes_started_in_place_of_killed_ones_run_their_tasks(
+    stack: Stack, db: asyncpg.Connection, http: aiohttp.ClientSession, worker: Proc
+) -> None:
+    """A pool process killed (SIGKILL, or by the kernel for memory) is replaced by a fresh fork
+    of the worker's main process, after the worker was ready. The replacements run tasks like
+    the first ones: a report's alert is still sent. (They used to fail every task with
+    prometheus_client's DuplicateTimeseries: the counters the main process made for the metrics
+    were made again in the fork. `make chaos` found it.)"""
+    import os
+    import signal
+
+    killed = _pool_processes(worker)
+    assert len(killed) == 2, killed
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(120):
+        fresh = _pool_processes(worker) - killed
+        if len(fresh) == 2:
+            break
+        await asyncio.sleep(0.25)
+    assert len(fresh) == 2, fresh
+    log = stack.artifacts / "worker.log"
+    before = log.read_text(errors="replace").count("DuplicateTimeseries")
+    async with http.post(
+        "/api/v1/reports",
+        json={"category": "safety", "description": "The fire door is propped open again.",
+              "anonymous": True, "follow_up": False},
+    ) as resp:  # fmt: skip
+        assert resp.status == 201, await resp.text()
+        reference = (await resp.json())["reference"]
+    for _ in range(120):
+        kick_relay(stack)
+        sent = await db.fetchval(
+            """SELECT o.sent_at IS NOT NULL FROM outbox o JOIN threads t ON t.id = o.thread_id
+               WHERE t.reference = $1 AND o.kind = 'new_report'""",
+            reference,
+        )
+        if sent:
+            break
+        await asyncio.sleep(0.5)
+    assert sent, "the report's alert was never sent by the new pool processes"
+    assert log.read_text(errors="replace").count("DuplicateTimeseries") == before
+
+
 async def test_failed_work_lands_in_the_dead_letter_list_and_retry_sends_it(
     stack: Stack,
     http: aiohttp.ClientSession,

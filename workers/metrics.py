@@ -47,8 +47,13 @@ def prepare(data_dir: Path) -> bool:
 
 
 @cache
-def _metrics(pid: int) -> tuple[Counter, Counter, Counter, Histogram] | None:
-    """Created in the process that counts (a pool child), once per pid."""
+def _metrics() -> tuple[Counter, Counter, Counter, Histogram] | None:
+    """Created once per process tree: in the main process by :func:`start_at_zero`, or in a
+    pool child forked before that. A child forked after it (one that replaces a child that died,
+    e.g. SIGKILLed or killed for memory) inherits these objects with the default registry they
+    are in; creating them again there would raise DuplicateTimeseries on every task that child
+    runs. prometheus_client's multiprocess values notice the fork and write to the child's own
+    file."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return None
     from prometheus_client import Counter, Histogram, values
@@ -77,7 +82,7 @@ def start_at_zero(task_names: list[str]) -> None:
     A counter that first appears at 1 has no earlier sample, so ``increase()`` over it is 0 and
     ``ConfideTaskFailing`` would miss a task's first failure (issue 12, finding 15).
     """
-    metrics = _metrics(os.getpid())
+    metrics = _metrics()
     if metrics is None:
         return
     succeeded, failed, retried, _ = metrics
@@ -91,7 +96,7 @@ class MeasuredTask(Task):  # type: ignore[misc]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Every log line of this run carries the task name and id (docs/logging.md).
         structlog.contextvars.bind_contextvars(task=self.name, task_id=self.request.id)
-        metrics = _metrics(os.getpid())
+        metrics = _metrics()
         if metrics is None:
             return super().__call__(*args, **kwargs)
         succeeded, failed, retried, runtime = metrics
