@@ -168,6 +168,9 @@ _DB_DOWN = (
     asyncpg.QueryCanceledError,
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
+    # The driver's own state error on a connection that PostgreSQL's restart broke mid-call
+    # ("another operation is in progress"; seen by make chaos on an upload): a 503 like the rest.
+    asyncpg.InternalClientError,
 )
 
 
