@@ -522,6 +522,11 @@ async def test_reporter_is_told_of_too_many_files_and_too_much_in_all_and_names_
         async with http.get(f"/staff/threads/{reference.group(1)}") as resp:
             page = html.text(await resp.text())
         assert "attachment-1.txt (big-1.txt)" in page  # names kept: staff see them
+        # The printable case record lists the files as text: names, sizes, no links.
+        async with http.get(f"/staff/threads/{reference.group(1)}/print") as resp:
+            printed = await resp.text()
+        assert re.search(r"attachment-1\.txt \(big-1\.txt\)\s*, 600 KB", html.text(printed))
+        assert "/staff/attachments/" not in printed
 
 
 async def test_a_reporter_sending_many_files_quickly_is_asked_to_wait_and_keeps_the_rest(
