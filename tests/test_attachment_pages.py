@@ -554,3 +554,34 @@ async def test_a_reporter_sending_many_files_quickly_is_asked_to_wait_and_keeps_
     assert "attachment-1.txt" in page and "attachment-2.txt" in page
     assert "Notes sent in a hurry" in page
     assert await db.fetchval("SELECT count(*) FROM uploads") == 2
+
+
+async def test_with_javascript_each_chosen_file_shows_its_progress_while_it_is_sent(
+    stack: Stack, browser: Browser, tmp_path: Path
+) -> None:
+    """The form is held on its way to the server, so the reporter's view of it can be seen:
+    one progress bar per file, named after it, then the same page with the files added."""
+    photo, letter = evidence(tmp_path)
+    context = await on_a_phone(browser, stack.base_url, True)
+    page = await context.new_page()
+    await answer_first_questions(page)
+    await page.fill("#description", "The lift alarm does not work.")
+    await page.set_input_files("#files", [str(photo), str(letter)])
+    release = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        if route.request.method == "POST":
+            await release.wait()
+        await route.continue_()
+
+    await page.route("**/report", hold)
+    await page.click("button:has-text('Add these files')")
+    bars = page.locator("[data-file-progress] progress")
+    await bars.first.wait_for()
+    assert await bars.count() == 2
+    names = [await bars.nth(i).get_attribute("aria-label") for i in range(2)]
+    assert names == ["PXL_0417.jpg", "letter-to-me.pdf"]
+    release.set()
+    await page.wait_for_selector(".file-list:has-text('attachment-2.pdf')")
+    assert await page.input_value("#description") == "The lift alarm does not work."
+    await context.close()
