@@ -629,3 +629,57 @@ async def test_a_flood_of_uploads_from_one_reporter_is_refused_before_it_is_stor
         status, body = await upload(client, text, "staff-note.txt", headers=staff)
         assert status == 201, body
     assert await db.fetchval("SELECT count(*) FROM uploads") == 4
+
+
+async def test_a_reporter_sending_many_bytes_is_refused_past_their_budget_of_bytes(
+    stack: Stack, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    """Besides files, reporters' bytes are budgeted per client (here 1 MiB an hour): a body
+    declared larger than what is left is refused before a byte is stored, and one that does
+    not say is cut off as it streams; 429 with Retry-After, nothing of it kept."""
+    _, base = stack.start_web("web-upload-bytes", CONFIDE_UPLOAD_MIB_PER_CLIENT_PER_HOUR="1")
+    part = make.notes(600)
+    async with aiohttp.ClientSession(base_url=base) as client:
+        status, body = await upload(client, part, "one.txt")
+        assert status == 201, body
+        form = aiohttp.FormData()
+        form.add_field("file", part, filename="two.txt", content_type="text/plain")
+        async with client.post("/api/v1/uploads", data=form) as resp:  # declares its length
+            assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 60, resp.status
+        status, body = await upload(client, part, "three.txt")  # a stream: cut off midway
+        assert status == 429 and body["status"] == 429, body
+        staff = await bearer(client, caseworker)
+        status, body = await upload(client, part, "staff.txt", headers=staff)
+        assert status == 201, body  # staff are not counted
+    assert await db.fetchval("SELECT count(*) FROM uploads") == 2
+    files = await db.fetchval("SELECT count(DISTINCT file_id) FROM attachment_chunks")
+    assert files == 2
+
+
+async def test_uploads_waiting_to_be_attached_are_capped_in_all(
+    stack: Stack, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    """What reporters' unattached uploads hold in all is capped (here 1 MiB): past it a file is
+    refused before it is stored, or cut off as it streams, 429 with Retry-After; once uploads
+    are attached (or purged) files are taken again. Staff uploads neither count nor wait."""
+    _, base = stack.start_web("web-upload-cap", CONFIDE_PENDING_UPLOADS_MAX_MIB="1")
+    part = make.notes(680)
+    async with aiohttp.ClientSession(base_url=base) as client:
+        first = await uploaded(client, part, "one.txt")
+        status, body = await upload(client, part, "two.txt")  # would go over: cut off
+        assert status == 429 and body["status"] == 429, body
+        small = await uploaded(client, b"A short note.\n" * 1000, "small.txt")  # still fits
+        status, body = await upload(client, make.notes(400), "three.txt")
+        assert status == 429, body
+        staff = await bearer(client, caseworker)
+        status, body = await upload(client, part, "staff.txt", headers=staff)
+        assert status == 201, body
+        form = aiohttp.FormData()
+        form.add_field("file", make.notes(400), filename="four.txt", content_type="text/plain")
+        async with client.post("/api/v1/uploads", data=form) as resp:
+            assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+        status, receipt = await report_with(client, [first, small])
+        assert status == 201, receipt
+        status, body = await upload(client, part, "two.txt")  # attached: room again
+        assert status == 201, body
+    assert await db.fetchval("SELECT count(*) FROM uploads") == 2  # staff's, and the last

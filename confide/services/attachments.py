@@ -364,6 +364,12 @@ async def _discard(ctx: Context, store: ChunkStore, file_id: UUID) -> None:
     await asyncio.shield(discard())
 
 
+async def pending_upload_bytes(ctx: Context) -> int:
+    """The bytes reporters' unattached uploads hold now (complete ones; staff's not counted)."""
+    async with ctx.pool.acquire() as conn:
+        return await sql.pending_upload_bytes(conn)
+
+
 async def describe_uploads(
     ctx: Context, uploader: Uploader, upload_ids: Sequence[str]
 ) -> list[UploadInfo]:

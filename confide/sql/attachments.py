@@ -178,6 +178,16 @@ async def delete_upload_by_lookup(conn: Connection, lookup: bytes) -> UUID | Non
     return found
 
 
+async def pending_upload_bytes(conn: Connection) -> int:
+    """The bytes of reporters' (and anonymous) uploads not attached (yet), expired ones not yet
+    purged included: what ``CONFIDE_PENDING_UPLOADS_MAX_MIB`` caps. Staff uploads not counted."""
+    return int(
+        await conn.fetchval(
+            "SELECT coalesce(sum(size), 0) FROM uploads WHERE owner <> 'staff' AND complete"
+        )
+    )
+
+
 async def expired_uploads(conn: Connection, limit: int) -> list[UUID]:
     """Uploads past their time and held by no live draft (incomplete ones included: a body
     cut off mid-stream)."""
