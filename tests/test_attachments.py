@@ -683,3 +683,39 @@ async def test_uploads_waiting_to_be_attached_are_capped_in_all(
         status, body = await upload(client, part, "two.txt")  # attached: room again
         assert status == 201, body
     assert await db.fetchval("SELECT count(*) FROM uploads") == 2  # staff's, and the last
+
+
+async def test_a_damaged_file_is_a_logged_409_and_damage_elsewhere_a_500(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    """A stored copy that does not open is refused with words of its own and logged as
+    ``attachment_unreadable`` with the file's id; a value that does not open anywhere else is
+    no quiet 409 but an unexpected error, with an error id in the log."""
+    one = await uploaded(http, b"Notes about the door.\n", "notes.txt")
+    status, receipt = await report_with(http, [one])
+    assert status == 201, receipt
+    staff = await bearer(http, caseworker)
+    (file,) = await thread_files(http, receipt["reference"], staff)
+    await wait_state(db, file["id"], "ready")
+    await db.execute(
+        "UPDATE attachment_chunks SET data = overlay(data PLACING '\\x00'::bytea FROM 20 FOR 1) "
+        "WHERE file_id = $1 AND copy = 'stripped'",
+        UUID(file["id"]),
+    )
+    status, body, _ = await download(http, f"/api/v1/staff/attachments/{file['id']}", staff)
+    problem = json.loads(body)
+    assert status == 409 and problem["type"].endswith("/attachment-unavailable"), problem
+    assert "cannot be opened" in problem["detail"]
+    deadline = time.monotonic() + 10
+    while "attachment_unreadable" not in stack.logs() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    line = next(ln for ln in stack.logs().splitlines() if "attachment_unreadable" in ln)
+    assert file["id"] in line
+    # A report whose text does not open: an unexpected error, not "this file cannot be served".
+    await db.execute(
+        "UPDATE threads SET description = overlay(description PLACING '\\x00'::bytea "
+        "FROM 20 FOR 1) WHERE reference = $1",
+        receipt["reference"],
+    )
+    async with http.get(f"/api/v1/staff/threads/{receipt['reference']}", headers=staff) as resp:
+        assert resp.status == 500, await resp.text()

@@ -132,6 +132,22 @@ class AttachmentNotReady(ConfideError):
         }[state]
 
 
+class AttachmentUnavailable(ConfideError):
+    """409: a file's stored copy does not open (its chunks were changed or lost, or the key
+    that seals its file key was removed too early). Raised only while serving a copy, and
+    logged as ``attachment_unreadable`` with the attachment's id: a DecryptionError anywhere
+    else stays an unexpected error (500, logged with an error id)."""
+
+    detail = (
+        "This file cannot be opened: its stored copy is damaged or its key is missing. "
+        "This has been logged for the administrators."
+    )
+
+    def __init__(self, attachment_id: UUID) -> None:
+        super().__init__("attachment unreadable")
+        self.attachment_id = attachment_id
+
+
 class NotManager(ConfideError):
     """403: only a manager releases a quarantined file."""
 
@@ -703,10 +719,26 @@ def _serve(ctx: Context, row: sql.AttachmentRow, copy: Copy, *, inline: bool) ->
     content_type = file_type.mime
     if copy is Copy.PREVIEW:
         name, content_type = f"preview-{row.position}.jpg", "image/jpeg"
-    key = _file_key(ctx, row)
-    return Download(
-        name, content_type, int(size or 0), read_copy(store_of(ctx), key, row.id, copy), inline
-    )
+    try:
+        key = _file_key(ctx, row)
+    except DecryptionError:
+        raise _unreadable(row.id) from None
+    chunks = _readable(row.id, read_copy(store_of(ctx), key, row.id, copy))
+    return Download(name, content_type, int(size or 0), chunks, inline)
+
+
+def _unreadable(attachment_id: UUID) -> AttachmentUnavailable:
+    log.error("attachment_unreadable", attachment_id=str(attachment_id))
+    return AttachmentUnavailable(attachment_id)
+
+
+async def _readable(attachment_id: UUID, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A copy's plaintext; a chunk that does not open is AttachmentUnavailable, logged."""
+    try:
+        async for block in chunks:
+            yield block
+    except DecryptionError:
+        raise _unreadable(attachment_id) from None
 
 
 async def _staff_row(
