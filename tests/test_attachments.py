@@ -719,3 +719,42 @@ async def test_a_damaged_file_is_a_logged_409_and_damage_elsewhere_a_500(
     )
     async with http.get(f"/api/v1/staff/threads/{receipt['reference']}", headers=staff) as resp:
         assert resp.status == 500, await resp.text()
+
+
+async def test_the_purge_skips_an_upload_a_claim_holds_and_leaves_its_chunks(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    """An upload that expires while a report's transaction holds it (as claim_uploads does):
+    the purge skips it at once instead of deleting its chunks and then waiting for the row,
+    so the claim that commits has a file that strips and downloads."""
+    pool = await asyncpg.create_pool(stack.env["DATABASE_URL"], min_size=1, max_size=2)
+    ctx = Context(pool, stack.settings, stack.keyring, WorkingCalendar())
+    text = b"Kept while the report is being sent.\n"
+    try:
+        one = await uploaded(http, text, "notes.txt")
+        file_id = await db.fetchval("SELECT id FROM uploads")
+        async with db.transaction():
+            await db.fetchval("SELECT id FROM uploads WHERE id = $1 FOR UPDATE", file_id)
+            await db.execute(
+                "UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1",
+                file_id,
+            )
+            purged = await asyncio.wait_for(attachments.purge_expired_uploads(ctx), 10)
+            assert purged == 0
+            chunks = await pool.fetchval(
+                "SELECT count(*) FROM attachment_chunks WHERE file_id = $1", file_id
+            )
+            assert chunks >= 1
+            # The claim goes on and commits (here: the upload is left usable, then attached).
+            await db.execute(
+                "UPDATE uploads SET expires_at = now() + interval '1 hour' WHERE id = $1", file_id
+            )
+    finally:
+        await pool.close()
+    status, receipt = await report_with(http, [one])
+    assert status == 201, receipt
+    staff = await bearer(http, caseworker)
+    (file,) = await thread_files(http, receipt["reference"], staff)
+    await wait_state(db, file["id"], "ready")
+    status, got, _ = await download(http, f"/api/v1/staff/attachments/{file['id']}", staff)
+    assert status == 200 and got == text

@@ -841,11 +841,14 @@ async def purge_expired_uploads(ctx: Context, *, batch: int = 200) -> int:
     store = store_of(ctx)
     done = 0
     async with ctx.pool.acquire() as conn:
-        while ids := await sql.expired_uploads(conn, batch):
+        while True:
+            # The rows first (skipping those a claim holds), then their chunks, in one
+            # transaction: a claim waiting on nothing of ours never attaches a file whose
+            # chunks are gone.
             async with conn.transaction():
+                ids = await sql.delete_expired_uploads(conn, batch)
                 for file_id in ids:
                     await store.delete(file_id, conn=conn)
-                    await sql.delete_upload(conn, file_id)
             done += len(ids)
             if len(ids) < batch:
                 break

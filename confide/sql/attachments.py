@@ -188,15 +188,20 @@ async def pending_upload_bytes(conn: Connection) -> int:
     )
 
 
-async def expired_uploads(conn: Connection, limit: int) -> list[UUID]:
-    """Uploads past their time and held by no live draft (incomplete ones included: a body
-    cut off mid-stream)."""
+async def delete_expired_uploads(conn: Connection, limit: int) -> list[UUID]:
+    """Delete up to ``limit`` uploads past their time and held by no live draft (incomplete
+    ones included: a body cut off mid-stream), skipping any row another transaction holds (a
+    report or message claiming it); their ids, whose chunks the caller then deletes in the same
+    transaction. A claim that holds its uploads' rows is never left with chunks gone."""
+    expired = """u.expires_at <= now()
+                 AND NOT EXISTS (SELECT 1 FROM report_drafts d
+                                 WHERE d.id = u.draft_id AND d.expires_at > now())"""
     rows = await conn.fetch(
-        """SELECT u.id FROM uploads u
-           WHERE u.expires_at <= now()
-             AND NOT EXISTS (SELECT 1 FROM report_drafts d
-                             WHERE d.id = u.draft_id AND d.expires_at > now())
-           ORDER BY u.expires_at LIMIT $1""",
+        f"""DELETE FROM uploads u
+            WHERE u.id IN (SELECT u.id FROM uploads u WHERE {expired}
+                           ORDER BY u.expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+              AND {expired}
+            RETURNING u.id""",
         limit,
     )
     return [r["id"] for r in rows]
