@@ -758,3 +758,32 @@ async def test_the_purge_skips_an_upload_a_claim_holds_and_leaves_its_chunks(
     await wait_state(db, file["id"], "ready")
     status, got, _ = await download(http, f"/api/v1/staff/attachments/{file['id']}", staff)
     assert status == 200 and got == text
+
+
+async def test_a_head_request_for_a_file_is_405_and_audits_nothing(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    """HEAD would run the download: an audit row and a whole file decrypted for no body. Every
+    route that serves a file answers it 405."""
+    one = await uploaded(http, make.jpeg(Path(stack.artifacts) / "head.jpg").read_bytes(), "p.jpg")
+    status, receipt = await report_with(http, [one])
+    assert status == 201, receipt
+    staff = await bearer(http, caseworker)
+    (file,) = await thread_files(http, receipt["reference"], staff)
+    await wait_state(db, file["id"], "ready")
+    reporter = await reporter_bearer(http, receipt["code"])
+    fid = file["id"]
+    for path, headers in [
+        (f"/api/v1/staff/attachments/{fid}", staff),
+        (f"/api/v1/staff/attachments/{fid}/preview", staff),
+        (f"/api/v1/reporter/attachments/{fid}", reporter),
+        (f"/staff/attachments/{fid}", {}),
+        (f"/staff/attachments/{fid}/preview", {}),
+        (f"/messages/attachments/{fid}", {}),
+    ]:
+        async with http.head(path, headers=headers) as resp:
+            assert resp.status == 405, (path, resp.status)
+            assert "GET" in resp.headers["Allow"]
+    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action LIKE 'attachment_%'") == 0
+    async with http.get(f"/api/v1/staff/attachments/{fid}", headers=staff) as resp:
+        assert resp.status == 200  # GET still serves it
