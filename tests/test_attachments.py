@@ -787,3 +787,42 @@ async def test_a_head_request_for_a_file_is_405_and_audits_nothing(
     assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action LIKE 'attachment_%'") == 0
     async with http.get(f"/api/v1/staff/attachments/{fid}", headers=staff) as resp:
         assert resp.status == 200  # GET still serves it
+
+
+async def test_an_upload_purged_while_it_streams_gets_a_clear_408(
+    stack: Stack, db: asyncpg.Connection
+) -> None:
+    """While it streams an upload may take the file limit at the slowest body rate allowed
+    (1 KiB/s) and a margin, not a fixed 8 hours; one purged before it finished is told it took
+    too long (408), never a 500, and nothing of it is kept."""
+    from confide.files.errors import UploadTooSlow
+    from confide.files.limits import MIB, AttachmentLimits
+    from webapp.errors import status_of
+
+    pool = await asyncpg.create_pool(stack.env["DATABASE_URL"], min_size=1, max_size=2)
+    ctx = Context(pool, stack.settings, stack.keyring, WorkingCalendar())
+    limits = AttachmentLimits(max_file_bytes=MIB)
+    seen: list[float] = []
+
+    async def slow_body() -> Any:
+        yield make.notes(300)
+        seen.append(
+            float(await db.fetchval("SELECT extract(epoch FROM expires_at - now()) FROM uploads"))
+        )
+        await db.execute("DELETE FROM uploads")  # the purge takes it: it was past its time
+        yield make.notes(10)
+
+    try:
+        try:
+            await attachments.receive_upload(
+                ctx, attachments.Uploader.anonymous(), slow_body(), limits=limits
+            )
+        except UploadTooSlow as exc:
+            assert status_of(exc) == 408 and "took too long" in exc.detail
+        else:
+            raise AssertionError("the purged upload was answered as received")
+    finally:
+        await pool.close()
+    expected = MIB / 1024 + attachments.STREAMING_MARGIN_S
+    assert expected - 30 <= seen[0] <= expected + 1, seen
+    assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == 0

@@ -28,7 +28,7 @@ from confide.errors import (
     ThreadClosed,
     ValidationFailed,
 )
-from confide.files.errors import FileTooLarge, TooManyFiles, TypeNotAllowed
+from confide.files.errors import FileTooLarge, TooManyFiles, TypeNotAllowed, UploadTooSlow
 from confide.files.sniff import ImageTooLarge
 from confide.org import Organisation
 from confide.services.attachments import AttachmentNotReady, AttachmentUnavailable
@@ -192,6 +192,7 @@ ERROR_STATUS.update(
         TooManyFiles: 422,
         AttachmentNotReady: 409,
         AttachmentUnavailable: 409,
+        UploadTooSlow: 408,
         BadRequest: 400,
         UnsupportedMediaType: 415,
         # A NUL or other unstorable character slipped past validation: the client's mistake.
@@ -222,6 +223,7 @@ PROBLEM_TYPES.update(
         TooManyFiles: "too-many-files",
         AttachmentNotReady: "attachment-not-ready",
         AttachmentUnavailable: "attachment-unavailable",
+        UploadTooSlow: "upload-too-slow",
     }
 )
 DETAILS[asyncpg.CharacterNotInRepertoireError] = DETAILS[asyncpg.UntranslatableCharacterError] = (
@@ -301,6 +303,7 @@ OWN_WORDS = (
     FormRefused,
     AttachmentNotReady,
     AttachmentUnavailable,
+    UploadTooSlow,
 )
 """The exceptions that carry the words shown for them, as ``detail``."""
 

@@ -23,7 +23,7 @@ from uuid import UUID
 from aiohttp import BodyPartReader, MultipartReader, web
 
 from confide.errors import FieldError, NotFound, RateLimited, ValidationFailed
-from confide.files.errors import FileTooLarge, TypeNotAllowed
+from confide.files.errors import FileTooLarge, TypeNotAllowed, UploadTooSlow
 from confide.files.limits import MIB, AttachmentLimits
 from confide.files.sniff import ImageTooLarge
 from confide.files.types import FileType
@@ -240,6 +240,10 @@ async def _one(
         await _drain(part)
         got.errors.append(image_too_large(name))
         return
+    except UploadTooSlow:
+        await _drain(part)
+        got.errors.append(too_slow(name))
+        return
     finally:
         if meter is not None:
             meter.done()
@@ -280,6 +284,13 @@ def not_allowed(name: str, limits: AttachmentLimits) -> str:
         "“%(name)s” cannot be added: it is not a kind of file we accept (we look at what is "
         "inside a file, not at its name). You can add: %(types)s."
     ) % {"name": name, "types": allowed_words(limits)}
+
+
+def too_slow(name: str) -> str:
+    return _(
+        "“%(name)s” was not added: it took too long to arrive. Add it again, "
+        "if you can on a faster connection."
+    ) % {"name": name}
 
 
 def image_too_large(name: str) -> str:

@@ -50,8 +50,8 @@ from confide import logs
 from confide.context import Context
 from confide.crypto import DecryptionError, ThreadKey, derive_key, keyed_hash
 from confide.errors import ConfideError, FieldError, NotFound, ValidationFailed
-from confide.files.errors import FileTooLarge, TooManyFiles
-from confide.files.limits import AttachmentLimits
+from confide.files.errors import FileTooLarge, TooManyFiles, UploadTooSlow
+from confide.files.limits import BODY_MIN_BYTES_PER_S, AttachmentLimits
 from confide.files.sniff import SNIFF_BYTES, sniff
 from confide.files.store import (
     ChunkStore,
@@ -71,9 +71,16 @@ if TYPE_CHECKING:  # confide.services.threads imports this module
 log = logs.get("confide.attachments")
 
 UPLOAD_TTL_S = 60 * 60  # CONTRACTS §3: an upload expires after 60 minutes unused
-# While it streams: 20 MiB at the slowest rate a body may keep (1 KiB/s, webapp.slow_clients)
-# takes under 6 hours; a body cut off is purged after this.
-STREAMING_TTL_S = 8 * 60 * 60
+# While it streams: the file limit at the slowest rate a body may keep (1 KiB/s,
+# webapp.slow_clients; 20 MiB take under 6 hours), and a margin; a body cut off is purged then.
+STREAMING_MARGIN_S = 10 * 60
+
+
+def streaming_ttl_s(limits: AttachmentLimits) -> int:
+    """How long an upload may take to stream in before the purge may take it."""
+    return -(-limits.max_file_bytes // BODY_MIN_BYTES_PER_S) + STREAMING_MARGIN_S
+
+
 UPLOAD_ID_BYTES = 16  # 128 bits
 # A run holds its lease by renewing it every LEASE_S / 3 while it works, so a run that dies
 # (SIGKILL, a lost host) lets go within LEASE_S, and a live one never loses it.
@@ -300,8 +307,8 @@ async def receive_upload(
     """Stream one file in: encrypted chunk by chunk as it arrives, its type judged on its first
     256 KiB (libmagic, never the name), the per-file limit enforced while it streams.
 
-    Raises FileTooLarge (413), TypeNotAllowed (415) or ImageTooLarge (422); nothing of the file
-    is kept then. ``filename`` is kept sealed with the upload (it becomes the attachment's
+    Raises FileTooLarge (413), TypeNotAllowed (415), ImageTooLarge (422) or UploadTooSlow (408:
+    purged before it finished, past :func:`streaming_ttl_s`); nothing of the file is kept then. ``filename`` is kept sealed with the upload (it becomes the attachment's
     original name only if the report or message asks to keep names). The upload id returned is
     the only way to the file; the server keeps its HMAC only.
     """
@@ -318,7 +325,7 @@ async def receive_upload(
             owner=uploader.owner.value,
             thread_id=uploader.thread_id,
             staff_id=uploader.staff_id,
-            ttl_s=STREAMING_TTL_S,
+            ttl_s=streaming_ttl_s(limits),
         )
     key = new_file_key()
     writer = SealedWriter(store, key, file_id, Copy.ORIGINAL)
@@ -355,14 +362,17 @@ async def receive_upload(
             raw, file_id, {"key": key.hex(), "sha256": digest.hexdigest(), "name": filename}
         )
         async with ctx.pool.acquire() as conn:
-            await sql.complete_upload(
-                conn,
-                file_id,
-                file_type=file_type.value,
-                size=writer.size,
-                sealed=sealed,
-                ttl_s=UPLOAD_TTL_S,
-            )
+            try:
+                await sql.complete_upload(
+                    conn,
+                    file_id,
+                    file_type=file_type.value,
+                    size=writer.size,
+                    sealed=sealed,
+                    ttl_s=UPLOAD_TTL_S,
+                )
+            except LookupError:  # purged while it streamed: it took longer than it may
+                raise UploadTooSlow() from None
     except BaseException:
         await _discard(ctx, store, file_id)
         raise
