@@ -826,3 +826,19 @@ async def test_an_upload_purged_while_it_streams_gets_a_clear_408(
     expected = MIB / 1024 + attachments.STREAMING_MARGIN_S
     assert expected - 30 <= seen[0] <= expected + 1, seen
     assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == 0
+
+
+async def test_an_upload_id_has_one_spelling_only(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    """22 base64 characters carry 4 spare bits: another spelling of the same 128 bits is an
+    unknown id (422), and the upload stays usable with the one it was given."""
+    one = await uploaded(http, b"Notes about the door.\n", "notes.txt")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(one[-1])
+    other = one[:-1] + alphabet[last ^ 1]  # differs only in a spare bit
+    assert base64.urlsafe_b64decode(other + "==") == base64.urlsafe_b64decode(one + "==")
+    status, body = await report_with(http, [other])
+    assert status == 422 and body["errors"][0]["field"] == "attachments.0", body
+    status, receipt = await report_with(http, [one])
+    assert status == 201, receipt

@@ -248,7 +248,13 @@ def _raw_upload_id(upload_id: object) -> bytes | None:
         raw = base64.urlsafe_b64decode(upload_id + "==")
     except (binascii.Error, ValueError):
         return None
-    return raw if len(raw) == UPLOAD_ID_BYTES else None
+    if len(raw) != UPLOAD_ID_BYTES:
+        return None
+    # 22 characters carry 132 bits: the last one's 4 spare bits give each id 16 spellings, and
+    # the decoder skips characters outside the alphabet. Only the one spelling we gave counts.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != upload_id:
+        return None
+    return raw
 
 
 def _lookup(ctx: Context, raw: bytes) -> bytes:
