@@ -19,8 +19,8 @@ The life of a file:
 3. :func:`prepare` (the worker) leases the row, decrypts the original into a private folder,
    strips it, stores the stripped copy (and for images a re-encoded preview), marks it
    ``ready`` and destroys the original, in one transaction; or marks it ``quarantined``.
-4. :func:`staff_download`, :func:`staff_preview`, :func:`reporter_download` stream a copy out,
-   audited; :func:`release` lets a manager release a quarantined file to staff.
+4. :func:`staff_download`, :func:`staff_preview`, :func:`reporter_download` stream a copy out
+   (staff's audited, the reporter's not); :func:`release` lets a manager release a quarantined file to staff.
 
 Nothing here logs or sends a file's bytes, name or type beyond its id.
 """
@@ -810,15 +810,15 @@ async def staff_preview(ctx: Context, staff: Staff, attachment_id: UUID) -> Down
 async def reporter_download(ctx: Context, thread_id: UUID, attachment_id: UUID) -> Download:
     """A file of the reporter's own thread, stripped: 404 for any other thread's; 409 while
     preparing, quarantined or released (the reporter is never served an unstripped file).
-    Audited as ``attachment_download`` by the reporter (no staff id)."""
-    async with ctx.pool.acquire() as conn, conn.transaction():
+    Not audited: the audit log's exact time (and its order among staff actions) would tell
+    staff when the reporter was online (docs/attachments.md)."""
+    async with ctx.pool.acquire() as conn:
         row = await sql.get(conn, attachment_id)
         if row is None or row.thread_id != thread_id:
             raise NotFound()
         state = State(row.state)
         if state is not State.READY:
             raise AttachmentNotReady(state)
-        await sql_audit.record(conn, None, row.thread_id, "attachment_download", {"reporter": True})
     return _serve(ctx, row, Copy.STRIPPED, inline=False)
 
 
