@@ -842,3 +842,22 @@ async def test_an_upload_id_has_one_spelling_only(
     assert status == 422 and body["errors"][0]["field"] == "attachments.0", body
     status, receipt = await report_with(http, [one])
     assert status == 201, receipt
+
+
+async def test_a_repeat_while_the_first_holds_its_files_gets_409_at_once(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    """An API report with files and an Idempotency-Key, sent again while the first request
+    still holds its uploads (here: a transaction holding their rows, as the first's claim
+    does): 409 with Retry-After at once, not a wait on the rows (CONTRACTS §3); once the first
+    is done, the same request goes through."""
+    one = await uploaded(http, b"Notes about the door.\n", "notes.txt")
+    key = {"Idempotency-Key": "repeat-" + "r" * 20}
+    async with db.transaction():
+        await db.execute("SELECT id FROM uploads FOR UPDATE")
+        status, body = await asyncio.wait_for(report_with(http, [one], headers=key), 10)
+        assert status == 409 and body["status"] == 409, body
+    status, receipt = await report_with(http, [one], headers=key)
+    assert status == 201, receipt
+    status, again = await report_with(http, [one], headers=key)
+    assert status == 200 and again["reference"] == receipt["reference"]

@@ -477,18 +477,24 @@ async def claim_uploads(
     uploader: Uploader,
     upload_ids: Sequence[str],
     limits: AttachmentLimits,
+    *,
+    nowait: bool = False,
 ) -> list[Claimed]:
     """Lock and open the uploads to attach, in the order given. Raises ValidationFailed (422,
     field ``attachments.N``) for an id that is unknown, used, expired, still streaming or not
     the uploader's (all alike), or repeated; TooManyFiles (422) over the count, FileTooLarge
-    (413) over the total size. Must run in the transaction that then calls :func:`attach`."""
+    (413) over the total size. Must run in the transaction that then calls :func:`attach`.
+    ``nowait``: an upload another transaction holds (a concurrent request attaching it) raises
+    asyncpg's LockNotAvailableError at once rather than waiting for it."""
     if not upload_ids:
         return []
     if len(upload_ids) > limits.max_files:
         raise TooManyFiles(limits.max_files)
     raws: list[bytes | None] = [_raw_upload_id(uid) for uid in upload_ids]
     lookups = [None if raw is None else _lookup(ctx, raw) for raw in raws]
-    found = await sql.usable_uploads(conn, [lk for lk in lookups if lk is not None], lock=True)
+    found = await sql.usable_uploads(
+        conn, [lk for lk in lookups if lk is not None], lock=True, nowait=nowait
+    )
     errors: list[FieldError] = []
     claimed: list[Claimed] = []
     seen: set[bytes] = set()

@@ -143,12 +143,12 @@ async def delete_upload(conn: Connection, upload_id: UUID) -> None:
 
 
 async def usable_uploads(
-    conn: Connection, lookups: Sequence[bytes], *, lock: bool
+    conn: Connection, lookups: Sequence[bytes], *, lock: bool, nowait: bool = False
 ) -> dict[bytes, UploadRow]:
     """Complete uploads not expired (or held by a live draft), by lookup; ``lock`` holds them
     until the transaction ends (two requests using the same upload: one waits, then finds it
-    gone)."""
-    for_update = "FOR UPDATE OF u" if lock else ""
+    gone; with ``nowait`` it gets asyncpg's LockNotAvailableError at once instead)."""
+    for_update = ("FOR UPDATE OF u NOWAIT" if nowait else "FOR UPDATE OF u") if lock else ""
     rows = await conn.fetch(
         f"""SELECT u.lookup, {", ".join("u." + c for c in _UPLOAD.split(", "))}
             FROM uploads u
