@@ -86,6 +86,8 @@ class Settings:
     submit_global_per_minute: int = 120
     upload_per_client_per_hour: int = 60  # files sent by reporters (docs/configuration.md)
     upload_global_per_minute: int = 240
+    upload_mib_per_client_per_hour: int = 200  # bytes of reporters' files, as they stream in
+    pending_uploads_max_mib: int = 2048  # reporters' unattached uploads, in all
     reply_target_workdays: int = 2
     login_per_client_per_15min: int = 10
     argon2_global_per_minute: int = 1200
@@ -183,6 +185,10 @@ class Settings:
                 env, "CONFIDE_UPLOAD_PER_CLIENT_PER_HOUR", 60, 1, 10**9
             ),
             upload_global_per_minute=_int(env, "CONFIDE_UPLOAD_GLOBAL_PER_MINUTE", 240, 1, 10**9),
+            upload_mib_per_client_per_hour=_int(
+                env, "CONFIDE_UPLOAD_MIB_PER_CLIENT_PER_HOUR", 200, 1, 10**6
+            ),
+            pending_uploads_max_mib=_int(env, "CONFIDE_PENDING_UPLOADS_MAX_MIB", 2048, 1, 10**9),
             reply_target_workdays=_int(env, "CONFIDE_REPLY_TARGET_WORKDAYS", 2, 1, 30),
             login_per_client_per_15min=_int(
                 env, "CONFIDE_LOGIN_PER_CLIENT_PER_15MIN", 10, 1, 10**9

@@ -365,3 +365,12 @@ def png_bomb(path: Path, side: int = 100_000) -> Path:
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
     return path
+
+
+def notes(kib: int) -> bytes:
+    """Plain text of about ``kib`` KiB, as libmagic sees text (lines that differ)."""
+    lines = (f"On day {n} I wrote down what I saw and heard there.\n" for n in range(10**7))
+    out = bytearray()
+    while len(out) < kib * 1024:
+        out += next(lines).encode()
+    return bytes(out)

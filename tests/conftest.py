@@ -305,6 +305,7 @@ def stack(
         # Upload limits are tested on their own web process (test_attachments.py).
         CONFIDE_UPLOAD_PER_CLIENT_PER_HOUR="100000",
         CONFIDE_UPLOAD_GLOBAL_PER_MINUTE="100000",
+        CONFIDE_UPLOAD_MIB_PER_CLIENT_PER_HOUR="100000",
         CONFIDE_LOGIN_PER_CLIENT_PER_15MIN="100000",
         # Staff sign-in limits are tested on their own web process (test_staff_sign_in.py).
         CONFIDE_STAFF_LOGIN_PER_CLIENT_ACCOUNT_PER_15MIN="100000",

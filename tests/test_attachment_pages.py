@@ -585,3 +585,31 @@ async def test_with_javascript_each_chosen_file_shows_its_progress_while_it_is_s
     await page.wait_for_selector(".file-list:has-text('attachment-2.pdf')")
     assert await page.input_value("#description") == "The lift alarm does not work."
     await context.close()
+
+
+async def test_a_file_past_what_uploads_may_hold_is_named_on_the_same_page(
+    stack: Stack, db: asyncpg.Connection
+) -> None:
+    """When reporters' files waiting to be sent hold the cap (here 1 MiB), the file past it is
+    named on the same page with how long to wait; what was typed and the other files stay."""
+    from tests.journeys import post
+
+    _, base = stack.start_web("web-upload-cap", CONFIDE_PENDING_UPLOADS_MAX_MIB="1")
+    note = b"A note from the reporter.\n"
+    big = make.notes(680)
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(base, cookie_jar=jar) as http:
+        async with http.get("/report") as resp:
+            assert resp.status == 200
+        await post(http, "/report", {"step": "how", "how": "anonymous"})
+        await post(http, "/report", {"step": "category", "category": "safety"})
+        what = {"step": "what", "description": "Notes sent on a busy day"}
+        files = [("one.txt", big), ("two.txt", big), ("three.txt", note)]
+        async with http.post("/report", data=multipart(what, files)) as resp:
+            assert resp.status == 422
+            page = html.text(await resp.text())
+    assert "“two.txt” was not added: too many files are waiting to be sent just now." in page
+    assert "Wait 1 minute and add it again" in page
+    assert "attachment-1.txt" in page and "attachment-2.txt" in page
+    assert "Notes sent on a busy day" in page
+    assert await db.fetchval("SELECT count(*) FROM uploads") == 2

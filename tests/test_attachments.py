@@ -236,12 +236,12 @@ async def test_reporter_attaches_photo_and_pdf_and_caseworker_gets_them_without_
         http, f"/api/v1/reporter/attachments/{files[0]['id']}", reporter
     )
     assert status == 200 and theirs == got_photo
-    # Every download and preview is audited.
-    actions = [
-        r["action"]
-        for r in await db.fetch("SELECT action FROM audit_log WHERE action LIKE 'attachment_%'")
-    ]
-    assert actions.count("attachment_download") == 3 and actions.count("attachment_preview") == 1
+    # Every staff download and preview is audited; the reporter's download is not (its time
+    # would tell staff when the reporter was online).
+    rows = await db.fetch("SELECT action, staff_id FROM audit_log WHERE action LIKE 'attachment_%'")
+    actions = [r["action"] for r in rows]
+    assert actions.count("attachment_download") == 2 and actions.count("attachment_preview") == 1
+    assert None not in {r["staff_id"] for r in rows}
     # The receipt's commitment covers each file's SHA-256 as uploaded (the receipt lists none).
     row = await db.fetchrow(
         "SELECT id, data_key, receipt_salt, commitment FROM threads WHERE reference = $1",
@@ -629,3 +629,235 @@ async def test_a_flood_of_uploads_from_one_reporter_is_refused_before_it_is_stor
         status, body = await upload(client, text, "staff-note.txt", headers=staff)
         assert status == 201, body
     assert await db.fetchval("SELECT count(*) FROM uploads") == 4
+
+
+async def test_a_reporter_sending_many_bytes_is_refused_past_their_budget_of_bytes(
+    stack: Stack, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    """Besides files, reporters' bytes are budgeted per client (here 1 MiB an hour): a body
+    declared larger than what is left is refused before a byte is stored, and one that does
+    not say is cut off as it streams; 429 with Retry-After, nothing of it kept."""
+    _, base = stack.start_web("web-upload-bytes", CONFIDE_UPLOAD_MIB_PER_CLIENT_PER_HOUR="1")
+    part = make.notes(600)
+    async with aiohttp.ClientSession(base_url=base) as client:
+        status, body = await upload(client, part, "one.txt")
+        assert status == 201, body
+        form = aiohttp.FormData()
+        form.add_field("file", part, filename="two.txt", content_type="text/plain")
+        async with client.post("/api/v1/uploads", data=form) as resp:  # declares its length
+            assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 60, resp.status
+        status, body = await upload(client, part, "three.txt")  # a stream: cut off midway
+        assert status == 429 and body["status"] == 429, body
+        staff = await bearer(client, caseworker)
+        status, body = await upload(client, part, "staff.txt", headers=staff)
+        assert status == 201, body  # staff are not counted
+    assert await db.fetchval("SELECT count(*) FROM uploads") == 2
+    files = await db.fetchval("SELECT count(DISTINCT file_id) FROM attachment_chunks")
+    assert files == 2
+
+
+async def test_uploads_waiting_to_be_attached_are_capped_in_all(
+    stack: Stack, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    """What reporters' unattached uploads hold in all is capped (here 1 MiB): past it a file is
+    refused before it is stored, or cut off as it streams, 429 with Retry-After; once uploads
+    are attached (or purged) files are taken again. Staff uploads neither count nor wait."""
+    _, base = stack.start_web("web-upload-cap", CONFIDE_PENDING_UPLOADS_MAX_MIB="1")
+    part = make.notes(680)
+    async with aiohttp.ClientSession(base_url=base) as client:
+        first = await uploaded(client, part, "one.txt")
+        status, body = await upload(client, part, "two.txt")  # would go over: cut off
+        assert status == 429 and body["status"] == 429, body
+        small = await uploaded(client, b"A short note.\n" * 1000, "small.txt")  # still fits
+        status, body = await upload(client, make.notes(400), "three.txt")
+        assert status == 429, body
+        staff = await bearer(client, caseworker)
+        status, body = await upload(client, part, "staff.txt", headers=staff)
+        assert status == 201, body
+        form = aiohttp.FormData()
+        form.add_field("file", make.notes(400), filename="four.txt", content_type="text/plain")
+        async with client.post("/api/v1/uploads", data=form) as resp:
+            assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+        status, receipt = await report_with(client, [first, small])
+        assert status == 201, receipt
+        status, body = await upload(client, part, "two.txt")  # attached: room again
+        assert status == 201, body
+    assert await db.fetchval("SELECT count(*) FROM uploads") == 2  # staff's, and the last
+
+
+async def test_a_damaged_file_is_a_logged_409_and_damage_elsewhere_a_500(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    """A stored copy that does not open is refused with words of its own and logged as
+    ``attachment_unreadable`` with the file's id; a value that does not open anywhere else is
+    no quiet 409 but an unexpected error, with an error id in the log."""
+    one = await uploaded(http, b"Notes about the door.\n", "notes.txt")
+    status, receipt = await report_with(http, [one])
+    assert status == 201, receipt
+    staff = await bearer(http, caseworker)
+    (file,) = await thread_files(http, receipt["reference"], staff)
+    await wait_state(db, file["id"], "ready")
+    await db.execute(
+        "UPDATE attachment_chunks SET data = overlay(data PLACING '\\x00'::bytea FROM 20 FOR 1) "
+        "WHERE file_id = $1 AND copy = 'stripped'",
+        UUID(file["id"]),
+    )
+    status, body, _ = await download(http, f"/api/v1/staff/attachments/{file['id']}", staff)
+    problem = json.loads(body)
+    assert status == 409 and problem["type"].endswith("/attachment-unavailable"), problem
+    assert "cannot be opened" in problem["detail"]
+    deadline = time.monotonic() + 10
+    while "attachment_unreadable" not in stack.logs() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    line = next(ln for ln in stack.logs().splitlines() if "attachment_unreadable" in ln)
+    assert file["id"] in line
+    # A report whose text does not open: an unexpected error, not "this file cannot be served".
+    await db.execute(
+        "UPDATE threads SET description = overlay(description PLACING '\\x00'::bytea "
+        "FROM 20 FOR 1) WHERE reference = $1",
+        receipt["reference"],
+    )
+    async with http.get(f"/api/v1/staff/threads/{receipt['reference']}", headers=staff) as resp:
+        assert resp.status == 500, await resp.text()
+
+
+async def test_the_purge_skips_an_upload_a_claim_holds_and_leaves_its_chunks(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    """An upload that expires while a report's transaction holds it (as claim_uploads does):
+    the purge skips it at once instead of deleting its chunks and then waiting for the row,
+    so the claim that commits has a file that strips and downloads."""
+    pool = await asyncpg.create_pool(stack.env["DATABASE_URL"], min_size=1, max_size=2)
+    ctx = Context(pool, stack.settings, stack.keyring, WorkingCalendar())
+    text = b"Kept while the report is being sent.\n"
+    try:
+        one = await uploaded(http, text, "notes.txt")
+        file_id = await db.fetchval("SELECT id FROM uploads")
+        async with db.transaction():
+            await db.fetchval("SELECT id FROM uploads WHERE id = $1 FOR UPDATE", file_id)
+            await db.execute(
+                "UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1",
+                file_id,
+            )
+            purged = await asyncio.wait_for(attachments.purge_expired_uploads(ctx), 10)
+            assert purged == 0
+            chunks = await pool.fetchval(
+                "SELECT count(*) FROM attachment_chunks WHERE file_id = $1", file_id
+            )
+            assert chunks >= 1
+            # The claim goes on and commits (here: the upload is left usable, then attached).
+            await db.execute(
+                "UPDATE uploads SET expires_at = now() + interval '1 hour' WHERE id = $1", file_id
+            )
+    finally:
+        await pool.close()
+    status, receipt = await report_with(http, [one])
+    assert status == 201, receipt
+    staff = await bearer(http, caseworker)
+    (file,) = await thread_files(http, receipt["reference"], staff)
+    await wait_state(db, file["id"], "ready")
+    status, got, _ = await download(http, f"/api/v1/staff/attachments/{file['id']}", staff)
+    assert status == 200 and got == text
+
+
+async def test_a_head_request_for_a_file_is_405_and_audits_nothing(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, caseworker: StaffAccount
+) -> None:
+    """HEAD would run the download: an audit row and a whole file decrypted for no body. Every
+    route that serves a file answers it 405."""
+    one = await uploaded(http, make.jpeg(Path(stack.artifacts) / "head.jpg").read_bytes(), "p.jpg")
+    status, receipt = await report_with(http, [one])
+    assert status == 201, receipt
+    staff = await bearer(http, caseworker)
+    (file,) = await thread_files(http, receipt["reference"], staff)
+    await wait_state(db, file["id"], "ready")
+    reporter = await reporter_bearer(http, receipt["code"])
+    fid = file["id"]
+    for path, headers in [
+        (f"/api/v1/staff/attachments/{fid}", staff),
+        (f"/api/v1/staff/attachments/{fid}/preview", staff),
+        (f"/api/v1/reporter/attachments/{fid}", reporter),
+        (f"/staff/attachments/{fid}", {}),
+        (f"/staff/attachments/{fid}/preview", {}),
+        (f"/messages/attachments/{fid}", {}),
+    ]:
+        async with http.head(path, headers=headers) as resp:
+            assert resp.status == 405, (path, resp.status)
+            assert "GET" in resp.headers["Allow"]
+    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action LIKE 'attachment_%'") == 0
+    async with http.get(f"/api/v1/staff/attachments/{fid}", headers=staff) as resp:
+        assert resp.status == 200  # GET still serves it
+
+
+async def test_an_upload_purged_while_it_streams_gets_a_clear_408(
+    stack: Stack, db: asyncpg.Connection
+) -> None:
+    """While it streams an upload may take the file limit at the slowest body rate allowed
+    (1 KiB/s) and a margin, not a fixed 8 hours; one purged before it finished is told it took
+    too long (408), never a 500, and nothing of it is kept."""
+    from confide.files.errors import UploadTooSlow
+    from confide.files.limits import MIB, AttachmentLimits
+    from webapp.errors import status_of
+
+    pool = await asyncpg.create_pool(stack.env["DATABASE_URL"], min_size=1, max_size=2)
+    ctx = Context(pool, stack.settings, stack.keyring, WorkingCalendar())
+    limits = AttachmentLimits(max_file_bytes=MIB)
+    seen: list[float] = []
+
+    async def slow_body() -> Any:
+        yield make.notes(300)
+        seen.append(
+            float(await db.fetchval("SELECT extract(epoch FROM expires_at - now()) FROM uploads"))
+        )
+        await db.execute("DELETE FROM uploads")  # the purge takes it: it was past its time
+        yield make.notes(10)
+
+    try:
+        try:
+            await attachments.receive_upload(
+                ctx, attachments.Uploader.anonymous(), slow_body(), limits=limits
+            )
+        except UploadTooSlow as exc:
+            assert status_of(exc) == 408 and "took too long" in exc.detail
+        else:
+            raise AssertionError("the purged upload was answered as received")
+    finally:
+        await pool.close()
+    expected = MIB / 1024 + attachments.STREAMING_MARGIN_S
+    assert expected - 30 <= seen[0] <= expected + 1, seen
+    assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == 0
+
+
+async def test_an_upload_id_has_one_spelling_only(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    """22 base64 characters carry 4 spare bits: another spelling of the same 128 bits is an
+    unknown id (422), and the upload stays usable with the one it was given."""
+    one = await uploaded(http, b"Notes about the door.\n", "notes.txt")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(one[-1])
+    other = one[:-1] + alphabet[last ^ 1]  # differs only in a spare bit
+    assert base64.urlsafe_b64decode(other + "==") == base64.urlsafe_b64decode(one + "==")
+    status, body = await report_with(http, [other])
+    assert status == 422 and body["errors"][0]["field"] == "attachments.0", body
+    status, receipt = await report_with(http, [one])
+    assert status == 201, receipt
+
+
+async def test_a_repeat_while_the_first_holds_its_files_gets_409_at_once(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    """An API report with files and an Idempotency-Key, sent again while the first request
+    still holds its uploads (here: a transaction holding their rows, as the first's claim
+    does): 409 with Retry-After at once, not a wait on the rows (CONTRACTS §3); once the first
+    is done, the same request goes through."""
+    one = await uploaded(http, b"Notes about the door.\n", "notes.txt")
+    key = {"Idempotency-Key": "repeat-" + "r" * 20}
+    async with db.transaction():
+        await db.execute("SELECT id FROM uploads FOR UPDATE")
+        status, body = await asyncio.wait_for(report_with(http, [one], headers=key), 10)
+        assert status == 409 and body["status"] == 409, body
+    status, receipt = await report_with(http, [one], headers=key)
+    assert status == 201, receipt
+    status, again = await report_with(http, [one], headers=key)
+    assert status == 200 and again["reference"] == receipt["reference"]

@@ -13,7 +13,6 @@ import jinja2
 from aiohttp import web, web_protocol
 
 from confide import logs
-from confide.crypto import DecryptionError
 from confide.errors import (
     CodeMalformed,
     CodeNotRecognised,
@@ -29,10 +28,10 @@ from confide.errors import (
     ThreadClosed,
     ValidationFailed,
 )
-from confide.files.errors import FileTooLarge, TooManyFiles, TypeNotAllowed
+from confide.files.errors import FileTooLarge, TooManyFiles, TypeNotAllowed, UploadTooSlow
 from confide.files.sniff import ImageTooLarge
 from confide.org import Organisation
-from confide.services.attachments import AttachmentNotReady
+from confide.services.attachments import AttachmentNotReady, AttachmentUnavailable
 from confide.services.passkeys import PasskeyInvalid, PasskeySignInOff
 from confide.services.second_factor import (
     AlreadyEnrolled,
@@ -195,7 +194,8 @@ ERROR_STATUS.update(
         ImageTooLarge: 422,
         TooManyFiles: 422,
         AttachmentNotReady: 409,
-        DecryptionError: 409,
+        AttachmentUnavailable: 409,
+        UploadTooSlow: 408,
         BadRequest: 400,
         UnsupportedMediaType: 415,
         # A NUL or other unstorable character slipped past validation: the client's mistake.
@@ -216,7 +216,6 @@ DETAILS.update(
             "copy or a screenshot of it."
         ),
         TooManyFiles: "Too many files for one report or message.",
-        DecryptionError: "This file cannot be served.",
     }
 )
 PROBLEM_TYPES.update(
@@ -226,6 +225,8 @@ PROBLEM_TYPES.update(
         ImageTooLarge: "image-too-large",
         TooManyFiles: "too-many-files",
         AttachmentNotReady: "attachment-not-ready",
+        AttachmentUnavailable: "attachment-unavailable",
+        UploadTooSlow: "upload-too-slow",
     }
 )
 DETAILS[asyncpg.CharacterNotInRepertoireError] = DETAILS[asyncpg.UntranslatableCharacterError] = (
@@ -298,7 +299,15 @@ def sso_refused_page(request: web.Request, exc: SsoRefused) -> web.Response:
     )
 
 
-OWN_WORDS = (BadRequest, UnsupportedMediaType, Forbidden, FormRefused, AttachmentNotReady)
+OWN_WORDS = (
+    BadRequest,
+    UnsupportedMediaType,
+    Forbidden,
+    FormRefused,
+    AttachmentNotReady,
+    AttachmentUnavailable,
+    UploadTooSlow,
+)
 """The exceptions that carry the words shown for them, as ``detail``."""
 
 

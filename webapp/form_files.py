@@ -23,7 +23,7 @@ from uuid import UUID
 from aiohttp import BodyPartReader, MultipartReader, web
 
 from confide.errors import FieldError, NotFound, RateLimited, ValidationFailed
-from confide.files.errors import FileTooLarge, TypeNotAllowed
+from confide.files.errors import FileTooLarge, TypeNotAllowed, UploadTooSlow
 from confide.files.limits import MIB, AttachmentLimits
 from confide.files.sniff import ImageTooLarge
 from confide.files.types import FileType
@@ -33,6 +33,7 @@ from webapp.body_limits import BodyLimit, allow_files, limit_bytes
 from webapp.errors import BadRequest
 from webapp.i18n import _, ngettext
 from webapp.keys import CTX, ORG, UPLOAD_LIMITS
+from webapp.security import UploadMeter, UploadsFull
 
 READ_BYTES = 64 * 1024
 TEXT_FIELD_MAX = 200_000  # far above any text field's own limit; the model gives the message
@@ -203,19 +204,30 @@ async def _one(
         return
     left = room.bytes - used
     each = dataclasses.replace(limits, max_file_bytes=min(limits.max_file_bytes, left))
+    meter: UploadMeter | None = None
     try:
-        if uploader.owner is not attachments.Owner.STAFF:  # reporters' budget (UploadLimits)
-            request.app[UPLOAD_LIMITS].check(request)
+        if uploader.owner is not attachments.Owner.STAFF:  # reporters' budgets (UploadLimits)
+            pending = await attachments.pending_upload_bytes(request.app[CTX])
+            meter = request.app[UPLOAD_LIMITS].check(request, pending)
     except RateLimited as exc:
         await _drain(part)
-        got.errors.append(too_often(name, exc.retry_after))
+        got.errors.append(refused_for_budget(name, exc))
         return
     try:
         if left <= 0:
             raise FileTooLarge(0)
+        blocks = _blocks(part)
         done = await attachments.receive_upload(
-            request.app[CTX], uploader, _blocks(part), limits=each, filename=name
+            request.app[CTX],
+            uploader,
+            blocks if meter is None else meter.blocks(blocks),
+            limits=each,
+            filename=name,
         )
+    except RateLimited as exc:  # past the client's bytes, or uploads hold too much: mid-file
+        await _drain(part)
+        got.errors.append(refused_for_budget(name, exc))
+        return
     except FileTooLarge:
         await _drain(part)
         got.errors.append(too_large(name, limits, whole=left < limits.max_file_bytes))
@@ -228,6 +240,13 @@ async def _one(
         await _drain(part)
         got.errors.append(image_too_large(name))
         return
+    except UploadTooSlow:
+        await _drain(part)
+        got.errors.append(too_slow(name))
+        return
+    finally:
+        if meter is not None:
+            meter.done()
     got.uploaded.append(done)
 
 
@@ -267,11 +286,35 @@ def not_allowed(name: str, limits: AttachmentLimits) -> str:
     ) % {"name": name, "types": allowed_words(limits)}
 
 
+def too_slow(name: str) -> str:
+    return _(
+        "“%(name)s” was not added: it took too long to arrive. Add it again, "
+        "if you can on a faster connection."
+    ) % {"name": name}
+
+
 def image_too_large(name: str) -> str:
     return _(
         "“%(name)s” is too large a picture to open safely (more than 80 megapixels). "
         "Send a smaller copy or a screenshot of it."
     ) % {"name": name}
+
+
+def refused_for_budget(name: str, exc: RateLimited) -> str:
+    if isinstance(exc, UploadsFull):
+        return too_busy(name, exc.retry_after)
+    return too_often(name, exc.retry_after)
+
+
+def too_busy(name: str, retry_after: int) -> str:
+    minutes = max(1, -(-retry_after // 60))
+    return ngettext(
+        "“%(name)s” was not added: too many files are waiting to be sent just now. "
+        "Wait %(num)d minute and add it again.",
+        "“%(name)s” was not added: too many files are waiting to be sent just now. "
+        "Wait %(num)d minutes and add it again.",
+        minutes,
+    ) % {"name": name, "num": minutes}
 
 
 def too_often(name: str, retry_after: int) -> str:

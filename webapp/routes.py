@@ -182,6 +182,7 @@ def setup(app: web.Application, static_dir: Path) -> None:
                 "/messages/attachments/{attachment_id}",
                 reporter.attachment_download,
                 name="reporter_attachment",
+                allow_head=False,  # a HEAD would audit and decrypt a whole file
             ),
             web.get("/check-receipt", reporter.check_receipt, name="check_receipt"),
             web.post("/check-receipt", reporter.check_receipt_submit, name="check_receipt_submit"),
@@ -203,16 +204,19 @@ def setup(app: web.Application, static_dir: Path) -> None:
                 "/api/v1/reporter/attachments/{attachment_id}",
                 api.reporter_attachment,
                 name="api_reporter_attachment",
+                allow_head=False,  # a HEAD would audit and decrypt a whole file
             ),
             web.get(
                 "/api/v1/staff/attachments/{attachment_id}",
                 api.staff_attachment,
                 name="api_staff_attachment",
+                allow_head=False,  # a HEAD would audit and decrypt a whole file
             ),
             web.get(
                 "/api/v1/staff/attachments/{attachment_id}/preview",
                 api.staff_attachment_preview,
                 name="api_staff_attachment_preview",
+                allow_head=False,  # a HEAD would audit and decrypt a whole file
             ),
             web.post(
                 "/api/v1/staff/attachments/{attachment_id}/release",
@@ -340,11 +344,13 @@ def setup(app: web.Application, static_dir: Path) -> None:
                 "/staff/attachments/{attachment_id}",
                 caseworker.attachment_download,
                 name="staff_attachment",
+                allow_head=False,  # a HEAD would audit and decrypt a whole file
             ),
             web.get(
                 "/staff/attachments/{attachment_id}/preview",
                 caseworker.attachment_preview,
                 name="staff_attachment_preview",
+                allow_head=False,  # a HEAD would audit and decrypt a whole file
             ),
             web.post(
                 "/staff/threads/{reference}/status", caseworker.status, name="staff_thread_status"

@@ -15,7 +15,7 @@ import ipaddress
 import math
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -268,7 +268,9 @@ class TokenBuckets:
     max_keys: int = 100_000
     _buckets: dict[bytes, _Bucket] = field(default_factory=dict)
 
-    def take(self, key: bytes, now: float | None = None) -> None:
+    def take(self, key: bytes, now: float | None = None, n: float = 1) -> None:
+        """Take ``n`` tokens (one request; or bytes, for a budget of bytes), or raise
+        RateLimited taking none."""
         now = time.monotonic() if now is None else now
         rate = self.capacity / self.period_s
         bucket = self._buckets.get(key)
@@ -278,11 +280,11 @@ class TokenBuckets:
             bucket = self._buckets[key] = _Bucket(float(self.capacity), now)
         bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * rate)
         bucket.updated = now
-        if bucket.tokens < 1:
-            raise RateLimited(int((1 - bucket.tokens) / rate) + 1)
-        bucket.tokens -= 1
+        if bucket.tokens < n:
+            raise RateLimited(int((n - bucket.tokens) / rate) + 1)
+        bucket.tokens -= n
 
-    def wait_s(self, key: bytes, now: float | None = None) -> int:
+    def wait_s(self, key: bytes, now: float | None = None, n: float = 1) -> int:
         """0 if ``take`` would succeed now, else the seconds until it would; takes nothing."""
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -290,7 +292,7 @@ class TokenBuckets:
         now = time.monotonic() if now is None else now
         rate = self.capacity / self.period_s
         tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * rate)
-        return 0 if tokens >= 1 else int((1 - tokens) / rate) + 1
+        return 0 if tokens >= n else int((n - tokens) / rate) + 1
 
     def give_back(self, key: bytes) -> None:
         """Return one token taken from ``key`` (its attempt turned out not to count)."""
@@ -333,11 +335,29 @@ class SubmissionLimits:
         self.global_.take(b"global")
 
 
+class UploadsFull(RateLimited):
+    """429: reporters' unattached uploads hold ``CONFIDE_PENDING_UPLOADS_MAX_MIB`` already."""
+
+
+UPLOADS_FULL_RETRY_S = 60  # the purge runs every minute; uploads expire after an hour
+
+
 class UploadLimits:
-    """Files sent by reporters, anonymous or signed in (issue 17): per-client buckets keyed as
-    for submissions, and a global budget per web process. Each file takes one token before a
-    byte of it is read or stored, so a flood is refused (429) before it costs any storage.
+    """Files sent by reporters, anonymous or signed in (issue 17), each with three budgets:
+
+    - files: per-client buckets keyed as for submissions, and a global budget per web process;
+      each file takes one token before a byte of it is read or stored;
+    - bytes per client (``CONFIDE_UPLOAD_MIB_PER_CLIENT_PER_HOUR``): a body declared larger
+      than what is left is refused before a byte is stored, and the bytes are charged as they
+      stream in, so a client past it is cut off mid-file;
+    - bytes held (``CONFIDE_PENDING_UPLOADS_MAX_MIB``): reporters' unattached uploads in the
+      database plus those streaming into this process; checked before storing and while
+      streaming.
+
+    Past any of them the answer is 429 with ``Retry-After`` and nothing of the file is kept.
     Staff uploads are not counted: they come from signed-in accounts."""
+
+    MIB = 1024 * 1024
 
     def __init__(self, settings: Settings) -> None:
         self.trusted_proxies = settings.trusted_proxies
@@ -345,13 +365,54 @@ class UploadLimits:
         self._client_key = secrets.token_bytes(32)  # never leaves this process's memory
         self.per_client = TokenBuckets(settings.upload_per_client_per_hour, 3600.0)
         self.global_ = TokenBuckets(settings.upload_global_per_minute, 60.0)
+        self.bytes_per_client = TokenBuckets(
+            settings.upload_mib_per_client_per_hour * self.MIB, 3600.0
+        )
+        self.pending_max = settings.pending_uploads_max_mib * self.MIB
+        self.streaming = 0  # bytes of reporters' uploads streaming into this process now
 
-    def check(self, request: web.Request) -> None:
+    def check(self, request: web.Request, pending: int, declared: int | None = None) -> UploadMeter:
+        """Admit one file (RateLimited, or UploadsFull, taking nothing): ``pending`` is what
+        reporters' unattached uploads hold now, ``declared`` the bytes the file may have (a
+        body's Content-Length) if known. The meter charges its bytes as they stream."""
+        key = client_key(request, self.trusted_proxies, self._client_key, "upload")
+        if pending + self.streaming >= self.pending_max:
+            raise UploadsFull(UPLOADS_FULL_RETRY_S)
         if self.enabled_per_client:
-            self.per_client.take(
-                client_key(request, self.trusted_proxies, self._client_key, "upload")
-            )
+            wanted = min(max(1, declared or 1), self.bytes_per_client.capacity)
+            wait = self.bytes_per_client.wait_s(key, n=wanted)
+            if wait:
+                raise RateLimited(wait)
+            self.per_client.take(key)
         self.global_.take(b"global")
+        return UploadMeter(self, key, pending)
+
+
+@dataclass
+class UploadMeter:
+    """One reporter's file as it streams in: each block is charged to the client's bytes and
+    counted against the cap on what uploads hold, before it is stored. :meth:`done` once the
+    file is stored or refused (its bytes are then in the database's sum, or gone)."""
+
+    limits: UploadLimits
+    key: bytes
+    pending: int  # reporters' unattached uploads when the file was admitted
+    counted: int = 0
+
+    async def blocks(self, blocks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        limits = self.limits
+        async for block in blocks:
+            if self.pending + limits.streaming + len(block) > limits.pending_max:
+                raise UploadsFull(UPLOADS_FULL_RETRY_S)
+            if limits.enabled_per_client:
+                limits.bytes_per_client.take(self.key, n=len(block))
+            limits.streaming += len(block)
+            self.counted += len(block)
+            yield block
+
+    def done(self) -> None:
+        self.limits.streaming -= self.counted
+        self.counted = 0
 
 
 class LoginLimits:

@@ -24,9 +24,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from confide.files.limits import BODY_MIN_BYTES_PER_S as MIN_RATE
+
 HEADER_TIMEOUT_S = 10.0
 BODY_WINDOW_S = 10.0
-BODY_MIN_BYTES_PER_S = 1024
+BODY_MIN_BYTES_PER_S = MIN_RATE  # confide.files.limits: the uploads' streaming time uses it
 _CHECK_EVERY_S = 1.0
 
 _TIMEOUT_RESPONSE = (

@@ -28,6 +28,13 @@ class FileTooLarge(AttachmentError):
         self.limit_bytes = limit_bytes
 
 
+class UploadTooSlow(AttachmentError):
+    """The upload was purged before it finished streaming (it took longer than its streaming
+    time, derived from the file limit at the slowest body rate allowed): 408."""
+
+    detail = "The upload took too long and was not kept. Send the file again."
+
+
 class TooManyFiles(AttachmentError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"more than {limit} files")

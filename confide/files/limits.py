@@ -9,6 +9,9 @@ from confide.errors import ConfigError
 from confide.files.types import DEFAULT_TYPES, FileType
 
 MIB = 1024 * 1024
+# The slowest a request body may keep arriving (webapp.slow_clients stops a slower one with 408):
+# what a file's streaming time is derived from.
+BODY_MIN_BYTES_PER_S = 1024
 KEYS = frozenset({"max_files", "max_total_mib", "max_file_mib", "allowed_types"})
 # Beyond this a file is no longer "evidence from a phone" and the stripping limits would not hold.
 MAX_FILE_MIB_CEILING = 200

@@ -19,8 +19,8 @@ The life of a file:
 3. :func:`prepare` (the worker) leases the row, decrypts the original into a private folder,
    strips it, stores the stripped copy (and for images a re-encoded preview), marks it
    ``ready`` and destroys the original, in one transaction; or marks it ``quarantined``.
-4. :func:`staff_download`, :func:`staff_preview`, :func:`reporter_download` stream a copy out,
-   audited; :func:`release` lets a manager release a quarantined file to staff.
+4. :func:`staff_download`, :func:`staff_preview`, :func:`reporter_download` stream a copy out
+   (staff's audited, the reporter's not); :func:`release` lets a manager release a quarantined file to staff.
 
 Nothing here logs or sends a file's bytes, name or type beyond its id.
 """
@@ -50,8 +50,8 @@ from confide import logs
 from confide.context import Context
 from confide.crypto import DecryptionError, ThreadKey, derive_key, keyed_hash
 from confide.errors import ConfideError, FieldError, NotFound, ValidationFailed
-from confide.files.errors import FileTooLarge, TooManyFiles
-from confide.files.limits import AttachmentLimits
+from confide.files.errors import FileTooLarge, TooManyFiles, UploadTooSlow
+from confide.files.limits import BODY_MIN_BYTES_PER_S, AttachmentLimits
 from confide.files.sniff import SNIFF_BYTES, sniff
 from confide.files.store import (
     ChunkStore,
@@ -71,9 +71,16 @@ if TYPE_CHECKING:  # confide.services.threads imports this module
 log = logs.get("confide.attachments")
 
 UPLOAD_TTL_S = 60 * 60  # CONTRACTS §3: an upload expires after 60 minutes unused
-# While it streams: 20 MiB at the slowest rate a body may keep (1 KiB/s, webapp.slow_clients)
-# takes under 6 hours; a body cut off is purged after this.
-STREAMING_TTL_S = 8 * 60 * 60
+# While it streams: the file limit at the slowest rate a body may keep (1 KiB/s,
+# webapp.slow_clients; 20 MiB take under 6 hours), and a margin; a body cut off is purged then.
+STREAMING_MARGIN_S = 10 * 60
+
+
+def streaming_ttl_s(limits: AttachmentLimits) -> int:
+    """How long an upload may take to stream in before the purge may take it."""
+    return -(-limits.max_file_bytes // BODY_MIN_BYTES_PER_S) + STREAMING_MARGIN_S
+
+
 UPLOAD_ID_BYTES = 16  # 128 bits
 # A run holds its lease by renewing it every LEASE_S / 3 while it works, so a run that dies
 # (SIGKILL, a lost host) lets go within LEASE_S, and a live one never loses it.
@@ -130,6 +137,22 @@ class AttachmentNotReady(ConfideError):
             State.RELEASED: "This file could not be made safe, so it is not served.",
             State.READY: "This file cannot be served.",
         }[state]
+
+
+class AttachmentUnavailable(ConfideError):
+    """409: a file's stored copy does not open (its chunks were changed or lost, or the key
+    that seals its file key was removed too early). Raised only while serving a copy, and
+    logged as ``attachment_unreadable`` with the attachment's id: a DecryptionError anywhere
+    else stays an unexpected error (500, logged with an error id)."""
+
+    detail = (
+        "This file cannot be opened: its stored copy is damaged or its key is missing. "
+        "This has been logged for the administrators."
+    )
+
+    def __init__(self, attachment_id: UUID) -> None:
+        super().__init__("attachment unreadable")
+        self.attachment_id = attachment_id
 
 
 class NotManager(ConfideError):
@@ -225,7 +248,13 @@ def _raw_upload_id(upload_id: object) -> bytes | None:
         raw = base64.urlsafe_b64decode(upload_id + "==")
     except (binascii.Error, ValueError):
         return None
-    return raw if len(raw) == UPLOAD_ID_BYTES else None
+    if len(raw) != UPLOAD_ID_BYTES:
+        return None
+    # 22 characters carry 132 bits: the last one's 4 spare bits give each id 16 spellings, and
+    # the decoder skips characters outside the alphabet. Only the one spelling we gave counts.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != upload_id:
+        return None
+    return raw
 
 
 def _lookup(ctx: Context, raw: bytes) -> bytes:
@@ -284,8 +313,8 @@ async def receive_upload(
     """Stream one file in: encrypted chunk by chunk as it arrives, its type judged on its first
     256 KiB (libmagic, never the name), the per-file limit enforced while it streams.
 
-    Raises FileTooLarge (413), TypeNotAllowed (415) or ImageTooLarge (422); nothing of the file
-    is kept then. ``filename`` is kept sealed with the upload (it becomes the attachment's
+    Raises FileTooLarge (413), TypeNotAllowed (415), ImageTooLarge (422) or UploadTooSlow (408:
+    purged before it finished, past :func:`streaming_ttl_s`); nothing of the file is kept then. ``filename`` is kept sealed with the upload (it becomes the attachment's
     original name only if the report or message asks to keep names). The upload id returned is
     the only way to the file; the server keeps its HMAC only.
     """
@@ -302,7 +331,7 @@ async def receive_upload(
             owner=uploader.owner.value,
             thread_id=uploader.thread_id,
             staff_id=uploader.staff_id,
-            ttl_s=STREAMING_TTL_S,
+            ttl_s=streaming_ttl_s(limits),
         )
     key = new_file_key()
     writer = SealedWriter(store, key, file_id, Copy.ORIGINAL)
@@ -339,14 +368,17 @@ async def receive_upload(
             raw, file_id, {"key": key.hex(), "sha256": digest.hexdigest(), "name": filename}
         )
         async with ctx.pool.acquire() as conn:
-            await sql.complete_upload(
-                conn,
-                file_id,
-                file_type=file_type.value,
-                size=writer.size,
-                sealed=sealed,
-                ttl_s=UPLOAD_TTL_S,
-            )
+            try:
+                await sql.complete_upload(
+                    conn,
+                    file_id,
+                    file_type=file_type.value,
+                    size=writer.size,
+                    sealed=sealed,
+                    ttl_s=UPLOAD_TTL_S,
+                )
+            except LookupError:  # purged while it streamed: it took longer than it may
+                raise UploadTooSlow() from None
     except BaseException:
         await _discard(ctx, store, file_id)
         raise
@@ -362,6 +394,12 @@ async def _discard(ctx: Context, store: ChunkStore, file_id: UUID) -> None:
             await sql.delete_upload(conn, file_id)
 
     await asyncio.shield(discard())
+
+
+async def pending_upload_bytes(ctx: Context) -> int:
+    """The bytes reporters' unattached uploads hold now (complete ones; staff's not counted)."""
+    async with ctx.pool.acquire() as conn:
+        return await sql.pending_upload_bytes(conn)
 
 
 async def describe_uploads(
@@ -439,18 +477,24 @@ async def claim_uploads(
     uploader: Uploader,
     upload_ids: Sequence[str],
     limits: AttachmentLimits,
+    *,
+    nowait: bool = False,
 ) -> list[Claimed]:
     """Lock and open the uploads to attach, in the order given. Raises ValidationFailed (422,
     field ``attachments.N``) for an id that is unknown, used, expired, still streaming or not
     the uploader's (all alike), or repeated; TooManyFiles (422) over the count, FileTooLarge
-    (413) over the total size. Must run in the transaction that then calls :func:`attach`."""
+    (413) over the total size. Must run in the transaction that then calls :func:`attach`.
+    ``nowait``: an upload another transaction holds (a concurrent request attaching it) raises
+    asyncpg's LockNotAvailableError at once rather than waiting for it."""
     if not upload_ids:
         return []
     if len(upload_ids) > limits.max_files:
         raise TooManyFiles(limits.max_files)
     raws: list[bytes | None] = [_raw_upload_id(uid) for uid in upload_ids]
     lookups = [None if raw is None else _lookup(ctx, raw) for raw in raws]
-    found = await sql.usable_uploads(conn, [lk for lk in lookups if lk is not None], lock=True)
+    found = await sql.usable_uploads(
+        conn, [lk for lk in lookups if lk is not None], lock=True, nowait=nowait
+    )
     errors: list[FieldError] = []
     claimed: list[Claimed] = []
     seen: set[bytes] = set()
@@ -697,10 +741,26 @@ def _serve(ctx: Context, row: sql.AttachmentRow, copy: Copy, *, inline: bool) ->
     content_type = file_type.mime
     if copy is Copy.PREVIEW:
         name, content_type = f"preview-{row.position}.jpg", "image/jpeg"
-    key = _file_key(ctx, row)
-    return Download(
-        name, content_type, int(size or 0), read_copy(store_of(ctx), key, row.id, copy), inline
-    )
+    try:
+        key = _file_key(ctx, row)
+    except DecryptionError:
+        raise _unreadable(row.id) from None
+    chunks = _readable(row.id, read_copy(store_of(ctx), key, row.id, copy))
+    return Download(name, content_type, int(size or 0), chunks, inline)
+
+
+def _unreadable(attachment_id: UUID) -> AttachmentUnavailable:
+    log.error("attachment_unreadable", attachment_id=str(attachment_id))
+    return AttachmentUnavailable(attachment_id)
+
+
+async def _readable(attachment_id: UUID, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A copy's plaintext; a chunk that does not open is AttachmentUnavailable, logged."""
+    try:
+        async for block in chunks:
+            yield block
+    except DecryptionError:
+        raise _unreadable(attachment_id) from None
 
 
 async def _staff_row(
@@ -756,15 +816,15 @@ async def staff_preview(ctx: Context, staff: Staff, attachment_id: UUID) -> Down
 async def reporter_download(ctx: Context, thread_id: UUID, attachment_id: UUID) -> Download:
     """A file of the reporter's own thread, stripped: 404 for any other thread's; 409 while
     preparing, quarantined or released (the reporter is never served an unstripped file).
-    Audited as ``attachment_download`` by the reporter (no staff id)."""
-    async with ctx.pool.acquire() as conn, conn.transaction():
+    Not audited: the audit log's exact time (and its order among staff actions) would tell
+    staff when the reporter was online (docs/attachments.md)."""
+    async with ctx.pool.acquire() as conn:
         row = await sql.get(conn, attachment_id)
         if row is None or row.thread_id != thread_id:
             raise NotFound()
         state = State(row.state)
         if state is not State.READY:
             raise AttachmentNotReady(state)
-        await sql_audit.record(conn, None, row.thread_id, "attachment_download", {"reporter": True})
     return _serve(ctx, row, Copy.STRIPPED, inline=False)
 
 
@@ -803,11 +863,14 @@ async def purge_expired_uploads(ctx: Context, *, batch: int = 200) -> int:
     store = store_of(ctx)
     done = 0
     async with ctx.pool.acquire() as conn:
-        while ids := await sql.expired_uploads(conn, batch):
+        while True:
+            # The rows first (skipping those a claim holds), then their chunks, in one
+            # transaction: a claim waiting on nothing of ours never attaches a file whose
+            # chunks are gone.
             async with conn.transaction():
+                ids = await sql.delete_expired_uploads(conn, batch)
                 for file_id in ids:
                     await store.delete(file_id, conn=conn)
-                    await sql.delete_upload(conn, file_id)
             done += len(ids)
             if len(ids) < batch:
                 break

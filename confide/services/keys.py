@@ -4,7 +4,7 @@
   that quarter's old one), keep the old ones after it, and run ``confide keys rotate``. Thread
   keys are rewrapped under the current key of their quarter (no content is re-encrypted); the
   few values the keyring seals itself (outbox recipients, authenticator secrets, threads not yet
-  migrated) are re-encrypted under the first key.
+  migrated, with their messages, notes and files' keys) are re-encrypted under the first key.
 - ``migrate_threads``: gives every thread made before thread keys its own data key, a thread
   per transaction (resumable: stop it any time, run it again).
 - ``usage`` / ``retire``: which keys wrap live threads or seal values, and retiring one that
@@ -97,9 +97,9 @@ async def rewrap_all(ctx: Context) -> int:
 
 
 async def migrate_threads(ctx: Context, *, limit: int | None = None) -> dict[str, int]:
-    """Give threads without a data key one: their report, messages and notes re-sealed under
-    it, in one transaction per thread (a concurrent message waits for the row lock and then
-    uses the new key). Resumable and idempotent: ``{"migrated": n, "left": n}``."""
+    """Give threads without a data key one: their report, messages, notes and files' keys,
+    kept names and release reasons re-sealed under it, in one transaction per thread (a
+    concurrent message waits for the row lock and then uses the new key). Resumable and idempotent: ``{"migrated": n, "left": n}``."""
     rules = retention.rules(ctx)
     migrated = 0
     while limit is None or migrated < limit:
@@ -156,8 +156,17 @@ async def _migrate_one(ctx: Context, conn: Connection, rules: Lifecycle, thread_
     for nid, body in notes:
         note_ctx = f"notes.body:{nid}"
         new_notes.append((nid, key.seal(ctx.keyring.open(bytes(body), note_ctx), note_ctx)))
+    new_files = []
+    for aid, sealed_columns in await sql_keys.lock_thread_attachments(conn, thread_id):
+        resealed: dict[str, bytes | None] = {}
+        for column, sealed in sealed_columns.items():
+            context = context_for("attachments", column, aid)
+            # ThreadKey.open: the keyring's (0x01) as it sealed them, or a thread key's already.
+            plain = key.open_optional(None if sealed is None else bytes(sealed), context)
+            resealed[column] = key.seal_optional(plain, context)
+        new_files.append((aid, resealed))
     await sql_keys.adopt_data_key(
-        conn, thread_id, (wrapped, key_id, quarter), columns, new_messages, new_notes
+        conn, thread_id, (wrapped, key_id, quarter), columns, new_messages, new_notes, new_files
     )
     return 1
 

@@ -223,6 +223,30 @@ async def _acknowledge_automatically(ctx: Context, thread_id: UUID) -> None:
         )
 
 
+async def _claim(
+    ctx: Context,
+    conn: asyncpg.Connection,
+    draft: NewReport,
+    idempotency: Idempotency | None,
+    wait_for_first: bool,
+) -> list[attachments.Claimed]:
+    """The report's uploads, locked. An API request with an Idempotency-Key does not wait for
+    uploads that a concurrent request holds (its first, most likely, not committed yet): 409
+    with Retry-After, as for any repeat in progress (CONTRACTS §3). HTML forms wait instead."""
+    nowait = idempotency is not None and not wait_for_first
+    try:
+        return await attachments.claim_uploads(
+            conn,
+            ctx,
+            attachments.Uploader.anonymous(),
+            draft.attachments,
+            ctx.attachments,
+            nowait=nowait,
+        )
+    except asyncpg.LockNotAvailableError:
+        raise RequestInProgress(retry_after=1) from None
+
+
 async def submit_report(
     ctx: Context,
     draft: NewReport,
@@ -318,13 +342,7 @@ async def submit_report(
             async with ctx.pool.acquire() as conn, _transaction(conn, bool(draft.attachments)):
                 claimed: list[attachments.Claimed] = []
                 if draft.attachments:
-                    claimed = await attachments.claim_uploads(
-                        conn,
-                        ctx,
-                        attachments.Uploader.anonymous(),
-                        draft.attachments,
-                        ctx.attachments,
-                    )
+                    claimed = await _claim(ctx, conn, draft, idempotency, wait_for_first)
                     commitment = commit_to([c.sha256 for c in claimed])
                 row = await sql_reports.submit(
                     conn,

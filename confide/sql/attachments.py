@@ -143,12 +143,12 @@ async def delete_upload(conn: Connection, upload_id: UUID) -> None:
 
 
 async def usable_uploads(
-    conn: Connection, lookups: Sequence[bytes], *, lock: bool
+    conn: Connection, lookups: Sequence[bytes], *, lock: bool, nowait: bool = False
 ) -> dict[bytes, UploadRow]:
     """Complete uploads not expired (or held by a live draft), by lookup; ``lock`` holds them
     until the transaction ends (two requests using the same upload: one waits, then finds it
-    gone)."""
-    for_update = "FOR UPDATE OF u" if lock else ""
+    gone; with ``nowait`` it gets asyncpg's LockNotAvailableError at once instead)."""
+    for_update = ("FOR UPDATE OF u NOWAIT" if nowait else "FOR UPDATE OF u") if lock else ""
     rows = await conn.fetch(
         f"""SELECT u.lookup, {", ".join("u." + c for c in _UPLOAD.split(", "))}
             FROM uploads u
@@ -178,15 +178,30 @@ async def delete_upload_by_lookup(conn: Connection, lookup: bytes) -> UUID | Non
     return found
 
 
-async def expired_uploads(conn: Connection, limit: int) -> list[UUID]:
-    """Uploads past their time and held by no live draft (incomplete ones included: a body
-    cut off mid-stream)."""
+async def pending_upload_bytes(conn: Connection) -> int:
+    """The bytes of reporters' (and anonymous) uploads not attached (yet), expired ones not yet
+    purged included: what ``CONFIDE_PENDING_UPLOADS_MAX_MIB`` caps. Staff uploads not counted."""
+    return int(
+        await conn.fetchval(
+            "SELECT coalesce(sum(size), 0) FROM uploads WHERE owner <> 'staff' AND complete"
+        )
+    )
+
+
+async def delete_expired_uploads(conn: Connection, limit: int) -> list[UUID]:
+    """Delete up to ``limit`` uploads past their time and held by no live draft (incomplete
+    ones included: a body cut off mid-stream), skipping any row another transaction holds (a
+    report or message claiming it); their ids, whose chunks the caller then deletes in the same
+    transaction. A claim that holds its uploads' rows is never left with chunks gone."""
+    expired = """u.expires_at <= now()
+                 AND NOT EXISTS (SELECT 1 FROM report_drafts d
+                                 WHERE d.id = u.draft_id AND d.expires_at > now())"""
     rows = await conn.fetch(
-        """SELECT u.id FROM uploads u
-           WHERE u.expires_at <= now()
-             AND NOT EXISTS (SELECT 1 FROM report_drafts d
-                             WHERE d.id = u.draft_id AND d.expires_at > now())
-           ORDER BY u.expires_at LIMIT $1""",
+        f"""DELETE FROM uploads u
+            WHERE u.id IN (SELECT u.id FROM uploads u WHERE {expired}
+                           ORDER BY u.expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+              AND {expired}
+            RETURNING u.id""",
         limit,
     )
     return [r["id"] for r in rows]

@@ -29,6 +29,11 @@ SEALED = (
     ("messages", "id", "body"),
     ("messages", "id", "receipt_salt"),
     ("notes", "id", "body"),
+    # A file's key (and SHA-256), its kept name and a release's reason: under the thread key,
+    # or the keyring's on a thread made before thread keys (ThreadKey.seal falls back).
+    ("attachments", "id", "file_key"),
+    ("attachments", "id", "name"),
+    ("attachments", "id", "release_reason"),
     ("outbox", "id", "recipient"),
     ("staff_totp", "staff_id", "secret"),
 )
@@ -149,6 +154,22 @@ async def thread_rows(
     )
 
 
+ATTACHMENT_COLUMNS = tuple(c for t, _, c in SEALED if t == "attachments")
+
+
+async def lock_thread_attachments(
+    conn: Connection, thread_id: UUID
+) -> list[tuple[UUID, dict[str, bytes | None]]]:
+    """A thread's files (id, sealed columns in ATTACHMENT_COLUMNS order), locked until the
+    transaction ends: a manager's release waits, then seals under the key it then finds."""
+    columns = ", ".join(ATTACHMENT_COLUMNS)
+    rows = await conn.fetch(
+        f"""SELECT id, {columns} FROM attachments WHERE thread_id = $1 ORDER BY id FOR UPDATE""",
+        thread_id,
+    )
+    return [(r["id"], {c: r[c] for c in ATTACHMENT_COLUMNS}) for r in rows]
+
+
 async def adopt_data_key(
     conn: Connection,
     thread_id: UUID,
@@ -156,6 +177,7 @@ async def adopt_data_key(
     columns: dict[str, bytes | None],
     messages: list[tuple[UUID, bytes, bytes | None]],
     notes: list[tuple[UUID, bytes]],
+    files: list[tuple[UUID, dict[str, bytes | None]]],
 ) -> None:
     """Store a thread's content re-sealed under its new data key, and the key's wrap."""
     sets = ", ".join(f"{c} = ${i + 5}" for i, c in enumerate(THREAD_COLUMNS))
@@ -181,6 +203,18 @@ async def adopt_data_key(
                FROM unnest($1::uuid[], $2::bytea[]) AS n(id, body) WHERE o.id = n.id""",
             [n[0] for n in notes],
             [n[1] for n in notes],
+        )
+    if files:
+        await conn.execute(
+            """UPDATE attachments a SET file_key = n.file_key, name = n.name,
+                                        release_reason = n.release_reason
+               FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::bytea[])
+                    AS n(id, file_key, name, release_reason)
+               WHERE a.id = n.id""",
+            [f[0] for f in files],
+            [f[1]["file_key"] for f in files],
+            [f[1]["name"] for f in files],
+            [f[1]["release_reason"] for f in files],
         )
 
 

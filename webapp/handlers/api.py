@@ -32,6 +32,7 @@ from webapp.keys import (
 from webapp.openapi import document
 from webapp.report_flow import submit_report
 from webapp.responses import latest_reminder
+from webapp.security import UploadMeter
 
 log = logs.get("confide.web.api")
 B = TypeVar("B", bound=models.Body)
@@ -132,14 +133,29 @@ async def upload(request: web.Request) -> web.Response:
     uploader = await _uploader(request)
     limits = request.app[ORG].attachments
     # A budget of its own, not the submissions' (ten files and their report would use 11 of the
-    # 20 an hour a client has); staff are not counted (webapp.security.UploadLimits).
-    if uploader.owner is not attachments.Owner.STAFF:
-        request.app[UPLOAD_LIMITS].check(request)
-    blocks, filename = await file_part(request, limits)
-    done = await attachments.receive_upload(
-        request.app[CTX], uploader, blocks, limits=limits, filename=filename
-    )
+    # 20 an hour a client has), in files and in bytes, and a cap on what pending uploads hold;
+    # staff are not counted (webapp.security.UploadLimits).
+    meter = await _upload_meter(request, uploader)
+    try:
+        blocks, filename = await file_part(request, limits)
+        done = await attachments.receive_upload(
+            request.app[CTX],
+            uploader,
+            blocks if meter is None else meter.blocks(blocks),
+            limits=limits,
+            filename=filename,
+        )
+    finally:
+        if meter is not None:
+            meter.done()
     return responses.Upload.of(done).response(201)
+
+
+async def _upload_meter(request: web.Request, uploader: attachments.Uploader) -> UploadMeter | None:
+    if uploader.owner is attachments.Owner.STAFF:
+        return None
+    pending = await attachments.pending_upload_bytes(request.app[CTX])
+    return request.app[UPLOAD_LIMITS].check(request, pending, request.content_length)
 
 
 async def _uploader(request: web.Request) -> attachments.Uploader:
