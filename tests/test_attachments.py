@@ -554,11 +554,20 @@ async def test_a_worker_killed_while_stripping_leaves_the_file_stripped_exactly_
     await asyncio.sleep(0.5)  # mid-file: decrypted, being re-encoded
     assert await db.fetchval("SELECT state FROM attachments") == "preparing"
     worker.stop(signal.SIGKILL)
+    # The killed run could not clean up: its decrypted original is still in the strip folder.
+    strip_folder = stack.settings.strip_folder
+    assert strip_folder.stat().st_mode & 0o777 == 0o700
+    left = [f for f in strip_folder.glob("confide-strip-*") if (f / "original.png").exists()]
+    assert left
+    # The claim pushed the next attempt back: a crash loop backs off without any retry_strip.
+    assert await db.fetchval("SELECT next_attempt_at > now() FROM attachments")
     worker.start()
     wait_worker(stack.env["REDIS_URL"], worker)
+    assert not any(f.exists() for f in left)  # swept as the worker started
     await wait_state(db, str(attachment_id), "ready", timeout=180)
     row = await db.fetchrow("SELECT attempts, stripped_size FROM attachments")
     assert row["attempts"] == 2  # the killed run, then one that finished
+    assert not list(strip_folder.glob("confide-strip-*"))
     stripped = await db.fetchval(
         "SELECT count(*) FROM attachment_chunks WHERE file_id = $1 AND copy = 'stripped'",
         attachment_id,

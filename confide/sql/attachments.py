@@ -265,10 +265,14 @@ async def get(conn: Connection, attachment_id: UUID, *, lock: bool = False) -> A
 
 async def claim_strip(conn: Connection, attachment_id: UUID, lease_s: float) -> int | None:
     """Lease a preparing attachment for one stripping run: its attempt number, or None (ready,
-    quarantined, leased by a live run, or not due yet: a redelivery does nothing)."""
+    quarantined, leased by a live run, or not due yet: a redelivery does nothing). The next
+    attempt is pushed back at once (LEASE, then doubling up to an hour), so a run that dies
+    without a word (SIGKILL, OOM, the hard time limit) still backs off."""
     attempts: int | None = await conn.fetchval(
         """UPDATE attachments SET leased_until = now() + make_interval(secs => $2),
-                                  attempts = attempts + 1
+                                  attempts = attempts + 1,
+                                  next_attempt_at = now() + make_interval(
+                                      secs => least($2 * 2 ^ attempts, 3600))
            WHERE id = $1 AND state = 'preparing' AND next_attempt_at <= now()
              AND (leased_until IS NULL OR leased_until < now())
            RETURNING attempts""",
