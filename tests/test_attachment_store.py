@@ -19,7 +19,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self.chunks: dict[tuple[UUID, Copy, int], bytes] = {}
 
-    async def put(self, file_id: UUID, copy: Copy, index: int, data: bytes) -> None:
+    async def put(
+        self, file_id: UUID, copy: Copy, index: int, data: bytes, *, conn: Connection | None = None
+    ) -> None:
         self.chunks[(file_id, copy, index)] = data
 
     async def count(self, file_id: UUID, copy: Copy) -> int:

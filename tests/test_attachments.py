@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,13 @@ from PIL.PngImagePlugin import PngInfo
 from confide import receipts
 from confide.context import Context
 from confide.files.store import CHUNK_BYTES
+from confide.files.types import FileType
 from confide.services import attachments, housekeeping
 from confide.services.workdays import WorkingCalendar
 from confide.sql import lifecycle as sql_lifecycle
 from tests import attachment_files as make
 from tests.conftest import Proc, Stack, StaffAccount, add_staff, kick_relay, wait_worker
+from workers.tasks.files import strip_into
 
 JSON = dict[str, Any]
 
@@ -500,6 +503,61 @@ async def test_an_interrupted_stripping_ends_with_one_stripped_copy_and_a_rerun_
         attachment_id,
     )
     assert [bytes(c["data"]) for c in after] == before
+    staff = await bearer(http, caseworker)
+    status, got, _ = await download(http, f"/api/v1/staff/attachments/{attachment_id}", staff)
+    assert status == 200
+    (tmp_path / "got.pdf").write_bytes(got)
+    assert canaries_in(make.pdf_text(tmp_path / "got.pdf")) == []
+
+
+async def test_a_run_whose_lease_was_taken_over_is_refused_and_the_file_is_ready_once(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
+    caseworker: StaffAccount,
+    worker: Proc,
+    tmp_path: Path,
+) -> None:
+    worker.stop()  # the two runs are staged here, in this process
+    one = await uploaded(http, make.pdf(tmp_path / "letter.pdf").read_bytes(), "letter.pdf")
+    status, _ = await report_with(http, [one])
+    assert status == 201
+    attachment_id = await db.fetchval("SELECT id FROM attachments")
+    pool = await asyncpg.create_pool(stack.env["DATABASE_URL"], min_size=1, max_size=4)
+    ctx = Context(pool, stack.settings, stack.keyring, WorkingCalendar())
+    stripping, go = threading.Event(), threading.Event()
+
+    def slow(original: Path, file_type: FileType, folder: Path) -> tuple[Path, Path | None]:
+        stripping.set()  # run A has decrypted the original and is stripping it
+        assert go.wait(60)
+        return strip_into(original, file_type, folder)
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    try:
+        first = asyncio.create_task(attachments.prepare(ctx, attachment_id, slow, tmp_path / "a"))
+        assert await asyncio.to_thread(stripping.wait, 60)
+        # Run A's lease is taken from it (its renewals lost, say) and the file is due again.
+        await db.execute(
+            "UPDATE attachments SET leased_until = now() - interval '1 second', "
+            "next_attempt_at = now()"
+        )
+        second = await attachments.prepare(ctx, attachment_id, strip_into, tmp_path / "b")
+        assert second.state is attachments.State.READY
+        go.set()
+        refused = await first  # A finishes stripping: its writes are refused, and no error
+        assert refused.state is None and refused.reason == attachments.LEASE_LOST
+    finally:
+        go.set()
+        await pool.close()
+    row = await db.fetchrow("SELECT state, attempts, stripped_size, lease_id FROM attachments")
+    assert row["state"] == "ready" and row["attempts"] == 2 and row["lease_id"] is None
+    stripped = await db.fetchval(
+        "SELECT count(*) FROM attachment_chunks WHERE file_id = $1 AND copy = 'stripped'",
+        attachment_id,
+    )
+    assert stripped == max(1, math.ceil(row["stripped_size"] / CHUNK_BYTES))
+    assert await db.fetchval("SELECT count(*) FROM attachment_chunks WHERE copy = 'original'") == 0
     staff = await bearer(http, caseworker)
     status, got, _ = await download(http, f"/api/v1/staff/attachments/{attachment_id}", staff)
     assert status == 200

@@ -58,7 +58,7 @@ def strip_attachment(attachment_id: str) -> None:
             return await attachments.prepare(ctx, found, strip_into, folder)
 
     outcome = db.run(run())
-    done = "skipped" if outcome.state is None else outcome.reason or outcome.state.value
+    done = outcome.reason or ("skipped" if outcome.state is None else outcome.state.value)
     log.info("attachment_prepared", attachment_id=attachment_id, outcome=done)
 
 
