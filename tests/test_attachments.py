@@ -14,6 +14,8 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -563,6 +565,46 @@ async def test_a_run_whose_lease_was_taken_over_is_refused_and_the_file_is_ready
     assert status == 200
     (tmp_path / "got.pdf").write_bytes(got)
     assert canaries_in(make.pdf_text(tmp_path / "got.pdf")) == []
+
+
+RELAY_ONCE = """
+from workers import context
+from workers.celery_app import app
+from workers.tasks.delivery import relay_outbox
+context.init()
+app.loader.import_default_modules()
+print(relay_outbox())
+"""
+
+
+async def test_the_relays_strip_sends_expire_so_a_backed_up_queue_does_not_pile_up(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, worker: Proc
+) -> None:
+    worker.stop()  # the files queue is backed up: nobody consumes it
+    one = await uploaded(http, b"Plain notes.\n", "notes.txt")
+    status, _ = await report_with(http, [one])
+    assert status == 201
+    attachment_id = await db.fetchval("SELECT id FROM attachments")
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    try:
+        client.delete("files")
+        env = {**stack.env, "CONFIDE_WORKER_METRICS_PORT": ""}
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", RELAY_ONCE],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        sent = [json.loads(m) for m in client.lrange("files", 0, -1)]
+    finally:
+        client.close()
+    mine = [m for m in sent if str(attachment_id) in base64.b64decode(m["body"]).decode()]
+    assert len(mine) == 1
+    assert mine[0]["headers"]["task"] == "confide.strip_attachment"
+    assert mine[0]["headers"]["expires"]  # a copy still queued after 30 s is dropped
 
 
 async def test_erasing_a_thread_erases_its_files(
