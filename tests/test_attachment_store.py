@@ -39,7 +39,7 @@ class MemoryStore:
         for key in [k for k in self.chunks if k[0] == file_id and copy in (None, k[1])]:
             del self.chunks[key]
 
-    async def sweep(self, conn: Connection) -> int:
+    async def sweep(self, conn: Connection, limit: int) -> int:
         return 0
 
 

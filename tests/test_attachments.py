@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import aiohttp
 import asyncpg
@@ -605,6 +605,37 @@ async def test_the_relays_strip_sends_expire_so_a_backed_up_queue_does_not_pile_
     assert len(mine) == 1
     assert mine[0]["headers"]["task"] == "confide.strip_attachment"
     assert mine[0]["headers"]["expires"]  # a copy still queued after 30 s is dropped
+
+
+async def test_chunks_of_no_upload_or_attachment_are_swept_by_housekeeping(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    one = await uploaded(http, b"Plain notes.\n", "notes.txt")
+    status, _ = await report_with(http, [one])
+    assert status == 201
+    attachment_id = await db.fetchval("SELECT id FROM attachments")
+    await wait_state(db, str(attachment_id), "ready")
+    kept = await db.fetchval("SELECT count(*) FROM attachment_chunks")
+    # Left behind: a file whose thread was erased mid-strip, or a deleted member's upload.
+    orphan = uuid4()
+    for idx in range(3):
+        await db.execute(
+            "INSERT INTO attachment_chunks (file_id, copy, idx, data) VALUES ($1, 'stripped', $2, $3)",
+            orphan,
+            idx,
+            os.urandom(64),
+        )
+    pool = await asyncpg.create_pool(stack.env["DATABASE_URL"], min_size=1, max_size=2)
+    ctx = Context(pool, stack.settings, stack.keyring, WorkingCalendar())
+    try:
+        await housekeeping.purge_expired(ctx)  # (beat's minutely purge may have run first)
+        assert await attachments.sweep_orphan_chunks(ctx, batch=1) == 0
+    finally:
+        await pool.close()
+    assert (
+        await db.fetchval("SELECT count(*) FROM attachment_chunks WHERE file_id = $1", orphan) == 0
+    )
+    assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == kept
 
 
 async def test_erasing_a_thread_erases_its_files(

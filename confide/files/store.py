@@ -69,8 +69,9 @@ class ChunkStore(Protocol):
         store elsewhere deletes at once; what it leaves after a crash is swept by
         :meth:`sweep`, and without the file key is unreadable anyway)."""
 
-    async def sweep(self, conn: Connection) -> int:
-        """Delete chunks of files that neither an upload nor an attachment names any more."""
+    async def sweep(self, conn: Connection, limit: int) -> int:
+        """Delete up to ``limit`` chunks of files that neither an upload nor an attachment names
+        any more (how many)."""
 
 
 class PostgresChunkStore:
@@ -116,10 +117,10 @@ class PostgresChunkStore:
         async with self._pool.acquire() as own:
             await sql.delete_chunks(own, file_id, None if copy is None else copy.value)
 
-    async def sweep(self, conn: Connection) -> int:
+    async def sweep(self, conn: Connection, limit: int) -> int:
         from confide.sql import attachments as sql
 
-        return await sql.sweep_orphan_chunks(conn)
+        return await sql.sweep_orphan_chunks(conn, limit)
 
 
 def new_file_key() -> bytes:

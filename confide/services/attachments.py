@@ -762,6 +762,21 @@ async def _store_file(
     return writer.size
 
 
+async def sweep_orphan_chunks(ctx: Context, *, batch: int = 5_000, batches: int = 4) -> int:
+    """Housekeeping: delete chunks that belong to no upload and no attachment any more (a staff
+    member deleted with uploads in flight, a thread erased while its file was stripped), in at
+    most ``batches`` short statements of ``batch`` chunks each (the rest in the next pass)."""
+    store = store_of(ctx)
+    swept = 0
+    async with ctx.pool.acquire() as conn:
+        for _ in range(batches):
+            n = await store.sweep(conn, batch)
+            swept += n
+            if n < batch:
+                break
+    return swept
+
+
 def _file_key(ctx: Context, row: sql.AttachmentRow) -> bytes:
     thread_key = ctx.keyring.thread_key(row.thread_id, row.data_key)
     opened = json.loads(thread_key.open(bytes(row.file_key), _key_context(row.id)))

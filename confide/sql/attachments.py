@@ -52,13 +52,19 @@ async def delete_chunks(conn: Connection, file_id: UUID, copy: str | None) -> No
     )
 
 
-async def sweep_orphan_chunks(conn: Connection) -> int:
-    """Chunks of no upload and no attachment (a partial stripped copy of a run that died, an
-    upload row deleted by a store elsewhere): deleted."""
+async def sweep_orphan_chunks(conn: Connection, limit: int) -> int:
+    """Up to ``limit`` chunks of no upload and no attachment (a thread erased or a staff member
+    deleted while a file was in flight, a web process that died after an erasure): deleted.
+    An upload's row is written before its first chunk, and attaching swaps the upload row for
+    the attachment row in one transaction, so a file in use always has one of the two."""
     done: str = await conn.execute(
-        """DELETE FROM attachment_chunks c
-           WHERE NOT EXISTS (SELECT 1 FROM uploads u WHERE u.id = c.file_id)
-             AND NOT EXISTS (SELECT 1 FROM attachments a WHERE a.id = c.file_id)"""
+        """DELETE FROM attachment_chunks
+           WHERE (file_id, copy, idx) IN (
+               SELECT c.file_id, c.copy, c.idx FROM attachment_chunks c
+               WHERE NOT EXISTS (SELECT 1 FROM uploads u WHERE u.id = c.file_id)
+                 AND NOT EXISTS (SELECT 1 FROM attachments a WHERE a.id = c.file_id)
+               LIMIT $1)""",
+        limit,
     )
     return int(done.split()[-1])
 

@@ -139,7 +139,8 @@ def purge_expired() -> None:
             + done.submission_keys
             + done.message_keys
             + done.drafts
-            + done.uploads,
+            + done.uploads
+            + done.chunks,
         )
 
     db.run(run())
