@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -510,6 +511,12 @@ async def test_an_interrupted_stripping_ends_with_one_stripped_copy_and_a_rerun_
     assert status == 200
     (tmp_path / "got.pdf").write_bytes(got)
     assert canaries_in(make.pdf_text(tmp_path / "got.pdf")) == []
+    # What is logged of a file is its id and outcomes, never its type (nor its name).
+    events = ("upload_received", "attachment_prepared", "attachment_not_strippable")
+    logged = [line for line in stack.logs().splitlines() if any(e in line for e in events)]
+    assert any(str(attachment_id) in line for line in logged)
+    types = re.compile(r"\b(pdf|jpeg|png|heic|docx|odt|mp3|m4a|application/\w+|image/\w+)\b")
+    assert not [line for line in logged if types.search(line)]
 
 
 async def test_a_run_whose_lease_was_taken_over_is_refused_and_the_file_is_ready_once(

@@ -350,7 +350,7 @@ async def receive_upload(
     except BaseException:
         await _discard(ctx, store, file_id)
         raise
-    log.info("upload_received", upload=str(file_id), outcome=file_type.value)
+    log.info("upload_received", upload=str(file_id))
     return Uploaded(upload_id, writer.size, file_type)
 
 

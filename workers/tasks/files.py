@@ -145,13 +145,13 @@ def strip_into(original: Path, file_type: FileType, folder: Path) -> tuple[Path,
 
     # The whole file must still be what its first bytes said at upload.
     if identify(original) is not file_type:
-        log.info("attachment_not_strippable", file_type=file_type.value, outcome="type_changed")
+        log.info("attachment_not_strippable", outcome="type_changed")
         raise CannotStrip(StripFailure.DAMAGED, file_type)
     stripped = folder / f"stripped{file_type.extension}"
     try:
         strip_file(original, stripped, file_type)
     except CannotStrip as exc:
-        log.info("attachment_not_strippable", file_type=file_type.value, outcome=exc.reason.value)
+        log.info("attachment_not_strippable", outcome=exc.reason.value)
         raise
     preview = _preview(stripped, folder) if file_type in PREVIEW_TYPES else None
     return stripped, preview
@@ -187,8 +187,6 @@ def strip_in_private_dir(original: Path, file_type: FileType) -> Iterator[Path]:
         try:
             strip_file(original, stripped, file_type)
         except CannotStrip as exc:
-            log.info(
-                "attachment_not_strippable", file_type=file_type.value, outcome=exc.reason.value
-            )
+            log.info("attachment_not_strippable", outcome=exc.reason.value)
             raise
         yield stripped
