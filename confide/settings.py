@@ -115,6 +115,8 @@ class Settings:
     # Where the files worker decrypts an original to strip it (docs/deploy.md "Strip folder"):
     # CONFIDE_STRIP_DIR, by default <data dir>/strip. Mount it as tmpfs.
     strip_dir: Path | None = None
+    # The address space a stripping child may take (CONFIDE_STRIP_MEMORY_MIB).
+    strip_memory_mib: int = 2048
     bind_host: str = "127.0.0.1"
     onion_location: str | None = None
     db_timeout_s: float = 30.0
@@ -228,6 +230,7 @@ class Settings:
                 else None
             ),
             log_level=env.get("CONFIDE_LOG_LEVEL", "INFO").upper(),
+            strip_memory_mib=_int(env, "CONFIDE_STRIP_MEMORY_MIB", 2048, 256, 1 << 20),
             strip_dir=(
                 Path(env["CONFIDE_STRIP_DIR"]).resolve() if env.get("CONFIDE_STRIP_DIR") else None
             ),

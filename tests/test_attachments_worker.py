@@ -12,13 +12,20 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from PIL import Image
 
 from confide import jobs
-from confide.files.errors import CannotStrip
+from confide.files.errors import CannotStrip, StripFailure
 from confide.files.types import FileType
 from tests import attachment_files as make
 from tests.conftest import Proc, Stack
-from workers.tasks.files import run_folder, strip_in_private_dir, strip_root, sweep_strip_folders
+from workers.tasks.files import (
+    run_folder,
+    strip_in_child,
+    strip_in_private_dir,
+    strip_root,
+    sweep_strip_folders,
+)
 
 
 def client(stack: Stack) -> Celery:
@@ -94,3 +101,24 @@ def test_a_killed_runs_folder_is_swept_and_a_live_runs_is_not(tmp_path: Path) ->
         assert not left.exists() and (live / "original.jpg").exists()
     assert not live.exists()
     assert list(root.iterdir()) == []
+
+
+def test_a_file_needing_more_memory_than_the_limit_is_refused_rather_than_killing_the_worker(
+    tmp_path: Path,
+) -> None:
+    # 8000 x 8000 pixels: under the 80 MP header check, a few hundred KiB on disk, but ~190 MB
+    # decoded, and more to re-encode.
+    big = tmp_path / "big.png"
+    Image.new("RGB", (8000, 8000)).save(big, "PNG", compress_level=1)
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    with pytest.raises(CannotStrip) as refused:
+        strip_in_child(big, FileType.PNG, folder, memory_bytes=256 << 20)
+    assert refused.value.reason is StripFailure.TOO_LARGE_INSIDE
+    # With room (the default limit), the same child strips a photo and makes its preview.
+    photo = make.jpeg(tmp_path / "photo.jpg")
+    ok = tmp_path / "ok"
+    ok.mkdir(mode=0o700)
+    stripped, preview = strip_in_child(photo, FileType.JPEG, ok, memory_bytes=2048 << 20)
+    assert stripped.parent == ok and make.SERIAL.encode() not in stripped.read_bytes()
+    assert preview is not None and preview.is_file()

@@ -17,9 +17,13 @@ worker or a pool child starts and before every run.
 from __future__ import annotations
 
 import fcntl
+import functools
+import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +42,8 @@ log = logs.get("confide.worker.files")
 
 PREVIEW_TYPES = frozenset({FileType.JPEG, FileType.PNG, FileType.HEIC})
 RUN_PREFIX = "confide-strip-"
+# The stripping child gets this long (under the task's soft limit of 240 s) before it is killed.
+CHILD_TIMEOUT_S = 200.0
 
 
 @shared_task(name=jobs.STRIP_ATTACHMENT, acks_late=True, ignore_result=True)
@@ -54,8 +60,13 @@ def strip_attachment(attachment_id: str) -> None:
         swept = sweep_strip_folders(root)
         if swept:
             log.info("strip_folders_swept", count=swept)
+        limited = functools.partial(
+            strip_in_child,
+            memory_bytes=ctx.settings.strip_memory_mib << 20,
+            log_level=ctx.settings.log_level,
+        )
         with run_folder(root) as folder:
-            return await attachments.prepare(ctx, found, strip_into, folder)
+            return await attachments.prepare(ctx, found, limited, folder)
 
     outcome = db.run(run())
     done = outcome.reason or ("skipped" if outcome.state is None else outcome.state.value)
@@ -134,6 +145,43 @@ def sweep_at_start(root: Path) -> None:
         return
     if swept:
         log.info("strip_folders_swept", count=swept)
+
+
+class StripChildFailed(Exception):
+    """The stripping child died without an outcome (killed, crashed): retried like any error,
+    and after the last attempt the file is quarantined as ``worker_failed``."""
+
+
+def strip_in_child(
+    original: Path,
+    file_type: FileType,
+    folder: Path,
+    *,
+    memory_bytes: int,
+    log_level: str = "INFO",
+    timeout_s: float = CHILD_TIMEOUT_S,
+) -> tuple[Path, Path | None]:
+    """:func:`strip_into` in a child process limited to ``memory_bytes`` of address space
+    (``CONFIDE_STRIP_MEMORY_MIB``; workers.strip_child). A file that needs more fails as
+    CannotStrip(``too_large_inside``) rather than the OOM killer taking the worker."""
+    result = folder / "result.json"
+    argv = [sys.executable, "-m", "workers.strip_child", str(original), file_type.value]
+    argv += [str(folder), str(memory_bytes), log_level]
+    # Our own interpreter and module; the rest are paths in the run's folder and the type name.
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, timeout=timeout_s, check=False)  # noqa: S603
+    if done.returncode != 0 or not result.is_file():
+        raise StripChildFailed(str(done.returncode))
+    outcome = json.loads(result.read_text())
+    result.unlink()
+    if "cannot_strip" in outcome:
+        raise CannotStrip(StripFailure(outcome["cannot_strip"]), file_type)
+    stripped = Path(outcome["stripped"])
+    preview = outcome.get("preview")
+    # Only paths inside the run's own folder are taken.
+    for path in (stripped, *([Path(preview)] if preview else [])):
+        if path.parent != folder:
+            raise StripChildFailed("path")
+    return stripped, Path(preview) if preview else None
 
 
 def strip_into(original: Path, file_type: FileType, folder: Path) -> tuple[Path, Path | None]:
