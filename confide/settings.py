@@ -114,6 +114,11 @@ class Settings:
     dev_mail_dir: Path | None = None
     worker_heartbeat_s: float = 10.0
     worker_down_after_s: float = 45.0
+    # Where the files worker decrypts an original to strip it (docs/deploy.md "Strip folder"):
+    # CONFIDE_STRIP_DIR, by default <data dir>/strip. Mount it as tmpfs.
+    strip_dir: Path | None = None
+    # The address space a stripping child may take (CONFIDE_STRIP_MEMORY_MIB).
+    strip_memory_mib: int = 2048
     bind_host: str = "127.0.0.1"
     onion_location: str | None = None
     db_timeout_s: float = 30.0
@@ -122,6 +127,10 @@ class Settings:
     generated_keys: tuple[str, ...] = field(default=())
     # Staff single sign-on through OpenID Connect (CONTRACTS §1): all three or none.
     oidc: OidcClient | None = None
+
+    @property
+    def strip_folder(self) -> Path:
+        return self.strip_dir if self.strip_dir is not None else self.data_dir / "strip"
 
     @property
     def is_production(self) -> bool:
@@ -227,6 +236,10 @@ class Settings:
                 else None
             ),
             log_level=env.get("CONFIDE_LOG_LEVEL", "INFO").upper(),
+            strip_memory_mib=_int(env, "CONFIDE_STRIP_MEMORY_MIB", 2048, 256, 1 << 20),
+            strip_dir=(
+                Path(env["CONFIDE_STRIP_DIR"]).resolve() if env.get("CONFIDE_STRIP_DIR") else None
+            ),
             generated_keys=tuple(generated),
             oidc=_oidc(env, data_dir, production=mode == "production"),
         )

@@ -19,7 +19,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self.chunks: dict[tuple[UUID, Copy, int], bytes] = {}
 
-    async def put(self, file_id: UUID, copy: Copy, index: int, data: bytes) -> None:
+    async def put(
+        self, file_id: UUID, copy: Copy, index: int, data: bytes, *, conn: Connection | None = None
+    ) -> None:
         self.chunks[(file_id, copy, index)] = data
 
     async def count(self, file_id: UUID, copy: Copy) -> int:
@@ -37,7 +39,7 @@ class MemoryStore:
         for key in [k for k in self.chunks if k[0] == file_id and copy in (None, k[1])]:
             del self.chunks[key]
 
-    async def sweep(self, conn: Connection) -> int:
+    async def sweep(self, conn: Connection, limit: int) -> int:
         return 0
 
 

@@ -11,13 +11,17 @@ import io
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import signal
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import aiohttp
 import asyncpg
@@ -29,11 +33,13 @@ from PIL.PngImagePlugin import PngInfo
 from confide import receipts
 from confide.context import Context
 from confide.files.store import CHUNK_BYTES
+from confide.files.types import FileType
 from confide.services import attachments, housekeeping
 from confide.services.workdays import WorkingCalendar
 from confide.sql import lifecycle as sql_lifecycle
 from tests import attachment_files as make
 from tests.conftest import Proc, Stack, StaffAccount, add_staff, kick_relay, wait_worker
+from workers.tasks.files import strip_into
 
 JSON = dict[str, Any]
 
@@ -505,6 +511,138 @@ async def test_an_interrupted_stripping_ends_with_one_stripped_copy_and_a_rerun_
     assert status == 200
     (tmp_path / "got.pdf").write_bytes(got)
     assert canaries_in(make.pdf_text(tmp_path / "got.pdf")) == []
+    # What is logged of a file is its id and outcomes, never its type (nor its name).
+    events = ("upload_received", "attachment_prepared", "attachment_not_strippable")
+    logged = [line for line in stack.logs().splitlines() if any(e in line for e in events)]
+    assert any(str(attachment_id) in line for line in logged)
+    types = re.compile(r"\b(pdf|jpeg|png|heic|docx|odt|mp3|m4a|application/\w+|image/\w+)\b")
+    assert not [line for line in logged if types.search(line)]
+
+
+async def test_a_run_whose_lease_was_taken_over_is_refused_and_the_file_is_ready_once(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
+    caseworker: StaffAccount,
+    worker: Proc,
+    tmp_path: Path,
+) -> None:
+    worker.stop()  # the two runs are staged here, in this process
+    one = await uploaded(http, make.pdf(tmp_path / "letter.pdf").read_bytes(), "letter.pdf")
+    status, _ = await report_with(http, [one])
+    assert status == 201
+    attachment_id = await db.fetchval("SELECT id FROM attachments")
+    pool = await asyncpg.create_pool(stack.env["DATABASE_URL"], min_size=1, max_size=4)
+    ctx = Context(pool, stack.settings, stack.keyring, WorkingCalendar())
+    stripping, go = threading.Event(), threading.Event()
+
+    def slow(original: Path, file_type: FileType, folder: Path) -> tuple[Path, Path | None]:
+        stripping.set()  # run A has decrypted the original and is stripping it
+        assert go.wait(60)
+        return strip_into(original, file_type, folder)
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    try:
+        first = asyncio.create_task(attachments.prepare(ctx, attachment_id, slow, tmp_path / "a"))
+        assert await asyncio.to_thread(stripping.wait, 60)
+        # Run A's lease is taken from it (its renewals lost, say) and the file is due again.
+        await db.execute(
+            "UPDATE attachments SET leased_until = now() - interval '1 second', "
+            "next_attempt_at = now()"
+        )
+        second = await attachments.prepare(ctx, attachment_id, strip_into, tmp_path / "b")
+        assert second.state is attachments.State.READY
+        go.set()
+        refused = await first  # A finishes stripping: its writes are refused, and no error
+        assert refused.state is None and refused.reason == attachments.LEASE_LOST
+    finally:
+        go.set()
+        await pool.close()
+    row = await db.fetchrow("SELECT state, attempts, stripped_size, lease_id FROM attachments")
+    assert row["state"] == "ready" and row["attempts"] == 2 and row["lease_id"] is None
+    stripped = await db.fetchval(
+        "SELECT count(*) FROM attachment_chunks WHERE file_id = $1 AND copy = 'stripped'",
+        attachment_id,
+    )
+    assert stripped == max(1, math.ceil(row["stripped_size"] / CHUNK_BYTES))
+    assert await db.fetchval("SELECT count(*) FROM attachment_chunks WHERE copy = 'original'") == 0
+    staff = await bearer(http, caseworker)
+    status, got, _ = await download(http, f"/api/v1/staff/attachments/{attachment_id}", staff)
+    assert status == 200
+    (tmp_path / "got.pdf").write_bytes(got)
+    assert canaries_in(make.pdf_text(tmp_path / "got.pdf")) == []
+
+
+RELAY_ONCE = """
+from workers import context
+from workers.celery_app import app
+from workers.tasks.delivery import relay_outbox
+context.init()
+app.loader.import_default_modules()
+print(relay_outbox())
+"""
+
+
+async def test_the_relays_strip_sends_expire_so_a_backed_up_queue_does_not_pile_up(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, worker: Proc
+) -> None:
+    worker.stop()  # the files queue is backed up: nobody consumes it
+    one = await uploaded(http, b"Plain notes.\n", "notes.txt")
+    status, _ = await report_with(http, [one])
+    assert status == 201
+    attachment_id = await db.fetchval("SELECT id FROM attachments")
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    try:
+        client.delete("files")
+        env = {**stack.env, "CONFIDE_WORKER_METRICS_PORT": ""}
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", RELAY_ONCE],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        sent = [json.loads(m) for m in client.lrange("files", 0, -1)]
+    finally:
+        client.close()
+    mine = [m for m in sent if str(attachment_id) in base64.b64decode(m["body"]).decode()]
+    assert len(mine) == 1
+    assert mine[0]["headers"]["task"] == "confide.strip_attachment"
+    assert mine[0]["headers"]["expires"]  # a copy still queued after 30 s is dropped
+
+
+async def test_chunks_of_no_upload_or_attachment_are_swept_by_housekeeping(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    one = await uploaded(http, b"Plain notes.\n", "notes.txt")
+    status, _ = await report_with(http, [one])
+    assert status == 201
+    attachment_id = await db.fetchval("SELECT id FROM attachments")
+    await wait_state(db, str(attachment_id), "ready")
+    kept = await db.fetchval("SELECT count(*) FROM attachment_chunks")
+    # Left behind: a file whose thread was erased mid-strip, or a deleted member's upload.
+    orphan = uuid4()
+    for idx in range(3):
+        await db.execute(
+            "INSERT INTO attachment_chunks (file_id, copy, idx, data) VALUES ($1, 'stripped', $2, $3)",
+            orphan,
+            idx,
+            os.urandom(64),
+        )
+    pool = await asyncpg.create_pool(stack.env["DATABASE_URL"], min_size=1, max_size=2)
+    ctx = Context(pool, stack.settings, stack.keyring, WorkingCalendar())
+    try:
+        await housekeeping.purge_expired(ctx)  # (beat's minutely purge may have run first)
+        assert await attachments.sweep_orphan_chunks(ctx, batch=1) == 0
+    finally:
+        await pool.close()
+    assert (
+        await db.fetchval("SELECT count(*) FROM attachment_chunks WHERE file_id = $1", orphan) == 0
+    )
+    assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == kept
 
 
 async def test_erasing_a_thread_erases_its_files(
@@ -554,11 +692,20 @@ async def test_a_worker_killed_while_stripping_leaves_the_file_stripped_exactly_
     await asyncio.sleep(0.5)  # mid-file: decrypted, being re-encoded
     assert await db.fetchval("SELECT state FROM attachments") == "preparing"
     worker.stop(signal.SIGKILL)
+    # The killed run could not clean up: its decrypted original is still in the strip folder.
+    strip_folder = stack.settings.strip_folder
+    assert strip_folder.stat().st_mode & 0o777 == 0o700
+    left = [f for f in strip_folder.glob("confide-strip-*") if (f / "original.png").exists()]
+    assert left
+    # The claim pushed the next attempt back: a crash loop backs off without any retry_strip.
+    assert await db.fetchval("SELECT next_attempt_at > now() FROM attachments")
     worker.start()
     wait_worker(stack.env["REDIS_URL"], worker)
+    assert not any(f.exists() for f in left)  # swept as the worker started
     await wait_state(db, str(attachment_id), "ready", timeout=180)
     row = await db.fetchrow("SELECT attempts, stripped_size FROM attachments")
     assert row["attempts"] == 2  # the killed run, then one that finished
+    assert not list(strip_folder.glob("confide-strip-*"))
     stripped = await db.fetchval(
         "SELECT count(*) FROM attachment_chunks WHERE file_id = $1 AND copy = 'stripped'",
         attachment_id,

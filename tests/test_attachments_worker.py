@@ -3,19 +3,29 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 from celery import Celery
+from PIL import Image
 
 from confide import jobs
-from confide.files.errors import CannotStrip
+from confide.files.errors import CannotStrip, StripFailure
 from confide.files.types import FileType
 from tests import attachment_files as make
 from tests.conftest import Proc, Stack
-from workers.tasks.files import strip_in_private_dir
+from workers.tasks.files import (
+    run_folder,
+    strip_in_child,
+    strip_in_private_dir,
+    strip_root,
+    sweep_strip_folders,
+)
 
 
 def client(stack: Stack) -> Celery:
@@ -58,3 +68,57 @@ def test_stripping_happens_in_a_private_folder_that_is_removed(tmp_path: Path) -
     broken.write_bytes(src.read_bytes()[:300])
     with pytest.raises(CannotStrip), strip_in_private_dir(broken, FileType.JPEG):
         pass
+
+
+HOLD_A_RUN_FOLDER = """
+import sys, time
+from pathlib import Path
+from workers.tasks.files import run_folder
+with run_folder(Path(sys.argv[1])) as folder:
+    (folder / "original.jpg").write_bytes(b"CANARY-ORIGINAL")
+    print(folder, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_killed_runs_folder_is_swept_and_a_live_runs_is_not(tmp_path: Path) -> None:
+    root = strip_root(tmp_path / "strip")
+    assert root.stat().st_mode & 0o777 == 0o700
+    # A run killed mid-file (the hard time limit, the OOM killer): its original stays on disk.
+    killed = subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_RUN_FOLDER, str(root)], stdout=subprocess.PIPE, text=True
+    )
+    assert killed.stdout is not None
+    left = Path(killed.stdout.readline().strip())
+    with run_folder(root) as live:
+        (live / "original.jpg").write_bytes(b"in use")
+        assert sweep_strip_folders(root) == 0  # both in use: the other run is still alive
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10)
+        killed.stdout.close()
+        assert (left / "original.jpg").exists()
+        assert sweep_strip_folders(root) == 1
+        assert not left.exists() and (live / "original.jpg").exists()
+    assert not live.exists()
+    assert list(root.iterdir()) == []
+
+
+def test_a_file_needing_more_memory_than_the_limit_is_refused_rather_than_killing_the_worker(
+    tmp_path: Path,
+) -> None:
+    # 8000 x 8000 pixels: under the 80 MP header check, a few hundred KiB on disk, but ~190 MB
+    # decoded, and more to re-encode.
+    big = tmp_path / "big.png"
+    Image.new("RGB", (8000, 8000)).save(big, "PNG", compress_level=1)
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    with pytest.raises(CannotStrip) as refused:
+        strip_in_child(big, FileType.PNG, folder, memory_bytes=256 << 20)
+    assert refused.value.reason is StripFailure.TOO_LARGE_INSIDE
+    # With room (the default limit), the same child strips a photo and makes its preview.
+    photo = make.jpeg(tmp_path / "photo.jpg")
+    ok = tmp_path / "ok"
+    ok.mkdir(mode=0o700)
+    stripped, preview = strip_in_child(photo, FileType.JPEG, ok, memory_bytes=2048 << 20)
+    assert stripped.parent == ok and make.SERIAL.encode() not in stripped.read_bytes()
+    assert preview is not None and preview.is_file()

@@ -122,6 +122,7 @@ def _worker_starting(**_: Any) -> None:
     pools, which run tasks in this process."""
     worker_metrics.prepare(context.settings().data_dir)
     context.init()
+    _sweep_strip_folder()
 
 
 @worker_process_init.connect
@@ -130,6 +131,15 @@ def _fresh_process(**_: Any) -> None:
     db.reset_after_fork()
     context.reset_after_fork()
     context.init()
+    _sweep_strip_folder()
+
+
+def _sweep_strip_folder() -> None:
+    """Decrypted originals left by a stripping run that was killed (a child that replaces a
+    killed one starts here): deleted before any new work (workers.tasks.files)."""
+    from workers.tasks.files import sweep_at_start
+
+    sweep_at_start(context.settings().strip_folder)
 
 
 @beat_init.connect

@@ -48,8 +48,12 @@ class ChunkStore(Protocol):
     or plaintext, and need no transaction of their own: each call is one short operation, so no
     connection is held while a slow client sends or reads a file."""
 
-    async def put(self, file_id: UUID, copy: Copy, index: int, data: bytes) -> None:
-        """Store (or overwrite: a retried write is harmless) one chunk."""
+    async def put(
+        self, file_id: UUID, copy: Copy, index: int, data: bytes, *, conn: Connection | None = None
+    ) -> None:
+        """Store (or overwrite: a retried write is harmless) one chunk. ``conn``: the caller's
+        open transaction (the stripped copy is written inside the transaction that checks the
+        run still holds its lease; a store elsewhere writes at once)."""
 
     async def count(self, file_id: UUID, copy: Copy) -> int:
         """How many chunks the copy has (0: none)."""
@@ -65,8 +69,9 @@ class ChunkStore(Protocol):
         store elsewhere deletes at once; what it leaves after a crash is swept by
         :meth:`sweep`, and without the file key is unreadable anyway)."""
 
-    async def sweep(self, conn: Connection) -> int:
-        """Delete chunks of files that neither an upload nor an attachment names any more."""
+    async def sweep(self, conn: Connection, limit: int) -> int:
+        """Delete up to ``limit`` chunks of files that neither an upload nor an attachment names
+        any more (how many)."""
 
 
 class PostgresChunkStore:
@@ -75,11 +80,16 @@ class PostgresChunkStore:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
-    async def put(self, file_id: UUID, copy: Copy, index: int, data: bytes) -> None:
+    async def put(
+        self, file_id: UUID, copy: Copy, index: int, data: bytes, *, conn: Connection | None = None
+    ) -> None:
         from confide.sql import attachments as sql
 
-        async with self._pool.acquire() as conn:
+        if conn is not None:
             await sql.put_chunk(conn, file_id, copy.value, index, data)
+            return
+        async with self._pool.acquire() as own:
+            await sql.put_chunk(own, file_id, copy.value, index, data)
 
     async def count(self, file_id: UUID, copy: Copy) -> int:
         from confide.sql import attachments as sql
@@ -107,10 +117,10 @@ class PostgresChunkStore:
         async with self._pool.acquire() as own:
             await sql.delete_chunks(own, file_id, None if copy is None else copy.value)
 
-    async def sweep(self, conn: Connection) -> int:
+    async def sweep(self, conn: Connection, limit: int) -> int:
         from confide.sql import attachments as sql
 
-        return await sql.sweep_orphan_chunks(conn)
+        return await sql.sweep_orphan_chunks(conn, limit)
 
 
 def new_file_key() -> bytes:
@@ -127,8 +137,17 @@ class SealedWriter:
     """Writes one copy as it comes: ``write`` any amount, ``close`` once. Holds at most one
     chunk of plaintext. A copy of 0 bytes is one empty last chunk."""
 
-    def __init__(self, store: ChunkStore, key: bytes, file_id: UUID, copy: Copy) -> None:
+    def __init__(
+        self,
+        store: ChunkStore,
+        key: bytes,
+        file_id: UUID,
+        copy: Copy,
+        *,
+        conn: Connection | None = None,
+    ) -> None:
         self._store = store
+        self._conn = conn
         self._aead = AESGCM(key)
         self._file_id = file_id
         self._copy = copy
@@ -152,7 +171,11 @@ class SealedWriter:
         nonce = os.urandom(NONCE_BYTES)
         aad = _aad(self._file_id, self._copy, self._index, final)
         await self._store.put(
-            self._file_id, self._copy, self._index, nonce + self._aead.encrypt(nonce, data, aad)
+            self._file_id,
+            self._copy,
+            self._index,
+            nonce + self._aead.encrypt(nonce, data, aad),
+            conn=self._conn,
         )
         self._index += 1
 

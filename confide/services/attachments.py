@@ -382,7 +382,7 @@ async def receive_upload(
     except BaseException:
         await _discard(ctx, store, file_id)
         raise
-    log.info("upload_received", upload=str(file_id), outcome=file_type.value)
+    log.info("upload_received", upload=str(file_id))
     return Uploaded(upload_id, writer.size, file_type)
 
 
@@ -625,92 +625,200 @@ async def prepare(
 ) -> PrepareOutcome:
     """Strip one attachment, exactly once. Idempotent; safe to retry and to redeliver:
 
-    - the row is leased, and the lease renewed while the run works (a redelivery, or a second
-      run while one is live, does nothing; a run that died is taken over once its lease runs
-      out, within LEASE_S);
-    - leftovers of an interrupted run (a partial stripped or preview copy) are deleted first;
+    - the row is claimed under a fresh lease token, and the lease renewed while the run works
+      (a redelivery, or a second run while one is live, does nothing; a run that died is
+      taken over once its lease runs out, within LEASE_S). Every later write names the token,
+      so a run whose lease was taken over changes nothing (outcome ``lease_lost``);
     - the original is decrypted into ``workdir`` (the caller's private 0700 folder, removed
       afterwards), ``strip_into(original, type, workdir)`` writes the stripped copy and, for
-      images, a preview; both are stored encrypted;
-    - then, in one transaction: ``ready`` and the original's chunks deleted. A second run after
-      that finds the row ready and does nothing.
+      images, a preview;
+    - then, in one transaction that first re-checks the lease and locks the row: the copies an
+      interrupted run may have left are deleted, the new ones stored encrypted, the row marked
+      ``ready`` and the original's chunks deleted. A second run after that finds the row ready
+      and does nothing.
 
     ``CannotStrip`` quarantines the file (the original stays, encrypted, for a manager's
     release). Any other error leaves the row preparing and due again after a back-off, and is
-    raised; after MAX_STRIP_ATTEMPTS the file is quarantined as ``worker_failed``.
+    raised; after MAX_STRIP_ATTEMPTS the file is quarantined as ``worker_failed``. A run that
+    committed ``ready`` never reports a failure.
     """
     from confide.files.errors import CannotStrip
 
     store = store_of(ctx)
+    token = uuid4()
     async with ctx.pool.acquire() as conn:
-        attempt = await sql.claim_strip(conn, attachment_id, LEASE_S)
+        attempt = await sql.claim_strip(conn, attachment_id, LEASE_S, token)
         if attempt is None:
             return PrepareOutcome(attachment_id, None)
         row = await sql.get(conn, attachment_id)
-    assert row is not None
+    if row is None:  # erased with its thread just after the claim
+        return PrepareOutcome(attachment_id, None)
     if attempt > MAX_STRIP_ATTEMPTS:
         async with ctx.pool.acquire() as conn:
-            await sql.quarantine(conn, attachment_id, "worker_failed")
+            if not await sql.quarantine(conn, attachment_id, token, "worker_failed"):
+                return PrepareOutcome(attachment_id, None, LEASE_LOST)
         return PrepareOutcome(attachment_id, State.QUARANTINED, "worker_failed")
     file_type = FileType(row.file_type)
     key = _file_key(ctx, row)
-    renewal = asyncio.create_task(_keep_lease(ctx, attachment_id))
+    lease = _Lease(attachment_id, token)
+    renewal = asyncio.create_task(_keep_lease(ctx, lease))
     try:
-        # An earlier run may have died while storing its copies: start clean.
-        await store.delete(attachment_id, Copy.STRIPPED)
-        await store.delete(attachment_id, Copy.PREVIEW)
         original = workdir / f"original{file_type.extension}"
         with original.open("wb") as out:
             async for data in read_copy(store, key, attachment_id, Copy.ORIGINAL):
                 out.write(data)
+        lease.check()
         loop = asyncio.get_running_loop()
         try:
             stripped, preview = await loop.run_in_executor(
                 None, strip_into, original, file_type, workdir
             )
         except CannotStrip as exc:
+            lease.check()
             async with ctx.pool.acquire() as conn:
-                await sql.quarantine(conn, attachment_id, exc.reason.value)
+                if not await sql.quarantine(conn, attachment_id, token, exc.reason.value):
+                    raise LeaseLost() from None
             return PrepareOutcome(attachment_id, State.QUARANTINED, exc.reason.value)
-        stripped_size = await _store_file(store, key, attachment_id, Copy.STRIPPED, stripped)
-        preview_size = None
-        if preview is not None:
-            preview_size = await _store_file(store, key, attachment_id, Copy.PREVIEW, preview)
+        lease.check()
+        await _stop(renewal)  # from here the finishing transaction holds the row locked
         async with ctx.pool.acquire() as conn, conn.transaction():
-            if await sql.finish_strip(
-                conn, attachment_id, stripped_size=stripped_size, preview_size=preview_size
+            if not await sql.renew_strip(conn, attachment_id, token, LEASE_S):
+                raise LeaseLost()
+            # An earlier run may have died while storing its copies: start clean.
+            await store.delete(attachment_id, Copy.STRIPPED, conn=conn)
+            await store.delete(attachment_id, Copy.PREVIEW, conn=conn)
+            stripped_size = await _store_file(
+                store, key, attachment_id, Copy.STRIPPED, stripped, conn
+            )
+            preview_size = None
+            if preview is not None:
+                preview_size = await _store_file(
+                    store, key, attachment_id, Copy.PREVIEW, preview, conn
+                )
+            if not await sql.finish_strip(
+                conn,
+                attachment_id,
+                token,
+                stripped_size=stripped_size,
+                preview_size=preview_size,
             ):
-                await store.delete(attachment_id, Copy.ORIGINAL, conn=conn)
+                raise LeaseLost()  # not reached while the row is locked; rolls the copies back
+            await store.delete(attachment_id, Copy.ORIGINAL, conn=conn)
+    except LeaseLost:
+        await _stop(renewal)
+        await _forget_if_gone(ctx, store, attachment_id)
+        log.info("attachment_lease_lost", attachment_id=str(attachment_id))
+        return PrepareOutcome(attachment_id, None, LEASE_LOST)
     except Exception:
         await _stop(renewal)
-        async with ctx.pool.acquire() as conn:
-            await sql.retry_strip(conn, attachment_id, float(min(30 * 2**attempt, 3600)))
+        try:
+            async with ctx.pool.acquire() as conn:
+                await sql.retry_strip(conn, attachment_id, token, float(min(30 * 2**attempt, 3600)))
+        except Exception as exc:  # the claim already pushed the next attempt back
+            log.warning("attachment_retry_not_recorded", exc_type=type(exc).__name__)
         raise
     finally:
         await _stop(renewal)
     return PrepareOutcome(attachment_id, State.READY)
 
 
+LEASE_LOST = "lease_lost"  # PrepareOutcome.reason of a run whose lease was taken over
+
+
+class LeaseLost(Exception):
+    """This run no longer holds its stripping lease: it stops without writing anything."""
+
+
+@dataclass
+class _Lease:
+    attachment_id: UUID
+    token: UUID
+    lost: bool = False
+
+    def check(self) -> None:
+        if self.lost:
+            raise LeaseLost()
+
+
 async def _stop(task: asyncio.Task[None]) -> None:
+    """Stop the renewal; it never raises (what it met is on ``_Lease.lost``)."""
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
 
 
-async def _keep_lease(ctx: Context, attachment_id: UUID) -> None:
+async def _keep_lease(ctx: Context, lease: _Lease) -> None:
+    """Renew every LEASE_S / 3. A renewal that finds the lease gone (another run claimed it,
+    the row is done or erased) marks it lost at once; a failing one (the database restarting)
+    is retried every second until the lease would have run out, and only then marked lost."""
+    loop = asyncio.get_running_loop()
+    held_until = loop.time() + LEASE_S
     while True:
         await asyncio.sleep(LEASE_S / 3)
+        while True:
+            started = loop.time()
+            try:
+                async with ctx.pool.acquire() as conn:
+                    renewed = await sql.renew_strip(conn, lease.attachment_id, lease.token, LEASE_S)
+            except Exception as exc:
+                log.warning(
+                    "attachment_lease_not_renewed",
+                    attachment_id=str(lease.attachment_id),
+                    exc_type=type(exc).__name__,
+                )
+                if loop.time() + 1.0 >= held_until - LEASE_S / 10:
+                    lease.lost = True
+                    return
+                await asyncio.sleep(1.0)
+                continue
+            if not renewed:
+                lease.lost = True
+                return
+            held_until = started + LEASE_S
+            break
+
+
+async def _forget_if_gone(ctx: Context, store: ChunkStore, attachment_id: UUID) -> None:
+    """A run that lost its lease because the row is gone (its thread erased): any chunk a store
+    outside the database kept of it goes now (PostgreSQL's were rolled back with the
+    transaction; what is left otherwise is swept by housekeeping)."""
+    try:
         async with ctx.pool.acquire() as conn:
-            await sql.renew_strip(conn, attachment_id, LEASE_S)
+            if await sql.get(conn, attachment_id) is None:
+                await store.delete(attachment_id)
+    except Exception as exc:
+        log.warning("attachment_cleanup_failed", exc_type=type(exc).__name__)
 
 
-async def _store_file(store: ChunkStore, key: bytes, file_id: UUID, copy: Copy, path: Path) -> int:
-    writer = SealedWriter(store, key, file_id, copy)
+async def _store_file(
+    store: ChunkStore,
+    key: bytes,
+    file_id: UUID,
+    copy: Copy,
+    path: Path,
+    conn: Connection | None = None,
+) -> int:
+    writer = SealedWriter(store, key, file_id, copy, conn=conn)
     with path.open("rb") as src:
         while data := src.read(1 << 20):
             await writer.write(data)
     await writer.close()
     return writer.size
+
+
+async def sweep_orphan_chunks(ctx: Context, *, batch: int = 5_000, batches: int = 4) -> int:
+    """Housekeeping: delete chunks that belong to no upload and no attachment any more (a staff
+    member deleted with uploads in flight, a thread erased while its file was stripped), in at
+    most ``batches`` short statements of ``batch`` chunks each (the rest in the next pass)."""
+    store = store_of(ctx)
+    swept = 0
+    async with ctx.pool.acquire() as conn:
+        for _ in range(batches):
+            n = await store.sweep(conn, batch)
+            swept += n
+            if n < batch:
+                break
+    return swept
 
 
 def _file_key(ctx: Context, row: sql.AttachmentRow) -> bytes:

@@ -1,6 +1,6 @@
 """Forgetting on time: expired sessions, reporters' drafts and passkey challenges, and
 idempotency keys past their 24 h (CONTRACTS §3), and uploads not attached within their 60
-minutes (nor held by a live draft)."""
+minutes (nor held by a live draft), and file chunks of no upload or attachment."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class Purged:
     message_keys: int
     drafts: int = 0
     uploads: int = 0
+    chunks: int = 0
 
 
 async def purge_expired(ctx: Context) -> Purged:
@@ -42,4 +43,6 @@ async def purge_expired(ctx: Context) -> Purged:
         await sql_passkeys.purge_challenges(conn)  # spent ones are gone already: a few minutes'
     # After the drafts: an upload a draft held goes once that draft is gone.
     uploads = await attachments.purge_expired_uploads(ctx)
-    return Purged(sessions, submission_keys, message_keys, drafts, uploads)
+    # Then chunks no upload or attachment names any more (bounded: the rest next minute).
+    chunks = await attachments.sweep_orphan_chunks(ctx)
+    return Purged(sessions, submission_keys, message_keys, drafts, uploads, chunks)

@@ -52,13 +52,19 @@ async def delete_chunks(conn: Connection, file_id: UUID, copy: str | None) -> No
     )
 
 
-async def sweep_orphan_chunks(conn: Connection) -> int:
-    """Chunks of no upload and no attachment (a partial stripped copy of a run that died, an
-    upload row deleted by a store elsewhere): deleted."""
+async def sweep_orphan_chunks(conn: Connection, limit: int) -> int:
+    """Up to ``limit`` chunks of no upload and no attachment (a thread erased or a staff member
+    deleted while a file was in flight, a web process that died after an erasure): deleted.
+    An upload's row is written before its first chunk, and attaching swaps the upload row for
+    the attachment row in one transaction, so a file in use always has one of the two."""
     done: str = await conn.execute(
-        """DELETE FROM attachment_chunks c
-           WHERE NOT EXISTS (SELECT 1 FROM uploads u WHERE u.id = c.file_id)
-             AND NOT EXISTS (SELECT 1 FROM attachments a WHERE a.id = c.file_id)"""
+        """DELETE FROM attachment_chunks
+           WHERE (file_id, copy, idx) IN (
+               SELECT c.file_id, c.copy, c.idx FROM attachment_chunks c
+               WHERE NOT EXISTS (SELECT 1 FROM uploads u WHERE u.id = c.file_id)
+                 AND NOT EXISTS (SELECT 1 FROM attachments a WHERE a.id = c.file_id)
+               LIMIT $1)""",
+        limit,
     )
     return int(done.split()[-1])
 
@@ -278,63 +284,87 @@ async def get(conn: Connection, attachment_id: UUID, *, lock: bool = False) -> A
     return None if row is None else AttachmentRow(**row)
 
 
-async def claim_strip(conn: Connection, attachment_id: UUID, lease_s: float) -> int | None:
-    """Lease a preparing attachment for one stripping run: its attempt number, or None (ready,
-    quarantined, leased by a live run, or not due yet: a redelivery does nothing)."""
+async def claim_strip(
+    conn: Connection, attachment_id: UUID, lease_s: float, lease_id: UUID
+) -> int | None:
+    """Lease a preparing attachment for one stripping run under the fresh token ``lease_id``:
+    its attempt number, or None (ready, quarantined, leased by a live run, or not due yet: a
+    redelivery does nothing). The next attempt is pushed back at once (LEASE, then doubling up
+    to an hour), so a run that dies without a word (SIGKILL, OOM) still backs off."""
     attempts: int | None = await conn.fetchval(
         """UPDATE attachments SET leased_until = now() + make_interval(secs => $2),
-                                  attempts = attempts + 1
+                                  lease_id = $3,
+                                  attempts = attempts + 1,
+                                  next_attempt_at = now() + make_interval(
+                                      secs => least($2 * 2 ^ attempts, 3600))
            WHERE id = $1 AND state = 'preparing' AND next_attempt_at <= now()
              AND (leased_until IS NULL OR leased_until < now())
            RETURNING attempts""",
         attachment_id,
         lease_s,
+        lease_id,
     )
     return attempts
 
 
-async def renew_strip(conn: Connection, attachment_id: UUID, lease_s: float) -> None:
-    await conn.execute(
-        """UPDATE attachments SET leased_until = now() + make_interval(secs => $2)
-           WHERE id = $1 AND state = 'preparing' AND leased_until IS NOT NULL""",
+async def renew_strip(
+    conn: Connection, attachment_id: UUID, lease_id: UUID, lease_s: float
+) -> bool:
+    """False: the run no longer holds the lease (another run claimed it, or the row is done or
+    gone), and must stop without writing."""
+    done = await conn.fetchval(
+        """UPDATE attachments SET leased_until = now() + make_interval(secs => $3)
+           WHERE id = $1 AND state = 'preparing' AND lease_id = $2 RETURNING true""",
         attachment_id,
+        lease_id,
         lease_s,
     )
+    return bool(done)
 
 
 async def finish_strip(
-    conn: Connection, attachment_id: UUID, *, stripped_size: int, preview_size: int | None
+    conn: Connection,
+    attachment_id: UUID,
+    lease_id: UUID,
+    *,
+    stripped_size: int,
+    preview_size: int | None,
 ) -> bool:
-    """Ready (the caller then deletes the original in the same transaction); False if another
-    run finished it first."""
+    """Ready (the caller then deletes the original in the same transaction); False if this run
+    no longer holds the lease (another run took it, or it is done or gone)."""
     done = await conn.fetchval(
-        """UPDATE attachments SET state = 'ready', stripped_size = $2, preview_size = $3,
-                                  leased_until = NULL, prepared_at = now()
-           WHERE id = $1 AND state = 'preparing' RETURNING true""",
+        """UPDATE attachments SET state = 'ready', stripped_size = $3, preview_size = $4,
+                                  leased_until = NULL, lease_id = NULL, prepared_at = now()
+           WHERE id = $1 AND state = 'preparing' AND lease_id = $2 RETURNING true""",
         attachment_id,
+        lease_id,
         stripped_size,
         preview_size,
     )
     return bool(done)
 
 
-async def quarantine(conn: Connection, attachment_id: UUID, reason: str) -> bool:
+async def quarantine(conn: Connection, attachment_id: UUID, lease_id: UUID, reason: str) -> bool:
     done = await conn.fetchval(
-        """UPDATE attachments SET state = 'quarantined', strip_failure = $2,
-                                  leased_until = NULL, prepared_at = now()
-           WHERE id = $1 AND state = 'preparing' RETURNING true""",
+        """UPDATE attachments SET state = 'quarantined', strip_failure = $3,
+                                  leased_until = NULL, lease_id = NULL, prepared_at = now()
+           WHERE id = $1 AND state = 'preparing' AND lease_id = $2 RETURNING true""",
         attachment_id,
+        lease_id,
         reason,
     )
     return bool(done)
 
 
-async def retry_strip(conn: Connection, attachment_id: UUID, delay_s: float) -> None:
+async def retry_strip(
+    conn: Connection, attachment_id: UUID, lease_id: UUID, delay_s: float
+) -> None:
     await conn.execute(
-        """UPDATE attachments SET leased_until = NULL,
-                                  next_attempt_at = now() + make_interval(secs => $2)
-           WHERE id = $1 AND state = 'preparing'""",
+        """UPDATE attachments SET leased_until = NULL, lease_id = NULL,
+                                  next_attempt_at = now() + make_interval(secs => $3)
+           WHERE id = $1 AND state = 'preparing' AND lease_id = $2""",
         attachment_id,
+        lease_id,
         delay_s,
     )
 

@@ -29,6 +29,8 @@ from workers import context, db
 
 log = logs.get("confide.worker.delivery")
 TRANSIENT = (smtplib.SMTPException, OSError)
+# Twice the relay's period (schedules.beat.OUTBOX_RELAY_EVERY_S, 15 s).
+STRIP_SEND_EXPIRES_S = 30.0
 
 
 def backoff_s(attempts: int) -> float:
@@ -118,6 +120,9 @@ def relay_outbox() -> int:
             argsrepr="(<attachment>)",
             kwargsrepr="{}",
             queue=jobs.FILES_QUEUE,
+            # The relay sends a due file again each period: a copy still queued after that is
+            # dropped, so a backed-up files queue holds at most about two per file.
+            expires=STRIP_SEND_EXPIRES_S,
         )
     return len(ids) + len(files)
 
@@ -134,7 +139,8 @@ def purge_expired() -> None:
             + done.submission_keys
             + done.message_keys
             + done.drafts
-            + done.uploads,
+            + done.uploads
+            + done.chunks,
         )
 
     db.run(run())
