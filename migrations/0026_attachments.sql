@@ -6,9 +6,9 @@
 -- derived from the upload id itself, so nothing on the server opens a pending upload without
 -- the id. `owner` binds it to its caller: 'anonymous' (the id alone, usable once), 'reporter'
 -- (that thread's reporter) or 'staff' (that member). `complete` is false while its chunks are
--- still streaming in (such a row cannot be attached). It expires at `expires_at` (8 hours while
--- it streams, at the slowest body rate allowed; then 60 minutes); one held in
--- a reporter's draft (`draft_id`, report_drafts.id) lives as long as the draft does.
+-- still streaming in (such a row cannot be attached). It expires at `expires_at` (while it
+-- streams: the largest file allowed at the slowest body rate, plus 10 minutes; then 60 minutes);
+-- one held in a reporter's draft (`draft_id`, report_drafts.id) lives as long as the draft does.
 --
 -- `attachments`: a file attached to a report (`message_id` NULL) or a message, in the same
 -- transaction. Its key (and SHA-256) is sealed under the thread key, so erasing the thread
