@@ -576,17 +576,17 @@ class _ChildPeaks(threading.Thread):
         super().__init__(daemon=True)
         self.parent = parent
         self.peak_mib = 0.0
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._done.is_set():
             for pid in _children(self.parent):
                 with contextlib.suppress(OSError, ValueError, IndexError):
                     self.peak_mib = max(self.peak_mib, _status_kb(pid, "VmHWM") / 1024)
-            self._stop.wait(0.01)
+            self._done.wait(0.01)
 
     def stop(self) -> float:
-        self._stop.set()
+        self._done.set()
         self.join()
         return self.peak_mib
 
