@@ -581,7 +581,7 @@ class _ChildPeaks(threading.Thread):
     def run(self) -> None:
         while not self._done.is_set():
             for pid in _children(self.parent):
-                with contextlib.suppress(OSError, ValueError, IndexError):
+                with contextlib.suppress(OSError, ValueError, IndexError, RuntimeError):
                     self.peak_mib = max(self.peak_mib, _status_kb(pid, "VmHWM") / 1024)
             self._done.wait(0.01)
 
