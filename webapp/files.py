@@ -48,10 +48,11 @@ async def file_part(
         raise BadRequest("The form could not be read.") from None
     if not isinstance(part, BodyPartReader) or part.name != "file":
         raise BadRequest("Send the file as the first part, named file.")
-    return _blocks(part), _file_name(part)
+    return part_blocks(part), file_name(part)
 
 
-def _file_name(part: BodyPartReader) -> str | None:
+def file_name(part: BodyPartReader) -> str | None:
+    """A file part's name as sent, without any folder (the API's and the pages' files)."""
     try:
         name = part.filename
     except (ValueError, UnicodeDecodeError):
@@ -62,7 +63,8 @@ def _file_name(part: BodyPartReader) -> str | None:
     return name[:255] or None
 
 
-async def _blocks(part: BodyPartReader) -> AsyncIterator[bytes]:
+async def part_blocks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    """A part's bytes a block at a time; a body that is not well-formed multipart is 400."""
     while True:
         try:
             block = await part.read_chunk(READ_BYTES)

@@ -31,11 +31,11 @@ from confide.services import attachments
 from confide.services.attachments import Uploaded, Uploader, UploadInfo
 from webapp.body_limits import BodyLimit, allow_files, limit_bytes
 from webapp.errors import BadRequest
+from webapp.files import file_name, part_blocks
 from webapp.i18n import _, ngettext
 from webapp.keys import CTX, ORG, UPLOAD_LIMITS
 from webapp.security import UploadMeter, UploadsFull
 
-READ_BYTES = 64 * 1024
 TEXT_FIELD_MAX = 200_000  # far above any text field's own limit; the model gives the message
 MAX_PARTS = 300
 FILES_FIELD = "files"  # the file input's name, and its id for the error summary's link
@@ -105,7 +105,7 @@ async def _text_into(form: dict[str, str], part: BodyPartReader) -> None:
     if charset not in ("utf-8", "utf8"):  # browsers send UTF-8; another charset is refused
         raise BadRequest("The form was not valid UTF-8 text.")
     data = bytearray()
-    async for block in _blocks(part):
+    async for block in part_blocks(part):
         data += block
         if len(data) > TEXT_FIELD_MAX:
             raise BadRequest("A field of the form is too long.")
@@ -118,28 +118,6 @@ async def _text_into(form: dict[str, str], part: BodyPartReader) -> None:
     if not is_unicode_text(text) or not is_unicode_text(part.name or ""):
         raise BadRequest("The form holds a character that is not valid Unicode.")
     form.setdefault(part.name or "", text)
-
-
-async def _blocks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while True:
-        try:
-            block = await part.read_chunk(READ_BYTES)
-        except (ValueError, AssertionError):
-            raise BadRequest("The form could not be read.") from None
-        if not block:
-            return
-        yield block
-
-
-def _file_name(part: BodyPartReader) -> str | None:
-    try:
-        name = part.filename
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not name:
-        return None
-    name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()  # a Windows path, from old IE
-    return name[:255] or None
 
 
 @dataclass(frozen=True)
@@ -192,7 +170,7 @@ async def _one(
     if part.filename is None:
         await _text_into(form, part)
         return
-    name = _file_name(part)
+    name = file_name(part)
     if name is None:  # the empty part of a file input left empty
         await _drain(part)
         return
@@ -216,7 +194,7 @@ async def _one(
     try:
         if left <= 0:
             raise FileTooLarge(0)
-        blocks = _blocks(part)
+        blocks = part_blocks(part)
         done = await attachments.receive_upload(
             request.app[CTX],
             uploader,
@@ -251,7 +229,7 @@ async def _one(
 
 
 async def _drain(part: BodyPartReader) -> None:
-    async for _block in _blocks(part):
+    async for _block in part_blocks(part):
         pass
 
 
