@@ -1,7 +1,7 @@
 """The bare baseline for report submission: the least an aiohttp app can do for the same form.
 
 ``python -m bench.bare_server --port N --dsn DSN`` serves ``POST /report/submit``: read the
-urlencoded form, one asyncpg INSERT (autocommit, pool of 10 like Confide's), render a small jinja2
+urlencoded form, one asyncpg INSERT (autocommit, a pool as big as Confide's default), render a small jinja2
 page. No validation, encryption, idempotency, logging or security headers: the gap between this
 and Confide is what those cost. ``reuse_port`` lets N copies share one port, as Confide's do.
 
@@ -21,6 +21,8 @@ import aiohttp_jinja2
 import asyncpg
 import jinja2
 from aiohttp import web
+
+from confide.settings import Settings
 
 TABLE = "bench_bare_reports"
 CREATE_TABLE = f"""CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -43,6 +45,9 @@ LOOKUP = "SELECT thread_id, verifier FROM reporter_codes WHERE lookup_hmac = $1"
 LOOKUP_KEY = b"bench-bare-lookup"
 DSN = web.AppKey("dsn", str)
 POOL = web.AppKey("pool", asyncpg.Pool)
+# The same connections as Confide gets by default (CONFIDE_DB_POOL_SIZE), so neither side waits
+# for a connection the other would have had.
+POOL_SIZE = Settings.db_pool_size
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -74,7 +79,7 @@ async def lookup(request: web.Request) -> web.Response:
 
 
 async def _pool(app: web.Application) -> AsyncIterator[None]:
-    pool = await asyncpg.create_pool(app[DSN], min_size=10, max_size=10)
+    pool = await asyncpg.create_pool(app[DSN], min_size=POOL_SIZE, max_size=POOL_SIZE)
     app[POOL] = pool
     yield
     await pool.close()

@@ -107,7 +107,7 @@ def test_settings_hide_secrets_and_name_what_is_wrong(tmp_path: Path) -> None:
         Settings.from_env(env(tmp_path, CONFIDE_ENV="staging"))
     with pytest.raises(ConfigError, match=r"^CONFIDE_DB_POOL_SIZE must be between"):
         Settings.from_env(env(tmp_path, CONFIDE_DB_POOL_SIZE="0"))
-    assert Settings.from_env(env(tmp_path, CONFIDE_DB_POOL_SIZE="24")).db_pool_size == 24
+    assert Settings.from_env(env(tmp_path, CONFIDE_DB_POOL_SIZE="30")).db_pool_size == 30
 
 
 def test_secrets_can_come_from_files(tmp_path: Path) -> None:
