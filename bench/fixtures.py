@@ -404,6 +404,59 @@ def timed_wrk(
     return ServerRun(result, statuses, 1000 * cpu / max(1, result.requests), other.cpus())
 
 
+def staff_pages_against_bare(
+    ctx: Context,
+    name: str,
+    confide: Web,
+    bare: Web,
+    page: str,
+    cookies: dict[str, str],
+    *,
+    bare_body: str,
+    connections: int,
+    timeout_s: int,
+) -> dict[str, list[ServerRun]]:
+    """wrk on ``page`` with each staff cookie and on the bare form's POST of ``bare_body``, one
+    warm-up each, then ``ctx.runs`` rounds in ABBA order; the runs by who, ``"bare"`` first."""
+    bodies = ctx.path(f"{name}-bare-bodies.txt")
+    bodies.write_text(bare_body + "\n")
+    say(f"  1 process each, wrk -t1 -c{connections}, {ctx.secs:g} s × {ctx.runs} runs each")
+
+    def timed(who: str, secs: float) -> ServerRun:
+        if who == "bare":
+            return timed_wrk(
+                ctx,
+                bare,
+                "/report/submit",
+                secs,
+                connections=connections,
+                method="POST",
+                bodies=bodies,
+            )
+        return timed_wrk(
+            ctx,
+            confide,
+            page,
+            secs,
+            connections=connections,
+            cookie=cookies[who],
+            timeout_s=timeout_s,
+        )
+
+    names = ("bare", *cookies)
+    width = max(len(n) for n in names)
+    for who in names:
+        timed(who, ctx.warmup)
+    runs: dict[str, list[ServerRun]] = {n: [] for n in names}
+    for i in range(ctx.runs):
+        for who in names if i % 2 == 0 else tuple(reversed(names)):
+            result = timed(who, ctx.secs)
+            runs[who].append(result)
+            note = "" if result.statuses.only(200) else "  WARNING: not all 200"
+            say(f"    run {i + 1} {who:<{width}} {result.describe()}{note}")
+    return runs
+
+
 def wait_idle(ctx: Context, *, below: float = 0.05, timeout: float = 60) -> None:
     """Until the bench's processes use less than ``below`` of a CPU over 0.3 s and no query is
     running in ``confide_bench`` (or ``timeout``): aiohttp keeps serving requests whose client has

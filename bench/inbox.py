@@ -24,15 +24,14 @@ from bench import bare_server
 from bench.common import Context, Result, Target, say
 from bench.fixtures import (
     LOAD_CLOCKS,
-    ServerRun,
     Team,
     Web,
     connect,
     create_teams,
     drop_bench_rows,
+    staff_pages_against_bare,
     start_bare,
     start_web,
-    timed_wrk,
 )
 
 NAME = "inbox"
@@ -107,41 +106,17 @@ def _run(ctx: Context) -> list[Result]:
         for who, cookie in cookies.items():
             listed = asyncio.run(_check_page(confide, cookie))
             say(f"  sample inbox page for the {who}: 200, 'Team inbox', {listed} threads listed")
-        bare_bodies = ctx.path("inbox-bare-bodies.txt")
-        bare_bodies.write_text(BARE_BODY + "\n")
-        say(f"  1 process each, wrk -t1 -c{CONNECTIONS}, {ctx.secs:g} s × {ctx.runs} runs each")
-
-        def timed(which: str, secs: float) -> ServerRun:
-            if which == "bare":
-                return timed_wrk(
-                    ctx,
-                    bare,
-                    "/report/submit",
-                    secs,
-                    connections=CONNECTIONS,
-                    method="POST",
-                    bodies=bare_bodies,
-                )
-            return timed_wrk(
-                ctx,
-                confide,
-                INBOX,
-                secs,
-                connections=CONNECTIONS,
-                cookie=cookies[which],
-                timeout_s=WRK_TIMEOUT_S,
-            )
-
-        names = ("bare", "caseworker", "manager")
-        for which in names:
-            timed(which, ctx.warmup)
-        runs: dict[str, list[ServerRun]] = {n: [] for n in names}
-        for i in range(ctx.runs):
-            for which in names if i % 2 == 0 else tuple(reversed(names)):
-                result = timed(which, ctx.secs)
-                runs[which].append(result)
-                note = "" if result.statuses.only(200) else "  WARNING: not all 200"
-                say(f"    run {i + 1} {which:<10} {result.describe()}{note}")
+        runs = staff_pages_against_bare(
+            ctx,
+            "inbox",
+            confide,
+            bare,
+            INBOX,
+            cookies,
+            bare_body=BARE_BODY,
+            connections=CONNECTIONS,
+            timeout_s=WRK_TIMEOUT_S,
+        )
     finally:
         ctx.processes.stop(confide.procs + bare.procs)
 

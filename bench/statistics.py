@@ -24,15 +24,14 @@ import aiohttp
 from bench import bare_server
 from bench.common import Context, Result, Target, say
 from bench.fixtures import (
-    ServerRun,
     Team,
     Web,
     connect,
     create_teams,
     drop_bench_rows,
+    staff_pages_against_bare,
     start_bare,
     start_web,
-    timed_wrk,
 )
 from bench.inbox import BARE_BODY, _add_staff, _log_in
 
@@ -95,41 +94,17 @@ def _run(ctx: Context) -> list[Result]:
         for who, cookie in cookies.items():
             rows = asyncio.run(_check_page(confide, cookie))
             say(f"  sample statistics page for the {who}: 200, {rows} table rows")
-        bare_bodies = ctx.path("statistics-bare-bodies.txt")
-        bare_bodies.write_text(BARE_BODY + "\n")
-        say(f"  1 process each, wrk -t1 -c{CONNECTIONS}, {ctx.secs:g} s × {ctx.runs} runs each")
-
-        def timed(which: str, secs: float) -> ServerRun:
-            if which == "bare":
-                return timed_wrk(
-                    ctx,
-                    bare,
-                    "/report/submit",
-                    secs,
-                    connections=CONNECTIONS,
-                    method="POST",
-                    bodies=bare_bodies,
-                )
-            return timed_wrk(
-                ctx,
-                confide,
-                PAGE,
-                secs,
-                connections=CONNECTIONS,
-                cookie=cookies[which],
-                timeout_s=WRK_TIMEOUT_S,
-            )
-
-        names = ("bare", "manager", "admin")
-        for which in names:
-            timed(which, ctx.warmup)
-        runs: dict[str, list[ServerRun]] = {n: [] for n in names}
-        for i in range(ctx.runs):
-            for which in names if i % 2 == 0 else tuple(reversed(names)):
-                result = timed(which, ctx.secs)
-                runs[which].append(result)
-                note = "" if result.statuses.only(200) else "  WARNING: not all 200"
-                say(f"    run {i + 1} {which:<8} {result.describe()}{note}")
+        runs = staff_pages_against_bare(
+            ctx,
+            "statistics",
+            confide,
+            bare,
+            PAGE,
+            cookies,
+            bare_body=BARE_BODY,
+            connections=CONNECTIONS,
+            timeout_s=WRK_TIMEOUT_S,
+        )
     finally:
         ctx.processes.stop(confide.procs + bare.procs)
 
