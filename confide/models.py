@@ -8,7 +8,7 @@ dotted field names (``contact.email``), and is the schema of the OpenAPI documen
 The rules run as ``BeforeValidator``s with our own messages, so every field's error is reported
 at once and in declaration order; cross-field rules read the fields declared before them
 (``info.data``), so they are reported *with* the other errors. Why pydantic and not msgspec:
-``docs/architecture.md`` and ``bench/models/RESULTS.md``.
+``docs/architecture.md`` ("Request and response models").
 """
 
 import re
