@@ -27,7 +27,7 @@ import bisect
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from uuid import UUID
 
@@ -287,19 +287,8 @@ class Counts:
 
     @classmethod
     def of(cls, s: Summary) -> Counts:
-        return cls(
-            s.received,
-            s.anonymous,
-            s.with_contact,
-            s.follow_up,
-            s.open,
-            s.closed,
-            s.overdue,
-            s.replied,
-            s.replied_within_target,
-            s.median_hours,
-            s.p90_hours,
-        )
+        """The summary's fields of the same names (every field of a cell is one of a summary's)."""
+        return cls(**{f.name: getattr(s, f.name) for f in fields(cls)})
 
 
 def _small(n: int) -> bool:
