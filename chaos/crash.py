@@ -623,18 +623,11 @@ async def _drain(system: System, limit_s: float) -> float:
     if not system.procs["worker"].running():
         system.procs["worker"].start()
     while time.monotonic() - started < limit_s:
-        try:
-            conn = await asyncpg.connect(system.pg.url)
-            try:
-                left = await conn.fetchval(
-                    "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"
-                )
-            finally:
-                await conn.close()
-            if left == 0:
-                return time.monotonic() - started
-        except (OSError, asyncpg.PostgresError):
-            pass
+        left = await system.pg.count(
+            "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"
+        )
+        if left == 0:
+            return time.monotonic() - started
         await asyncio.sleep(1)
     return time.monotonic() - started
 

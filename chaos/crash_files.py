@@ -166,22 +166,13 @@ async def drain(system: System, limit_s: float) -> Drained:
     finally:
         await conn.close()
     started = time.monotonic()
-    left = -1
+    left: int | None = None  # None: PostgreSQL did not answer the last look
     while time.monotonic() - started < limit_s:
-        try:
-            conn = await asyncpg.connect(system.pg.url)
-            try:
-                left = await conn.fetchval(
-                    "SELECT count(*) FROM attachments WHERE state = 'preparing'"
-                )
-            finally:
-                await conn.close()
-        except (OSError, asyncpg.PostgresError):
-            left = -1
+        left = await system.pg.count("SELECT count(*) FROM attachments WHERE state = 'preparing'")
         if left == 0:
             break
         await asyncio.sleep(1)
-    return Drained(time.monotonic() - started, row["leased"], row["backing_off"], max(0, left))
+    return Drained(time.monotonic() - started, row["leased"], row["backing_off"], left or 0)
 
 
 @dataclass

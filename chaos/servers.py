@@ -24,6 +24,7 @@ from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from aiosmtpd.controller import Controller
 
 
@@ -124,6 +125,18 @@ class PrivatePostgres:
     def destroy(self) -> None:
         with contextlib.suppress(Exception):
             self.stop()
+
+    async def count(self, query: str) -> int | None:
+        """``query``'s one value (a ``count(*)``) on a fresh connection; None while the server
+        does not answer (it may be stopped for an outage)."""
+        try:
+            conn = await asyncpg.connect(self.url)
+            try:
+                return int(await conn.fetchval(query))
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError):
+            return None
 
 
 class PrivateRedis:
