@@ -87,6 +87,22 @@ async def staff_replies(
         assert resp.status == 201, await resp.text()
 
 
+async def staff_sets(
+    http: aiohttp.ClientSession, reference: str, what: str, headers: dict[str, str], **body: object
+) -> None:
+    """``POST /api/v1/staff/threads/{reference}/{what}`` (status, restricted): answered 200."""
+    async with http.post(
+        f"/api/v1/staff/threads/{reference}/{what}", json=body, headers=headers
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def feedback_due_by(
+    http: aiohttp.ClientSession, reference: str, headers: dict[str, str]
+) -> datetime:
+    return datetime.fromisoformat((await staff_thread(http, reference, headers))["feedback_due_by"])
+
+
 async def calendar_events(
     stack: Stack, http: aiohttp.ClientSession, want: int, *, cancelled_close: bool = False
 ) -> list[Any]:
@@ -360,12 +376,7 @@ async def test_with_eu_clocks_an_unacknowledged_report_is_overdue_at_day_seven(
     assert anonymous["reference"] not in text.split("Statutory deadlines")[1]
 
     # Marking it contacted acknowledges it; a reply with "This is our feedback" is the feedback.
-    async with http.post(
-        f"/api/v1/staff/threads/{phone['reference']}/status",
-        json={"status": "contacted"},
-        headers=staff,
-    ) as resp:
-        assert resp.status == 200
+    await staff_sets(http, phone["reference"], "status", staff, status="contacted")
     after = await staff_thread(http, phone["reference"], staff)
     assert after["acknowledged_at"] is not None and after["statutory"] == "none"
     # The reply form offers "This is our feedback" on a thread with the clocks only.
@@ -409,15 +420,8 @@ async def test_the_acknowledgement_email_meets_the_clock_and_feedback_can_be_ove
     assert thread["acknowledged_at"] is not None
     # The case worker answers by marking it contacted (the reply promise stops) but gives no
     # feedback: three months later only the statutory clock is overdue, and the digest says so.
-    async with http.post(
-        f"/api/v1/staff/threads/{mailed['reference']}/status",
-        json={"status": "contacted"},
-        headers=staff,
-    ) as resp:
-        assert resp.status == 200
-    feedback_due = datetime.fromisoformat(
-        (await staff_thread(http, mailed["reference"], staff))["feedback_due_by"]
-    )
+    await staff_sets(http, mailed["reference"], "status", staff, status="contacted")
+    feedback_due = await feedback_due_by(http, mailed["reference"], staff)
     report = escalate(stack, digest_moment(stack, feedback_due + timedelta(minutes=1)))
     assert report["teams"]["safety"] == {"nearing": 0, "overdue": 0}
     assert report["statutory"]["safety"] == {"nearing": 0, "overdue": 1}
@@ -451,22 +455,10 @@ async def test_a_restricted_threads_statutory_deadline_reaches_only_those_who_ma
     manager = add_staff(stack, "mo@example.org", "safety", role="manager")
     hidden = await submit(eu_web, anonymous=False, contact={"phone": "+44 20 7946 0001"})
     boss = await staff_headers(http, manager)
-    async with http.post(
-        f"/api/v1/staff/threads/{hidden['reference']}/restricted",
-        json={"restricted": True},
-        headers=boss,
-    ) as resp:
-        assert resp.status == 200
+    await staff_sets(http, hidden["reference"], "restricted", boss, restricted=True)
     # Contacted: no reply is due, so only the statutory feedback clock can bring a digest.
-    async with http.post(
-        f"/api/v1/staff/threads/{hidden['reference']}/status",
-        json={"status": "contacted"},
-        headers=boss,
-    ) as resp:
-        assert resp.status == 200
-    feedback_due = datetime.fromisoformat(
-        (await staff_thread(http, hidden["reference"], boss))["feedback_due_by"]
-    )
+    await staff_sets(http, hidden["reference"], "status", boss, status="contacted")
+    feedback_due = await feedback_due_by(http, hidden["reference"], boss)
     report = escalate(stack, digest_moment(stack, feedback_due + timedelta(minutes=1)))
     assert report["statutory"]["safety"] == {"nearing": 0, "overdue": 1}
     assert report["digests"] == []  # the shared address hears nothing of a restricted thread
