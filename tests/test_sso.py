@@ -154,6 +154,18 @@ async def signs_in_through_sso(http: aiohttp.ClientSession, base: str) -> tuple[
         return resp.status, await resp.text()
 
 
+async def sso_sign_in(provider: Provider, base: str, **person: Any) -> tuple[int, str]:
+    """A fresh browser signs in through the provider, which answers for ``person`` this time."""
+    await provider.next_sign_in(**person)
+    async with jar_client(base) as http:
+        return await signs_in_through_sso(http, base)
+
+
+async def sso_failures(db: asyncpg.Connection) -> list[str]:
+    """The details of the ``sso_failed`` audit rows, in order."""
+    return [r["detail"] for r in await audit(db, "sso_failed")]
+
+
 async def get(http: aiohttp.ClientSession, url: str) -> str:
     async with http.get(url) as resp:
         assert resp.status == 200, (url, resp.status)
@@ -219,21 +231,17 @@ async def test_second_sign_in_matches_the_identity_even_after_the_email_changes(
     provider: Provider,
     sso_web: str,
 ) -> None:
-    await provider.next_sign_in(sub="casey-sub", email=caseworker.email)
-    async with jar_client(sso_web) as http:
-        status, _ = await signs_in_through_sso(http, sso_web)
-        assert status == 200
+    status, _ = await sso_sign_in(provider, sso_web, sub="casey-sub", email=caseworker.email)
+    assert status == 200
     # The provider now gives Casey another address: the account is found by iss + sub.
-    await provider.next_sign_in(sub="casey-sub", email="c.renamed@example.org")
-    async with jar_client(sso_web) as http:
-        status, inbox = await signs_in_through_sso(http, sso_web)
-        assert status == 200 and "inbox" in html.title(inbox)
-        assert caseworker.email in inbox
+    status, inbox = await sso_sign_in(
+        provider, sso_web, sub="casey-sub", email="c.renamed@example.org"
+    )
+    assert status == 200 and "inbox" in html.title(inbox)
+    assert caseworker.email in inbox
     # Someone else at the provider with Casey's address is not let into Casey's account.
-    await provider.next_sign_in(sub="someone-else", email=caseworker.email)
-    async with jar_client(sso_web) as http:
-        status, page = await signs_in_through_sso(http, sso_web)
-        assert status == 403 and "linked to another person" in html.text(page)
+    status, page = await sso_sign_in(provider, sso_web, sub="someone-else", email=caseworker.email)
+    assert status == 403 and "linked to another person" in html.text(page)
     assert await db.fetchval("SELECT count(*) FROM staff_identities") == 1
 
 
@@ -268,11 +276,9 @@ async def test_tampered_state_and_nonce_are_refused_with_a_clear_page(
             assert resp.status == 400
     # A nonce that is not this sign-in's, and none at all.
     for nonce in ("not-the-nonce-we-sent", None):
-        await provider.next_sign_in(nonce=nonce)
-        async with jar_client(sso_web) as http:
-            status, page = await signs_in_through_sso(http, sso_web)
-            assert status == 400 and "could not be checked" in html.text(page)
-    reasons = [r["detail"] for r in await audit(db, "sso_failed")]
+        status, page = await sso_sign_in(provider, sso_web, nonce=nonce)
+        assert status == 400 and "could not be checked" in html.text(page)
+    reasons = await sso_failures(db)
     assert reasons == [
         '{"reason": "state"}',
         '{"reason": "state"}',
@@ -295,25 +301,19 @@ async def test_unverified_unknown_and_disabled_accounts_are_each_refused(
         ({"error": "access_denied"}, 403, "did not sign you in"),
     ]
     for person, status_expected, words in cases:
-        await provider.next_sign_in(**person)
-        async with jar_client(sso_web) as http:
-            status, page = await signs_in_through_sso(http, sso_web)
-            assert status == status_expected, (person, status, html.text(page)[:300])
-            assert words in html.text(page)
-            assert 'href="/staff/login"' in page
+        status, page = await sso_sign_in(provider, sso_web, **person)
+        assert status == status_expected, (person, status, html.text(page)[:300])
+        assert words in html.text(page)
+        assert 'href="/staff/login"' in page
     # A bound account that is then disabled; and one disabled before its first SSO sign-in.
-    await provider.next_sign_in()
-    async with jar_client(sso_web) as http:
-        assert (await signs_in_through_sso(http, sso_web))[0] == 200
+    assert (await sso_sign_in(provider, sso_web))[0] == 200
     other = add_staff(stack, "robin@example.org", "safety")
     for email in (caseworker.email, other.email):
         assert confide_cli(stack, "staff", "disable", "--email", email).returncode == 0
     for sub, email in (("casey-sub", caseworker.email), ("robin-sub", other.email)):
-        await provider.next_sign_in(sub=sub, email=email)
-        async with jar_client(sso_web) as http:
-            status, page = await signs_in_through_sso(http, sso_web)
-            assert status == 403 and "switched off" in html.text(page)
-    reasons = [r["detail"] for r in await audit(db, "sso_failed")]
+        status, page = await sso_sign_in(provider, sso_web, sub=sub, email=email)
+        assert status == 403 and "switched off" in html.text(page)
+    reasons = await sso_failures(db)
     assert reasons == [
         '{"reason": "email_unverified"}',
         '{"reason": "unknown_email"}',
@@ -387,29 +387,22 @@ async def test_sso_only_organisation_requires_the_acr_and_refuses_passwords(
         assert resp.status == 200
 
     # No acr meaning multi-factor: refused. With it: signed in, the second factor counted.
-    await provider.next_sign_in()
-    async with jar_client(sso_only_web) as http:
-        status, page = await signs_in_through_sso(http, sso_only_web)
-        assert status == 403 and "second factor" in html.text(page)
+    status, page = await sso_sign_in(provider, sso_only_web)
+    assert status == 403 and "second factor" in html.text(page)
     assert (await provider.requests())[-1]["authorize"]["acr_values"] == MFA_ACR
-    await provider.next_sign_in(acr=MFA_ACR)
-    async with jar_client(sso_only_web) as http:
-        status, inbox = await signs_in_through_sso(http, sso_only_web)
-        assert status == 200 and "inbox" in html.title(inbox)
+    status, inbox = await sso_sign_in(provider, sso_only_web, acr=MFA_ACR)
+    assert status == 200 and "inbox" in html.title(inbox)
     methods = await db.fetchval("SELECT methods FROM sessions WHERE token_name IS NULL")
     assert list(methods) == ["sso", "sso_mfa"]
-    assert [r["detail"] for r in await audit(db, "sso_failed")] == ['{"reason": "mfa_missing"}']
+    assert await sso_failures(db) == ['{"reason": "mfa_missing"}']
 
 
 async def test_sso_only_organisation_provisions_a_verified_newcomer_with_its_own_role(
     stack: Stack, db: asyncpg.Connection, provider: Provider, sso_only_web: str
 ) -> None:
-    await provider.next_sign_in(
-        sub="newcomer", email="new.person@example.org", name="New Person", acr=MFA_ACR
-    )
-    async with jar_client(sso_only_web) as http:
-        status, inbox = await signs_in_through_sso(http, sso_only_web)
-        assert status == 200 and "inbox" in html.title(inbox)
+    newcomer = {"sub": "newcomer", "email": "new.person@example.org", "name": "New Person"}
+    status, inbox = await sso_sign_in(provider, sso_only_web, **newcomer, acr=MFA_ACR)
+    assert status == 200 and "inbox" in html.title(inbox)
     row = await db.fetchrow(
         "SELECT s.role, s.password_hash, t.slug FROM staff s JOIN staff_teams st ON "
         "st.staff_id = s.id JOIN teams t ON t.id = st.team_id WHERE s.email = $1",
@@ -420,9 +413,8 @@ async def test_sso_only_organisation_provisions_a_verified_newcomer_with_its_own
     (linked,) = await audit(db, "sso_identity_bound")
     assert '"provisioned": true' in linked["detail"]
     # An unverified address is never provisioned.
-    await provider.next_sign_in(sub="x", email="x@example.org", email_verified=False, acr=MFA_ACR)
-    async with jar_client(sso_only_web) as http:
-        assert (await signs_in_through_sso(http, sso_only_web))[0] == 403
+    unverified = {"sub": "x", "email": "x@example.org", "email_verified": False, "acr": MFA_ACR}
+    assert (await sso_sign_in(provider, sso_only_web, **unverified))[0] == 403
     assert await db.fetchval("SELECT count(*) FROM staff WHERE email = 'x@example.org'") == 0
 
 
