@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from webapp import metrics
 from webapp.auth import login_purpose
@@ -27,6 +28,21 @@ from webapp.security import RECEIPT_KEYS_PATH
 
 STAFF = Form(Token.STAFF_SESSION)
 STEP_PATHS = "|".join(STEPS)  # GET /report/<step>: a question page drawn from the draft
+# The thread page's forms: POST /staff/threads/{reference}/<action>, route "staff_thread_<action>",
+# its form drawn again with what was typed when refused (caseworker.thread_again).
+THREAD_ACTIONS: dict[str, Handler] = {
+    "reply": caseworker.reply,
+    "note": caseworker.note,
+    "release_file": caseworker.release_file,
+    "status": caseworker.status,
+    "assign": caseworker.assign,
+    "restrict": caseworker.restrict,
+    "team": caseworker.team,
+    "extend": caseworker.extend,
+    "hold": caseworker.hold,
+    "link": caseworker.link,
+    "unlink": caseworker.unlink,
+}
 # What each unsafe HTML route's form carries (webapp.form_routes), checked by webapp.policy
 # before the handler runs, and the page drawn again with what was typed when a check or a service
 # refuses it. A route missing here is refused, whatever it sends (docs/security.md).
@@ -112,19 +128,7 @@ FORM_ROUTES: dict[str, Form] = {
     "staff_new_recovery_codes": Form(Token.STAFF_SESSION, page=staff_security.security_again),
     **{
         f"staff_thread_{action}": Form(Token.STAFF_SESSION, page=caseworker.thread_again(action))
-        for action in (
-            "reply",
-            "note",
-            "status",
-            "assign",
-            "restrict",
-            "team",
-            "link",
-            "unlink",
-            "extend",
-            "hold",
-            "release_file",
-        )
+        for action in THREAD_ACTIONS
     },
     "staff_password_submit": Form(Token.STAFF_SESSION, page=caseworker.password_again),
     "staff_set_password_submit": Form(
@@ -136,6 +140,11 @@ FORM_ROUTES: dict[str, Form] = {
     "staff_support_submit": Form(Token.STAFF_SESSION, page=support.staff_again),
     "ops_action": STAFF,
 }
+
+
+def _attachment(path: str, handler: Handler, name: str) -> web.RouteDef:
+    """A GET that sends an attachment, without HEAD: a HEAD would audit and decrypt a whole file."""
+    return web.get(path, handler, name=name, allow_head=False)
 
 
 def setup(app: web.Application, static_dir: Path) -> None:
@@ -178,11 +187,10 @@ def setup(app: web.Application, static_dir: Path) -> None:
                 name="receipt_from_confirmation",
             ),
             web.get("/messages/receipt.json", reporter.receipt_download, name="receipt"),
-            web.get(
+            _attachment(
                 "/messages/attachments/{attachment_id}",
                 reporter.attachment_download,
-                name="reporter_attachment",
-                allow_head=False,  # a HEAD would audit and decrypt a whole file
+                "reporter_attachment",
             ),
             web.get("/check-receipt", reporter.check_receipt, name="check_receipt"),
             web.post("/check-receipt", reporter.check_receipt_submit, name="check_receipt_submit"),
@@ -200,23 +208,20 @@ def setup(app: web.Application, static_dir: Path) -> None:
                 "/api/v1/reporter/messages", api.reporter_message, name="api_reporter_message"
             ),
             web.post("/api/v1/uploads", api.upload, name="api_uploads"),
-            web.get(
+            _attachment(
                 "/api/v1/reporter/attachments/{attachment_id}",
                 api.reporter_attachment,
-                name="api_reporter_attachment",
-                allow_head=False,  # a HEAD would audit and decrypt a whole file
+                "api_reporter_attachment",
             ),
-            web.get(
+            _attachment(
                 "/api/v1/staff/attachments/{attachment_id}",
                 api.staff_attachment,
-                name="api_staff_attachment",
-                allow_head=False,  # a HEAD would audit and decrypt a whole file
+                "api_staff_attachment",
             ),
-            web.get(
+            _attachment(
                 "/api/v1/staff/attachments/{attachment_id}/preview",
                 api.staff_attachment_preview,
-                name="api_staff_attachment_preview",
-                allow_head=False,  # a HEAD would audit and decrypt a whole file
+                "api_staff_attachment_preview",
             ),
             web.post(
                 "/api/v1/staff/attachments/{attachment_id}/release",
@@ -331,46 +336,21 @@ def setup(app: web.Application, static_dir: Path) -> None:
             ),
             web.get("/staff/statistics", statistics.page, name="staff_statistics"),
             web.get("/staff/statistics.csv", statistics.download, name="staff_statistics_csv"),
-            web.post(
-                "/staff/threads/{reference}/reply", caseworker.reply, name="staff_thread_reply"
+            *(
+                web.post(
+                    f"/staff/threads/{{reference}}/{action}", handler, name=f"staff_thread_{action}"
+                )
+                for action, handler in THREAD_ACTIONS.items()
             ),
-            web.post("/staff/threads/{reference}/note", caseworker.note, name="staff_thread_note"),
-            web.post(
-                "/staff/threads/{reference}/release_file",
-                caseworker.release_file,
-                name="staff_thread_release_file",
-            ),
-            web.get(
+            _attachment(
                 "/staff/attachments/{attachment_id}",
                 caseworker.attachment_download,
-                name="staff_attachment",
-                allow_head=False,  # a HEAD would audit and decrypt a whole file
+                "staff_attachment",
             ),
-            web.get(
+            _attachment(
                 "/staff/attachments/{attachment_id}/preview",
                 caseworker.attachment_preview,
-                name="staff_attachment_preview",
-                allow_head=False,  # a HEAD would audit and decrypt a whole file
-            ),
-            web.post(
-                "/staff/threads/{reference}/status", caseworker.status, name="staff_thread_status"
-            ),
-            web.post(
-                "/staff/threads/{reference}/assign", caseworker.assign, name="staff_thread_assign"
-            ),
-            web.post(
-                "/staff/threads/{reference}/restrict",
-                caseworker.restrict,
-                name="staff_thread_restrict",
-            ),
-            web.post("/staff/threads/{reference}/team", caseworker.team, name="staff_thread_team"),
-            web.post(
-                "/staff/threads/{reference}/extend", caseworker.extend, name="staff_thread_extend"
-            ),
-            web.post("/staff/threads/{reference}/hold", caseworker.hold, name="staff_thread_hold"),
-            web.post("/staff/threads/{reference}/link", caseworker.link, name="staff_thread_link"),
-            web.post(
-                "/staff/threads/{reference}/unlink", caseworker.unlink, name="staff_thread_unlink"
+                "staff_attachment_preview",
             ),
             web.post(
                 "/staff/threads/{reference}/receipt",
