@@ -78,23 +78,21 @@ async def staff_thread(http: aiohttp.ClientSession, reference: str, headers: dic
         return await resp.json()  # Any: the API's JSON
 
 
-async def staff_replies(
-    http: aiohttp.ClientSession, reference: str, headers: dict[str, str], **body: object
-) -> None:
-    async with http.post(
-        f"/api/v1/staff/threads/{reference}/messages", json=body, headers=headers
-    ) as resp:
-        assert resp.status == 201, await resp.text()
-
-
 async def staff_sets(
     http: aiohttp.ClientSession, reference: str, what: str, headers: dict[str, str], **body: object
 ) -> None:
-    """``POST /api/v1/staff/threads/{reference}/{what}`` (status, restricted): answered 200."""
+    """``POST /api/v1/staff/threads/{reference}/{what}``: 201 for messages, else (status,
+    restricted) 200."""
     async with http.post(
         f"/api/v1/staff/threads/{reference}/{what}", json=body, headers=headers
     ) as resp:
-        assert resp.status == 200, await resp.text()
+        assert resp.status == (201 if what == "messages" else 200), await resp.text()
+
+
+async def staff_replies(
+    http: aiohttp.ClientSession, reference: str, headers: dict[str, str], **body: object
+) -> None:
+    await staff_sets(http, reference, "messages", headers, **body)
 
 
 async def feedback_due_by(
