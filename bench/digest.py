@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 
 from bench.common import Context, Result, Target, say
+from bench.escalation import LOAD_THREADS  # open threads due around as-of, as the pass sees them
 from bench.fixtures import (
     LOAD_CLOCKS,
     Team,
@@ -43,18 +44,6 @@ AS_OF = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DAY = "2026-11-25"
 FLAT_TARGET = Target("<=", 1.0)
 
-# As escalation.LOAD_THREADS; their clocks (fixtures.LOAD_CLOCKS) already marked as of AS_OF.
-LOAD_THREADS = """
-INSERT INTO threads (id, reference, category_slug, team_id, anonymous, follow_up, status,
-                     received_at, description, last_reporter_message_at, last_activity_at,
-                     awaiting_since, reply_due_at)
-SELECT gen_random_uuid(), 'R-' || lpad(g::text, 8, '0'), ($2::text[])[k], ($3::int[])[k],
-       true, true, 'open', due - interval '2 days', '\\x00'::bytea, due - interval '2 days',
-       due - interval '2 days', due - interval '2 days', due
-FROM (SELECT g, 1 + g % $4 AS k,
-             $5::timestamptz - interval '12 hours' + random() * interval '18.75 days' AS due
-      FROM generate_series(1, $1) g) s
-"""
 QUEUE_DIGESTS = """
 INSERT INTO outbox (id, kind, dedupe_key, team_id, payload, created_at)
 SELECT gen_random_uuid(), 'digest', 'digest:' || slug || ':' || $2, id,
@@ -177,7 +166,7 @@ async def _load(conn: asyncpg.Connection, teams: list[Team], size: int) -> int:
     await conn.execute(
         LOAD_THREADS, size, [t.category for t in teams], [t.id for t in teams], len(teams), AS_OF
     )
-    await conn.execute(LOAD_CLOCKS, AS_OF)
+    await conn.execute(LOAD_CLOCKS, AS_OF)  # their clocks, already marked as of AS_OF
     await conn.execute(QUEUE_DIGESTS, [t.id for t in teams], DAY, AS_OF)
     await conn.execute("VACUUM ANALYZE threads, thread_clocks, outbox")
     listed: int = await conn.fetchval(
