@@ -9,6 +9,7 @@ from uuid import UUID
 from asyncpg import Connection, Record
 
 from confide.domain import Escalation
+from confide.sql.threads import RESTRICTED_READER
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,13 +350,11 @@ async def restricted_erasing_threads(
     """The team's restricted, unheld closed threads to be erased by ``until`` that one person
     may see now (a manager of the team, or the assignee), soonest first."""
     rows = await conn.fetch(
-        """SELECT t.reference, c.name AS category_name, t.erasure_due_at
+        f"""SELECT t.reference, c.name AS category_name, t.erasure_due_at
            FROM threads t JOIN categories c ON c.slug = t.category_slug
-           JOIN staff_teams st ON st.team_id = t.team_id AND st.staff_id = $2
-           JOIN staff s ON s.id = st.staff_id AND s.active AND s.role = ANY($3::text[])
+           {RESTRICTED_READER}
            WHERE t.team_id = $1 AND t.restricted AND t.erasure_due_at <= $4
              AND t.status = 'closed' AND t.legal_hold_at IS NULL
-             AND (s.role = 'manager' OR t.assignee_id = s.id)
            ORDER BY t.erasure_due_at, t.reference LIMIT 500""",
         team_id,
         staff_id,
@@ -371,14 +370,12 @@ async def restricted_digest_threads(
     """The team's nearing and overdue restricted threads that one person may see now (a manager
     of the team, or the assignee; an active member of the team in one of ``roles``)."""
     rows = await conn.fetch(
-        """SELECT t.reference, c.name AS category_name, t.awaiting_since, k.reply_due_at,
+        f"""SELECT t.reference, c.name AS category_name, t.awaiting_since, k.reply_due_at,
                   k.escalation
            FROM threads t JOIN thread_clocks k ON k.thread_id = t.id
            JOIN categories c ON c.slug = t.category_slug
-           JOIN staff_teams st ON st.team_id = t.team_id AND st.staff_id = $2
-           JOIN staff s ON s.id = st.staff_id AND s.active AND s.role = ANY($3::text[])
+           {RESTRICTED_READER}
            WHERE t.team_id = $1 AND t.restricted AND k.escalation <> 'none'
-             AND (s.role = 'manager' OR t.assignee_id = s.id)
            ORDER BY t.awaiting_since, t.reference""",
         team_id,
         staff_id,

@@ -11,6 +11,7 @@ from uuid import UUID
 from asyncpg import Connection, Record
 
 from confide.domain import Escalation
+from confide.sql.threads import RESTRICTED_READER
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +119,8 @@ async def restricted_digest_threads(
         f"""SELECT {_COLUMNS}
             FROM statutory_clocks q JOIN threads t ON t.id = q.thread_id
             JOIN categories c ON c.slug = t.category_slug
-            JOIN staff_teams st ON st.team_id = t.team_id AND st.staff_id = $2
-            JOIN staff s ON s.id = st.staff_id AND s.active AND s.role = ANY($3::text[])
+            {RESTRICTED_READER}
             WHERE t.team_id = $1 AND t.restricted AND q.statutory <> 'none'
-              AND (s.role = 'manager' OR t.assignee_id = s.id)
             ORDER BY q.due_at, t.reference""",
         team_id,
         staff_id,

@@ -34,6 +34,13 @@ CLOCK_STATES = {"nearing": "k.escalation = 'nearing'", "overdue": "k.escalation 
 # the team's managers. $1 = the staff member's team ids, $2 = staff id, $3 = is a manager.
 VISIBLE = "t.team_id = ANY($1::int[]) AND (NOT t.restricted OR t.assignee_id = $2 OR $3)"
 
+# Joined to a team's restricted thread t, for the digests: the one person who may hear of it, an
+# active member of its team in one of the roles who manages the team or is its assignee.
+# $2 = staff id, $3 = the roles (text[]).
+RESTRICTED_READER = """JOIN staff_teams st ON st.team_id = t.team_id AND st.staff_id = $2
+    JOIN staff s ON s.id = st.staff_id AND s.active AND s.role = ANY($3::text[])
+        AND (s.role = 'manager' OR t.assignee_id = s.id)"""
+
 SUMMARY_COLUMNS = """t.id, t.reference, t.category_slug, c.name AS category_name, tm.slug AS team,
     tm.name AS team_name, t.anonymous, t.follow_up, t.received_at, t.last_reporter_message_at,
     t.last_caseworker_message_at, t.status, t.restricted, t.assignee_id, s.email AS assignee,
