@@ -291,7 +291,7 @@ READ_AS = {
     FileType.PDF: N_("a PDF document"),
     FileType.DOCX: N_("a Word (DOCX) document"),
     FileType.ODT: N_("an OpenDocument text (ODT) document"),
-    FileType.TEXT: N_("plain text (UTF-8)"),
+    FileType.TEXT: N_("plain text"),
     FileType.MP3: N_("an MP3 recording"),
     FileType.M4A: N_("an M4A recording"),
 }

@@ -309,7 +309,7 @@ OPERATIONS: tuple[Op, ...] = (
             "ending /type-not-allowed): a .jpg that is really a program is refused",
             "422": "An image whose header says it decodes to more than 80 megapixels (an "
             "image bomb), type ending /image-too-large; or a file whose body does not parse as "
-            "its type (truncated, a bad checksum, no end record, text not UTF-8), type ending "
+            "its type (truncated, a bad checksum, no end record, binary data in a text file), type ending "
             "/file-damaged",
         },
         request_content={

@@ -20,7 +20,10 @@ Per type (the walk accepts what follows a format's own end, as the strippers dro
 - DOCX, ODT: the zip's end-of-central-directory record (or its ZIP64 one) in the last 64 KiB,
   with its central directory ending where that record starts and beginning with a central
   directory header.
-- plain text: UTF-8 throughout (a BOM allowed), or UTF-16 or UTF-32 with a BOM.
+- plain text: with a UTF-16 or UTF-32 BOM, that encoding throughout (nothing malformed, no lone
+  surrogate, nothing cut at the end); otherwise 8-bit text (UTF-8, or an older encoding such as
+  Windows-1252 that a reporter's notes may be in) with no NUL byte anywhere, where binary data
+  after a text-like start would show one.
 - MP3: what libmagic said (no cheap check of a frame stream that has no end marker).
 """
 
@@ -47,7 +50,7 @@ WORDS = {
     FileType.PDF: "a PDF document",
     FileType.DOCX: "a Word (DOCX) document",
     FileType.ODT: "an OpenDocument text (ODT) document",
-    FileType.TEXT: "plain text (UTF-8)",
+    FileType.TEXT: "plain text",
     FileType.MP3: "an MP3 recording",
     FileType.M4A: "an M4A recording",
 }
@@ -341,43 +344,53 @@ class _Boxes(_Walk):
 
 
 class _Text(_Walk):
-    """UTF-8 (a BOM allowed), or UTF-16 or UTF-32 with a BOM, decoded incrementally."""
+    """With a UTF-16 or UTF-32 BOM, that encoding decoded incrementally and strictly; otherwise
+    8-bit text of any encoding (libmagic called its start text) with no NUL byte: refusing a
+    Windows-1252 note, which every editor opens, would only turn a reporter away."""
 
     def __init__(self, checker: Checker) -> None:
         super().__init__(checker)
         self.decoder: codecs.IncrementalDecoder | None = None
+        self.started = False
 
     def feed(self, block: bytes) -> None:
-        if self.decoder is None:
+        if not self.started:
             self.pending += block
             if len(self.pending) < 4:
                 return
             block = bytes(self.pending)
             self.pending.clear()
-            self.decoder = _text_decoder(block)
+            self.started = True
+            self.decoder = _wide_decoder(block)
+        if self.decoder is None:
+            if b"\x00" in block:
+                raise self.damaged()
+            return
         try:
             self.decoder.decode(block)
         except UnicodeDecodeError:
             raise self.damaged() from None
 
     def finish(self) -> None:
-        if self.decoder is None:
-            self.decoder = _text_decoder(bytes(self.pending))
+        if not self.started:
+            self.started = True
+            self.decoder = _wide_decoder(bytes(self.pending))
             self.feed(bytes(self.pending))
+        if self.decoder is None:
+            return
         try:
             self.decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise self.damaged() from None
 
 
-def _text_decoder(start: bytes) -> codecs.IncrementalDecoder:
+def _wide_decoder(start: bytes) -> codecs.IncrementalDecoder | None:
+    """A strict decoder for a UTF-32 or UTF-16 BOM's encoding; None for 8-bit text."""
     if start.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
-        encoding = "utf-32"
-    elif start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    else:
-        encoding = "utf-8"
-    return codecs.getincrementaldecoder(encoding)("strict")
+        return codecs.getincrementaldecoder("utf-32")("strict")
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return codecs.getincrementaldecoder("utf-16")("strict")
+    return None
 
 
 _WALKS: dict[FileType, type[_Walk]] = {
