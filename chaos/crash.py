@@ -392,7 +392,7 @@ async def _uploads(
 
 def _kinds(rng: random.Random, scan: bool) -> list[str]:
     """What one report attaches: nothing half the time, else one or two photos or letters, now
-    and then the damaged photo; and the large scan when ``scan``."""
+    and then the damaged picture; and the large scan when ``scan``."""
     kinds: list[str] = []
     if rng.random() < 0.5:
         count = rng.randint(1, 2)

@@ -5,8 +5,10 @@
 - ``scan``: a large, grainy PNG (a few MiB, re-encoded when stripped: the stripping takes long
   enough for the harness to SIGKILL the files worker in the middle of it), with an author text
   chunk;
-- ``damaged``: the photo cut off inside its image data. Its first bytes are a good JPEG, so the
-  upload is accepted, and the worker must quarantine it (it cannot be stripped).
+- ``damaged``: the photo as a PNG (with the author text chunk) whose image data stops halfway.
+  Every chunk is whole, its CRC right and IEND last, so the upload's checks accept it (a photo
+  merely cut off is refused at upload, 422 ``/file-damaged``); only decoding finds the damage,
+  and the worker must quarantine it (it cannot be stripped).
 
 Every upload also sends a file name that is a canary, and the SHA-256 of each file as uploaded
 is one too: none of them may appear in any sink (docs/reliability.md, "Attachments").
@@ -18,6 +20,8 @@ import hashlib
 import io
 import random
 import secrets
+import struct
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +34,7 @@ MIME = {
     "photo": "image/jpeg",
     "letter": "application/pdf",
     "scan": "image/png",
-    "damaged": "image/jpeg",
+    "damaged": "image/png",
 }
 NAMES = 8
 SCAN_SIDE = (1400, 1000)  # about 4 MiB of grain: a re-encode of a few hundred milliseconds
@@ -89,8 +93,11 @@ def make(folder: Path) -> FileSet:
     buf = io.BytesIO()
     photo.save(buf, "JPEG", quality=90, exif=exif, comment=artist.encode())
     files.data["photo"] = buf.getvalue()
-    # Cut inside the entropy-coded data: the header and the EXIF stay, the image cannot decode.
-    files.data["damaged"] = files.data["photo"][: len(files.data["photo"]) * 2 // 3]
+    info = PngInfo()
+    info.add_text("Author", author)
+    buf = io.BytesIO()
+    photo.save(buf, "PNG", pnginfo=info, compress_level=1)
+    files.data["damaged"] = cut_inside(buf.getvalue())
 
     doc = pikepdf.new()
     for _ in range(2):
@@ -114,6 +121,24 @@ def make(folder: Path) -> FileSet:
         (folder / kind).write_bytes(data)  # kept with the run's scratch files, for a look
         files.add("original_sha256", hashlib.sha256(data).hexdigest())
     return files
+
+
+def cut_inside(png: bytes) -> bytes:
+    """The PNG with its image data cut halfway, in one IDAT, every chunk still whole."""
+    pos, head, data, end = 8, bytearray(png[:8]), bytearray(), b""
+    while pos < len(png):
+        length, kind = struct.unpack_from(">I4s", png, pos)
+        chunk = png[pos : pos + 12 + length]
+        if kind == b"IDAT":
+            data += chunk[8:-4]
+        elif kind == b"IEND":
+            end = chunk
+        else:
+            head += chunk
+        pos += 12 + length
+    cut = bytes(data[: len(data) // 2])
+    crc = zlib.crc32(b"IDAT" + cut)
+    return bytes(head) + struct.pack(">I", len(cut)) + b"IDAT" + cut + struct.pack(">I", crc) + end
 
 
 def multipart(data: bytes, name: str, content_type: str) -> tuple[bytes, str]:

@@ -351,18 +351,37 @@ def m4a(path: Path) -> Path:
     return path
 
 
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk, with its length and a right CRC."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def png_bomb(path: Path, side: int = 100_000) -> Path:
     """A few hundred bytes that claim ``side`` x ``side`` pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 4096, 9)
     path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", idat)
+        + png_chunk(b"IEND", b"")
+    )
+    return path
+
+
+def png_cut_inside(path: Path) -> Path:
+    """A PNG whose every chunk is whole, its CRC right and IEND last, but whose image data stops
+    halfway: it passes the upload's checks, and only decoding it (the worker's stripping) finds
+    the damage, so it is quarantined."""
+    ihdr = struct.pack(">IIBBBBB", 64, 32, 8, 2, 0, 0, 0)
+    rows = b"".join(b"\x00" + bytes((n * 7 % 256, 30, 200)) * 64 for n in range(32))
+    idat = zlib.compress(rows, 9)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"tEXt", b"Author\x00" + AUTHOR.encode())
+        + png_chunk(b"IDAT", idat[: len(idat) // 2])
+        + png_chunk(b"IEND", b"")
     )
     return path
 

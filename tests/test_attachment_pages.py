@@ -217,8 +217,9 @@ def exe_named_jpg(path: Path) -> Path:
         (lambda p: _gif(p / "cat.gif"), "You can add: JPEG, PNG, HEIC, PDF"),
         (lambda p: exe_named_jpg(p / "holiday.jpg"), "not a kind of file we accept"),
         (lambda p: make.png_bomb(p / "bomb.png"), "too large a picture to open safely"),
+        (lambda p: _cut_off(p / "IMG_0311.jpg"), "“IMG_0311.jpg” could not be read as a JPEG"),
     ],
-    ids=["25-mib", "type-not-allowed", "program-named-jpg", "image-bomb"],
+    ids=["25-mib", "type-not-allowed", "program-named-jpg", "image-bomb", "damaged"],
 )
 @pytest.mark.parametrize("js", [False, True], ids=["javascript-off", "javascript-on"])
 async def test_reporter_sees_why_a_file_was_refused_on_the_same_page(
@@ -248,12 +249,21 @@ async def test_reporter_sees_why_a_file_was_refused_on_the_same_page(
         await Auditor(browser, stack.base_url).check(page, js)
     await context.close()
     assert await db.fetchval("SELECT count(*) FROM uploads") == 1
+    # Nothing of the refused file is stored: the chunks are the kept photo's alone.
+    assert await db.fetchval("SELECT count(DISTINCT file_id) FROM attachment_chunks") == 1
 
 
 def _big(path: Path) -> Path:
     with path.open("wb") as out:
         out.write(make.jpeg(path.with_name("seed.jpg")).read_bytes())
         out.write(b"\0" * (25 * MIB))
+    return path
+
+
+def _cut_off(path: Path) -> Path:
+    """A phone photo cut off halfway (a copy that stopped early): refused as it arrives."""
+    photo = make.jpeg(path.with_name("whole.jpg")).read_bytes()
+    path.write_bytes(photo[: len(photo) // 2])
     return path
 
 
@@ -270,8 +280,7 @@ async def test_only_a_manager_releases_a_file_that_could_not_be_made_safe(
 ) -> None:
     caseworker = add_staff(stack, "casey@example.org", "safety")
     manager = add_staff(stack, "morgan@example.org", "safety", role="manager")
-    damaged = tmp_path / "scan.pdf"
-    damaged.write_bytes(make.pdf(tmp_path / "whole.pdf").read_bytes()[:600])  # cut short
+    damaged = make.png_cut_inside(tmp_path / "scan.png")  # only decoding finds the damage
     context = await on_a_phone(browser, stack.base_url, False)
     page = await context.new_page()
     await answer_first_questions(page)

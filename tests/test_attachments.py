@@ -127,6 +127,19 @@ def canaries_in(data: bytes) -> list[str]:
     return [c for c in make.CANARIES if c.encode() in data]
 
 
+async def count(db: asyncpg.Connection, rows: str, *args: object) -> int:
+    """How many rows ``rows`` names: a table, or a table and its ``WHERE``."""
+    return int(await db.fetchval(f"SELECT count(*) FROM {rows}", *args))
+
+
+async def assert_nothing_kept(db: asyncpg.Connection, *tables: str) -> None:
+    """Nothing of a refused or erased file is left: no upload row (or those ``tables``
+    name), and no chunk."""
+    for table in tables or ("uploads",):
+        assert await count(db, table) == 0, table
+    assert await count(db, "attachment_chunks") == 0
+
+
 async def database_canaries(db: asyncpg.Connection) -> list[str]:
     """A pg_dump-equivalent scan: every value of every table, as bytes and as text."""
     found: set[str] = set()
@@ -295,8 +308,7 @@ async def test_uploads_that_cannot_be_taken_get_a_clear_answer(
     async with http.post("/api/v1/uploads", data=form) as resp:
         assert resp.status == 400
     # Nothing of a refused file is kept.
-    assert await db.fetchval("SELECT count(*) FROM uploads") == 0
-    assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == 0
+    await assert_nothing_kept(db)
 
 
 async def test_an_upload_is_usable_once_and_only_by_its_uploader(
@@ -414,9 +426,9 @@ async def test_a_file_that_cannot_be_stripped_is_quarantined_and_released_only_b
     caseworker: StaffAccount,
     tmp_path: Path,
 ) -> None:
-    photo = make.jpeg(tmp_path / "p.jpg").read_bytes()
-    damaged = photo[: len(photo) // 2]  # the header parses; the image data is cut off
-    one = await uploaded(http, damaged, "p.jpg")
+    # Whole to the upload's checks; its image data stops halfway, as only decoding finds.
+    damaged = make.png_cut_inside(tmp_path / "p.png").read_bytes()
+    one = await uploaded(http, damaged, "p.png")
     status, receipt = await report_with(http, [one])
     assert status == 201
     staff = await bearer(http, caseworker)
@@ -442,9 +454,7 @@ async def test_a_file_that_cannot_be_stripped_is_quarantined_and_released_only_b
     reporter = await reporter_bearer(http, receipt["code"])
     status, _, _ = await download(http, f"/api/v1/reporter/attachments/{file['id']}", reporter)
     assert status == 409
-    audited = await db.fetchval(
-        "SELECT count(*) FROM audit_log WHERE action = 'attachment_release'"
-    )
+    audited = await count(db, "audit_log WHERE action = 'attachment_release'")
     assert audited == 1
     sealed = await db.fetchval("SELECT release_reason FROM attachments")
     assert sealed is not None and b"Evidence" not in sealed  # the reason is sealed
@@ -488,7 +498,7 @@ async def test_an_interrupted_stripping_ends_with_one_stripped_copy_and_a_rerun_
         attachment_id,
     )
     assert len(chunks) == max(1, math.ceil(row["stripped_size"] / CHUNK_BYTES))
-    assert await db.fetchval("SELECT count(*) FROM attachment_chunks WHERE copy = 'original'") == 0
+    assert await count(db, "attachment_chunks WHERE copy = 'original'") == 0
     before = [bytes(c["data"]) for c in chunks]
     # A redelivery after success is a no-op.
     from celery import Celery
@@ -561,12 +571,11 @@ async def test_a_run_whose_lease_was_taken_over_is_refused_and_the_file_is_ready
         await pool.close()
     row = await db.fetchrow("SELECT state, attempts, stripped_size, lease_id FROM attachments")
     assert row["state"] == "ready" and row["attempts"] == 2 and row["lease_id"] is None
-    stripped = await db.fetchval(
-        "SELECT count(*) FROM attachment_chunks WHERE file_id = $1 AND copy = 'stripped'",
-        attachment_id,
+    stripped = await count(
+        db, "attachment_chunks WHERE file_id = $1 AND copy = 'stripped'", attachment_id
     )
     assert stripped == max(1, math.ceil(row["stripped_size"] / CHUNK_BYTES))
-    assert await db.fetchval("SELECT count(*) FROM attachment_chunks WHERE copy = 'original'") == 0
+    assert await count(db, "attachment_chunks WHERE copy = 'original'") == 0
     staff = await bearer(http, caseworker)
     status, got, _ = await download(http, f"/api/v1/staff/attachments/{attachment_id}", staff)
     assert status == 200
@@ -622,7 +631,7 @@ async def test_chunks_of_no_upload_or_attachment_are_swept_by_housekeeping(
     assert status == 201
     attachment_id = await db.fetchval("SELECT id FROM attachments")
     await wait_state(db, str(attachment_id), "ready")
-    kept = await db.fetchval("SELECT count(*) FROM attachment_chunks")
+    kept = await count(db, "attachment_chunks")
     # Left behind: a file whose thread was erased mid-strip, or a deleted member's upload.
     orphan = uuid4()
     for idx in range(3):
@@ -639,10 +648,8 @@ async def test_chunks_of_no_upload_or_attachment_are_swept_by_housekeeping(
         assert await attachments.sweep_orphan_chunks(ctx, batch=1) == 0
     finally:
         await pool.close()
-    assert (
-        await db.fetchval("SELECT count(*) FROM attachment_chunks WHERE file_id = $1", orphan) == 0
-    )
-    assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == kept
+    assert await count(db, "attachment_chunks WHERE file_id = $1", orphan) == 0
+    assert await count(db, "attachment_chunks") == kept
 
 
 async def test_erasing_a_thread_erases_its_files(
@@ -658,8 +665,7 @@ async def test_erasing_a_thread_erases_its_files(
     await wait_state(db, str(attachment_id), "ready")
     async with db.transaction():
         await sql_lifecycle.erase(db, [row["id"]], ["E-TESTERASURE0"], [row["team_id"]])
-    assert await db.fetchval("SELECT count(*) FROM attachments") == 0
-    assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == 0
+    await assert_nothing_kept(db, "attachments")
 
 
 async def test_a_worker_killed_while_stripping_leaves_the_file_stripped_exactly_once(
@@ -706,12 +712,11 @@ async def test_a_worker_killed_while_stripping_leaves_the_file_stripped_exactly_
     row = await db.fetchrow("SELECT attempts, stripped_size FROM attachments")
     assert row["attempts"] == 2  # the killed run, then one that finished
     assert not list(strip_folder.glob("confide-strip-*"))
-    stripped = await db.fetchval(
-        "SELECT count(*) FROM attachment_chunks WHERE file_id = $1 AND copy = 'stripped'",
-        attachment_id,
+    stripped = await count(
+        db, "attachment_chunks WHERE file_id = $1 AND copy = 'stripped'", attachment_id
     )
     assert stripped == math.ceil(row["stripped_size"] / CHUNK_BYTES)
-    assert await db.fetchval("SELECT count(*) FROM attachment_chunks WHERE copy = 'original'") == 0
+    assert await count(db, "attachment_chunks WHERE copy = 'original'") == 0
     staff = await bearer(http, caseworker)
     status, got, _ = await download(http, f"/api/v1/staff/attachments/{attachment_id}", staff)
     assert status == 200 and make.AUTHOR.encode() not in got
@@ -749,8 +754,7 @@ async def test_an_upload_held_by_a_draft_outlives_its_hour_and_goes_with_the_dra
         assert not await attachments.discard_upload(ctx, anonymous, again)
         await db.execute("DELETE FROM report_drafts")
         await housekeeping.purge_expired(ctx)
-        assert await db.fetchval("SELECT count(*) FROM uploads") == 0
-        assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == 0
+        await assert_nothing_kept(db)
         status, body = await report_with(http, [held])
         assert status == 422, body
     finally:
@@ -775,7 +779,7 @@ async def test_a_flood_of_uploads_from_one_reporter_is_refused_before_it_is_stor
         staff = await bearer(client, caseworker)
         status, body = await upload(client, text, "staff-note.txt", headers=staff)
         assert status == 201, body
-    assert await db.fetchval("SELECT count(*) FROM uploads") == 4
+    assert await count(db, "uploads") == 4
 
 
 async def test_a_reporter_sending_many_bytes_is_refused_past_their_budget_of_bytes(
@@ -798,7 +802,7 @@ async def test_a_reporter_sending_many_bytes_is_refused_past_their_budget_of_byt
         staff = await bearer(client, caseworker)
         status, body = await upload(client, part, "staff.txt", headers=staff)
         assert status == 201, body  # staff are not counted
-    assert await db.fetchval("SELECT count(*) FROM uploads") == 2
+    assert await count(db, "uploads") == 2
     files = await db.fetchval("SELECT count(DISTINCT file_id) FROM attachment_chunks")
     assert files == 2
 
@@ -829,7 +833,7 @@ async def test_uploads_waiting_to_be_attached_are_capped_in_all(
         assert status == 201, receipt
         status, body = await upload(client, part, "two.txt")  # attached: room again
         assert status == 201, body
-    assert await db.fetchval("SELECT count(*) FROM uploads") == 2  # staff's, and the last
+    assert await count(db, "uploads") == 2  # staff's, and the last
 
 
 async def test_a_damaged_file_is_a_logged_409_and_damage_elsewhere_a_500(
@@ -931,7 +935,7 @@ async def test_a_head_request_for_a_file_is_405_and_audits_nothing(
         async with http.head(path, headers=headers) as resp:
             assert resp.status == 405, (path, resp.status)
             assert "GET" in resp.headers["Allow"]
-    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action LIKE 'attachment_%'") == 0
+    assert await count(db, "audit_log WHERE action LIKE 'attachment_%'") == 0
     async with http.get(f"/api/v1/staff/attachments/{fid}", headers=staff) as resp:
         assert resp.status == 200  # GET still serves it
 
@@ -972,7 +976,7 @@ async def test_an_upload_purged_while_it_streams_gets_a_clear_408(
         await pool.close()
     expected = MIB / 1024 + attachments.STREAMING_MARGIN_S
     assert expected - 30 <= seen[0] <= expected + 1, seen
-    assert await db.fetchval("SELECT count(*) FROM attachment_chunks") == 0
+    assert await count(db, "attachment_chunks") == 0
 
 
 async def test_an_upload_id_has_one_spelling_only(

@@ -30,6 +30,7 @@ from confide.errors import (
 )
 from confide.files.errors import FileTooLarge, TooManyFiles, TypeNotAllowed, UploadTooSlow
 from confide.files.sniff import ImageTooLarge
+from confide.files.structure import FileDamaged
 from confide.org import Organisation
 from confide.services.attachments import AttachmentNotReady, AttachmentUnavailable
 from confide.services.passkeys import PasskeyInvalid, PasskeySignInOff
@@ -192,6 +193,7 @@ ERROR_STATUS.update(
         FileTooLarge: 413,
         TypeNotAllowed: 415,
         ImageTooLarge: 422,
+        FileDamaged: 422,
         TooManyFiles: 422,
         AttachmentNotReady: 409,
         AttachmentUnavailable: 409,
@@ -223,6 +225,7 @@ PROBLEM_TYPES.update(
         FileTooLarge: "file-too-large",
         TypeNotAllowed: "type-not-allowed",
         ImageTooLarge: "image-too-large",
+        FileDamaged: "file-damaged",
         TooManyFiles: "too-many-files",
         AttachmentNotReady: "attachment-not-ready",
         AttachmentUnavailable: "attachment-unavailable",
@@ -307,6 +310,7 @@ OWN_WORDS = (
     AttachmentNotReady,
     AttachmentUnavailable,
     UploadTooSlow,
+    FileDamaged,  # its words name the type it was read as
 )
 """The exceptions that carry the words shown for them, as ``detail``."""
 

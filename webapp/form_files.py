@@ -6,7 +6,7 @@ check the form's token before any file is received (the pages put their hidden f
 The handler then calls :func:`receive_files`, which streams each chosen file into
 :func:`confide.services.attachments.receive_upload` (never held whole in memory) and reads any
 text fields after the files. A file that is refused (too large, a type not allowed, an image too
-large to open safely, one too many) is drained and named in a message for the page's error
+large to open safely, a damaged one, one too many) is drained and named in a message for the page's error
 summary; the other files are still received, and what was typed is kept.
 
 Nothing here logs a file's name or content.
@@ -26,13 +26,14 @@ from confide.errors import FieldError, NotFound, RateLimited, ValidationFailed
 from confide.files.errors import FileTooLarge, TypeNotAllowed, UploadTooSlow
 from confide.files.limits import MIB, AttachmentLimits
 from confide.files.sniff import ImageTooLarge
+from confide.files.structure import FileDamaged
 from confide.files.types import FileType
 from confide.services import attachments
 from confide.services.attachments import Uploaded, Uploader, UploadInfo
 from webapp.body_limits import BodyLimit, allow_files, limit_bytes
 from webapp.errors import BadRequest
 from webapp.files import file_name, part_blocks
-from webapp.i18n import _, ngettext
+from webapp.i18n import N_, _, ngettext
 from webapp.keys import CTX, ORG, UPLOAD_LIMITS
 from webapp.security import UploadMeter, UploadsFull
 
@@ -218,6 +219,10 @@ async def _one(
         await _drain(part)
         got.errors.append(image_too_large(name))
         return
+    except FileDamaged as exc:
+        await _drain(part)
+        got.errors.append(damaged(name, exc.file_type))
+        return
     except UploadTooSlow:
         await _drain(part)
         got.errors.append(too_slow(name))
@@ -276,6 +281,27 @@ def image_too_large(name: str) -> str:
         "“%(name)s” is too large a picture to open safely (more than 80 megapixels). "
         "Send a smaller copy or a screenshot of it."
     ) % {"name": name}
+
+
+# What a damaged file could not be read as (confide.files.structure.WORDS, in the page's language).
+READ_AS = {
+    FileType.JPEG: N_("a JPEG image"),
+    FileType.PNG: N_("a PNG image"),
+    FileType.HEIC: N_("a HEIC image"),
+    FileType.PDF: N_("a PDF document"),
+    FileType.DOCX: N_("a Word (DOCX) document"),
+    FileType.ODT: N_("an OpenDocument text (ODT) document"),
+    FileType.TEXT: N_("plain text"),
+    FileType.MP3: N_("an MP3 recording"),
+    FileType.M4A: N_("an M4A recording"),
+}
+
+
+def damaged(name: str, file_type: FileType) -> str:
+    return _(
+        "“%(name)s” could not be read as %(kind)s. It may be damaged or incomplete: "
+        "save it again, or send another copy, and add it once more."
+    ) % {"name": name, "kind": _(READ_AS[file_type])}
 
 
 def refused_for_budget(name: str, exc: RateLimited) -> str:

@@ -308,7 +308,9 @@ OPERATIONS: tuple[Op, ...] = (
             "415": "Not multipart/form-data, or a type not allowed, judged by content (type "
             "ending /type-not-allowed): a .jpg that is really a program is refused",
             "422": "An image whose header says it decodes to more than 80 megapixels (an "
-            "image bomb), type ending /image-too-large",
+            "image bomb), type ending /image-too-large; or a file whose body does not parse as "
+            "its type (truncated, a bad checksum, no end record, binary data in a text file), type ending "
+            "/file-damaged",
         },
         request_content={
             "multipart/form-data": {

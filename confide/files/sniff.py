@@ -14,6 +14,7 @@ import warnings
 import zlib
 
 from confide.files.errors import AttachmentError, TypeNotAllowed
+from confide.files.structure import FileDamaged, header_within
 from confide.files.types import _BY_MAGIC, _DOCX_MAIN, _ZIP, FileType
 
 SNIFF_BYTES = 256 * 1024  # enough for libmagic and any image header but a JPEG's huge EXIF
@@ -31,7 +32,8 @@ class ImageTooLarge(AttachmentError):
 
 def sniff(prefix: bytes, allowed: frozenset[FileType], *, max_pixels: int) -> FileType:
     """The type of a file that starts with ``prefix`` (its first SNIFF_BYTES, or all of it), or
-    TypeNotAllowed with libmagic's answer; ImageTooLarge for an image bomb."""
+    TypeNotAllowed with libmagic's answer; ImageTooLarge for an image bomb; FileDamaged for an
+    image whose header lies within the prefix and does not open."""
     import magic  # loaded on first use, as in confide.files.types
 
     mime = str(magic.from_buffer(prefix, mime=True))
@@ -56,7 +58,9 @@ def _check_pixels(prefix: bytes, file_type: FileType, max_pixels: int) -> None:
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ImageTooLarge(max_pixels) from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error):
-        return  # header beyond the prefix, or damaged: the worker decides (quarantine)
+        if header_within(prefix, file_type):
+            raise FileDamaged(file_type) from None
+        return  # the header goes on beyond the prefix (a huge EXIF): the worker decides
     if width * height > max_pixels:
         raise ImageTooLarge(max_pixels)
 

@@ -61,6 +61,7 @@ from confide.files.store import (
     new_file_key,
     read_copy,
 )
+from confide.files.structure import Checker
 from confide.files.types import FileType
 from confide.sql import attachments as sql
 from confide.sql import audit as sql_audit
@@ -311,10 +312,12 @@ async def receive_upload(
     max_pixels: int | None = None,
 ) -> Uploaded:
     """Stream one file in: encrypted chunk by chunk as it arrives, its type judged on its first
-    256 KiB (libmagic, never the name), the per-file limit enforced while it streams.
+    256 KiB (libmagic, never the name), its body checked block by block to parse as that type
+    (confide.files.structure), the per-file limit enforced while it streams.
 
-    Raises FileTooLarge (413), TypeNotAllowed (415), ImageTooLarge (422) or UploadTooSlow (408:
-    purged before it finished, past :func:`streaming_ttl_s`); nothing of the file is kept then. ``filename`` is kept sealed with the upload (it becomes the attachment's
+    Raises FileTooLarge (413), TypeNotAllowed (415), ImageTooLarge (422), FileDamaged (422) or
+    UploadTooSlow (408: purged before it finished, past :func:`streaming_ttl_s`); nothing of the
+    file is kept then. ``filename`` is kept sealed with the upload (it becomes the attachment's
     original name only if the report or message asks to keep names). The upload id returned is
     the only way to the file; the server keeps its HMAC only.
     """
@@ -337,15 +340,15 @@ async def receive_upload(
     writer = SealedWriter(store, key, file_id, Copy.ORIGINAL)
     digest = hashlib.sha256()
     prefix = bytearray()
-    file_type: FileType | None = None
     loop = asyncio.get_running_loop()
     pixels = max_pixels or MAX_PIXELS
+    checker: Checker | None = None  # the body's structure, block by block, once typed
     try:
         async for data in chunks:
             if writer.size + len(prefix) + len(data) > limits.max_file_bytes:
                 raise FileTooLarge(limits.max_file_bytes)
             digest.update(data)
-            if file_type is None:
+            if checker is None:
                 prefix += data
                 if len(prefix) < SNIFF_BYTES:
                     continue
@@ -353,16 +356,22 @@ async def receive_upload(
                 file_type = await loop.run_in_executor(
                     None, functools.partial(sniff, head, limits.allowed_types, max_pixels=pixels)
                 )
+                checker = Checker(file_type)
+                checker.feed(head)
                 await writer.write(head)
                 prefix.clear()
             else:
+                checker.feed(data)
                 await writer.write(data)
-        if file_type is None:
+        if checker is None:
             head = bytes(prefix)
             file_type = await loop.run_in_executor(
                 None, functools.partial(sniff, head, limits.allowed_types, max_pixels=pixels)
             )
+            checker = Checker(file_type)
+            checker.feed(head)
             await writer.write(head)
+        checker.finish()
         await writer.close()
         sealed = _seal_upload(
             raw, file_id, {"key": key.hex(), "sha256": digest.hexdigest(), "name": filename}
@@ -372,7 +381,7 @@ async def receive_upload(
                 await sql.complete_upload(
                     conn,
                     file_id,
-                    file_type=file_type.value,
+                    file_type=checker.file_type.value,
                     size=writer.size,
                     sealed=sealed,
                     ttl_s=UPLOAD_TTL_S,
@@ -383,7 +392,7 @@ async def receive_upload(
         await _discard(ctx, store, file_id)
         raise
     log.info("upload_received", upload=str(file_id))
-    return Uploaded(upload_id, writer.size, file_type)
+    return Uploaded(upload_id, writer.size, checker.file_type)
 
 
 async def _discard(ctx: Context, store: ChunkStore, file_id: UUID) -> None:
