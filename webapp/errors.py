@@ -142,6 +142,12 @@ PROBLEM_TYPES: dict[type[Exception], str] = {
     PasswordSignInDisabled: "password-sign-in-disabled",
 }
 
+# A page's own heading, where the status's would mislead: a 503 for a reminder still being
+# prepared is not an outage, and must not say that the report was not received.
+PAGE_TITLES: dict[type[Exception], str] = {
+    ReminderNotReady: N_("Your reminder is being prepared"),
+}
+
 TITLES = {
     400: "Bad request",
     401: "Not recognised",
@@ -276,12 +282,16 @@ def error_page(
     detail: str | None = None,
     headers: dict[str, str] | None = None,
     error_id: str | None = None,
+    title: str | None = None,
 ) -> web.Response:
+    """The error page; ``title`` (untranslated) replaces the status's heading, and a page with
+    its own heading is not an outage (no "was not received")."""
     if wants_json(request):
         return problem(status, detail, headers=headers)
     context = {
         "status": status,
-        "title": TITLES.get(status, "Error"),
+        "title": title or TITLES.get(status, "Error"),
+        "outage": status == 503 and title is None,
         "detail": detail,
         "error_id": error_id,
         # Set by webapp.handlers.caseworker.staff_page: staff see errors in the staff layout.
@@ -352,7 +362,8 @@ async def domain_response(request: web.Request, exc: Exception, status: int) -> 
     detail = detail or (None if json else _words(PAGE_DETAILS, exc)) or _words(DETAILS, exc)
     if json:
         return problem(status, detail, headers=headers, type_=_words(PROBLEM_TYPES, exc))
-    return error_page(request, status, _(detail) if detail else None, headers=headers)
+    title = _words(PAGE_TITLES, exc)
+    return error_page(request, status, _(detail) if detail else None, headers=headers, title=title)
 
 
 @web.middleware
@@ -433,6 +444,7 @@ def prepare_parser_error_pages(env: jinja2.Environment, org: Organisation) -> No
         context = {
             "status": status,
             "title": TITLES.get(status, "Error"),
+            "outage": status == 503,
             "detail": None,
             "error_id": None,
             "org": org,
