@@ -460,6 +460,56 @@ async def test_a_message_being_written_keeps_its_words_and_files_across_reload_a
     assert leaks.hits(stack.logs(), {"words": words}) == []
 
 
+@pytest.mark.parametrize("js", [False, True], ids=["javascript-off", "javascript-on"])
+async def test_in_a_browser_a_message_keeps_its_photo_across_reload_and_back(
+    stack: Stack, browser: Browser, db: asyncpg.Connection, js: bool, tmp_path: Path
+) -> None:
+    """D2 as the browser walk found it, at 375 px: type, choose a JPEG, "Add these files",
+    then reload, and go to a help page and press Back: the words and the photo are still
+    there, and the message sent after that goes with the photo."""
+    from tests.journeys import reach_check_answers, send_report
+
+    photo, _letter = evidence(tmp_path)
+    words = "The fire door is propped open again."
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=jar) as http:
+        done = await send_report(http, await reach_check_answers(http, description="Fire door"))
+        assert done.code is not None
+    context = await on_a_phone(browser, stack.base_url, js)
+    page = await context.new_page()
+    try:
+        await page.goto("/login")
+        await page.fill("#code", done.code)
+        await page.click("main button[type=submit]")
+        assert page.url.endswith("/messages")
+        await page.fill("#body", words)
+        await page.set_input_files("#files", [str(photo)])
+        await page.click("button:has-text('Add these files')")
+        await page.wait_for_selector(".file-list:has-text('attachment-1.jpg')")
+        # Without JavaScript the answer is a redirect to a GET (nothing to resubmit); with it,
+        # the script draws that GET's page in place of the one it sent from.
+        at = "/messages" if js else "/messages#files"
+        assert page.url.endswith(at)
+        await page.reload()
+        assert await page.input_value("#body") == words
+        assert "attachment-1.jpg" in await page.inner_text(".file-list")
+        await page.goto("/support/help")
+        answer = await page.go_back()
+        assert answer is None or answer.status == 200
+        assert page.url.endswith(at)
+        assert await page.input_value("#body") == words
+        assert "attachment-1.jpg" in await page.inner_text(".file-list")
+        await page.click("button:has-text('Send message')")
+        await page.wait_for_url("**/messages?sent=1")
+        assert await db.fetchval("SELECT count(*) FROM attachments") == 1
+        assert await page.input_value("#body") == ""
+        assert await page.locator(".file-list").count() == 0
+        await page.go_back()  # Back after sending: a GET again, the sent message not re-offered
+        assert await page.input_value("#body") == ""
+    finally:
+        await context.close()
+
+
 async def test_a_caseworkers_reply_keeps_its_words_and_files_after_add_these_files(
     stack: Stack, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
