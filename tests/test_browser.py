@@ -415,8 +415,8 @@ async def test_reporter_sees_the_code_first_and_can_keep_it(
         assert not await page.is_visible("#code")
         # Back from there is a GET too (no "Confirm Form Resubmission"), and the code and the
         # check's answer are gone from it.
-        answer = await page.go_back()
-        assert answer is not None and answer.status == 200
+        back = await page.go_back()
+        assert back is not None and back.status == 200
         assert (await page.title()).startswith("Report received")
         assert not await page.is_visible("#code")
         assert "does not match" not in await page.inner_text("main")
