@@ -457,6 +457,20 @@ async def test_a_message_being_written_keeps_its_words_and_files_across_reload_a
         assert await db.fetchval("SELECT count(*) FROM report_drafts") == before
         _status, page = await reporter_logs_in(http, done.code)
         assert "Unsent words" not in page
+        # A session that expires takes its draft along: the next session never sees it, and
+        # opening the page deletes it.
+        form = next(f for f in html.forms(page) if f.action == "/messages")
+        data = multipart(form.data(body="Words before expiry", add_files="1"), [])
+        async with http.post("/messages", data=data, headers=origin) as resp:
+            assert "Words before expiry" in await resp.text()
+        await db.execute(
+            "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE kind = 'reporter'"
+        )
+        async with http.get("/messages") as resp:
+            assert resp.url.path == "/login"
+        _status, page = await reporter_logs_in(http, done.code)
+        assert "Words before expiry" not in page
+        assert await db.fetchval("SELECT count(*) FROM report_drafts") == before
     assert leaks.hits(stack.logs(), {"words": words}) == []
 
 
@@ -548,6 +562,16 @@ async def test_a_caseworkers_reply_keeps_its_words_and_files_after_add_these_fil
         page = await (await http.get(thread)).text()
         form = next(f for f in html.forms(page) if f.action.endswith("/reply"))
         assert form.fields.get("body", "") == ""
+        # A reply left unsent goes when the case worker signs out.
+        data = multipart(form.data(body="Not sent yet", add_files="1"), [])
+        async with http.post(form.action, data=data, headers=origin) as resp:
+            page = await resp.text()
+        assert "Not sent yet" in page
+        assert await db.fetchval("SELECT count(*) FROM report_drafts") == before + 1
+        logout = next(f for f in html.forms(page) if f.action == "/staff/logout")
+        async with http.post(logout.action, data=logout.fields, headers=origin) as resp:
+            assert resp.status == 200
+        assert await db.fetchval("SELECT count(*) FROM report_drafts") == before
 
 
 # --- A case worker's reply with files; body limits -------------------------------------------
