@@ -380,6 +380,200 @@ async def test_reporter_downloads_their_own_files_once_ready(
             assert_clean(await resp.read())
 
 
+async def test_a_message_being_written_keeps_its_words_and_files_across_reload_and_back(
+    stack: Stack, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """D2: type a message, add a photo, then reload or go elsewhere and come Back: "Add these
+    files" answers 303 See Other to GET /messages, which shows the words and the file from the
+    message's draft (sealed under the browser's key). Sending it sends the file and clears the
+    draft; logging out deletes a draft left unsent."""
+    from tests.journeys import reach_check_answers, reporter_logs_in, send_report
+
+    photo, letter = evidence(tmp_path)
+    words = "The lift door closes too fast: photo attached."
+    origin = {"Origin": stack.base_url}
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=jar) as http:
+        done = await send_report(http, await reach_check_answers(http, description="Lift"))
+        assert done.code is not None
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=jar) as http:
+        _status, page = await reporter_logs_in(http, done.code)
+        before = await db.fetchval("SELECT count(*) FROM report_drafts")  # the report's own
+        form = next(f for f in html.forms(page) if f.action == "/messages")
+        fields = form.data(body=words, add_files="1")
+        data = multipart(fields, [("PXL_0417.jpg", photo.read_bytes())])
+        async with http.post("/messages", data=data, headers=origin, allow_redirects=False) as resp:
+            assert resp.status == 303, html.text(await resp.text())[:1500]
+            assert resp.headers["Location"] == "/messages#files"
+        for _visit in range(2):  # the redirect's GET, then a reload (or Back from another page)
+            async with http.get("/messages") as resp:
+                page = await resp.text()
+            assert words in page and "attachment-1.jpg" in html.text(page)
+            assert "Remove" in html.text(page)
+        async with http.get("/support/help") as resp:
+            assert resp.status == 200
+        # The draft is ciphertext: neither the words nor the file's name are in the table.
+        rows = await db.fetch("SELECT ciphertext FROM report_drafts")
+        assert rows and all(words.encode() not in bytes(r["ciphertext"]) for r in rows)
+        assert all(b"PXL_0417" not in bytes(r["ciphertext"]) for r in rows)
+        # A second file, then "Remove" on it: each a 303, the page drawn from the draft.
+        form = next(f for f in html.forms(page) if f.action == "/messages")
+        data = multipart(form.data(add_files="1"), [("letter.pdf", letter.read_bytes())])
+        async with http.post("/messages", data=data, headers=origin) as resp:
+            page = await resp.text()
+        assert "attachment-2.pdf" in html.text(page) and words in page
+        second = re.findall(r'name="remove" value="([^"]+)"', page)[1]
+        form = next(f for f in html.forms(page) if f.action == "/messages")
+        async with http.post(
+            "/messages",
+            data=multipart(form.data(remove=second), []),
+            headers=origin,
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 303
+        async with http.get("/messages") as resp:
+            page = await resp.text()
+        assert "attachment-2.pdf" not in html.text(page) and "attachment-1.jpg" in html.text(page)
+        # Send: the message goes with its photo, and the draft is gone.
+        form = next(f for f in html.forms(page) if f.action == "/messages")
+        async with http.post("/messages", data=multipart(form.fields, []), headers=origin) as resp:
+            page = await resp.text()
+        assert resp.status == 200 and "?sent=1" in str(resp.url)
+        assert await db.fetchval("SELECT count(*) FROM report_drafts") == before
+        assert await db.fetchval("SELECT count(*) FROM attachments") == 1
+        assert "Remove" not in html.text(page)
+        form = next(f for f in html.forms(page) if f.action == "/messages")
+        assert form.fields.get("body", "") == "" and not form.fields.get("uploads")
+        # A draft left unsent is deleted at logout, and never shows in the next session.
+        data = multipart(form.data(body="Unsent words", add_files="1"), [])
+        async with http.post("/messages", data=data, headers=origin) as resp:
+            assert "Unsent words" in await resp.text()
+        assert await db.fetchval("SELECT count(*) FROM report_drafts") == before + 1
+        page = await (await http.get("/messages")).text()
+        logout = next(f for f in html.forms(page) if f.action == "/logout")
+        async with http.post("/logout", data=logout.fields, headers=origin) as resp:
+            assert resp.status == 200
+        assert await db.fetchval("SELECT count(*) FROM report_drafts") == before
+        _status, page = await reporter_logs_in(http, done.code)
+        assert "Unsent words" not in page
+        # A session that expires takes its draft along: the next session never sees it, and
+        # opening the page deletes it.
+        form = next(f for f in html.forms(page) if f.action == "/messages")
+        data = multipart(form.data(body="Words before expiry", add_files="1"), [])
+        async with http.post("/messages", data=data, headers=origin) as resp:
+            assert "Words before expiry" in await resp.text()
+        await db.execute(
+            "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE kind = 'reporter'"
+        )
+        async with http.get("/messages") as resp:
+            assert resp.url.path == "/login"
+        _status, page = await reporter_logs_in(http, done.code)
+        assert "Words before expiry" not in page
+        assert await db.fetchval("SELECT count(*) FROM report_drafts") == before
+    assert leaks.hits(stack.logs(), {"words": words}) == []
+
+
+@pytest.mark.parametrize("js", [False, True], ids=["javascript-off", "javascript-on"])
+async def test_in_a_browser_a_message_keeps_its_photo_across_reload_and_back(
+    stack: Stack, browser: Browser, db: asyncpg.Connection, js: bool, tmp_path: Path
+) -> None:
+    """D2 as the browser walk found it, at 375 px: type, choose a JPEG, "Add these files",
+    then reload, and go to a help page and press Back: the words and the photo are still
+    there, and the message sent after that goes with the photo."""
+    from tests.journeys import reach_check_answers, send_report
+
+    photo, _letter = evidence(tmp_path)
+    words = "The fire door is propped open again."
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=jar) as http:
+        done = await send_report(http, await reach_check_answers(http, description="Fire door"))
+        assert done.code is not None
+    context = await on_a_phone(browser, stack.base_url, js)
+    page = await context.new_page()
+    try:
+        await page.goto("/login")
+        await page.fill("#code", done.code)
+        await page.click("main button[type=submit]")
+        assert page.url.endswith("/messages")
+        await page.fill("#body", words)
+        await page.set_input_files("#files", [str(photo)])
+        await page.click("button:has-text('Add these files')")
+        await page.wait_for_selector(".file-list:has-text('attachment-1.jpg')")
+        # Without JavaScript the answer is a redirect to a GET (nothing to resubmit); with it,
+        # the script draws that GET's page in place of the one it sent from.
+        at = "/messages" if js else "/messages#files"
+        assert page.url.endswith(at)
+        await page.reload()
+        assert await page.input_value("#body") == words
+        assert "attachment-1.jpg" in await page.inner_text(".file-list")
+        await page.goto("/support/help")
+        answer = await page.go_back()
+        assert answer is None or answer.status == 200
+        assert page.url.endswith(at)
+        assert await page.input_value("#body") == words
+        assert "attachment-1.jpg" in await page.inner_text(".file-list")
+        await page.click("button:has-text('Send message')")
+        await page.wait_for_url("**/messages?sent=1")
+        assert await db.fetchval("SELECT count(*) FROM attachments") == 1
+        assert await page.input_value("#body") == ""
+        assert await page.locator(".file-list").count() == 0
+        await page.go_back()  # Back after sending: a GET again, the sent message not re-offered
+        assert await page.input_value("#body") == ""
+    finally:
+        await context.close()
+
+
+async def test_a_caseworkers_reply_keeps_its_words_and_files_after_add_these_files(
+    stack: Stack, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """D2, staff side: "Add these files" on the reply form answers 303 to the thread page,
+    which shows the typed reply and the file (a reload or Back keeps them); sending clears it."""
+    from tests.journeys import reach_check_answers, send_report, staff_logs_in
+
+    caseworker = add_staff(stack, "casey@example.org", "safety")
+    photo, _letter = evidence(tmp_path)
+    origin = {"Origin": stack.base_url}
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=jar) as http:
+        done = await send_report(http, await reach_check_answers(http, description="Door"))
+        assert done.reference is not None
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=jar) as http:
+        await staff_logs_in(http, caseworker.email, caseworker.password)
+        before = await db.fetchval("SELECT count(*) FROM report_drafts")
+        thread = f"/staff/threads/{done.reference}"
+        page = await (await http.get(thread)).text()
+        form = next(f for f in html.forms(page) if f.action.endswith("/reply"))
+        data = multipart(
+            form.data(body="Is this the door?", add_files="1"), [("door.jpg", photo.read_bytes())]
+        )
+        async with http.post(form.action, data=data, headers=origin, allow_redirects=False) as resp:
+            assert resp.status == 303, html.text(await resp.text())[:1500]
+            assert resp.headers["Location"] == f"{thread}#files"
+        for _visit in range(2):
+            page = await (await http.get(thread)).text()
+            assert "Is this the door?" in page and "attachment-1.jpg" in html.text(page)
+        form = next(f for f in html.forms(page) if f.action.endswith("/reply"))
+        async with http.post(form.action, data=multipart(form.fields, []), headers=origin) as resp:
+            assert "Reply sent" in html.text(await resp.text())
+        assert await db.fetchval("SELECT count(*) FROM attachments") == 1
+        assert await db.fetchval("SELECT count(*) FROM report_drafts") == before
+        page = await (await http.get(thread)).text()
+        form = next(f for f in html.forms(page) if f.action.endswith("/reply"))
+        assert form.fields.get("body", "") == ""
+        # A reply left unsent goes when the case worker signs out.
+        data = multipart(form.data(body="Not sent yet", add_files="1"), [])
+        async with http.post(form.action, data=data, headers=origin) as resp:
+            page = await resp.text()
+        assert "Not sent yet" in page
+        assert await db.fetchval("SELECT count(*) FROM report_drafts") == before + 1
+        logout = next(f for f in html.forms(page) if f.action == "/staff/logout")
+        async with http.post(logout.action, data=logout.fields, headers=origin) as resp:
+            assert resp.status == 200
+        assert await db.fetchval("SELECT count(*) FROM report_drafts") == before
+
+
 # --- A case worker's reply with files; body limits -------------------------------------------
 
 

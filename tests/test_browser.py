@@ -399,7 +399,12 @@ async def test_reporter_sees_the_code_first_and_can_keep_it(
             await page.click("#saved-check button")
             await page.wait_for_selector(f"#last4-result:has-text('{answer}')")
             assert (await page.inner_text("#code")).strip() == code  # never hidden by it
-            assert page.url.endswith("/report/confirmation") == js
+            # Without JavaScript the check posts, then redirects to the confirmation's GET.
+            shown_at = "/report/confirmation" if js else "/report/confirmation#saved-check"
+            assert page.url.endswith(shown_at)
+        if not js:  # a reload is a GET: it asks nothing, and shows the same answer
+            await page.reload()
+            assert "That matches" in await page.inner_text("#last4-result")
         await auditor.check(page, js)
 
         # A check, never a gate: after a wrong answer everything still works.
@@ -408,6 +413,13 @@ async def test_reporter_sees_the_code_first_and_can_keep_it(
         await page.wait_for_selector("#last4-result:has-text('does not match')")
         await page.click("button:has-text('I have saved my code')")
         assert not await page.is_visible("#code")
+        # Back from there is a GET too (no "Confirm Form Resubmission"), and the code and the
+        # check's answer are gone from it.
+        back = await page.go_back()
+        assert back is not None and back.status == 200
+        assert (await page.title()).startswith("Report received")
+        assert not await page.is_visible("#code")
+        assert "does not match" not in await page.inner_text("main")
         await page.goto("/login")
         await page.fill("#code", code)
         await page.click("main button[type=submit]")

@@ -400,7 +400,10 @@ async def test_the_last_4_check_says_whether_they_match_and_never_blocks(
 
     async def typed(last4: str) -> str:
         async with http.post(check.action, data={"last4": last4}) as resp:
-            assert resp.status == 200
+            # Post/redirect/get: the answer is a GET of the confirmation (Back asks nothing).
+            assert [r.status for r in resp.history] == [303]
+            assert resp.history[0].headers["Location"] == "/report/confirmation#saved-check"
+            assert resp.status == 200 and resp.url.path == "/report/confirmation"
             page = await resp.text()
         assert html.code_on(page) == code  # the page is the confirmation again, code and all
         return html.text(page)
@@ -414,6 +417,8 @@ async def test_the_last_4_check_says_whether_they_match_and_never_blocks(
     assert "That does not match the end of your code." in mismatch
     assert "That matches" not in mismatch
     assert "or skip this" in await typed("")
+    # A reload (the GET again) says the same; what was typed is sealed in the draft only.
+    assert "or skip this" in html.text(await get(http, "/report/confirmation"))
     # Nothing was blocked or counted: many wrong answers later the page, the saved button, the
     # download and the login all still work.
     for _ in range(10):

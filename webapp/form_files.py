@@ -427,15 +427,6 @@ async def take(
     )
 
 
-async def of_message_form(request: web.Request, uploader: Uploader) -> Files:
-    """A message form's files: those its page carried (after a refusal or "Add these files")
-    and those it brings now."""
-    from webapp.forms import read_form
-
-    form = await read_form(request)
-    return await take(request, uploader, form, carried_ids(form))
-
-
 def page_context(
     request: web.Request, files: Files, shown: list[ShownFile] | None = None
 ) -> dict[str, Any]:
@@ -476,16 +467,6 @@ def refused_files(exc: Exception) -> list[tuple[str, str]]:
 
 
 FILES_KEY = web.RequestKey("form_files", Files)
-
-
-async def message_files(request: web.Request, uploader: Uploader) -> Files:
-    """A message form's files, kept on the request for the page drawn again after an error
-    (what was typed and the files received stay); :class:`FilesToShow` when the form is to be
-    shown again rather than sent."""
-    files = request[FILES_KEY] = await of_message_form(request, uploader)
-    if files.errors or files.changed:
-        raise FilesToShow(files)
-    return files
 
 
 def files_shown_again(request: web.Request) -> Files:

@@ -171,7 +171,30 @@ async def confirmed(
 
 
 async def forget_code(request: web.Request) -> None:
-    """ "I have saved my code", or a login: the confirmation shows the code no more."""
+    """ "I have saved my code", or a login: the confirmation shows the code no more, nor what
+    its check was given."""
     browser = browser_key(request)
     if browser is not None:
         await drafts.forget_code(request.app[CTX], browser)
+        draft = await load(request, browser)
+        if draft is not None and CHECK in draft:
+            await save(request, browser, {k: v for k, v in draft.items() if k != CHECK})
+
+
+CHECK = "last4_typed"  # what the confirmation's check was given, for its next GET
+
+
+async def keep_check(request: web.Request, typed: str) -> None:
+    """The confirmation's check without JavaScript: what was typed, kept in the draft (sealed
+    like the rest) while it holds a confirmation; its GET then says whether it matches."""
+    browser = browser_key(request)
+    draft = await load(request, browser)
+    if browser is None or draft is None or Confirmation.from_draft(draft) is None:
+        return
+    await save(request, browser, {**draft, CHECK: typed})
+
+
+def checked_last4(draft: Draft) -> str | None:
+    """What the check was last given (None: not checked since the code was shown)."""
+    typed = draft.get(CHECK)
+    return typed if isinstance(typed, str) else None

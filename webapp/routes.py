@@ -70,8 +70,9 @@ FORM_ROUTES: dict[str, Form] = {
     ),
     "confirmation_check": Form(
         Token.NONE,
-        why="it writes nothing: it says whether 4 characters match the code in this browser's "
-        "own draft (a SameSite=Strict cookie), and counts nothing",
+        why="it writes only into this browser's own draft (a SameSite=Strict cookie) the 4 "
+        "characters typed, for the confirmation's GET to say whether they match its code; it "
+        "counts nothing",
     ),
     "login_submit": Form(Token.SIGNED, purpose=login_purpose, page=reporter.login_again),
     "messages_submit": Form(Token.REPORTER_SESSION, page=reporter.thread_again),

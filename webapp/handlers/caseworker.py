@@ -20,7 +20,7 @@ from confide.services import staff as staff_service
 from confide.services.passkeys import PasskeyInvalid, PasskeySignInOff
 from confide.services.staff import ROLES, THREAD_READER_ROLES
 from confide.services.threads import Forbidden, Staff
-from webapp import form_files
+from webapp import form_files, message_drafts
 from webapp.admin_forms import apply_admin_form
 from webapp.auth import (
     ENROL_PAGE,
@@ -305,6 +305,7 @@ async def logout(request: web.Request, member: Staff, auth: Auth) -> web.StreamR
     await sessions.end(request.app[CTX], auth.session.token_hmac)
     response = web.HTTPSeeOther("/staff/login")
     clear_session_cookie(request, response, "staff")
+    await message_drafts.forget(request, "staff", response)
     raise response
 
 
@@ -351,7 +352,11 @@ async def escalations(request: web.Request, member: Staff, auth: Auth) -> web.Re
 
 @staff_page()
 async def thread_page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
-    return await render_thread(request, member, auth)
+    reference = request.match_info["reference"]
+    uploader = attachments.Uploader.staff(member.id)
+    body, files = await message_drafts.kept(request, "staff", auth, reference, uploader)
+    typed = {"reply": body} if body else None
+    return await render_thread(request, member, auth, typed=typed, files=files)
 
 
 @staff_page()
@@ -387,7 +392,9 @@ async def render_thread(
         "done": request.query.get("done", ""),
         "receipt_result": receipt_result,
     }
-    return render(request, "staff/thread.html", member, auth, context, status=status)
+    response = render(request, "staff/thread.html", member, auth, context, status=status)
+    message_drafts.set_cookie(request, "staff", response)  # a file refused: the rest kept
+    return response
 
 
 def thread_again(action: str) -> FormPage:
@@ -406,7 +413,7 @@ def thread_again(action: str) -> FormPage:
         if action == "reply" and (refused := form_files.refused_files(exc)):
             errors = FormErrors(refused)
         files = form_files.files_shown_again(request)
-        status = status if errors else 200  # "Add these files" or "Remove"
+        status = status if errors else 200
         return await render_thread(
             request, *found, errors=errors, status=status, typed=typed, files=files
         )
@@ -453,7 +460,11 @@ def thread_form(
 
 @thread_form("reply")
 async def reply(request: web.Request, member: Staff, form: dict[str, str], reference: str) -> str:
-    files = await form_files.message_files(request, attachments.Uploader.staff(member.id))
+    found = await staff_for(request)
+    assert found is not None  # staff_page let the request in
+    auth, uploader = found[1], attachments.Uploader.staff(member.id)
+    page = f"/staff/threads/{reference}#files"  # "Add these files", "Remove": 303 back there
+    files = await message_drafts.take_files(request, "staff", auth, reference, uploader, page)
     body = threads.message_body(form.get("body"))
     token = check_form_token(request.app[SETTINGS], "reply", form.get("message_token", ""))
     await threads.reply(
@@ -465,6 +476,7 @@ async def reply(request: web.Request, member: Staff, form: dict[str, str], refer
         feedback=form.get("feedback") == "1",
         files=threads.Files(tuple(files.ids), files.keep_names),
     )
+    await message_drafts.sent(request, "staff", auth, reference)
     return "reply"
 
 

@@ -33,7 +33,7 @@ from confide.services import (
     sessions,
     threads,
 )
-from webapp import form_files, report_drafts, report_files, report_flow
+from webapp import form_files, message_drafts, report_drafts, report_files, report_flow
 from webapp.auth import (
     Auth,
     bind_login_form,
@@ -174,7 +174,16 @@ async def messages_page(request: web.Request) -> web.Response:
     auth = await reporter_for(request)
     if auth is None:
         raise web.HTTPSeeOther("/login")
-    return await render_thread(request, auth)
+    typed, files = await message_drafts.kept(request, "reporter", auth, MESSAGES, _uploader(auth))
+    return await render_thread(request, auth, typed=typed, files=files)
+
+
+MESSAGES = "messages"  # the reporter's message draft's place: their one thread
+
+
+def _uploader(auth: Auth) -> attachments.Uploader:
+    assert auth.session.thread_id is not None
+    return attachments.Uploader.reporter(auth.session.thread_id)
 
 
 async def render_thread(
@@ -201,7 +210,11 @@ async def render_thread(
         "logout_at": auth.session.logout_at,
         "show_staff_names": settings.show_staff_names,
     }
-    return aiohttp_jinja2.render_template("reporter/thread.html", request, context, status=status)
+    response = aiohttp_jinja2.render_template(
+        "reporter/thread.html", request, context, status=status
+    )
+    message_drafts.set_cookie(request, "reporter", response)  # a file refused: the rest kept
+    return response
 
 
 async def thread_again(
@@ -235,8 +248,10 @@ async def messages_submit(request: web.Request) -> web.StreamResponse:
         }
         return render_login(request, status=401, pending=pending, notice=_(LOGGED_OUT))
     assert auth.session.thread_id is not None
-    uploader = attachments.Uploader.reporter(auth.session.thread_id)
-    files = await form_files.message_files(request, uploader)  # or FilesToShow: thread_again
+    # "Add these files" or "Remove": kept in the draft, 303 to /messages; refused: thread_again
+    files = await message_drafts.take_files(
+        request, "reporter", auth, MESSAGES, _uploader(auth), "/messages#files"
+    )
     body = threads.message_body(form.get("body", ""))
     token = check_form_token(request.app[SETTINGS], "message", form.get("message_token", ""))
     await threads.add_reporter_message(
@@ -247,6 +262,7 @@ async def messages_submit(request: web.Request) -> web.StreamResponse:
         files=threads.Files(tuple(files.ids), files.keep_names),
     )
     log.info("reporter_message_added", thread_id=str(auth.session.thread_id))
+    await message_drafts.sent(request, "reporter", auth, MESSAGES)
     raise web.HTTPSeeOther("/messages?sent=1")
 
 
@@ -259,10 +275,13 @@ LOGGED_OUT = N_(
 async def logout(request: web.Request) -> web.StreamResponse:
     auth = await reporter_for(request)
     if auth is None:
-        raise web.HTTPSeeOther("/login?logged_out=1")
+        response = web.HTTPSeeOther("/login?logged_out=1")
+        await message_drafts.forget(request, "reporter", response)
+        raise response
     await sessions.end(request.app[CTX], auth.session.token_hmac)
     response = web.HTTPSeeOther("/login?logged_out=1")
     clear_session_cookie(request, response, "reporter")
+    await message_drafts.forget(request, "reporter", response)
     raise response
 
 
@@ -431,11 +450,15 @@ async def confirmation_page(request: web.Request) -> web.Response:
     shown = report_drafts.Confirmation.from_draft(draft)
     if draft is None or shown is None:
         raise web.HTTPSeeOther("/report")
-    return await _confirmation(request, shown, draft.get("code"), drafted=True)
+    typed = report_drafts.checked_last4(draft)
+    checked = typed is not None
+    return await _confirmation(
+        request, shown, draft.get("code"), drafted=True, typed=typed or "", checked=checked
+    )
 
 
 async def confirmation_saved(request: web.Request) -> web.StreamResponse:
-    """ "I have saved my code": the confirmation forgets it."""
+    """ "I have saved my code": the confirmation forgets it (and what the check was given)."""
     await report_drafts.forget_code(request)
     raise web.HTTPSeeOther("/report/confirmation")
 
@@ -506,16 +529,18 @@ def login_address(request: web.Request) -> str:
     return f"{request.app[SETTINGS].base_url.rstrip('/')}/login"
 
 
-async def confirmation_check(request: web.Request) -> web.Response:
+async def confirmation_check(request: web.Request) -> web.StreamResponse:
     """ "Type the last 4 characters of your code": says whether they match the code in this
     browser's draft, and nothing else. A check, never a gate: it blocks nothing, and attempts
     are neither counted nor logged. With JavaScript the page checks in the browser and never
-    sends this; without a draft (cookies off) only that check is offered."""
+    sends this; without a draft (cookies off) only that check is offered. What was typed is
+    kept in the draft (encrypted, like the code) for the confirmation's GET, 303 See Other
+    (post/redirect/get: Back and reload ask nothing again)."""
     form = await read_form(request)
     if report_drafts.browser_key(request) is None:
         raise web.HTTPSeeOther("/report/confirmation")
-    typed = form.get("last4", "")[:20]
-    return await _confirmation_again(request, typed=typed, checked=True)
+    await report_drafts.keep_check(request, form.get("last4", "")[:20])
+    raise web.HTTPSeeOther("/report/confirmation#saved-check")
 
 
 def last4_result(code: str | None, typed: str) -> str | None:
