@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import aiohttp
@@ -465,6 +465,42 @@ async def test_manager_of_team_a_sees_nothing_of_team_b(
     assert {r["team"] for r in answer["rows"]} == {"hr"} and answer["totals"]["received"] == 5
 
 
+async def test_the_detailed_table_shows_one_month_at_a_time_and_the_csv_every_month(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    mo = add_staff(stack, "mo.months@example.org", "hr", role="manager")
+    for _ in range(5):
+        await submit(http, "staff-conduct")
+    await refreshed(stack, db, 5)
+    detail = re.compile(r'<h2 class="heading-m" id="detail">.*?</table>', re.S)
+    async with signed_in(stack) as browser:
+        await staff_logs_in(browser, mo.email, mo.password)
+        page = await form_page(browser, "/staff/statistics")
+        # By default the range's last month: this month, in the organisation's time zone.
+        found = re.search(r'month=(\d{4}-\d{2})#detail" aria-current="page"', page)
+        assert found
+        this = date.fromisoformat(found.group(1) + "-01")
+        this_key = this.isoformat()[:7]
+        before_key = (this - timedelta(days=1)).isoformat()[:7]
+        shown = detail.search(page)
+        assert shown and f"in {this_key}" in shown.group(0) and "Staff HR" in shown.group(0)
+        current = f'month={this_key}#detail" aria-current="page"'
+        assert current in shown.group(0) and f"month={before_key}#detail" in page
+        async with browser.get(f"/staff/statistics?month={before_key}") as resp:
+            assert resp.status == 200
+            earlier = await resp.text()
+        table = detail.search(earlier)
+        assert table and "No reports in this month." in table.group(0)
+        assert "Staff HR" not in table.group(0) and "Staff HR" in earlier  # the per-team table
+        for bad, words in (("2001-01", "A month from"), ("13", "A month as YYYY-MM")):
+            async with browser.get(f"/staff/statistics?month={bad}") as resp:
+                assert resp.status == 422
+                assert words in html.text(await resp.text())
+        async with browser.get("/staff/statistics.csv") as resp:
+            rows = list(csv.DictReader(io.StringIO(await resp.text())))
+    assert [r["month"] for r in rows] == [this_key, "total"]
+
+
 async def test_the_drawn_statistics_sit_once_in_a_whole_page_with_names_in_any_script(
     stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
 ) -> None:
@@ -490,7 +526,7 @@ async def test_the_drawn_statistics_sit_once_in_a_whole_page_with_names_in_any_s
     for page in pages:
         assert page.count('<h1 class="heading-l">Statistics</h1>') == 1
         assert page.count("<p>Reports received from ") == 1
-        assert page.count('<h2 class="heading-m">Per month, team and category</h2>') == 1
+        assert page.count('<h2 class="heading-m" id="detail">Per team and category in ') == 1
         assert "<!--" not in page.split("</head>", 1)[1]  # no mark left where the body went
         assert page.rstrip().endswith("</html>")
         assert f"<td>{name}</td>" in page.replace("&#39;", "'")
@@ -498,7 +534,7 @@ async def test_the_drawn_statistics_sit_once_in_a_whole_page_with_names_in_any_s
         assert len(logout) == 1 and logout[0].fields["csrf_token"]
         # the range form comes before the drawn statistics, the footer after them
         assert page.index('action="/staff/statistics"') < page.index("<p>Reports received")
-        assert page.index("Per month, team and category") < page.index("</main>")
+        assert page.index("Per team and category in ") < page.index("</main>")
     # Each sign-in's page carries its own token around the same statistics.
     tokens = [f.fields["csrf_token"] for p in pages for f in html.forms(p) if "logout" in f.action]
     assert tokens[0] != tokens[1]

@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import jinja2
 from markupsafe import Markup
@@ -218,25 +218,27 @@ class StatisticsPages:
 
     def __init__(self, template: jinja2.Template, max_keys: int = 1000) -> None:
         # The template's ``body`` macro: autoescaped, and it returns Markup.
-        self.body: Callable[[Statistics, object, bool], Markup] = template.module.body  # type: ignore[attr-defined]
+        self.body: Callable[[Statistics, object, bool, date], Markup] = template.module.body  # type: ignore[attr-defined]
         self.max_keys = max_keys
         self._version: datetime | None = None
-        self._drawn: dict[Scope, asyncio.Future[DrawnStatistics]] = {}
+        self._drawn: dict[tuple[Scope, date], asyncio.Future[DrawnStatistics]] = {}
 
-    async def get(self, ctx: Context, scope: Scope) -> DrawnStatistics:
+    async def get(self, ctx: Context, scope: Scope, month: date) -> DrawnStatistics:
+        """The page's body for ``scope``, its detailed table showing ``month``'s rows."""
         current = await statistics.version(ctx)
         if current != self._version or len(self._drawn) >= self.max_keys:
             self._version, self._drawn = current, {}
-        found = self._drawn.get(scope)
+        key = (scope, month)
+        found = self._drawn.get(key)
         if found is not None:
             return await asyncio.shield(found)
-        drawing = self._drawn[scope] = asyncio.get_running_loop().create_future()
+        drawing = self._drawn[key] = asyncio.get_running_loop().create_future()
         try:
             stats = await statistics.read(ctx, scope)
-            body = self.body(stats, month_chart(stats), scope.for_manager)
+            body = self.body(stats, month_chart(stats), scope.for_manager, month)
             drawn = DrawnStatistics(stats, body, body.encode("utf-8"))
         except BaseException as exc:
-            self._drawn.pop(scope, None)
+            self._drawn.pop(key, None)
             drawing.set_exception(exc)
             drawing.exception()  # marked as retrieved: waiters get it, and nobody else needs to
             raise

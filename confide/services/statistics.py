@@ -514,6 +514,16 @@ def choose_range(ctx: Context, start: str | None, end: str | None) -> tuple[date
     return first, last
 
 
+def detail_month(scope: Scope, text: str | None) -> date:
+    """The month whose rows the page's per-month, team and category table shows (the CSV has
+    them all): ``YYYY-MM`` within the scope's range, by default its last month."""
+    month = parse_month(text, "month") or scope.last
+    if not scope.first <= month <= scope.last:
+        first, last = scope.first.isoformat()[:7], scope.last.isoformat()[:7]
+        raise ValidationFailed([FieldError("month", f"A month from {first} to {last}")])
+    return month
+
+
 def may_read(staff: Staff) -> None:
     """Managers (their teams) and admins (all); case workers and ops get 403."""
     if staff.role not in STATISTICS_ROLES:

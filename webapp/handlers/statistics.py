@@ -44,10 +44,11 @@ async def page(request: web.Request, member: Staff, auth: Auth) -> web.Response:
     typed = {"typed_from": (start or "")[:7], "typed_to": (end or "")[:7]}
     try:
         scope = statistics.scope_of(request.app[CTX], member, start, end)
+        month = statistics.detail_month(scope, request.query.get("month"))
     except ValidationFailed as exc:
         context: dict[str, Any] = {**typed, "body": None, "errors": field_errors(exc)}
         return render(request, "staff/statistics.html", member, auth, context, status=422)
-    drawn = await request.app[STATISTICS_PAGES].get(request.app[CTX], scope)
+    drawn = await request.app[STATISTICS_PAGES].get(request.app[CTX], scope, month)
     shown = {"typed_from": scope.first.isoformat()[:7], "typed_to": scope.last.isoformat()[:7]}
     return render_spliced(
         request, "staff/statistics.html", member, auth, shown, "body", drawn.body_utf8
