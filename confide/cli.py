@@ -466,6 +466,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         "confide: starting embedded services where DATABASE_URL/REDIS_URL are unset …", flush=True
     )
+    own_database = not environ.get("DATABASE_URL")
     embedded = devservices.start_missing(data_dir, environ)
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
@@ -475,6 +476,12 @@ def run(args: argparse.Namespace) -> int:
         if not settings.is_production:
             for line in asyncio.run(seed_demo_staff(settings)):
                 print(line, flush=True)
+            if own_database:  # a local socket with no password: nothing secret in the line
+                print(
+                    "confide: for `confide` commands meanwhile (such as `confide staff add`), "
+                    f"set DATABASE_URL='{environ['DATABASE_URL']}'",
+                    flush=True,
+                )
         python = sys.executable
         commands = [("web", [python, "-m", "webapp"])]
         if not args.no_worker:
