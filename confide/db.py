@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import hashlib
 import re
+from collections import deque
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 from asyncpg import Connection
@@ -20,57 +20,133 @@ _LOCK_ID = 0x636F6E66  # "conf": one migrator at a time across processes
 
 
 class Pool:
-    """asyncpg's pool behind a first-come, first-served gate.
+    """A first-come, first-served pool over asyncpg's: connections stay checked out of asyncpg's
+    pool while idle here, and are handed out in arrival order.
 
     asyncpg hands a released connection to whichever task asks next, and a waiter it woke finds
     the connection taken and queues again at the back. Under load a few requests wait many times
     over while others never wait (measured: p50 0 ms, p99 157 ms for a connection at 2,200
-    submissions/s). The semaphore, sized like the pool, queues requests in arrival order, so a
-    busy pool delays every request a little instead of some a lot.
+    submissions/s). Here a released connection goes straight to the longest waiter.
 
-    Serves ``make bench`` ``submit`` (p99 ÷ bare ≤ 1.5, and req/s ÷ bare ≥ 0.50): with it the
-    submission p99 fell from about 200 ms to 33–40 ms (docs/benchmarks.md, second round).
+    asyncpg's pool stays the one that opens, checks and replaces connections: a connection that
+    comes back broken, inside a transaction or after an exception goes back to asyncpg (which
+    closes it and opens another when asked), and so does a closed one found idle here.
+
+    Serves ``make bench`` ``submit`` (p99 ÷ bare ≤ 1.5, and req/s ÷ bare ≥ 0.50): in arrival
+    order the submission p99 fell from about 200 ms to 33–40 ms (docs/benchmarks.md, second
+    round); keeping idle connections here rather than releasing each one to asyncpg saves the
+    task, timeout and idle timer that asyncpg's release makes every time (docs/benchmarks.md,
+    2026-12-03).
     """
 
     def __init__(self, pool: asyncpg.Pool, size: int) -> None:
         self._pool = pool
-        self._gate = asyncio.Semaphore(size)
+        self._size = size
+        self._out = 0  # connections taken from asyncpg's pool: idle here or in use
+        self._idle: deque[Connection] = deque()
+        self._waiters: deque[asyncio.Future[Connection | None]] = deque()
+        self._closing = False
+        self._giving_back: set[asyncio.Task[None]] = set()
 
     def acquire(self) -> _Acquire:
-        return _Acquire(self._gate, self._pool)
+        return _Acquire(self)
 
     async def close(self) -> None:
+        self._closing = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(asyncpg.InterfaceError("the pool is closing"))
+        while self._idle:
+            await self._give_back(self._idle.popleft())
+        if self._giving_back:
+            await asyncio.gather(*self._giving_back, return_exceptions=True)
         await self._pool.close()
 
     def is_closing(self) -> bool:
-        return bool(self._pool.is_closing())
+        return self._closing or bool(self._pool.is_closing())
+
+    async def _get(self) -> Connection:
+        if self._closing:
+            raise asyncpg.InterfaceError("the pool is closing")
+        while self._idle:
+            conn = self._idle.pop()  # the most recently used: its server process is warm
+            if not conn.is_closed():
+                return conn
+            await self._give_back(conn)
+        if self._out < self._size:
+            self._out += 1  # a place of our own
+        else:
+            waiter: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                handed = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():  # handed over as we were cancelled
+                    self._pass_on(waiter.result())
+                raise
+            if handed is not None:
+                return handed
+            # None: a connection went back to asyncpg, and its place is now ours.
+        try:
+            opened: Connection = await self._pool.acquire()
+        except BaseException:
+            self._pass_on(None)
+            raise
+        return opened
+
+    def _put(self, conn: Connection | None, *, ok: bool) -> None:
+        """``ok``: the block that used it ended without an exception."""
+        if conn is None:
+            return
+        if not ok or self._closing or conn.is_closed() or conn.is_in_transaction():
+            task = asyncio.get_running_loop().create_task(self._give_back(conn))
+            self._giving_back.add(task)
+            task.add_done_callback(self._giving_back.discard)
+            return
+        self._pass_on(conn)
+
+    def _pass_on(self, conn: Connection | None) -> None:
+        """Hand ``conn``, or with None its place, to the longest waiter; with none waiting, keep
+        the connection idle, or free the place."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if conn is not None:
+            self._idle.append(conn)
+        else:
+            self._out -= 1
+
+    async def _give_back(self, conn: Connection) -> None:
+        """To asyncpg's pool, which waits for a cancelled query to end (a closed connection it
+        replaces when next asked); one left inside a transaction is closed first, since our
+        pool resets nothing (``_no_reset``)."""
+        try:
+            if not conn.is_closed() and conn.is_in_transaction():
+                conn.terminate()
+            await self._pool.release(conn)
+        finally:
+            self._pass_on(None)
 
 
 class _Acquire:
-    """``async with pool.acquire() as conn``: a place in the queue, then a connection."""
+    """``async with pool.acquire() as conn``: a connection, in arrival order."""
 
-    __slots__ = ("_gate", "_inner", "_pool")
+    __slots__ = ("_conn", "_pool")
 
-    def __init__(self, gate: asyncio.Semaphore, pool: asyncpg.Pool) -> None:
-        self._gate = gate
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
-        self._inner: Any = None  # Any: asyncpg's acquire context (asyncpg ships no types)
+        self._conn: Connection | None = None
 
     async def __aenter__(self) -> Connection:
-        await self._gate.acquire()
-        try:
-            self._inner = self._pool.acquire()
-            conn: Connection = await self._inner.__aenter__()
-        except BaseException:
-            self._gate.release()
-            raise
-        return conn
+        self._conn = await self._pool._get()
+        return self._conn
 
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self._inner.__aexit__(*exc)
-        finally:
-            self._gate.release()
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        conn, self._conn = self._conn, None
+        self._pool._put(conn, ok=exc_type is None)
 
 
 async def create_pool(

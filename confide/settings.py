@@ -122,7 +122,7 @@ class Settings:
     bind_host: str = "127.0.0.1"
     onion_location: str | None = None
     db_timeout_s: float = 30.0
-    db_pool_size: int = 24  # connections per web process (docs/configuration.md)
+    db_pool_size: int = 12  # connections per web process (docs/configuration.md)
     log_level: str = "INFO"
     generated_keys: tuple[str, ...] = field(default=())
     # Staff single sign-on through OpenID Connect (CONTRACTS §1): all three or none.
@@ -228,7 +228,7 @@ class Settings:
             bind_host=env.get("CONFIDE_BIND")
             or ("0.0.0.0" if mode == "production" else "127.0.0.1"),  # noqa: S104
             db_timeout_s=_float(env, "CONFIDE_DB_TIMEOUT_S", 30.0, 0.5, 600.0),
-            db_pool_size=_int(env, "CONFIDE_DB_POOL_SIZE", 24, 1, 200),
+            db_pool_size=_int(env, "CONFIDE_DB_POOL_SIZE", 12, 1, 200),
             onion_location=(env.get("CONFIDE_ONION_LOCATION") or "").rstrip("/") or None,
             dev_mail_dir=(
                 Path(env["CONFIDE_DEV_MAIL_DIR"])

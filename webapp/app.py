@@ -37,7 +37,9 @@ from webapp.keys import (
     CALENDAR,
     CATEGORIES,
     CELERY,
+    CONFIRMATION_PAGES,
     CTX,
+    DATES,
     HASHER,
     INBOX_COUNTS,
     INBOX_ROWS,
@@ -57,6 +59,7 @@ from webapp.keys import (
     SUPPORT_PAGES,
     UPLOAD_LIMITS,
 )
+from webapp.page_shapes import PageShapes
 from webapp.policy import same_origin_middleware
 from webapp.security import (
     LoginLimits,
@@ -176,7 +179,7 @@ def create_app(settings: Settings) -> web.Application:
     env.globals["support_pages"] = app[SUPPORT_PAGES]
     prepare_parser_error_pages(env, org)
     install_header_timeout()
-    dates = DateFormats(i18n.DATE_LOCALE, org.timezone, app[CALENDAR])
+    dates = app[DATES] = DateFormats(i18n.DATE_LOCALE, org.timezone, app[CALENDAR])
     env.filters["when"] = dates.when
     env.filters["file_size"] = form_files.in_words
     env.filters["audit_words"] = audit_words
@@ -190,6 +193,10 @@ def create_app(settings: Settings) -> web.Application:
     # Loaded last: FixedGlobalsEnvironment fixes a template's globals when it loads.
     app[INBOX_ROWS] = InboxRows(env.get_template("staff/_inbox_row.html"))
     app[STATISTICS_PAGES] = StatisticsPages(env.get_template("staff/_statistics_body.html"))
+    support_pages = app[SUPPORT_PAGES]
+    app[CONFIRMATION_PAGES] = PageShapes(
+        env.get_template("reporter/confirmation.html"), lambda: support_pages.links
+    )
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         security_headers(

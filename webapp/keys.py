@@ -15,7 +15,9 @@ from confide.services.threads import Staff
 from confide.services.workdays import WorkingCalendar
 from confide.settings import Settings
 from webapp.categories import CategoryCache, InboxCounts, InboxRows, StatisticsPages
+from webapp.dates import DateFormats
 from webapp.jobs import CodeHasher, OutboxKicker
+from webapp.page_shapes import PageShapes
 from webapp.security import LoginLimits, StaffLoginLimits, SubmissionLimits, UploadLimits
 from webapp.support_pages import SupportPages
 
@@ -42,6 +44,9 @@ INBOX_COUNTS = web.AppKey("inbox_counts", InboxCounts)
 INBOX_ROWS = web.AppKey("inbox_rows", InboxRows)
 STATISTICS_PAGES = web.AppKey("statistics_pages", StatisticsPages)
 SUPPORT_PAGES = web.AppKey("support_pages", SupportPages)
+DATES = web.AppKey("dates", DateFormats)
+# The report confirmation, drawn once per shape (webapp.page_shapes).
+CONFIRMATION_PAGES = web.AppKey("confirmation_pages", PageShapes)
 
 # Per-request storage (aiohttp's typed RequestKeys, like the AppKeys above).
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -6,7 +6,6 @@ from uuid import UUID
 
 import aiohttp_jinja2
 from aiohttp import web
-from markupsafe import Markup
 
 from confide import codes, drafts, logs
 from confide.crypto import same_text
@@ -48,7 +47,9 @@ from webapp.forms import read_form
 from webapp.i18n import N_, _
 from webapp.keys import (
     CATEGORIES,
+    CONFIRMATION_PAGES,
     CTX,
+    DATES,
     HASHER,
     LIMITS,
     LOGIN_LIMITS,
@@ -560,7 +561,6 @@ FILE_GONE = N_(
     "kept for an hour, or while your answers are kept). Add it again, or send the report "
     "without it."
 )
-REF_OPEN, REF_CLOSE = Markup('<span class="reference-inline">'), Markup("</span>")
 NOT_SENT = {
     RateLimited: N_(
         "Too many reports have been sent from this connection recently, so this one has not "
@@ -664,17 +664,9 @@ async def _confirmation(
     reminder_token = None
     if code and shown.reply_due_by is not None:
         reminder_token = await reminders.issue_token(request.app[CTX], UUID(shown.thread_id))
-    return aiohttp_jinja2.render_template(
-        "reporter/confirmation.html",
-        request,
+    due = shown.reply_due_by
+    page = request.app[CONFIRMATION_PAGES].render(
         {
-            "reply_due_by": shown.reply_due_by,
-            "reminder_token": reminder_token,
-            "reference": shown.reference,
-            # For running text, where it must not break at its hyphen (escaped by Markup's +).
-            "reference_inline": REF_OPEN + shown.reference + REF_CLOSE,
-            "code": codes.display(code) if code else None,
-            "code_groups": codes.display(code).split("-") if code else [],
             "login_address": login_address(request),
             "notice": notice,
             "typed": typed,
@@ -687,11 +679,19 @@ async def _confirmation(
             "drafted": drafted,
             "wants_code": shown.wants_code,
             "anonymous": shown.anonymous,
-            "answers": answers or {},
+            # Only "Get my code" sends the answers again (a dict: that page is drawn uncached).
+            "answers": (answers or {}) if code_failed else None,
+        },
+        {
+            "reply_due_by": request.app[DATES].due_words(due) if due else None,
+            "reminder_token": reminder_token,
+            "reference": shown.reference,
+            "code": codes.display(code) if code else None,
+            "code_groups": tuple(codes.display(code).split("-")) if code else None,
             "form_token": token,
         },
-        status=status,
     )
+    return web.Response(body=page, status=status, content_type="text/html", charset="utf-8")
 
 
 async def exit_page(request: web.Request) -> web.StreamResponse:
