@@ -75,8 +75,6 @@ from webapp.support_pages import SupportPages
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BODY = 1024 * 1024  # 1 MiB (CONTRACTS §3: 413 above it)
 
-access_log = logs.get("confide.access")
-
 
 @web.middleware
 async def access_middleware(
@@ -98,13 +96,12 @@ async def access_middleware(
         raise
     finally:
         route = request.match_info.route.name or "unmatched"
-        access_log.info(
-            "request",
-            request_id=request_id,
-            route=route,
-            method=request.method,
-            status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        logs.access(
+            request_id,
+            route,
+            request.method,
+            status,
+            round((time.perf_counter() - started) * 1000, 2),
         )
 
 

@@ -26,7 +26,7 @@ from webapp.form_routes import CsrfRefused, Form, Token, TokenRefused, declared
 from webapp.forms import read_form
 from webapp.i18n import N_, _
 from webapp.keys import SETTINGS
-from webapp.security import check_form_token, same_origin
+from webapp.security import checked_form_token, same_origin
 
 log = logs.get("confide.web.policy")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -72,7 +72,8 @@ async def check_token(request: web.Request, form: Form) -> None:
         if purpose is None:
             raise TokenRefused(no_cookie=True)
         fields = await read_form(request)
-        if check_form_token(request.app[SETTINGS], purpose, fields.get("form_token", "")) is None:
+        token = fields.get("form_token", "")
+        if checked_form_token(request, request.app[SETTINGS], purpose, token) is None:
             raise TokenRefused()
     # Token.SERVICE and Token.NONE: the declaration says why no token is checked here.
 

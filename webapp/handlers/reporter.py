@@ -60,6 +60,7 @@ from webapp.report_flow import FormErrors
 from webapp.responses import ics_response, latest_reminder
 from webapp.security import (
     check_form_token,
+    checked_form_token,
     form_token_age_s,
     new_form_token,
 )
@@ -607,7 +608,7 @@ async def _submit(
     not (the page expired; or its token already sent other answers). ``drafted``: the answers
     came from a live draft, so the token may start a report (CONTRACTS §3); without a draft,
     for SUBMIT_TOKEN_NEW_S."""
-    nonce = check_form_token(request.app[SETTINGS], SUBMIT_PURPOSE, token)
+    nonce = checked_form_token(request, request.app[SETTINGS], SUBMIT_PURPOSE, token)
     if nonce is None:
         return EXPIRED
     request.app[LIMITS].check(request)
