@@ -408,9 +408,11 @@ async def take(
 ) -> Files:
     """The files a form brought, added to ``held_now``, and the one its "Remove" button named,
     deleted. Refusals are messages; nothing raises for one file."""
-    keep_names, changed = form.get(KEEP_NAMES_FIELD) == "yes", form.get("add_files") == "1"
     if not held_now and _PENDING not in request and not form.get("remove"):
-        return Files(keep_names=keep_names, changed=changed)  # a form without files
+        # A form without files (nothing streams in, so every field is read already).
+        return Files(
+            keep_names=form.get(KEEP_NAMES_FIELD) == "yes", changed=form.get("add_files") == "1"
+        )
     held = await usable(request, uploader, held_now)
     room = Room.left(request.app[ORG].attachments, held)
     received = await receive_files(request, uploader, room)
@@ -422,10 +424,10 @@ async def take(
     shown = await usable(request, uploader, ids)
     return Files(
         [u.upload_id for u in shown],
-        keep_names,
+        form.get(KEEP_NAMES_FIELD) == "yes",  # read after the files: fields that follow them
         [u.upload_id for u in received.uploaded],
         received.errors,
-        bool(removed) or changed,
+        bool(removed) or form.get("add_files") == "1",
         shown_files(shown),
     )
 
