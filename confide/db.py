@@ -8,6 +8,7 @@ import hashlib
 import re
 from collections import deque
 from pathlib import Path
+from typing import Literal
 
 import asyncpg
 from asyncpg import Connection
@@ -71,9 +72,13 @@ class Pool:
             raise asyncpg.InterfaceError("the pool is closing")
         while self._idle:
             conn = self._idle.pop()  # the most recently used: its server process is warm
-            if not conn.is_closed():
+            state = _state(conn)
+            if state == "open":
                 return conn
-            await self._give_back(conn)
+            if state == "closed":
+                await self._give_back(conn)
+            else:  # closed and taken back by asyncpg already: its place is free
+                self._pass_on(None)
         if self._out < self._size:
             self._out += 1  # a place of our own
         else:
@@ -99,7 +104,11 @@ class Pool:
         """``ok``: the block that used it ended without an exception."""
         if conn is None:
             return
-        if not ok or self._closing or conn.is_closed() or conn.is_in_transaction():
+        state = _state(conn)
+        if state == "gone":  # it closed in use, and asyncpg took it back
+            self._pass_on(None)
+            return
+        if not ok or self._closing or state == "closed" or conn.is_in_transaction():
             task = asyncio.get_running_loop().create_task(self._give_back(conn))
             self._giving_back.add(task)
             task.add_done_callback(self._giving_back.discard)
@@ -124,11 +133,21 @@ class Pool:
         replaces when next asked); one left inside a transaction is closed first, since our
         pool resets nothing (``_no_reset``)."""
         try:
-            if not conn.is_closed() and conn.is_in_transaction():
-                conn.terminate()
-            await self._pool.release(conn)
+            if _state(conn) == "open" and conn.is_in_transaction():
+                conn.terminate()  # asyncpg takes a closed connection back by itself
+            if _state(conn) != "gone":
+                await self._pool.release(conn)
         finally:
             self._pass_on(None)
+
+
+def _state(conn: Connection) -> Literal["open", "closed", "gone"]:
+    """ "open"; "closed"; or "gone": closed, and already taken back by asyncpg's pool (which
+    does so for every connection that closes, and detaches it)."""
+    try:
+        return "closed" if conn.is_closed() else "open"
+    except asyncpg.InterfaceError:
+        return "gone"
 
 
 class _Acquire:
