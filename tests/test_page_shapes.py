@@ -28,7 +28,7 @@ SHAPES: list[dict[str, Any]] = [
     # Anonymous with a code, its reminder and reply due, shown from the draft.
     {"anonymous": True, "wants_code": True, "drafted": True, "code": True},
     # The same without a draft (the code travels in the download form), last-4 checked.
-    {"anonymous": True, "wants_code": True, "code": True, "typed": "ABCD", "last4": "mismatch"},
+    {"anonymous": True, "wants_code": True, "code": True, "typed": "AB<&", "last4": "mismatch"},
     # With contact details: a contact deadline, no code.
     {"anonymous": False, "wants_code": False, "due": True},
     # A repeat: already received, the code not shown again.
@@ -43,7 +43,6 @@ def _context(shape: dict[str, Any], reference: str) -> tuple[dict[str, Any], dic
     context = {
         "login_address": "https://report.example.org/login",
         "notice": None,
-        "typed": shape.get("typed", ""),
         "last4": shape.get("last4"),
         "code_failed": shape.get("code_failed", False),
         "already_received": shape.get("already_received", False),
@@ -59,6 +58,7 @@ def _context(shape: dict[str, Any], reference: str) -> tuple[dict[str, Any], dic
         "reply_due_by": "5 pm on Friday 4 December" if code or shape.get("due") else None,
         "reminder_token": "tok-<&>" if code else None,
         "reference": reference,
+        "typed": shape.get("typed", ""),
         "code": code,
         "code_groups": tuple(code.split("-")) if code else None,
         "form_token": "" if shape.get("drafted") else 'form"token',

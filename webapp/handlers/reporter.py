@@ -670,7 +670,6 @@ async def _confirmation(
         {
             "login_address": login_address(request),
             "notice": notice,
-            "typed": typed,
             "last4": last4_result(code, typed) if checked else None,
             "code_failed": code_failed,
             # A repeat that may not get another code: the code shown the first time still works.
@@ -687,6 +686,7 @@ async def _confirmation(
             "reply_due_by": request.app[DATES].due_words(due) if due else None,
             "reminder_token": reminder_token,
             "reference": shown.reference,
+            "typed": typed,  # what the last-4 check was given: the reporter's own text
             "code": codes.display(code) if code else None,
             "code_groups": tuple(codes.display(code).split("-")) if code else None,
             "form_token": token,
