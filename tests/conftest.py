@@ -351,18 +351,31 @@ def stack(
             proc.stop()
 
 
+_TRUNCATE_ALL = (
+    "TRUNCATE threads, reporter_codes, submission_keys, sessions, messages, notes, "
+    "audit_log, staff, staff_teams, outbox, reminders, reminder_tokens, "
+    "team_deadline_summary, job_runs, report_drafts, erasures, statistics_facts, "
+    "statistics_monthly, statistics_dirty, statistics_watermark, uploads, attachments, "
+    "attachment_chunks CASCADE"
+)
+
+
 @pytest.fixture
 async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the test database; every test starts from truncated tables."""
     conn = await asyncpg.connect(stack.env["DATABASE_URL"])
-    await conn.execute(
-        "TRUNCATE threads, reporter_codes, submission_keys, sessions, messages, notes, "
-        "audit_log, staff, staff_teams, outbox, reminders, reminder_tokens, "
-        "team_deadline_summary, job_runs, report_drafts, erasures, statistics_facts, "
-        "statistics_monthly, statistics_dirty, statistics_watermark, uploads, attachments, "
-        "attachment_chunks CASCADE"
-    )
     try:
+        # The stack's worker and beat keep running between tests; a job of theirs can hold a
+        # table that TRUNCATE wants while waiting for one TRUNCATE already holds. PostgreSQL
+        # then ends one side as a deadlock: if it picks ours, try again (theirs is retried).
+        for attempt in range(6):
+            try:
+                await conn.execute(_TRUNCATE_ALL)
+                break
+            except asyncpg.DeadlockDetectedError:
+                if attempt == 5:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
         yield conn
     finally:
         await conn.close()

@@ -19,6 +19,7 @@ import pytest
 from confide.crypto import DecryptionError, Keyring, quarter_of
 from confide.org import Duration
 from confide.settings import parse_keyring
+from confide.sql import lifecycle as sql_lifecycle
 from tests import html, leaks
 from tests.conftest import SmtpSink, Stack, StaffAccount, add_staff, confide_cli, kick_relay
 from tests.journeys import (
@@ -174,6 +175,45 @@ async def test_an_erased_thread_is_gone_for_good_and_its_key_can_be_retired(
     # ...and the keyring alone never opened the content: it needs the destroyed thread key.
     with pytest.raises(DecryptionError):
         keyring.open(copied_description, f"threads.description:{thread_id}")
+
+
+async def test_a_thread_closed_for_inactivity_is_rewrapped_for_its_erasure_quarter(
+    stack: Stack,
+    db: asyncpg.Connection,
+    caseworker: StaffAccount,
+    quarter_web: tuple[str, str, str],
+) -> None:
+    """The pass closes a silent thread with one statement for many, then finds its key wrapped
+    for the wrong quarter (through the index that holds only such threads) and rewraps it for
+    the quarter of its new erasure date; the case worker still reads it."""
+    ring, base, closed_q = quarter_web
+    canary = "Canary-silent-" + secrets.token_hex(6)
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(base_url=base, cookie_jar=jar) as reporter:
+        sent = await reporter_submits(reporter, canary)
+    assert await db.fetchval("SELECT data_key_id FROM threads") != f"lr-{closed_q}"
+    await db.execute("UPDATE threads SET last_activity_at = now() - interval '13 months'")
+
+    assert lifecycle(stack, ring, datetime.now(UTC))["auto_closed"] == 1
+    row = await db.fetchrow(
+        "SELECT status, erasure_due_at, data_key_id, data_key_quarter FROM threads"
+    )
+    assert row["status"] == "closed"
+    assert row["data_key_quarter"] == quarter_of(row["erasure_due_at"]) == closed_q
+    assert row["data_key_id"] == f"lr-{closed_q}"
+    async with aiohttp.ClientSession(
+        base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as staff:
+        await staff_logs_in(staff, caseworker.email, caseworker.password)
+        assert canary in await form_page(staff, f"/staff/threads/{sent.reference}")
+
+    # The query's condition and the index's predicate agree: the planner can read through it.
+    thread_id = await db.fetchval("SELECT id FROM threads")
+    async with db.transaction():
+        await db.execute("SET LOCAL enable_seqscan = off")
+        for after, args in ((None, (1000,)), (thread_id, (1000, thread_id))):
+            plan = await db.fetch("EXPLAIN " + sql_lifecycle.drifted_query(after), *args)
+            assert "threads_drifted_wrap" in "\n".join(r[0] for r in plan)
 
 
 async def test_reopening_restarts_retention_and_a_legal_hold_stops_erasure(

@@ -623,6 +623,45 @@ async def test_statistics_survive_the_erasure_of_their_threads(
     assert [dict(r) for r in after] == [dict(r) for r in before]
 
 
+async def test_facts_the_refresh_missed_are_written_at_erasure_already_detached(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    """A report answered after the last refresh, and one no refresh has seen, are erased: each
+    keeps one facts row, written in its final form (the reply counted, the contact kept) and
+    already cut loose from the thread, beside a report whose row was current."""
+    from confide.services.workdays import WorkingCalendar
+
+    casey = add_staff(stack, "casey@example.org", "safety")
+    staff = await bearer(http, casey)
+    answered_late = await submit(http, "safety")
+    await submit(http, "safety")  # current at erasure
+    await refreshed(stack, db, 2)
+    async with http.post(
+        f"/api/v1/staff/threads/{answered_late}/messages", json={"body": "Thanks"}, headers=staff
+    ) as resp:
+        assert resp.status == 201
+    await submit(
+        http, "safety", anonymous=False, follow_up=False, contact={"phone": "+447700900123"}
+    )
+    await db.execute("UPDATE threads SET status = 'closed'")
+    ids = [r["id"] for r in await db.fetch("SELECT id FROM threads")]
+    async with db.transaction():
+        await statistics.capture_facts(db, ids, calendar=WorkingCalendar())
+        await db.execute("DELETE FROM threads WHERE id = ANY($1::uuid[])", ids)
+    facts = await db.fetch("SELECT * FROM statistics_facts ORDER BY anonymous, first_reply_hours")
+    assert len(facts) == 3  # one row a report: the stale one updated, not added again
+    assert all(f["thread_id"] is None and f["activity_at"] is None for f in facts)
+    assert not any(f["is_open"] or f["overdue"] for f in facts)
+    unseen, replied, current = facts
+    assert not unseen["anonymous"] and not unseen["follow_up"]
+    assert replied["first_reply_hours"] is not None and replied["within_target"]
+    assert current["first_reply_hours"] is None
+    assert await db.fetchval("SELECT count(*) FROM statistics_dirty") >= 1
+    await refreshed(stack, db, 3)
+    row = await db.fetchrow("SELECT * FROM statistics_monthly")
+    assert (row["received"], row["anonymous"], row["closed"], row["open"]) == (3, 2, 3, 0)
+
+
 async def test_a_case_worker_prints_a_case_record_and_it_is_audited(
     stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection
 ) -> None:

@@ -225,12 +225,15 @@ async def capture_facts(
     (the usual case, long before erasure) need neither."""
     if not thread_ids:
         return
-    stale = await sql_statistics.stale_thread_ids(conn, thread_ids)
-    groups: set[Group] = set()
-    if stale:
-        states = await sql_statistics.thread_states(conn, stale)
-        groups |= await _write_facts(conn, states, calendar or WorkingCalendar(), target_workdays)
-    groups |= await sql_statistics.detach(conn, thread_ids)
+    states = await sql_statistics.stale_states(conn, thread_ids)
+    calendar = calendar or WorkingCalendar()
+    groups = await sql_statistics.write_detached(
+        conn, [fact_of(s, calendar, target_workdays) for s in states]
+    )
+    written = {s.id for s in states}
+    current = [t for t in thread_ids if t not in written]
+    if current:
+        groups |= await sql_statistics.detach(conn, current)
     await sql_statistics.mark_dirty(conn, groups)
 
 

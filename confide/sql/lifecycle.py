@@ -201,21 +201,27 @@ def _after_args(after: UUID | None) -> tuple[UUID, ...]:
     return () if after is None else (after,)
 
 
+# Threads with a due date (closed, not held) whose key is wrapped for another quarter. The
+# partial index of migrations/0029 has this as its predicate: keep the two the same
+# (tests/test_lifecycle.py checks that the query can read through it).
+DRIFTED = """t.erasure_due_at IS NOT NULL AND t.data_key IS NOT NULL
+    AND t.legal_hold_at IS NULL
+    AND t.data_key_quarter IS DISTINCT FROM
+        (extract(year FROM t.erasure_due_at AT TIME ZONE 'UTC')::int || 'q'
+         || extract(quarter FROM t.erasure_due_at AT TIME ZONE 'UTC')::int)"""
+
+
+def drifted_query(after: UUID | None) -> str:
+    return f"""SELECT {WRAP_COLUMNS} FROM threads t
+        WHERE {DRIFTED} {_after(after)}
+        ORDER BY t.id LIMIT $1"""
+
+
 async def drifted(conn: Connection, after: UUID | None, limit: int) -> list[Wrap]:
-    """Threads with a due date (closed, not held) whose key is wrapped for another quarter,
-    such as those the auto-close or inactivity close just closed."""
-    rows = await conn.fetch(
-        f"""SELECT {WRAP_COLUMNS} FROM threads t
-            WHERE t.erasure_due_at IS NOT NULL AND t.data_key IS NOT NULL
-              AND t.legal_hold_at IS NULL
-              AND t.data_key_quarter IS DISTINCT FROM
-                  (extract(year FROM t.erasure_due_at AT TIME ZONE 'UTC')::int || 'q'
-                   || extract(quarter FROM t.erasure_due_at AT TIME ZONE 'UTC')::int)
-              {_after(after)}
-            ORDER BY t.id LIMIT $1""",
-        limit,
-        *_after_args(after),
-    )
+    """Threads whose key is wrapped for another quarter than their erasure date's, such as
+    those the auto-close or inactivity close just closed; through the index of
+    migrations/0029, which holds only those (none between passes)."""
+    rows = await conn.fetch(drifted_query(after), limit, *_after_args(after))
     return [Wrap(**r) for r in rows]
 
 

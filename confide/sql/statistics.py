@@ -145,23 +145,17 @@ async def changed_threads(
     return [ThreadState(**r) for r in rows]
 
 
-async def thread_states(conn: Connection, thread_ids: Sequence[UUID]) -> list[ThreadState]:
+async def stale_states(conn: Connection, thread_ids: Sequence[UUID]) -> list[ThreadState]:
+    """Of these threads, the states of those whose facts row is missing or older than their
+    last activity (the erasure's: one statement rather than a filter then a read)."""
     rows = await conn.fetch(
-        f"SELECT {STATE_COLUMNS} FROM threads t WHERE t.id = ANY($1::uuid[])", list(thread_ids)
-    )
-    return [ThreadState(**r) for r in rows]
-
-
-async def stale_thread_ids(conn: Connection, thread_ids: Sequence[UUID]) -> list[UUID]:
-    """Of these threads, those whose facts row is missing or older than their last activity."""
-    rows = await conn.fetch(
-        """SELECT t.id FROM threads t
-           LEFT JOIN statistics_facts f ON f.thread_id = t.id
-           WHERE t.id = ANY($1::uuid[])
-             AND (f.id IS NULL OR f.activity_at < t.last_activity_at)""",
+        f"""SELECT {STATE_COLUMNS} FROM threads t
+            LEFT JOIN statistics_facts f ON f.thread_id = t.id
+            WHERE t.id = ANY($1::uuid[])
+              AND (f.id IS NULL OR f.activity_at < t.last_activity_at)""",
         list(thread_ids),
     )
-    return [r["id"] for r in rows]
+    return [ThreadState(**r) for r in rows]
 
 
 def _groups(rows: Iterable[Record]) -> set[Group]:
@@ -246,6 +240,50 @@ async def detach(conn: Connection, thread_ids: Sequence[UUID]) -> set[Group]:
         list(thread_ids),
     )
     return _groups(rows)
+
+
+async def write_detached(conn: Connection, facts: Sequence[Fact]) -> set[Group]:
+    """The erasure's write for threads whose facts row is missing or stale: each row written at
+    once in its detached form (no thread id, no activity time, closed, not overdue; see
+    :func:`detach`), updating the thread's row or adding one. One statement, where an upsert
+    then a detach wrote each row twice. Returns the groups the rows left and joined."""
+    if not facts:
+        return set()
+    left = await conn.fetch(
+        """WITH u AS (
+               SELECT * FROM unnest($1::uuid[], $2::date[], $3::int[], $4::text[], $5::bool[],
+                   $6::bool[], $7::float8[], $8::bool[])
+                   AS u(thread_id, month, team_id, category_slug, anonymous, follow_up,
+                        first_reply_hours, within_target)
+           ), old AS (
+               SELECT f.thread_id, f.month, f.team_id, f.category_slug
+               FROM statistics_facts f JOIN u ON f.thread_id = u.thread_id
+           ), updated AS (
+               UPDATE statistics_facts f
+               SET thread_id = NULL, activity_at = NULL, month = u.month, team_id = u.team_id,
+                   category_slug = u.category_slug, anonymous = u.anonymous,
+                   follow_up = u.follow_up, is_open = false, overdue = false,
+                   first_reply_hours = u.first_reply_hours, within_target = u.within_target
+               FROM u WHERE f.thread_id = u.thread_id
+           ), added AS (
+               INSERT INTO statistics_facts (thread_id, activity_at, month, team_id,
+                   category_slug, anonymous, follow_up, is_open, overdue, first_reply_hours,
+                   within_target)
+               SELECT NULL, NULL, u.month, u.team_id, u.category_slug, u.anonymous, u.follow_up,
+                      false, false, u.first_reply_hours, u.within_target
+               FROM u WHERE NOT EXISTS (SELECT 1 FROM old WHERE old.thread_id = u.thread_id)
+           )
+           SELECT month, team_id, category_slug FROM old""",
+        [f.thread_id for f in facts],
+        [f.month for f in facts],
+        [f.team_id for f in facts],
+        [f.category_slug for f in facts],
+        [f.anonymous for f in facts],
+        [f.follow_up for f in facts],
+        [f.first_reply_hours for f in facts],
+        [f.within_target for f in facts],
+    )
+    return _groups(left) | {(f.month, f.team_id, f.category_slug) for f in facts}
 
 
 async def mark_dirty(conn: Connection, groups: Iterable[Group]) -> None:
