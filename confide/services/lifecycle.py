@@ -98,6 +98,8 @@ async def rewrap_drifted(ctx: Context) -> int:
     after: UUID | None = None
     done = 0
     async with ctx.pool.acquire() as conn:
+        if not await sql_lifecycle.any_drifted(conn):
+            return 0
         while wraps := await sql_lifecycle.drifted(conn, after, REWRAP_BATCH):
             rows = [r for w in wraps if (r := retention.new_wrap_for(ctx.keyring, rules, w))]
             done += await sql_lifecycle.set_wraps(conn, rows)
