@@ -158,6 +158,11 @@ async def stale_states(conn: Connection, thread_ids: Sequence[UUID]) -> list[Thr
     return [ThreadState(**r) for r in rows]
 
 
+def _columns(facts: Sequence[Fact], *names: str) -> list[list[object]]:
+    """One list per named field, in order: the arrays an ``unnest`` of these facts takes."""
+    return [[getattr(f, name) for f in facts] for name in names]
+
+
 def _groups(rows: Iterable[Record]) -> set[Group]:
     return {(r["month"], r["team_id"], r["category_slug"]) for r in rows}
 
@@ -186,16 +191,19 @@ async def upsert_facts(conn: Connection, facts: Sequence[Fact]) -> set[Group]:
                first_reply_hours = excluded.first_reply_hours,
                within_target = excluded.within_target""",
         ids,
-        [f.activity_at for f in facts],
-        [f.month for f in facts],
-        [f.team_id for f in facts],
-        [f.category_slug for f in facts],
-        [f.anonymous for f in facts],
-        [f.follow_up for f in facts],
-        [f.is_open for f in facts],
-        [f.overdue for f in facts],
-        [f.first_reply_hours for f in facts],
-        [f.within_target for f in facts],
+        *_columns(
+            facts,
+            "activity_at",
+            "month",
+            "team_id",
+            "category_slug",
+            "anonymous",
+            "follow_up",
+            "is_open",
+            "overdue",
+            "first_reply_hours",
+            "within_target",
+        ),
     )
     return _groups(before) | {(f.month, f.team_id, f.category_slug) for f in facts}
 
@@ -274,14 +282,17 @@ async def write_detached(conn: Connection, facts: Sequence[Fact]) -> set[Group]:
                FROM u WHERE NOT EXISTS (SELECT 1 FROM old WHERE old.thread_id = u.thread_id)
            )
            SELECT month, team_id, category_slug FROM old""",
-        [f.thread_id for f in facts],
-        [f.month for f in facts],
-        [f.team_id for f in facts],
-        [f.category_slug for f in facts],
-        [f.anonymous for f in facts],
-        [f.follow_up for f in facts],
-        [f.first_reply_hours for f in facts],
-        [f.within_target for f in facts],
+        *_columns(
+            facts,
+            "thread_id",
+            "month",
+            "team_id",
+            "category_slug",
+            "anonymous",
+            "follow_up",
+            "first_reply_hours",
+            "within_target",
+        ),
     )
     return _groups(left) | {(f.month, f.team_id, f.category_slug) for f in facts}
 
