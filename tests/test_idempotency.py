@@ -13,10 +13,12 @@ import asyncpg
 
 from confide import db as db_module
 from confide.context import Context
+from confide.errors import ValidationFailed
 from confide.models import NewReport
 from confide.org import load as load_org
 from confide.services import reports
 from confide.services.workdays import WorkingCalendar
+from confide.sql import reports as sql_reports
 from tests import html
 from tests.conftest import Proc, Stack, StaffAccount
 from tests.journeys import post, reach_check_answers, reporter_logs_in, send_report
@@ -297,3 +299,71 @@ async def test_a_drawn_reference_that_is_taken_is_drawn_again_and_the_report_kep
     assert [r["reference"] for r in rows] == [taken, "R-ZZZZZZZZ"]
     keys = await db.fetch("SELECT thread_id FROM submission_keys")
     assert [k["thread_id"] for k in keys] == [receipt.thread_id]  # one claim, the kept one
+
+
+async def test_reports_sent_at_the_same_moment_are_committed_together_and_each_answered_alone(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, monkeypatch: Any
+) -> None:
+    """Submissions that arrive together share one statement and one commit (confide.db.Batches),
+    yet each reporter gets the answer they would have had alone: a repeat its first receipt, an
+    unknown category its own error, and a drawn reference that is taken a fresh one, while the
+    others in the batch are kept."""
+    async with http.post(
+        "/api/v1/reports",
+        json={"category": "safety", "description": "An earlier report", "anonymous": True},
+    ) as resp:
+        taken = (await resp.json())["reference"]
+    draws, fresh = iter([taken]), reports.new_reference
+    monkeypatch.setattr(reports, "new_reference", lambda: next(draws, None) or fresh())
+    batch_sizes: list[int] = []
+    real_submit = sql_reports.submit
+
+    async def counted(conn: asyncpg.Connection, batch: Any) -> Any:
+        batch_sizes.append(len(batch))
+        return await real_submit(conn, batch)
+
+    monkeypatch.setattr(sql_reports, "submit", counted)
+    pool = await db_module.create_pool(stack.env["DATABASE_URL"], min_size=1, max_size=2)
+    ctx = Context(
+        pool,
+        stack.settings,
+        stack.keyring,
+        WorkingCalendar.for_org(load_org(stack.settings.org_file)),
+    )
+
+    def draft(description: str, category: str = "safety") -> NewReport:
+        return NewReport.model_validate(
+            {"category": category, "description": description, "anonymous": True},
+            context={"categories": {"safety", "retired-category"}},
+        )
+
+    def key(name: str, body: bytes = b"{}") -> Any:
+        return reports.submission_idempotency(stack.settings, name, body, author="api")
+
+    sent = [(draft("The taken reference's report"), key("batch-taken-0000"))]
+    sent += [(draft(f"Report {n}"), key(f"batch-report-{n:04d}")) for n in range(8)]
+    sent += [(draft("Sent twice"), key("batch-twice-0000", b"same"))] * 2
+    sent += [(draft("Nowhere to go", "retired-category"), key("batch-nowhere-00"))]
+    try:
+        answers = await asyncio.gather(
+            *(reports.submit_report(ctx, d, idempotency=k) for d, k in sent),
+            return_exceptions=True,
+        )
+    finally:
+        await pool.close()
+    assert batch_sizes[0] == len(sent)  # one statement for all of them, at first
+    *kept, twice_a, twice_b, nowhere = answers
+    assert isinstance(nowhere, ValidationFailed)
+    assert all(isinstance(a, reports.Receipt) and a.is_new for a in kept)
+    assert isinstance(twice_a, reports.Receipt) and isinstance(twice_b, reports.Receipt)
+    assert twice_a.reference == twice_b.reference and {twice_a.is_new, twice_b.is_new} == {
+        True,
+        False,
+    }
+    references = [a.reference for a in kept if isinstance(a, reports.Receipt)]
+    assert taken not in references and len(set(references)) == 9
+    rows = await db.fetch("SELECT reference FROM threads")
+    assert sorted(r["reference"] for r in rows) == sorted([taken, *references, twice_a.reference])
+    assert await db.fetchval("SELECT count(*) FROM submission_keys") == 10  # not the refused one
+    alerts = await db.fetchval("SELECT count(*) FROM outbox WHERE kind = 'new_report'")
+    assert alerts == 11  # one for each report kept, the earlier one included

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -21,6 +21,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # No field takes a number this long; beyond 4,300 digits Python refuses to convert it at all.
 MAX_NUMBER_DIGITS = 30
 NOT_UNICODE = "The text holds a character that is not valid Unicode (a lone surrogate)."
+MAX_FORM_FIELDS = 200
 
 
 def is_unicode_text(text: str) -> bool:
@@ -55,19 +56,11 @@ async def _read_form(request: web.Request) -> dict[str, str]:
         # Parsed here, strictly: aiohttp would quietly replace invalid UTF-8.
         raw = await request.read()
         try:
-            pairs = parse_qsl(
-                raw.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=200
-            )
+            return urlencoded(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise BadRequest("The form was not valid UTF-8 text.") from None
         except ValueError:
             raise BadRequest("The form could not be read.") from None
-        form: dict[str, str] = {}
-        for key, value in pairs:
-            form.setdefault(key, value)
-        # No lone surrogate to look for: strict UTF-8 decoding, of the body and of each %-escape,
-        # never yields one (Python's decoder refuses encoded surrogates).
-        return form
     from webapp import form_files  # it reads fields with this module's checks
 
     if form_files.carries_files(request):  # streamed: the files wait for the handler
@@ -78,12 +71,43 @@ async def _read_form(request: web.Request) -> dict[str, str]:
         raise BadRequest("The form was not valid UTF-8 text.") from None
     except (ValueError, AssertionError, LookupError):
         raise BadRequest("The form could not be read.") from None
-    form = {}
+    form: dict[str, str] = {}
     for key, posted in data.items():
         if not isinstance(posted, str):
             raise BadRequest("Files cannot be uploaded here.")
         form.setdefault(key, posted)
     return _unicode_form(form)
+
+
+def urlencoded(text: str) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body as ``{name: value}``, the first value of a
+    name winning: what ``parse_qsl(text, keep_blank_values=True, errors="strict",
+    max_num_fields=200)`` gives, with ValueError beyond 200 fields and UnicodeDecodeError for
+    a %-escape that is not UTF-8. No lone surrogate can come out: strict UTF-8 decoding, of the
+    body and of each %-escape, never yields one (Python's decoder refuses encoded surrogates).
+
+    Speed-up for ``make bench`` ``submit`` (req/s ÷ bare ≥ 0.50): a part is unquoted only when
+    it holds a ``%``, where ``parse_qsl`` calls ``unquote`` on every name and value. The
+    benchmark's form: 8.2 → 3.6 µs a request (timeit, docs/benchmarks.md 2026-12-04).
+    tests/test_forms.py holds it to ``parse_qsl``'s answers.
+    """
+    if text.count("&") >= MAX_FORM_FIELDS:
+        raise ValueError("too many fields")
+    form: dict[str, str] = {}
+    for part in text.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "+" in name:
+            name = name.replace("+", " ")
+        if "%" in name:
+            name = unquote(name, errors="strict")
+        if "+" in value:
+            value = value.replace("+", " ")
+        if "%" in value:
+            value = unquote(value, errors="strict")
+        form.setdefault(name, value)
+    return form
 
 
 def _unicode_form(form: dict[str, str]) -> dict[str, str]:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import secrets
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -82,8 +80,14 @@ their authors differ (``api`` and ``form``), so a key of one never finds the oth
 WAIT_POLL_S = 0.2
 
 
-def _transaction(conn: asyncpg.Connection, wanted: bool) -> AbstractAsyncContextManager[object]:
-    return conn.transaction() if wanted else contextlib.nullcontext()
+# The pool's batches of new reports (confide.db.Batches): a submission without files is
+# written and committed together with those that arrive while an earlier batch is in flight.
+SUBMISSIONS = "submissions"
+
+
+def _check_category(row: sql_reports.Submitted) -> None:
+    if not row.category_ok:
+        raise ValidationFailed([FieldError("category", "Choose one of the categories")])
 
 
 def canonical_draft(draft: NewReport) -> bytes:
@@ -336,48 +340,54 @@ async def submit_report(
             earlier_details = key.seal_optional(
                 draft.earlier_details, field_context(tid, "earlier_details")
             )
+        new = sql_reports.NewThread(
+            key_hmac=key_hmac,
+            request_hmac=idempotency.request_hmac if idempotency else None,
+            # A code follows: repeats wait (HTML) or get 409 (API) until it is issued.
+            pending_s=wait_s if wants_code and idempotency else None,
+            thread_id=thread_id,
+            reference=new_reference(),
+            category_slug=draft.category,
+            anonymous=draft.anonymous,
+            follow_up=wants_code,
+            description=description,
+            occurred=occurred,
+            location=location,
+            contact=sealed_contact,
+            received_at=received_at,
+            awaiting_since=since,
+            reply_due_at=due,
+            nearing_at=nearing,
+            outbox=outbox,
+            receipt_salt=sealed_salt,
+            commitment=commitment,
+            made_before=draft.made_before,
+            earlier_reference=earlier_reference,
+            earlier_details=earlier_details,
+            data_key=(wrapped, key_id, quarter),
+            acknowledge_by=acknowledge_by,
+        )
         try:
-            # Without files a single statement commits atomically: no BEGIN/COMMIT round trips.
-            # With files, claiming the uploads and attaching them share the report's transaction.
-            async with ctx.pool.acquire() as conn, _transaction(conn, bool(draft.attachments)):
-                claimed: list[attachments.Claimed] = []
-                if draft.attachments:
+            if draft.attachments:
+                # Claiming the uploads and attaching them share the report's transaction.
+                async with ctx.pool.acquire() as conn, conn.transaction():
                     claimed = await _claim(ctx, conn, draft, idempotency, wait_for_first)
-                    commitment = commit_to([c.sha256 for c in claimed])
-                row = await sql_reports.submit(
-                    conn,
-                    key_hmac=key_hmac,
-                    request_hmac=idempotency.request_hmac if idempotency else None,
-                    # A code follows: repeats wait (HTML) or get 409 (API) until it is issued.
-                    pending_s=wait_s if wants_code and idempotency else None,
-                    thread_id=thread_id,
-                    reference=new_reference(),
-                    category_slug=draft.category,
-                    anonymous=draft.anonymous,
-                    follow_up=wants_code,
-                    description=description,
-                    occurred=occurred,
-                    location=location,
-                    contact=sealed_contact,
-                    received_at=received_at,
-                    awaiting_since=since,
-                    reply_due_at=due,
-                    nearing_at=nearing,
-                    outbox=outbox,
-                    receipt_salt=sealed_salt,
-                    commitment=commitment,
-                    made_before=draft.made_before,
-                    earlier_reference=earlier_reference,
-                    earlier_details=earlier_details,
-                    data_key=(wrapped, key_id, quarter),
-                    acknowledge_by=acknowledge_by,
-                )
-                if not row.category_ok:
-                    raise ValidationFailed([FieldError("category", "Choose one of the categories")])
-                if claimed and row.claimed and row.inserted is not None:
-                    await attachments.attach(
-                        conn, key, thread_id, None, claimed, keep_file_names=draft.keep_file_names
-                    )
+                    new = replace(new, commitment=commit_to([c.sha256 for c in claimed]))
+                    (row,) = await sql_reports.submit(conn, [new])
+                    _check_category(row)
+                    if row.claimed and row.inserted is not None:
+                        await attachments.attach(
+                            conn,
+                            key,
+                            thread_id,
+                            None,
+                            claimed,
+                            keep_file_names=draft.keep_file_names,
+                        )
+            else:
+                # Committed with the other submissions of the moment, in one statement.
+                row = await ctx.pool.batches(SUBMISSIONS, sql_reports.submit).write(new)
+                _check_category(row)
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name not in sql_reports.TAKEN:
                 raise
