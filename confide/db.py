@@ -165,10 +165,10 @@ class Batches(Generic[T, R]):
     statement, a commit and a round trip for the batch rather than for each.
 
     A caller's :meth:`write` returns only once its item's batch has committed (or raises what
-    writing it raised), so "received" is never said of an uncommitted row. A batch that fails is
-    written again item by item, so one bad item fails alone and the others still commit; a
-    failure that is the item's own (a drawn reference that is taken, say) then reaches that
-    caller only. Items wait for no timer: a lone item is written at once, and batches form only
+    writing it raised), so "received" is never said of an uncommitted row. A batch that fails
+    with an error one item can cause (``ITEM_ERRORS``: a drawn reference that is taken, say) is
+    written again item by item, so that error reaches its own caller only and the others still
+    commit; any other error reaches every caller of the batch at once. Items wait for no timer: a lone item is written at once, and batches form only
     while earlier ones are in flight (at most ``MAX_IN_FLIGHT`` of them, of at most
     ``MAX_ITEMS`` items each). A caller that is cancelled while its batch is written does not
     stop it; one cancelled before does not join one.
@@ -181,17 +181,28 @@ class Batches(Generic[T, R]):
 
     MAX_ITEMS = 32
     MAX_IN_FLIGHT = 2
+    # What one item can cause (a taken reference, a value the table refuses): its batch is
+    # written again item by item. Anything else (a lost connection, a timeout) fails the batch's
+    # callers at once, as it would have failed each of them alone.
+    ITEM_ERRORS: tuple[type[Exception], ...] = (
+        asyncpg.IntegrityConstraintViolationError,
+        asyncpg.DataError,
+    )
 
     def __init__(self, pool: Pool, write: BatchWrite[T, R]) -> None:
         self._pool = pool
         self._write = write
         self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
         self._writers: set[asyncio.Task[None]] = set()
+        # Counted down by a writer as it finds the queue empty, with no await in between, so
+        # an item queued after that check always starts a writer of its own.
+        self._running = 0
 
     async def write(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if len(self._writers) < self.MAX_IN_FLIGHT:
+        if self._running < self.MAX_IN_FLIGHT:
+            self._running += 1
             task = asyncio.get_running_loop().create_task(self._run())
             self._writers.add(task)
             task.add_done_callback(self._writers.discard)
@@ -202,22 +213,26 @@ class Batches(Generic[T, R]):
             await asyncio.gather(*self._writers, return_exceptions=True)
 
     async def _run(self) -> None:
-        while self._queue:
-            batch: list[tuple[T, asyncio.Future[R]]] = []
-            while self._queue and len(batch) < self.MAX_ITEMS:
-                entry = self._queue.popleft()
-                if not entry[1].done():  # a caller cancelled before its batch began
-                    batch.append(entry)
-            if batch:
-                await self._write_batch(batch)
+        try:
+            while self._queue:
+                batch: list[tuple[T, asyncio.Future[R]]] = []
+                while self._queue and len(batch) < self.MAX_ITEMS:
+                    entry = self._queue.popleft()
+                    if not entry[1].done():  # a caller cancelled before its batch began
+                        batch.append(entry)
+                if batch:
+                    await self._write_batch(batch)
+        finally:
+            self._running -= 1
 
     async def _write_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
             async with self._pool.acquire() as conn:
                 answers = await self._write(conn, [item for item, _ in batch])
         except Exception as exc:
-            if len(batch) == 1:
-                _fail(batch[0][1], exc)
+            if len(batch) == 1 or not isinstance(exc, self.ITEM_ERRORS):
+                for _, future in batch:
+                    _fail(future, exc)
                 return
             for entry in batch:  # item by item: only the item at fault fails
                 await self._write_batch([entry])

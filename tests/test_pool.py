@@ -4,6 +4,7 @@ request that fails, is cancelled or breaks its connection never costs the next o
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import asyncpg
 import pytest
@@ -83,3 +84,54 @@ async def _one(pool: db.Pool) -> int:
     async with pool.acquire() as conn:
         value: int = await conn.fetchval("SELECT 1")
         return value
+
+
+async def test_writes_that_arrive_together_share_a_statement_and_a_bad_one_fails_alone(
+    stack: Stack,
+) -> None:
+    """confide.db.Batches: items queued together go in one write; when it fails with an error an
+    item can cause, each is written alone, so only that item's caller sees the error."""
+    pool = await db.create_pool(stack.env["DATABASE_URL"], min_size=1, max_size=2)
+    sizes: list[int] = []
+
+    async def divide(conn: asyncpg.Connection, items: Sequence[int]) -> list[int]:
+        sizes.append(len(items))
+        rows = await conn.fetch(
+            "SELECT 12 / x AS q FROM unnest($1::int[]) WITH ORDINALITY AS t(x, n) ORDER BY n",
+            list(items),
+        )
+        return [row["q"] for row in rows]
+
+    batches = pool.batches("test-divide", divide)
+    try:
+        answers = await asyncio.gather(
+            *(batches.write(x) for x in (1, 2, 0, 3)), return_exceptions=True
+        )
+        one_at_a_time = [await batches.write(4), await batches.write(6)]
+    finally:
+        await pool.close()
+    assert answers[:2] == [12, 6] and answers[3] == 4
+    assert isinstance(answers[2], asyncpg.DivisionByZeroError)
+    assert sizes == [4, 1, 1, 1, 1, 1, 1]  # together, then alone after the error; then lone
+    assert one_at_a_time == [3, 2]
+
+
+async def test_a_batch_that_cannot_reach_the_database_fails_every_caller_at_once(
+    stack: Stack,
+) -> None:
+    pool = await db.create_pool(stack.env["DATABASE_URL"], min_size=1, max_size=2)
+    attempts: list[int] = []
+
+    async def unreachable(conn: asyncpg.Connection, items: Sequence[int]) -> list[int]:
+        attempts.append(len(items))
+        raise OSError("the database is unreachable")
+
+    batches = pool.batches("test-unreachable", unreachable)
+    try:
+        answers = await asyncio.gather(
+            *(batches.write(n) for n in range(3)), return_exceptions=True
+        )
+    finally:
+        await pool.close()
+    assert all(isinstance(a, OSError) for a in answers)
+    assert attempts == [3]  # not tried again item by item, which would multiply the wait
